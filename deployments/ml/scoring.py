@@ -1,0 +1,150 @@
+"""Scoring feature rows with a loaded estimator, vectorised, one raw output per row."""
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+NUMERIC_TYPES = frozenset({"number", "integer", "boolean"})
+
+
+@dataclass(frozen=True, slots=True)
+class RawOutput:
+    """What the estimator said for one row, before the use case's contract is applied."""
+
+    label: str | None = None
+    value: float | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    error: str = ""
+    latency_ms: float | None = None
+
+
+def features_frame(rows: Sequence[dict[str, Any]], features: Sequence[dict]) -> pd.DataFrame:
+    """A DataFrame with the use case's feature columns in order; absent values are NaN/None."""
+    columns = {}
+    for spec in features:
+        name = spec["name"]
+        values = [row.get(name) for row in rows]
+        if spec["type"] in NUMERIC_TYPES:
+            columns[name] = np.array(
+                [np.nan if v is None else float(v) for v in values], dtype=float
+            )
+        else:
+            columns[name] = pd.array(values, dtype=object)
+    return pd.DataFrame(columns)
+
+
+def _ensemble_members(estimator: Any) -> tuple[Any, list[Any]] | None:
+    """For bagged ensembles (random forests, extra trees, bagging): preprocessing and members."""
+    from sklearn.ensemble import BaggingRegressor
+    from sklearn.ensemble._forest import BaseForest
+    from sklearn.pipeline import Pipeline
+
+    final, head = estimator, None
+    if isinstance(estimator, Pipeline):
+        final, head = estimator.steps[-1][1], estimator[:-1]
+    if isinstance(final, BaseForest | BaggingRegressor) and hasattr(final, "estimators_"):
+        return head, list(final.estimators_)
+    return None
+
+
+def _regression_confidence(
+    estimator: Any, frame: pd.DataFrame, values: np.ndarray, tolerance: float | None
+) -> np.ndarray | None:
+    """Share of ensemble members whose prediction is within ``tolerance`` of the ensemble's.
+
+    It reads as "how many of the model's voters agree with its answer", the regression
+    counterpart of a class probability. Models that are not bagged ensembles give none.
+    """
+    members = _ensemble_members(estimator)
+    if members is None or tolerance is None:
+        return None
+    head, trees = members
+    matrix = head.transform(frame) if head is not None else frame.to_numpy()
+    votes = np.vstack([tree.predict(np.asarray(matrix)) for tree in trees])
+    return (np.abs(votes - values[np.newaxis, :]) <= tolerance).mean(axis=0)
+
+
+def _classify(estimator: Any, frame: pd.DataFrame) -> list[RawOutput]:
+    if not hasattr(estimator, "predict_proba"):
+        raise TypeError("a classifier needs predict_proba")
+    proba = np.asarray(estimator.predict_proba(frame), dtype=float)
+    classes = [str(c) for c in estimator.classes_]
+    best = proba.argmax(axis=1)
+    outputs = []
+    for row, index in zip(proba, best, strict=True):
+        outputs.append(
+            RawOutput(
+                label=classes[index],
+                confidence=float(row[index]),
+                probabilities={c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
+            )
+        )
+    return outputs
+
+
+def _regress(estimator: Any, frame: pd.DataFrame, tolerance: float | None) -> list[RawOutput]:
+    values = np.asarray(estimator.predict(frame), dtype=float).reshape(-1)
+    confidence = _regression_confidence(estimator, frame, values, tolerance)
+    return [
+        RawOutput(
+            value=float(v),
+            confidence=None if confidence is None else float(confidence[i]),
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def _score(estimator, frame, *, task_type: str, tolerance: float | None) -> list[RawOutput]:
+    if task_type == "classification":
+        return _classify(estimator, frame)
+    return _regress(estimator, frame, tolerance)
+
+
+def score_frame(
+    estimator: Any, frame: pd.DataFrame, *, task_type: str, tolerance: float | None = None
+) -> list[RawOutput]:
+    """Score every row. One call for the whole frame; if it raises, rows are retried one by one
+    so that only the rows the model cannot handle become null outputs."""
+    started = time.perf_counter()
+    try:
+        outputs = _score(estimator, frame, task_type=task_type, tolerance=tolerance)
+        per_row = (time.perf_counter() - started) * 1000 / max(len(frame), 1)
+        return [_with_latency(o, per_row) for o in outputs]
+    except Exception as batch_error:
+        if len(frame) == 1:
+            elapsed = (time.perf_counter() - started) * 1000
+            return [RawOutput(error=_describe(batch_error), latency_ms=elapsed)]
+    outputs = []
+    for i in range(len(frame)):
+        outputs.extend(
+            score_frame(estimator, frame.iloc[i : i + 1], task_type=task_type, tolerance=tolerance)
+        )
+    return outputs
+
+
+def _with_latency(output: RawOutput, latency_ms: float) -> RawOutput:
+    return RawOutput(
+        label=output.label,
+        value=output.value,
+        confidence=output.confidence,
+        probabilities=output.probabilities,
+        error=output.error,
+        latency_ms=round(latency_ms, 4),
+    )
+
+
+def _describe(error: Exception) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text[:1000]
+
+
+def finite_or_none(number: float | None) -> float | None:
+    if number is None or not math.isfinite(number):
+        return None
+    return number

@@ -1,0 +1,242 @@
+"""Use cases, their automation policy versions and their model versions."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from deployments.policy import Level
+
+
+class UseCase(models.Model):
+    class TaskType(models.TextChoices):
+        CLASSIFICATION = "classification"
+        REGRESSION = "regression"
+
+    class PredictionSource(models.TextChoices):
+        REGISTRY = "registry", "Scored here by the champion model"
+        EXTERNAL = "external", "Sent by the caller with each item"
+
+    class ItemView(models.TextChoices):
+        TABLE = "table", "Table of features"
+        IMAGE_GRID = "image_grid", "Image grid (pixel features)"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    task_type = models.CharField(max_length=16, choices=TaskType.choices)
+    labels = models.JSONField(default=list, blank=True)
+    tolerance = models.FloatField(null=True, blank=True)
+    value_min = models.FloatField(null=True, blank=True)
+    value_max = models.FloatField(null=True, blank=True)
+    features = models.JSONField(default=list)
+    prediction_source = models.CharField(
+        max_length=16, choices=PredictionSource.choices, default=PredictionSource.REGISTRY
+    )
+    item_view = models.CharField(max_length=16, choices=ItemView.choices, default=ItemView.TABLE)
+    latency_budget_ms = models.PositiveIntegerField(null=True, blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="UseCaseMembership", related_name="use_cases"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tolerance__isnull=True) | Q(tolerance__gte=0),
+                name="use_case_tolerance_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(task_type__in=["classification", "regression"]),
+                name="use_case_task_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type == self.TaskType.CLASSIFICATION
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.features]
+
+    @property
+    def pii_features(self) -> frozenset[str]:
+        return frozenset(f["name"] for f in self.features if f.get("pii"))
+
+
+class UseCaseMembership(models.Model):
+    """Who works on a use case; everyone but admins sees only their use cases."""
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    can_view_pii = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["use_case", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.use_case}"
+
+
+class AutomationPolicy(models.Model):
+    """One version of a use case's policy. Append-only: a change is a new row."""
+
+    LEVEL_CHOICES = [(level.value, level.value.replace("_", " ")) for level in Level]
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="policies")
+    version = models.PositiveIntegerField()
+    level = models.CharField(max_length=16, choices=LEVEL_CHOICES)
+    confidence_threshold = models.FloatField(default=0.9)
+    traffic_percent = models.FloatField(default=100.0)
+    audit_rate = models.FloatField(default=0.05)
+    double_review_rate = models.FloatField(default=0.0)
+    guardrails = models.JSONField(default=dict, blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    changed_by_system = models.BooleanField(default=False)
+    changed_at = models.DateTimeField()
+    reason = models.TextField()
+    restored_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["use_case", "-version"]
+        verbose_name_plural = "automation policies"
+        constraints = [
+            models.UniqueConstraint(fields=["use_case", "version"], name="one_policy_per_version"),
+            models.CheckConstraint(
+                condition=Q(confidence_threshold__gte=0) & Q(confidence_threshold__lte=1),
+                name="policy_threshold_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(traffic_percent__gte=0) & Q(traffic_percent__lte=100),
+                name="policy_traffic_percent_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(audit_rate__gte=0) & Q(audit_rate__lte=1),
+                name="policy_audit_rate_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(double_review_rate__gte=0) & Q(double_review_rate__lte=1),
+                name="policy_double_review_rate_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(level__in=[level.value for level in Level]),
+                name="policy_level_valid",
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="policy_reason_required"),
+            models.CheckConstraint(
+                condition=Q(changed_by__isnull=False) | Q(changed_by_system=True),
+                name="policy_has_author",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.use_case.slug} v{self.version} {self.level}"
+
+    @property
+    def author(self) -> str:
+        return "system" if self.changed_by_system else str(self.changed_by)
+
+
+class ModelVersion(models.Model):
+    class Role(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate (registered, not scoring)"
+        CHAMPION = "champion"
+        CHALLENGER = "challenger", "Challenger (scores in shadow)"
+        RETIRED = "retired"
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload"
+        EXTERNAL = "external", "Served outside the app"
+        RETRAINED = "retrained"
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="model_versions")
+    version = models.CharField(max_length=64)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CANDIDATE)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.UPLOAD)
+    # The skops bytes live in the database so every web process and worker reads the same
+    # artifact without a shared file system.
+    artifact = models.BinaryField(null=True, blank=True, editable=False)
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    artifact_size = models.PositiveIntegerField(default=0)
+    estimator = models.CharField(max_length=300, blank=True)
+    reference_stats = models.JSONField(default=dict, blank=True)
+    environment = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["use_case", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["use_case", "version"], name="one_model_version_per_name"
+            ),
+            models.UniqueConstraint(
+                fields=["use_case"],
+                condition=Q(role="champion"),
+                name="one_champion_per_use_case",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.use_case.slug}@{self.version} ({self.role})"
+
+
+class ModelVersionEvent(models.Model):
+    """Append-only history of role changes: who promoted what, when and why."""
+
+    class Action(models.TextChoices):
+        REGISTER = "register"
+        PROMOTE = "promote"
+        CHALLENGE = "challenge"
+        RETIRE = "retire"
+        ROLLBACK = "rollback"
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="model_events")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    previous_champion = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["use_case", "action", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.model_version}"

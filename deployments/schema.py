@@ -1,0 +1,173 @@
+"""A use case's feature schema: checking the schema itself and the items sent against it.
+
+Errors are collected per field and raised together as InvalidInput, so one response names every
+problem: ``{"features": {"amount": ["must be >= 0"], "colour": ["unknown feature"]}}``.
+"""
+
+import math
+from typing import Any
+
+from reviewapp.core.errors import InvalidInput
+
+FEATURE_TYPES = ("number", "integer", "boolean", "string", "category")
+FEATURE_KEYS = frozenset({"name", "type", "required", "min", "max", "categories", "pii"})
+MAX_STRING_LENGTH = 10_000
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
+    """Normalise a feature schema, or raise InvalidInput naming each bad entry."""
+    if not isinstance(features, list) or not features:
+        raise InvalidInput({"features": ["a non-empty list of feature definitions is required"]})
+    errors: dict[str, list[str]] = {}
+    cleaned, seen = [], set()
+    for index, spec in enumerate(features):
+        where = f"{index}"
+        if not isinstance(spec, dict):
+            errors[where] = ["must be an object"]
+            continue
+        problems = []
+        name = spec.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            problems.append("name: a non-empty string of at most 100 characters is required")
+        elif name in seen:
+            problems.append(f"name: {name!r} is defined twice")
+        else:
+            seen.add(name)
+        kind = spec.get("type")
+        if kind not in FEATURE_TYPES:
+            problems.append(f"type: must be one of {', '.join(FEATURE_TYPES)}")
+        unknown = set(spec) - FEATURE_KEYS
+        if unknown:
+            problems.append(f"unknown keys: {', '.join(sorted(unknown))}")
+        for bound in ("min", "max"):
+            if spec.get(bound) is not None and (
+                not _is_number(spec[bound]) or not math.isfinite(spec[bound])
+            ):
+                problems.append(f"{bound}: must be a finite number")
+        if (
+            _is_number(spec.get("min"))
+            and _is_number(spec.get("max"))
+            and spec["min"] > spec["max"]
+        ):
+            problems.append("min: must not exceed max")
+        categories = spec.get("categories")
+        if kind == "category":
+            if (
+                not isinstance(categories, list)
+                or not categories
+                or not all(isinstance(c, str) for c in categories)
+            ):
+                problems.append("categories: a non-empty list of strings is required")
+        elif categories is not None:
+            problems.append("categories: only for features of type category")
+        for flag in ("required", "pii"):
+            if flag in spec and not isinstance(spec[flag], bool):
+                problems.append(f"{flag}: must be true or false")
+        if problems:
+            errors[where] = problems
+            continue
+        entry = {
+            "name": name,
+            "type": kind,
+            "required": spec.get("required", True),
+            "pii": spec.get("pii", False),
+        }
+        for key in ("min", "max"):
+            if spec.get(key) is not None:
+                entry[key] = spec[key]
+        if kind == "category":
+            entry["categories"] = list(dict.fromkeys(categories))
+        cleaned.append(entry)
+    if errors:
+        raise InvalidInput({"features": errors})
+    return cleaned
+
+
+def _check_value(spec: dict[str, Any], value: Any) -> tuple[Any, str | None]:
+    kind = spec["type"]
+    if kind in ("number", "integer"):
+        if not _is_number(value):
+            return None, f"must be a {kind}"
+        if not math.isfinite(value):
+            return None, "must be a finite number (not NaN or infinity)"
+        if kind == "integer" and float(value) != int(value):
+            return None, "must be a whole number"
+        if "min" in spec and value < spec["min"]:
+            return None, f"must be >= {spec['min']}"
+        if "max" in spec and value > spec["max"]:
+            return None, f"must be <= {spec['max']}"
+        return (int(value) if kind == "integer" else value), None
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            return None, "must be true or false"
+        return value, None
+    if not isinstance(value, str):
+        return None, "must be a string"
+    if len(value) > MAX_STRING_LENGTH:
+        return None, f"must be at most {MAX_STRING_LENGTH} characters"
+    if kind == "category" and value not in spec["categories"]:
+        return None, f"must be one of {', '.join(spec['categories'][:20])}"
+    return value, None
+
+
+def item_features_clean(
+    *, schema: list[dict[str, Any]], features: Any, field: str = "features"
+) -> dict[str, Any]:
+    """Check one item's features against the schema; raise InvalidInput naming each field.
+
+    An absent optional feature (or an explicit null) is kept as None: it is a missing value,
+    which monitoring counts, not an error.
+    """
+    if not isinstance(features, dict):
+        raise InvalidInput({field: ["must be an object mapping feature names to values"]})
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, Any] = {}
+    known = set()
+    for spec in schema:
+        name = spec["name"]
+        known.add(name)
+        value = features.get(name)
+        if value is None:
+            if spec.get("required", True):
+                errors[name] = ["required"]
+            cleaned[name] = None
+            continue
+        checked, problem = _check_value(spec, value)
+        if problem:
+            errors[name] = [problem]
+        else:
+            cleaned[name] = checked
+    for name in features:
+        if name not in known:
+            errors[str(name)[:100]] = ["unknown feature"]
+    if errors:
+        raise InvalidInput({field: errors})
+    return cleaned
+
+
+def schema_example_rows(schema: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A few plausible rows built from the schema alone (bounds, categories), for checking
+    that a model can score this use case's items when no reference data is at hand."""
+    rows = []
+    for position in (0.0, 0.5, 1.0):
+        row: dict[str, Any] = {}
+        for spec in schema:
+            kind = spec["type"]
+            if kind in ("number", "integer"):
+                low = spec.get("min", 0.0 if spec.get("max", 1.0) >= 0 else spec["max"] - 1)
+                high = spec.get("max", low + 1.0)
+                value = low + (high - low) * position
+                row[spec["name"]] = int(round(value)) if kind == "integer" else float(value)
+            elif kind == "boolean":
+                row[spec["name"]] = position >= 0.5
+            elif kind == "category":
+                cats = spec["categories"]
+                row[spec["name"]] = cats[int(position * (len(cats) - 1))]
+            else:
+                row[spec["name"]] = "example"
+        rows.append(row)
+    return rows

@@ -1,0 +1,479 @@
+"""Writing use cases, automation policies and model versions."""
+
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from deployments.ml.loading import ModelRejected, model_cache, model_load
+from deployments.ml.reference import reference_stats_compute
+from deployments.ml.scoring import features_frame, score_frame
+from deployments.models import (
+    AutomationPolicy,
+    ModelVersion,
+    ModelVersionEvent,
+    UseCase,
+    UseCaseMembership,
+)
+from deployments.policy import Level, PolicySpec, assess_output
+from deployments.schema import feature_schema_clean, schema_example_rows
+from deployments.selectors import champion_get, model_version_get, policy_current
+from reviewapp.core.errors import Conflict, InvalidInput
+
+POLICY_FIELDS = (
+    "level",
+    "confidence_threshold",
+    "traffic_percent",
+    "audit_rate",
+    "double_review_rate",
+    "guardrails",
+)
+IMMUTABLE_WITH_ITEMS = ("task_type", "labels", "features", "prediction_source")
+
+
+def policy_spec(policy: AutomationPolicy) -> PolicySpec:
+    return PolicySpec(
+        level=Level(policy.level),
+        confidence_threshold=policy.confidence_threshold,
+        traffic_percent=policy.traffic_percent,
+        audit_rate=policy.audit_rate,
+        double_review_rate=policy.double_review_rate,
+    )
+
+
+def _labels_clean(task_type: str, labels: Any) -> list[str]:
+    if task_type != UseCase.TaskType.CLASSIFICATION:
+        if labels:
+            raise InvalidInput({"labels": ["only classification use cases have labels"]})
+        return []
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(x, str) and x and len(x) <= 200 for x in labels)
+    ):
+        raise InvalidInput({"labels": ["at least two non-empty label strings are required"]})
+    if len(set(labels)) != len(labels):
+        raise InvalidInput({"labels": ["labels must be unique"]})
+    return labels
+
+
+@transaction.atomic
+def use_case_create(
+    *,
+    actor,
+    slug: str,
+    name: str,
+    task_type: str,
+    features: Any,
+    labels: Any = None,
+    tolerance: float | None = None,
+    value_min: float | None = None,
+    value_max: float | None = None,
+    prediction_source: str = UseCase.PredictionSource.REGISTRY,
+    description: str = "",
+    item_view: str = UseCase.ItemView.TABLE,
+    latency_budget_ms: int | None = None,
+    level: str = Level.HUMAN_ONLY,
+    now=None,
+) -> UseCase:
+    """Create a use case with its first policy (human only unless told); the creator joins it."""
+    if UseCase.objects.filter(slug=slug).exists():
+        raise InvalidInput({"slug": [f"a use case {slug!r} already exists"]})
+    if task_type == UseCase.TaskType.REGRESSION and tolerance is None:
+        raise InvalidInput({"tolerance": ["required for regression use cases"]})
+    if task_type == UseCase.TaskType.CLASSIFICATION and tolerance is not None:
+        raise InvalidInput({"tolerance": ["only regression use cases have a tolerance"]})
+    use_case = UseCase.objects.create(
+        slug=slug,
+        name=name,
+        description=description,
+        task_type=task_type,
+        labels=_labels_clean(task_type, labels),
+        tolerance=tolerance,
+        value_min=value_min,
+        value_max=value_max,
+        features=feature_schema_clean(features),
+        prediction_source=prediction_source,
+        item_view=item_view,
+        latency_budget_ms=latency_budget_ms,
+        created_by=actor,
+    )
+    if actor is not None:
+        UseCaseMembership.objects.create(use_case=use_case, user=actor, can_view_pii=True)
+    AutomationPolicy.objects.create(
+        use_case=use_case,
+        version=1,
+        level=level,
+        changed_by=actor,
+        changed_by_system=actor is None,
+        changed_at=now or timezone.now(),
+        reason="use case created",
+        audit_rate=0.05,
+    )
+    return use_case
+
+
+@transaction.atomic
+def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
+    """Change a use case. Its contract with callers (task type, labels, features, prediction
+    source) is fixed once items have arrived: historical items would no longer fit it."""
+    use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
+    if use_case.items.exists():
+        frozen = [f for f in IMMUTABLE_WITH_ITEMS if f in changes]
+        if frozen:
+            raise InvalidInput(
+                {
+                    f: ["cannot change once items have been received; create a new use case"]
+                    for f in frozen
+                }
+            )
+    if "features" in changes:
+        changes["features"] = feature_schema_clean(changes["features"])
+    task_type = changes.get("task_type", use_case.task_type)
+    if "labels" in changes or "task_type" in changes:
+        changes["labels"] = _labels_clean(task_type, changes.get("labels", use_case.labels))
+    for field, value in changes.items():
+        setattr(use_case, field, value)
+    use_case.save(update_fields=list(changes))
+    return use_case
+
+
+def _policy_values_check(values: dict[str, Any]) -> None:
+    errors = {}
+    if values["level"] not in [level.value for level in Level]:
+        errors["level"] = [f"must be one of {', '.join(level.value for level in Level)}"]
+    for field, low, high in (
+        ("confidence_threshold", 0, 1),
+        ("traffic_percent", 0, 100),
+        ("audit_rate", 0, 1),
+        ("double_review_rate", 0, 1),
+    ):
+        value = values[field]
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not low <= value <= high
+        ):
+            errors[field] = [f"must be a number in [{low}, {high}]"]
+    if not isinstance(values["guardrails"], dict):
+        errors["guardrails"] = ["must be an object"]
+    if errors:
+        raise InvalidInput(errors)
+
+
+@transaction.atomic
+def policy_change(
+    *,
+    use_case: UseCase,
+    actor,
+    changes: dict[str, Any],
+    reason: str,
+    now=None,
+    restored_from: AutomationPolicy | None = None,
+) -> AutomationPolicy:
+    """Write a new policy version from the current one with ``changes`` applied.
+
+    ``actor`` None means the system made the change (a guardrail breach, a ramp plan step).
+    The use case row is locked so concurrent changes get consecutive versions.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput({"reason": ["a reason is required for every policy change"]})
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise InvalidInput({name: ["not a policy field"] for name in sorted(unknown)})
+    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    current = policy_current(use_case=use_case)
+    values = {field: getattr(current, field) for field in POLICY_FIELDS}
+    values.update(changes)
+    _policy_values_check(values)
+    return AutomationPolicy.objects.create(
+        use_case=use_case,
+        version=current.version + 1,
+        changed_by=actor,
+        changed_by_system=actor is None,
+        changed_at=now or timezone.now(),
+        reason=reason.strip(),
+        restored_from=restored_from,
+        **values,
+    )
+
+
+def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") -> AutomationPolicy:
+    """Make an earlier version current again, as a new version that points back at it."""
+    earlier = AutomationPolicy.objects.filter(use_case=use_case, version=version).first()
+    if earlier is None:
+        raise InvalidInput({"version": [f"no policy version {version}"]})
+    return policy_change(
+        use_case=use_case,
+        actor=actor,
+        changes={field: getattr(earlier, field) for field in POLICY_FIELDS},
+        reason=reason or f"restored version {version}",
+        restored_from=earlier,
+    )
+
+
+# --- model versions ---------------------------------------------------------------------------
+
+
+def estimator_for(model_version: ModelVersion):
+    """The loaded estimator of a model version, from this process's cache when possible."""
+    key = (model_version.pk, model_version.artifact_sha256)
+    estimator = model_cache.get(key)
+    if estimator is None:
+        data = ModelVersion.objects.values_list("artifact", flat=True).get(pk=model_version.pk)
+        loaded = model_load(data=bytes(data), max_bytes=settings.MODEL_UPLOAD_MAX_BYTES)
+        estimator = loaded.estimator
+        model_cache.put(key, estimator)
+    return estimator
+
+
+def _check_scores_reference(*, use_case: UseCase, estimator, sample: list[dict]) -> None:
+    """Score the reference sample rows: a model that cannot score them here is refused now,
+    not discovered on live traffic."""
+    if not sample:
+        return
+    frame = features_frame(sample, use_case.features)
+    outputs = score_frame(
+        estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance
+    )
+    errors = sorted({o.error for o in outputs if o.error})
+    if errors:
+        raise ModelRejected(f"the model fails on its reference rows: {errors[0]}")
+    labels = use_case.labels if use_case.is_classification else None
+    for output in outputs:
+        verdict = assess_output(
+            label=output.label,
+            value=output.value,
+            confidence=output.confidence,
+            labels=labels,
+            value_min=use_case.value_min,
+            value_max=use_case.value_max,
+        )
+        if hasattr(verdict, "reason"):
+            raise ModelRejected(
+                f"the model's output on its reference rows is unusable: {verdict.reason}"
+            )
+
+
+def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd.DataFrame:
+    if reference is not None:
+        missing = [n for n in use_case.feature_names if n not in reference.columns]
+        if missing:
+            raise InvalidInput(
+                {"reference": [f"missing feature columns: {', '.join(missing[:20])}"]}
+            )
+        return reference[use_case.feature_names]
+    recent = list(use_case.items.order_by("-received_at").values_list("features", flat=True)[:5000])
+    return features_frame(recent, use_case.features)
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    use_case: UseCase,
+    version: str,
+    data: bytes,
+    actor,
+    reference: pd.DataFrame | None = None,
+    source: str = ModelVersion.Source.UPLOAD,
+    metrics: dict | None = None,
+    notes: str = "",
+) -> ModelVersion:
+    """Register an uploaded skops model; the first model of a use case becomes its champion.
+
+    ``reference`` is a sample of the training features; without it, the use case's most recent
+    items stand in as the reference for drift checks.
+    """
+    if not isinstance(version, str) or not version.strip() or len(version) > 64:
+        raise InvalidInput({"version": ["a version name of 1 to 64 characters is required"]})
+    if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
+        raise InvalidInput(
+            {"file": ["this use case takes predictions from its callers; it has no models here"]}
+        )
+    if ModelVersion.objects.filter(use_case=use_case, version=version).exists():
+        raise InvalidInput({"version": [f"version {version!r} already exists"]})
+    try:
+        loaded = model_load(data=data, max_bytes=settings.MODEL_UPLOAD_MAX_BYTES)
+        if use_case.is_classification and not hasattr(loaded.estimator, "predict_proba"):
+            raise ModelRejected("a classifier needs predict_proba")
+        frame = _reference_frame(use_case=use_case, reference=reference)
+        stats = reference_stats_compute(frame, use_case.features)
+        _check_scores_reference(
+            use_case=use_case,
+            estimator=loaded.estimator,
+            sample=stats["sample"] or schema_example_rows(use_case.features),
+        )
+    except ModelRejected as exc:
+        raise InvalidInput({"file": [str(exc)]}) from exc
+    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    first = champion_get(use_case=use_case) is None
+    try:
+        with transaction.atomic():
+            model_version = ModelVersion.objects.create(
+                use_case=use_case,
+                version=version,
+                role=ModelVersion.Role.CHAMPION if first else ModelVersion.Role.CANDIDATE,
+                source=source,
+                artifact=data,
+                artifact_sha256=loaded.sha256,
+                artifact_size=loaded.size,
+                estimator=loaded.estimator_name,
+                reference_stats=stats,
+                metrics=metrics or {},
+                notes=notes,
+                created_by=actor,
+            )
+    except IntegrityError as exc:
+        raise InvalidInput({"version": [f"version {version!r} already exists"]}) from exc
+    ModelVersionEvent.objects.create(
+        use_case=use_case,
+        model_version=model_version,
+        action=ModelVersionEvent.Action.REGISTER,
+        actor=actor,
+    )
+    if first:
+        ModelVersionEvent.objects.create(
+            use_case=use_case,
+            model_version=model_version,
+            action=ModelVersionEvent.Action.PROMOTE,
+            actor=actor,
+            reason="first model of the use case",
+        )
+    model_cache.put((model_version.pk, loaded.sha256), loaded.estimator)
+    return model_version
+
+
+def model_version_external_get_or_register(*, use_case: UseCase, version: str) -> ModelVersion:
+    """The model version an external caller names, registered on first sight.
+
+    The first external version becomes champion; later ones are challengers until promoted,
+    like uploaded ones would be after ``challenge``.
+    """
+    existing = ModelVersion.objects.filter(use_case=use_case, version=version).defer("artifact")
+    model_version = existing.first()
+    if model_version is not None:
+        return model_version
+    with transaction.atomic():
+        UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+        model_version = existing.first()
+        if model_version is not None:
+            return model_version
+        first = champion_get(use_case=use_case) is None
+        model_version = ModelVersion.objects.create(
+            use_case=use_case,
+            version=version,
+            role=ModelVersion.Role.CHAMPION if first else ModelVersion.Role.CHALLENGER,
+            source=ModelVersion.Source.EXTERNAL,
+        )
+        ModelVersionEvent.objects.create(
+            use_case=use_case,
+            model_version=model_version,
+            action=ModelVersionEvent.Action.REGISTER,
+            reason="first seen in a caller's prediction",
+        )
+    return model_version
+
+
+def _role_set(model_version: ModelVersion, role: str) -> None:
+    model_version.role = role
+    model_version.save(update_fields=["role"])
+
+
+@transaction.atomic
+def model_version_promote(
+    *, use_case: UseCase, version: str, actor, reason: str = ""
+) -> ModelVersion:
+    """Make ``version`` the champion; the old champion retires (and can be rolled back to)."""
+    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    target = model_version_get(use_case=use_case, version=version)
+    previous = champion_get(use_case=use_case)
+    if previous is not None and previous.pk == target.pk:
+        raise Conflict({"version": [f"{version!r} is already the champion"]})
+    if previous is not None:
+        _role_set(previous, ModelVersion.Role.RETIRED)
+    _role_set(target, ModelVersion.Role.CHAMPION)
+    ModelVersionEvent.objects.create(
+        use_case=use_case,
+        model_version=target,
+        action=ModelVersionEvent.Action.PROMOTE,
+        previous_champion=previous,
+        actor=actor,
+        reason=reason,
+    )
+    return target
+
+
+@transaction.atomic
+def model_version_challenge(
+    *, use_case: UseCase, version: str, actor, reason: str = ""
+) -> ModelVersion:
+    """Run ``version`` as a challenger: it scores every new item in shadow."""
+    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    target = model_version_get(use_case=use_case, version=version)
+    if target.role == ModelVersion.Role.CHAMPION:
+        raise Conflict({"version": [f"{version!r} is the champion; promote another first"]})
+    if target.role == ModelVersion.Role.CHALLENGER:
+        return target
+    _role_set(target, ModelVersion.Role.CHALLENGER)
+    ModelVersionEvent.objects.create(
+        use_case=use_case,
+        model_version=target,
+        action=ModelVersionEvent.Action.CHALLENGE,
+        actor=actor,
+        reason=reason,
+    )
+    return target
+
+
+@transaction.atomic
+def model_version_retire(
+    *, use_case: UseCase, version: str, actor, reason: str = ""
+) -> ModelVersion:
+    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    target = model_version_get(use_case=use_case, version=version)
+    if target.role == ModelVersion.Role.CHAMPION:
+        raise Conflict({"version": [f"{version!r} is the champion; promote another first"]})
+    if target.role != ModelVersion.Role.RETIRED:
+        _role_set(target, ModelVersion.Role.RETIRED)
+        ModelVersionEvent.objects.create(
+            use_case=use_case,
+            model_version=target,
+            action=ModelVersionEvent.Action.RETIRE,
+            actor=actor,
+            reason=reason,
+        )
+    return target
+
+
+@transaction.atomic
+def model_version_rollback(*, use_case: UseCase, actor, reason: str = "") -> ModelVersion:
+    """Make the champion before the current one champion again."""
+    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    current = champion_get(use_case=use_case)
+    last_change = (
+        ModelVersionEvent.objects.filter(
+            use_case=use_case,
+            model_version=current,
+            action__in=[ModelVersionEvent.Action.PROMOTE, ModelVersionEvent.Action.ROLLBACK],
+        )
+        .select_related("previous_champion")
+        .first()
+        if current is not None
+        else None
+    )
+    if last_change is None or last_change.previous_champion is None:
+        raise Conflict({"detail": "There is no previous champion to roll back to."})
+    previous = last_change.previous_champion
+    _role_set(current, ModelVersion.Role.RETIRED)
+    _role_set(previous, ModelVersion.Role.CHAMPION)
+    ModelVersionEvent.objects.create(
+        use_case=use_case,
+        model_version=previous,
+        action=ModelVersionEvent.Action.ROLLBACK,
+        previous_champion=current,
+        actor=actor,
+        reason=reason or f"rolled back from {current.version}",
+    )
+    return previous

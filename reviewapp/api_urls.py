@@ -1,0 +1,54 @@
+from django.urls import path
+
+from deployments import api as deployments_api
+from reviewapp.reviews import api as reviews_api
+
+use_case = "use-cases/<slug:slug>/"
+
+urlpatterns = [
+    path("use-cases/", deployments_api.UseCaseListApi.as_view(), name="api-use-cases"),
+    path(use_case, deployments_api.UseCaseDetailApi.as_view(), name="api-use-case"),
+    path(f"{use_case}policy/", deployments_api.PolicyApi.as_view(), name="api-policy"),
+    path(
+        f"{use_case}policy/history/",
+        deployments_api.PolicyHistoryApi.as_view(),
+        name="api-policy-history",
+    ),
+    path(f"{use_case}models/", deployments_api.ModelVersionListApi.as_view(), name="api-models"),
+    path(
+        f"{use_case}models/rollback/",
+        deployments_api.ModelRollbackApi.as_view(),
+        name="api-model-rollback",
+    ),
+    path(
+        f"{use_case}models/<str:version>/promote/",
+        deployments_api.ModelPromoteApi.as_view(),
+        name="api-model-promote",
+    ),
+    path(
+        f"{use_case}models/<str:version>/challenge/",
+        deployments_api.ModelChallengeApi.as_view(),
+        name="api-model-challenge",
+    ),
+    path(f"{use_case}items/", reviews_api.ItemIngestApi.as_view(), name="api-items"),
+    path(f"{use_case}items/batch/", reviews_api.ItemBatchApi.as_view(), name="api-items-batch"),
+    path(
+        f"{use_case}items/<str:external_id>/",
+        reviews_api.ItemDetailApi.as_view(),
+        name="api-item",
+    ),
+    path(f"{use_case}review/next/", reviews_api.ReviewNextApi.as_view(), name="api-review-next"),
+    path(
+        "review/tasks/<str:task_id>/decision/",
+        reviews_api.DecisionApi.as_view(),
+        name="api-review-decision",
+    ),
+    path("review/tasks/<str:task_id>/skip/", reviews_api.SkipApi.as_view(), name="api-review-skip"),
+    path(
+        f"{use_case}disagreements/",
+        reviews_api.DisagreementExportApi.as_view(),
+        name="api-disagreements",
+    ),
+    path(f"{use_case}metrics/", reviews_api.MetricsApi.as_view(), name="api-metrics"),
+    path("jobs/<str:job_id>/", reviews_api.JobDetailApi.as_view(), name="api-job"),
+]

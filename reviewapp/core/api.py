@@ -1,0 +1,77 @@
+"""Pieces every API view uses: role-based permissions and query-parameter parsing."""
+
+from datetime import datetime
+
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.timezone import make_aware
+from rest_framework.permissions import BasePermission
+
+from reviewapp.core.errors import InvalidInput
+from reviewapp.core.roles import Role, user_roles
+
+
+class RolesAllowed(BasePermission):
+    """Admit the roles the view lists for the request's method in ``allowed_roles``."""
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        allowed = view.allowed_roles.get(request.method)
+        if allowed is None and request.method in ("HEAD", "OPTIONS"):
+            allowed = view.allowed_roles.get("GET")
+        return bool(allowed and user_roles(request.user) & allowed)
+
+
+EVERYONE = frozenset(Role)
+MANAGERS = frozenset({Role.MANAGER, Role.ADMIN})
+MODEL_OWNERS = frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN})
+ANALYSTS = frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN})
+CALLERS = frozenset({Role.INTEGRATION, Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN})
+REVIEWERS = frozenset({Role.REVIEWER, Role.MANAGER, Role.ADMIN})
+
+
+def datetime_param(params, name: str) -> datetime | None:
+    """An ISO 8601 date or date-time query parameter, naive values read as UTC."""
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = parse_datetime(raw)
+        if value is None:
+            day = parse_date(raw)
+            value = datetime(day.year, day.month, day.day) if day else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise InvalidInput({name: ["an ISO 8601 date or date-time is required"]})
+    if value.tzinfo is None:
+        value = make_aware(value)
+    return value
+
+
+def window_params(params) -> tuple[datetime | None, datetime | None]:
+    since, until = datetime_param(params, "since"), datetime_param(params, "until")
+    if since and until and since >= until:
+        raise InvalidInput({"until": ["must be after since"]})
+    return since, until
+
+
+def choice_param(params, name: str, choices, default=None):
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    if raw not in choices:
+        raise InvalidInput({name: [f"must be one of {', '.join(choices)}"]})
+    return raw
+
+
+def body_fields_check(data, allowed: set[str]) -> dict:
+    """The JSON body as a dict; unknown top-level fields are named, not ignored."""
+    if not isinstance(data, dict):
+        raise InvalidInput({"non_field_errors": ["the body must be a JSON object"]})
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InvalidInput({name: ["unknown field"] for name in unknown})
+    return data

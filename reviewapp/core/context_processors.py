@@ -1,0 +1,20 @@
+from reviewapp.core.roles import Role, user_roles
+
+
+def navigation(request) -> dict:
+    """Role-aware navigation: each page registers itself in NAV_ITEMS by role."""
+    roles = user_roles(request.user) if hasattr(request, "user") else frozenset()
+    items = (
+        [item for item in NAV_ITEMS if not item["roles"] or roles & item["roles"]] if roles else []
+    )
+    return {"nav_items": items, "user_roles": sorted(r.value for r in roles)}
+
+
+NAV_ITEMS: list[dict] = [
+    {"label": "Queues", "url_name": "home", "roles": frozenset(Role)},
+    {
+        "label": "API docs",
+        "url_name": "api-docs",
+        "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN, Role.INTEGRATION}),
+    },
+]

@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand
+
+from reviewapp.demo.seed import demo_seed
+
+
+class Command(BaseCommand):
+    help = "Seed demo users, use cases on real data, trained models and weeks of history."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--days", type=int, default=21)
+        parser.add_argument("--per-day", type=int, default=160)
+        parser.add_argument("--password", default=None, help="One password for every user.")
+
+    def handle(self, *args, days, per_day, password, **options):
+        passwords = demo_seed(days=days, per_day=per_day, password=password, log=self.stdout.write)
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS("Sign in at http://127.0.0.1:8000/ as:"))
+        for username, secret in passwords.items():
+            self.stdout.write(f"  {username:<12} {secret}")
+        from rest_framework.authtoken.models import Token
+
+        token = Token.objects.filter(user__username="upstream").first()
+        if token:
+            self.stdout.write(f"API token of 'upstream' (the upstream system): {token.key}")

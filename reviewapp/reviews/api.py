@@ -1,0 +1,368 @@
+"""REST API for items, jobs, the review queue, disagreement exports and metrics."""
+
+import uuid
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deployments.selectors import can_view_pii, use_case_get_for, use_cases_visible_to
+from reviewapp.core.api import (
+    ANALYSTS,
+    CALLERS,
+    EVERYONE,
+    REVIEWERS,
+    RolesAllowed,
+    body_fields_check,
+    choice_param,
+    window_params,
+)
+from reviewapp.core.errors import InvalidInput, NotFound
+from reviewapp.core.models import Job
+from reviewapp.reviews.exports import FORMATS
+from reviewapp.reviews.metrics import metrics_compute
+from reviewapp.reviews.models import Decision, Disagreement
+from reviewapp.reviews.presenters import disagreement_stream, task_public
+from reviewapp.reviews.selectors import (
+    DISAGREEMENT_KINDS,
+    disagreements_filtered,
+    item_get,
+    item_public,
+)
+from reviewapp.reviews.services.ingest import item_ingest, items_batch_accept
+from reviewapp.reviews.services.review import (
+    review_task_claim,
+    review_task_decide,
+    review_task_get_for,
+    review_task_skip,
+)
+
+
+class PredictionBody(serializers.Serializer):
+    label = serializers.CharField(required=False)
+    value = serializers.FloatField(required=False)
+    confidence = serializers.FloatField(required=False, allow_null=True)
+    model_version = serializers.CharField(required=False)
+
+
+class ItemInput(serializers.Serializer):
+    external_id = serializers.CharField(max_length=200)
+    features = serializers.DictField()
+    prediction = PredictionBody(required=False, help_text="Only for external use cases.")
+
+
+class DecisionBody(serializers.Serializer):
+    label = serializers.CharField(required=False)
+    value = serializers.FloatField(required=False)
+    source = serializers.ChoiceField(choices=["model", "human"])
+
+
+class ItemOutput(serializers.Serializer):
+    external_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "in_review", "decided"])
+    route = serializers.ChoiceField(choices=["auto", "assisted", "blind", "human"], allow_null=True)
+    decision = DecisionBody(allow_null=True)
+    prediction = PredictionBody(allow_null=True)
+
+
+class ItemIngestApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": CALLERS}
+
+    @extend_schema(
+        request=ItemInput,
+        responses={201: ItemOutput, 200: OpenApiResponse(ItemOutput, "Already received")},
+        summary="Send one item (realtime)",
+    )
+    def post(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        data = body_fields_check(request.data, {"external_id", "features", "prediction"})
+        result = item_ingest(
+            use_case=use_case,
+            external_id=data.get("external_id"),
+            features=data.get("features"),
+            prediction=data.get("prediction"),
+        )
+        item = result.item
+        if not result.created:
+            item = item_get(use_case=use_case, external_id=item.external_id)
+        return Response(
+            item_public(item, use_case=use_case),
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class ItemBatchApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": CALLERS}
+
+    class BatchInput(serializers.Serializer):
+        items = ItemInput(many=True)
+
+    class BatchOutput(serializers.Serializer):
+        job = serializers.UUIDField()
+        total = serializers.IntegerField()
+
+    @extend_schema(
+        request=BatchInput, responses={202: BatchOutput}, summary="Send up to 10,000 items"
+    )
+    def post(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        data = body_fields_check(request.data, {"items"})
+        job = items_batch_accept(use_case=use_case, rows=data.get("items"), actor=request.user)
+        return Response({"job": str(job.pk), "total": job.total}, status=status.HTTP_202_ACCEPTED)
+
+
+class ItemDetailApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": CALLERS}
+
+    @extend_schema(responses=ItemOutput, summary="An item's state and decision")
+    def get(self, request, slug, external_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        return Response(
+            item_public(item_get(use_case=use_case, external_id=external_id), use_case=use_case)
+        )
+
+
+class JobOutput(serializers.ModelSerializer):
+    use_case = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "use_case",
+            "state",
+            "done",
+            "total",
+            "result",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class JobDetailApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": EVERYONE}
+
+    @extend_schema(responses=JobOutput, summary="A job's state and progress")
+    def get(self, request, job_id):
+        try:
+            job_id = uuid.UUID(str(job_id))
+        except ValueError:
+            raise NotFound({"detail": "No such job."}) from None
+        job = (
+            Job.objects.filter(pk=job_id, use_case__in=use_cases_visible_to(request.user))
+            .select_related("use_case")
+            .first()
+        )
+        if job is None:
+            raise NotFound({"detail": "No such job."})
+        return Response(JobOutput(job).data)
+
+
+class SuggestionBody(serializers.Serializer):
+    label = serializers.CharField(required=False)
+    value = serializers.FloatField(required=False)
+    confidence = serializers.FloatField(allow_null=True)
+    probabilities = serializers.DictField(child=serializers.FloatField(), required=False)
+
+
+class TaskOutput(serializers.Serializer):
+    task = serializers.CharField()
+    external_id = serializers.CharField()
+    reason = serializers.ChoiceField(choices=["review", "audit", "double_review"])
+    features = serializers.DictField()
+    pii_masked = serializers.ListField(child=serializers.CharField())
+    suggestion = SuggestionBody(allow_null=True)
+    lease_token = serializers.UUIDField()
+    lease_expires_at = serializers.DateTimeField()
+
+
+class ReviewNextApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": REVIEWERS}
+
+    @extend_schema(
+        request=None,
+        responses={200: TaskOutput, 204: OpenApiResponse(description="Nothing is waiting")},
+        summary="Claim the next review task",
+    )
+    def post(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        task = review_task_claim(use_case=use_case, user=request.user)
+        if task is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(
+            task_public(
+                task,
+                use_case=use_case,
+                show_pii=can_view_pii(user=request.user, use_case=use_case),
+            )
+        )
+
+
+class DecisionInput(serializers.Serializer):
+    label = serializers.CharField(required=False)
+    value = serializers.FloatField(required=False)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    lease_token = serializers.UUIDField(required=False)
+    time_spent_ms = serializers.IntegerField(required=False, min_value=0)
+
+
+class DecisionOutput(serializers.ModelSerializer):
+    decision = serializers.IntegerField(source="pk")
+    task = serializers.CharField(source="task_id")
+    external_id = serializers.CharField(source="item.external_id")
+    disagreement = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Decision
+        fields = [
+            "decision",
+            "task",
+            "external_id",
+            "label",
+            "value",
+            "comment",
+            "kind",
+            "time_spent_ms",
+            "created_at",
+            "disagreement",
+        ]
+
+    def get_disagreement(self, decision) -> bool:
+        return Disagreement.objects.filter(
+            decision=decision, prediction_id=decision.item.prediction_id
+        ).exists()
+
+
+class DecisionApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": REVIEWERS}
+
+    @extend_schema(
+        request=DecisionInput,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Sending the same decision again with the same key returns the "
+                "first answer; the same key with a different decision is refused (409).",
+            )
+        ],
+        responses={
+            201: DecisionOutput,
+            409: OpenApiResponse(description="Already decided, or the lease was lost"),
+        },
+        summary="Decide a claimed task",
+    )
+    def post(self, request, task_id):
+        task = review_task_get_for(task_id=task_id, user=request.user)
+        data = body_fields_check(
+            request.data, {"label", "value", "comment", "lease_token", "time_spent_ms"}
+        )
+        spent = data.get("time_spent_ms")
+        if spent is not None and (
+            not isinstance(spent, int) or isinstance(spent, bool) or spent < 0
+        ):
+            raise InvalidInput({"time_spent_ms": ["a non-negative whole number of milliseconds"]})
+        comment = data.get("comment", "")
+        if not isinstance(comment, str):
+            raise InvalidInput({"comment": ["must be a string"]})
+        result = review_task_decide(
+            task=task,
+            user=request.user,
+            label=data.get("label"),
+            value=data.get("value"),
+            comment=comment,
+            lease_token=data.get("lease_token"),
+            time_spent_ms=spent,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+        )
+        return Response(DecisionOutput(result.decision).data, status=status.HTTP_201_CREATED)
+
+
+class SkipApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": REVIEWERS}
+
+    class SkipInput(serializers.Serializer):
+        lease_token = serializers.UUIDField(required=False)
+
+    @extend_schema(request=SkipInput, responses={204: None}, summary="Give a task back")
+    def post(self, request, task_id):
+        task = review_task_get_for(task_id=task_id, user=request.user)
+        data = body_fields_check(request.data, {"lease_token"})
+        review_task_skip(task=task, user=request.user, lease_token=data.get("lease_token"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DisagreementExportApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=list(FORMATS), default="csv"),
+            OpenApiParameter("model_version", str),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY},
+        summary="Stream the disagreements (CSV, JSONL or Parquet)",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        params = request.query_params
+        fmt = choice_param(params, "format", list(FORMATS), default="csv")
+        since, until = window_params(params)
+        rows = disagreements_filtered(
+            use_case=use_case,
+            model_version=params.get("model_version") or None,
+            since=since,
+            until=until,
+            kind=choice_param(params, "kind", DISAGREEMENT_KINDS),
+        )
+        content_type, extension = FORMATS[fmt]
+        response = StreamingHttpResponse(
+            disagreement_stream(
+                use_case=use_case,
+                rows=rows,
+                fmt=fmt,
+                include_pii=can_view_pii(user=request.user, use_case=use_case),
+            ),
+            content_type=content_type,
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{use_case.slug}-disagreements.{extension}"'
+        )
+        return response
+
+
+class MetricsApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+        ],
+        responses=OpenApiTypes.OBJECT,
+        summary="Automation, quality, latency and input-health figures for a period",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        since, until = window_params(request.query_params)
+        return Response(metrics_compute(use_case=use_case, since=since, until=until))

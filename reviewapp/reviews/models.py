@@ -1,0 +1,251 @@
+"""Items, predictions, review tasks, decisions and the disagreements they reveal."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from deployments.policy import Route, TaskReason
+
+
+class Item(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a prediction"
+        IN_REVIEW = "in_review", "Waiting for a human"
+        DECIDED = "decided"
+
+    class Source(models.TextChoices):
+        MODEL = "model"
+        HUMAN = "human"
+
+    ROUTE_CHOICES = [(r.value, r.value) for r in Route]
+
+    use_case = models.ForeignKey(
+        "deployments.UseCase", on_delete=models.CASCADE, related_name="items"
+    )
+    external_id = models.CharField(max_length=200)
+    features = models.JSONField()
+    # What an external caller sent as the prediction, kept until the item is routed (batch).
+    external_prediction = models.JSONField(null=True, blank=True)
+    ramp_bucket = models.PositiveSmallIntegerField()
+    audit_bucket = models.PositiveSmallIntegerField()
+    double_review_bucket = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    route = models.CharField(max_length=16, choices=ROUTE_CHOICES, blank=True)
+    policy = models.ForeignKey(
+        "deployments.AutomationPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    prediction = models.ForeignKey(
+        "Prediction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decision_label = models.CharField(max_length=200, blank=True)
+    decision_value = models.FloatField(null=True, blank=True)
+    decision_source = models.CharField(max_length=8, choices=Source.choices, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    routed_at = models.DateTimeField(null=True, blank=True)
+    job = models.ForeignKey(
+        "core.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["use_case", "external_id"], name="one_item_per_external_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["use_case", "received_at"]),
+            models.Index(
+                fields=["received_at"], condition=Q(status="pending"), name="item_pending_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.use_case_id}:{self.external_id}"
+
+
+class Prediction(models.Model):
+    """What one model version said about one item (or why it could not say)."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.PROTECT, related_name="predictions"
+    )
+    label = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    probabilities = models.JSONField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    # A null output (the model raised, or said something unusable) names why here.
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "model_version"], name="one_prediction_per_item_and_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True)
+                | (Q(confidence__gte=0) & Q(confidence__lte=1)),
+                name="prediction_confidence_in_unit_interval",
+            ),
+        ]
+        indexes = [models.Index(fields=["model_version", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model_version_id} on {self.item_id}: {self.label or self.value}"
+
+    @property
+    def is_null(self) -> bool:
+        return bool(self.error)
+
+
+class ReviewTask(models.Model):
+    """A unit of human work on an item; reviewers claim it under a lease."""
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    REASON_CHOICES = [(r.value, r.value.replace("_", " ")) for r in TaskReason]
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="tasks")
+    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=16, choices=REASON_CHOICES)
+    show_suggestion = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "reason"], name="one_task_per_item_reason"),
+        ]
+        indexes = [
+            # The queue: open tasks of a use case, oldest first. Partial, so its size is the
+            # number of waiting tasks, not the history.
+            models.Index(
+                fields=["use_case", "created_at", "id"],
+                condition=Q(state="open"),
+                name="task_queue_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} ({self.reason}, {self.state})"
+
+    @property
+    def blind(self) -> bool:
+        return not self.show_suggestion
+
+
+class TaskSkip(models.Model):
+    """A reviewer passed on a task; it goes back to the queue for someone else."""
+
+    task = models.ForeignKey(ReviewTask, on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "task"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} skipped {self.task_id}"
+
+
+class Decision(models.Model):
+    """A human's answer to a review task. Append-only."""
+
+    class Kind(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted the suggestion"
+        OVERRIDDEN = "overridden", "Overrode the suggestion"
+        BLIND = "blind", "Decided without a suggestion"
+
+    task = models.OneToOneField(ReviewTask, on_delete=models.PROTECT, related_name="decision")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="decisions")
+    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+    )
+    label = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reviewer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="one_decision_per_idempotency_key",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["use_case", "created_at"]),
+            models.Index(fields=["reviewer", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} on {self.item_id}: {self.label or self.value}"
+
+
+class Disagreement(models.Model):
+    """A human decision that differs from a model's prediction on the same item."""
+
+    class Kind(models.TextChoices):
+        OVERRIDE = "override", "Reviewer overrode the suggestion"
+        SHADOW = "shadow", "Blind label differs from the silent model"
+        AUDIT = "audit", "Audit found the automated decision wrong"
+        CHALLENGER = "challenger", "Challenger differs from the human"
+
+    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="disagreements")
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="+")
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.CASCADE, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    model_label = models.CharField(max_length=200, blank=True)
+    model_value = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    human_label = models.CharField(max_length=200, blank=True)
+    human_value = models.FloatField(null=True, blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["decision", "prediction"], name="one_disagreement_per_pair"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["use_case", "decided_at"]),
+            models.Index(fields=["use_case", "model_version", "decided_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.item_id}"

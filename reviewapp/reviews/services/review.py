@@ -1,0 +1,292 @@
+"""Claiming review tasks under a lease, deciding them, skipping them.
+
+A claim hands one open task to one reviewer for ``REVIEW_LEASE_SECONDS`` with a fresh lease
+token. A decision must come from the reviewer holding the lease (and, when given, with its
+token): after the lease expired and someone else claimed the task, the late decision is refused
+with 409, so every task ends with exactly one decision.
+"""
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from deployments.models import UseCase
+from reviewapp.core.errors import Conflict, InvalidInput, NotFound
+from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
+from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
+
+CLAIM_ATTEMPTS = 5
+
+
+def _claimable(*, use_case: UseCase, user, now, include_skipped: bool):
+    tasks = ReviewTask.objects.filter(use_case=use_case, state=ReviewTask.State.OPEN).filter(
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+    )
+    # Nobody reviews the same item twice (a double review needs two different people).
+    tasks = tasks.exclude(
+        Exists(Decision.objects.filter(item_id=OuterRef("item_id"), reviewer=user))
+    )
+    if not include_skipped:
+        tasks = tasks.exclude(Exists(TaskSkip.objects.filter(task_id=OuterRef("pk"), user=user)))
+    return tasks.order_by("created_at", "id")
+
+
+def _held(*, use_case: UseCase, user, now) -> ReviewTask | None:
+    return (
+        ReviewTask.objects.filter(
+            use_case=use_case,
+            state=ReviewTask.State.OPEN,
+            claimed_by=user,
+            lease_expires_at__gt=now,
+        )
+        .order_by("claimed_at")
+        .first()
+    )
+
+
+def review_task_claim(
+    *, use_case: UseCase, user, now=None, lease_seconds: int | None = None
+) -> ReviewTask | None:
+    """Claim the next task for ``user``, or None when nothing is waiting for them.
+
+    A reviewer who already holds a live lease in this use case gets that task back (a closed
+    tab loses nothing). Otherwise the oldest claimable task: open, with no live lease, on an
+    item the reviewer has not decided, and not one they skipped unless nothing else is left.
+    On PostgreSQL the candidate row is locked with SKIP LOCKED so competing reviewers pass over
+    each other's rows; on every database the claim itself is a conditional update, so two
+    reviewers can never hold the same task.
+    """
+    now = now or timezone.now()
+    lease = timedelta(seconds=lease_seconds or settings.REVIEW_LEASE_SECONDS)
+    held = _held(use_case=use_case, user=user, now=now)
+    if held is not None:
+        return ReviewTask.objects.select_related("item__prediction").get(pk=held.pk)
+    for include_skipped in (False, True):
+        for _ in range(CLAIM_ATTEMPTS):
+            with transaction.atomic():
+                candidate = (
+                    _claimable(
+                        use_case=use_case, user=user, now=now, include_skipped=include_skipped
+                    )
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .only("id")
+                    .first()
+                )
+                if candidate is None:
+                    break
+                token = uuid.uuid4()
+                won = (
+                    ReviewTask.objects.filter(pk=candidate.pk, state=ReviewTask.State.OPEN)
+                    .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+                    .update(
+                        claimed_by=user,
+                        claimed_at=now,
+                        lease_token=token,
+                        lease_expires_at=now + lease,
+                    )
+                )
+            if won:
+                return ReviewTask.objects.select_related("item__prediction").get(pk=candidate.pk)
+    return None
+
+
+def review_task_get_for(*, task_id: Any, user) -> ReviewTask:
+    """The task, if it exists in a use case the user works on (else NotFound)."""
+    from deployments.selectors import use_cases_visible_to
+
+    try:
+        task_id = int(task_id)
+    except (TypeError, ValueError):
+        raise NotFound({"detail": "No such task."}) from None
+    task = (
+        ReviewTask.objects.filter(pk=task_id, use_case__in=use_cases_visible_to(user))
+        .select_related("item", "use_case")
+        .first()
+    )
+    if task is None:
+        raise NotFound({"detail": "No such task."})
+    return task
+
+
+def answer_clean(*, use_case: UseCase, label: Any, value: Any) -> tuple[str, float | None]:
+    if use_case.is_classification:
+        if value is not None:
+            raise InvalidInput({"value": ["this use case takes a label, not a value"]})
+        if not isinstance(label, str) or label not in use_case.labels:
+            raise InvalidInput({"label": [f"must be one of {', '.join(use_case.labels)}"]})
+        return label, None
+    if label not in (None, ""):
+        raise InvalidInput({"label": ["this use case takes a value, not a label"]})
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise InvalidInput({"value": ["a finite number is required"]})
+    return "", float(value)
+
+
+@dataclass
+class DecideResult:
+    decision: Decision
+    replayed: bool  # the same Idempotency-Key and body were sent before
+
+
+def _replay(*, user, idempotency_key: str, task_id: int, label: str, value, comment: str):
+    earlier = Decision.objects.filter(reviewer=user, idempotency_key=idempotency_key).first()
+    if earlier is None:
+        return None
+    if (earlier.task_id, earlier.label, earlier.value, earlier.comment) != (
+        task_id,
+        label,
+        value,
+        comment,
+    ):
+        raise Conflict({"idempotency_key": ["this key was already used for a different decision"]})
+    return DecideResult(decision=earlier, replayed=True)
+
+
+def _kind(*, task: ReviewTask, suggestion: Prediction | None, label: str, value) -> str:
+    if not task.show_suggestion or suggestion is None or suggestion.error:
+        return Decision.Kind.BLIND
+    differs = answers_differ(
+        use_case=task.use_case,
+        model_label=suggestion.label,
+        model_value=suggestion.value,
+        human_label=label,
+        human_value=value,
+    )
+    return Decision.Kind.OVERRIDDEN if differs else Decision.Kind.ACCEPTED
+
+
+def review_task_decide(
+    *,
+    task: ReviewTask,
+    user,
+    label: Any = None,
+    value: Any = None,
+    comment: str = "",
+    lease_token: Any = None,
+    time_spent_ms: int | None = None,
+    idempotency_key: str | None = None,
+    now=None,
+) -> DecideResult:
+    """Record ``user``'s decision on a task they hold.
+
+    409 (Conflict) when the task is already decided, when the lease was lost (another reviewer
+    holds it, or ``lease_token`` is not the current one), or when it was never claimed by this
+    user. The decision, the task's completion, the item's final answer and the disagreements
+    commit together.
+    """
+    now = now or timezone.now()
+    use_case = task.use_case
+    label, value = answer_clean(use_case=use_case, label=label, value=value)
+    comment = (comment or "").strip()[:5000]
+    if idempotency_key:
+        replay = _replay(
+            user=user,
+            idempotency_key=idempotency_key,
+            task_id=task.pk,
+            label=label,
+            value=value,
+            comment=comment,
+        )
+        if replay:
+            return replay
+    if lease_token not in (None, ""):
+        try:
+            lease_token = uuid.UUID(str(lease_token))
+        except ValueError:
+            raise InvalidInput({"lease_token": ["not a lease token"]}) from None
+    try:
+        with transaction.atomic():
+            locked = ReviewTask.objects.select_for_update().get(pk=task.pk)
+            if locked.state == ReviewTask.State.DONE:
+                raise Conflict({"detail": "This task was already decided.", "code": "decided"})
+            if locked.state != ReviewTask.State.OPEN:
+                raise Conflict({"detail": "This task was withdrawn.", "code": "withdrawn"})
+            if locked.claimed_by_id != user.pk or (
+                lease_token not in (None, "") and lease_token != locked.lease_token
+            ):
+                raise Conflict(
+                    {
+                        "detail": "Your lease on this task was lost; it went to someone else.",
+                        "code": "lease_lost",
+                    }
+                )
+            item = Item.objects.select_for_update().get(pk=locked.item_id)
+            predictions = list(Prediction.objects.filter(item=item))
+            suggestion = next((p for p in predictions if p.pk == item.prediction_id), None)
+            if time_spent_ms is None and locked.claimed_at:
+                time_spent_ms = int((now - locked.claimed_at).total_seconds() * 1000)
+            decision = Decision.objects.create(
+                task=locked,
+                item=item,
+                use_case=use_case,
+                reviewer=user,
+                label=label,
+                value=value,
+                comment=comment,
+                kind=_kind(task=task, suggestion=suggestion, label=label, value=value),
+                time_spent_ms=max(0, min(time_spent_ms or 0, 2**31 - 1)),
+                idempotency_key=idempotency_key or None,
+                created_at=now,
+            )
+            locked.state = ReviewTask.State.DONE
+            locked.done_at = now
+            locked.save(update_fields=["state", "done_at"])
+            if item.decision_source != Item.Source.HUMAN:
+                item.decision_label = label
+                item.decision_value = value
+                item.decision_source = Item.Source.HUMAN
+                item.decided_at = now
+                item.status = Item.Status.DECIDED
+                item.save(
+                    update_fields=[
+                        "decision_label",
+                        "decision_value",
+                        "decision_source",
+                        "decided_at",
+                        "status",
+                    ]
+                )
+            disagreements_record(
+                use_case=use_case,
+                decision=decision,
+                task=locked,
+                predictions=predictions,
+                routing_prediction_id=item.prediction_id,
+            )
+    except IntegrityError:
+        if idempotency_key:
+            replay = _replay(
+                user=user,
+                idempotency_key=idempotency_key,
+                task_id=task.pk,
+                label=label,
+                value=value,
+                comment=comment,
+            )
+            if replay:
+                return replay
+        raise Conflict({"detail": "This task was already decided.", "code": "decided"}) from None
+    return DecideResult(decision=decision, replayed=False)
+
+
+def review_task_skip(*, task: ReviewTask, user, lease_token: Any = None, now=None) -> None:
+    """Give a held task back to the queue; this reviewer is offered it again only when nothing
+    else is waiting for them."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = ReviewTask.objects.select_for_update().get(pk=task.pk)
+        if locked.state != ReviewTask.State.OPEN or locked.claimed_by_id != user.pk:
+            raise Conflict({"detail": "You do not hold this task.", "code": "lease_lost"})
+        if lease_token not in (None, "") and str(lease_token) != str(locked.lease_token):
+            raise Conflict({"detail": "You do not hold this task.", "code": "lease_lost"})
+        ReviewTask.objects.filter(pk=locked.pk).update(
+            claimed_by=None, claimed_at=None, lease_token=None, lease_expires_at=None
+        )
+        TaskSkip.objects.create(task=locked, user=user, created_at=now)

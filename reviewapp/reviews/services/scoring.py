@@ -1,0 +1,178 @@
+"""Asynchronous scoring: pending batch items with the champion, new items with challengers,
+and the sweeper that finds work a lost message left undone."""
+
+import logging
+from collections import Counter, defaultdict
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from deployments.ml.scoring import features_frame, score_frame
+from deployments.models import ModelVersion, ModelVersionEvent, UseCase
+from deployments.selectors import challengers_list, policy_current
+from deployments.services import estimator_for
+from reviewapp.core.jobs import job_progress
+from reviewapp.reviews.models import Decision, Item, Prediction
+from reviewapp.reviews.services.disagreements import disagreements_record
+from reviewapp.reviews.services.ingest import (
+    challengers_enqueue,
+    champion_outputs,
+    external_prediction_clean,
+)
+from reviewapp.reviews.services.routing import (
+    ROUTED_FIELDS,
+    items_route,
+    output_assess,
+    prediction_build,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def items_score(*, item_ids: list[int], now=None) -> int:
+    """Score and route the pending items among ``item_ids``; return how many were routed.
+
+    Idempotent and safe to run twice at once: items already routed are skipped, and rows being
+    routed by another worker are skipped (PostgreSQL row locks; SQLite serialises writers).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        items = list(
+            Item.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=item_ids, status=Item.Status.PENDING)
+            .select_related("use_case")
+            .order_by("id")
+        )
+        by_use_case: dict[int, list[Item]] = defaultdict(list)
+        for item in items:
+            by_use_case[item.use_case_id].append(item)
+        for group in by_use_case.values():
+            use_case = group[0].use_case
+            policy = policy_current(use_case=use_case)
+            external = None
+            if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
+                external = [
+                    external_prediction_clean(use_case=use_case, prediction=i.external_prediction)
+                    for i in group
+                ]
+            outputs = champion_outputs(
+                use_case=use_case,
+                policy=policy,
+                rows=[i.features for i in group],
+                external=external,
+            )
+            items_route(use_case=use_case, policy=policy, items=group, outputs=outputs, now=now)
+            Item.objects.bulk_update(group, ROUTED_FIELDS, batch_size=1000)
+            challengers_enqueue(use_case=use_case, item_ids=[i.pk for i in group])
+        for job_id, count in Counter(i.job_id for i in items if i.job_id).items():
+            job_progress(job_id=job_id, done=count)
+    return len(items)
+
+
+def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) -> int:
+    """Score items with a challenger, in shadow; record where it differs from humans who have
+    already decided (later decisions record it themselves). Idempotent."""
+    now = now or timezone.now()
+    model_version = (
+        ModelVersion.objects.filter(pk=model_version_id)
+        .defer("artifact")
+        .select_related("use_case")
+        .first()
+    )
+    if model_version is None or model_version.role != ModelVersion.Role.CHALLENGER:
+        return 0
+    use_case = model_version.use_case
+    items = list(
+        Item.objects.filter(pk__in=item_ids)
+        .exclude(
+            Exists(Prediction.objects.filter(item=OuterRef("pk"), model_version=model_version))
+        )
+        .order_by("id")
+    )
+    if not items:
+        return 0
+    estimator = estimator_for(model_version)
+    frame = features_frame([i.features for i in items], use_case.features)
+    raws = score_frame(estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance)
+    rows = [
+        prediction_build(
+            item=item,
+            model_version=model_version,
+            raw=raw,
+            verdict=output_assess(use_case=use_case, raw=raw),
+            now=now,
+        )
+        for item, raw in zip(items, raws, strict=True)
+    ]
+    with transaction.atomic():
+        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+        stored = {
+            p.item_id: p
+            for p in Prediction.objects.filter(model_version=model_version, item__in=items)
+        }
+        decisions = Decision.objects.filter(item__in=items).select_related("task")
+        for decision in decisions:
+            prediction = stored.get(decision.item_id)
+            if prediction is not None:
+                disagreements_record(
+                    use_case=use_case,
+                    decision=decision,
+                    task=decision.task,
+                    predictions=[prediction],
+                    routing_prediction_id=None,
+                )
+    return len(rows)
+
+
+def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:
+    """Re-enqueue work a lost message left undone: pending items older than the threshold, and
+    recent items a challenger has not scored. Returns what was enqueued."""
+    from django.conf import settings
+
+    from reviewapp.reviews.tasks import score_challenger, score_items
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    chunk = settings.BATCH_CHUNK_SIZE
+    pending = list(
+        Item.objects.filter(status=Item.Status.PENDING, received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    for start in range(0, len(pending), chunk):
+        score_items.delay(item_ids=pending[start : start + chunk])
+    challenged = 0
+    for use_case in UseCase.objects.filter(prediction_source=UseCase.PredictionSource.REGISTRY):
+        for challenger in challengers_list(use_case=use_case):
+            since = (
+                ModelVersionEvent.objects.filter(
+                    model_version=challenger, action=ModelVersionEvent.Action.CHALLENGE
+                )
+                .values_list("created_at", flat=True)
+                .first()
+            ) or challenger.created_at
+            missing = list(
+                Item.objects.filter(
+                    use_case=use_case,
+                    received_at__gte=max(since, now - timedelta(days=1)),
+                    received_at__lt=cutoff,
+                )
+                .exclude(status=Item.Status.PENDING)
+                .exclude(
+                    Exists(Prediction.objects.filter(item=OuterRef("pk"), model_version=challenger))
+                )
+                .order_by("id")
+                .values_list("id", flat=True)[:limit]
+            )
+            for start in range(0, len(missing), chunk):
+                score_challenger.delay(
+                    model_version_id=challenger.pk, item_ids=missing[start : start + chunk]
+                )
+            challenged += len(missing)
+    if pending or challenged:
+        logger.info(
+            "sweeper re-enqueued %s pending and %s challenger items", len(pending), challenged
+        )
+    return {"pending": len(pending), "challenger": challenged}

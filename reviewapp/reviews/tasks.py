@@ -1,0 +1,29 @@
+"""Celery tasks: thin, keyword ids in, one idempotent service call each."""
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+
+from reviewapp.reviews.services.scoring import challenger_score, items_score, unscored_sweep
+
+RETRY = {
+    "autoretry_for": (DatabaseError, ConnectionError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="reviews.score_items", acks_late=True, reject_on_worker_lost=True, **RETRY)
+def score_items(*, item_ids: list[int]) -> int:
+    return items_score(item_ids=item_ids)
+
+
+@shared_task(name="reviews.score_challenger", acks_late=True, reject_on_worker_lost=True, **RETRY)
+def score_challenger(*, model_version_id: int, item_ids: list[int]) -> int:
+    return challenger_score(model_version_id=model_version_id, item_ids=item_ids)
+
+
+@shared_task(name="reviews.sweep_unscored_items", acks_late=True, reject_on_worker_lost=True)
+def sweep_unscored_items() -> dict:
+    return unscored_sweep(older_than_seconds=settings.SWEEPER_INTERVAL_SECONDS)

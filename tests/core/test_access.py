@@ -1,0 +1,188 @@
+"""Every API endpoint against every role: the declared policy, checked as a table."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from reviewapp.core.roles import Role
+from tests.factories import classifier_bytes, invoice, make_use_case, make_user, register_model
+
+pytestmark = pytest.mark.django_db
+
+R, M, ML, IN, A = Role.REVIEWER, Role.MANAGER, Role.ML_ENGINEER, Role.INTEGRATION, Role.ADMIN
+EVERYONE = {R, M, ML, IN, A}
+
+# (name, method, path template, body factory, roles allowed)
+ENDPOINTS = [
+    ("list use cases", "get", "/api/v1/use-cases/", None, EVERYONE),
+    (
+        "create use case",
+        "post",
+        "/api/v1/use-cases/",
+        lambda ctx: {
+            "slug": f"new-{ctx['n']}",
+            "name": "New",
+            "task_type": "classification",
+            "labels": ["a", "b"],
+            "features": [{"name": "f", "type": "number"}],
+        },
+        {M, A},
+    ),
+    ("read use case", "get", "/api/v1/use-cases/{slug}/", None, EVERYONE),
+    (
+        "change use case",
+        "patch",
+        "/api/v1/use-cases/{slug}/",
+        lambda ctx: {"name": "Renamed"},
+        {M, A},
+    ),
+    ("read policy", "get", "/api/v1/use-cases/{slug}/policy/", None, EVERYONE),
+    (
+        "change policy",
+        "patch",
+        "/api/v1/use-cases/{slug}/policy/",
+        lambda ctx: {"level": "shadow", "reason": "access test"},
+        {M, A},
+    ),
+    (
+        "replace policy",
+        "put",
+        "/api/v1/use-cases/{slug}/policy/",
+        lambda ctx: {
+            "level": "shadow",
+            "confidence_threshold": 0.9,
+            "traffic_percent": 100,
+            "audit_rate": 0.05,
+            "double_review_rate": 0,
+            "reason": "access test",
+        },
+        {M, A},
+    ),
+    ("policy history", "get", "/api/v1/use-cases/{slug}/policy/history/", None, EVERYONE),
+    ("list models", "get", "/api/v1/use-cases/{slug}/models/", None, {M, ML, A}),
+    (
+        "upload model",
+        "post",
+        "/api/v1/use-cases/{slug}/models/",
+        lambda ctx: {
+            "version": f"up-{ctx['n']}",
+            "file": SimpleUploadedFile("m.skops", ctx["model"]),
+        },
+        {M, ML, A},
+    ),
+    ("promote model", "post", "/api/v1/use-cases/{slug}/models/v2/promote/", None, {M, ML, A}),
+    ("challenge model", "post", "/api/v1/use-cases/{slug}/models/v2/challenge/", None, {M, ML, A}),
+    ("rollback model", "post", "/api/v1/use-cases/{slug}/models/rollback/", None, {M, ML, A}),
+    (
+        "send item",
+        "post",
+        "/api/v1/use-cases/{slug}/items/",
+        lambda ctx: invoice(1000 + ctx["n"]),
+        {IN, M, ML, A},
+    ),
+    (
+        "send batch",
+        "post",
+        "/api/v1/use-cases/{slug}/items/batch/",
+        lambda ctx: {"items": [invoice(2000 + ctx["n"])]},
+        {IN, M, ML, A},
+    ),
+    ("read item", "get", "/api/v1/use-cases/{slug}/items/inv-1/", None, {IN, M, ML, A}),
+    ("read job", "get", "/api/v1/jobs/{job}/", None, EVERYONE),
+    ("claim next", "post", "/api/v1/use-cases/{slug}/review/next/", None, {R, M, A}),
+    (
+        "decide",
+        "post",
+        "/api/v1/review/tasks/{task}/decision/",
+        lambda ctx: {"label": "office"},
+        {R, M, A},
+    ),
+    ("skip", "post", "/api/v1/review/tasks/{task}/skip/", None, {R, M, A}),
+    ("export disagreements", "get", "/api/v1/use-cases/{slug}/disagreements/", None, {M, ML, A}),
+    ("metrics", "get", "/api/v1/use-cases/{slug}/metrics/", None, {M, ML, A}),
+]
+
+
+@pytest.fixture
+def ctx(api):
+    users = {role: make_user(role) for role in Role}
+    use_case = make_use_case(members=users.values(), level="assisted")
+    model = classifier_bytes()
+    register_model(use_case, model)
+    register_model(use_case, classifier_bytes(seed=1), version="v2")
+    caller = users[IN]
+    api(caller).post(f"/api/v1/use-cases/{use_case.slug}/items/", invoice(1), format="json")
+    job = (
+        api(caller)
+        .post(
+            f"/api/v1/use-cases/{use_case.slug}/items/batch/",
+            {"items": [invoice(2)]},
+            format="json",
+        )
+        .json()["job"]
+    )
+    return {"users": users, "use_case": use_case, "model": model, "job": job, "n": 0}
+
+
+def _call(client, method, path, body):
+    if method == "get":
+        return client.get(path)
+    multipart = body and any(isinstance(v, SimpleUploadedFile) for v in body.values())
+    return getattr(client, method)(path, body, format="multipart" if multipart else "json")
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "template", "body", "allowed"), ENDPOINTS, ids=[e[0] for e in ENDPOINTS]
+)
+def test_endpoint_admits_exactly_its_roles(api, ctx, name, method, template, body, allowed):
+    from reviewapp.reviews.services.review import review_task_claim
+
+    use_case = ctx["use_case"]
+    for role in [None, *Role]:
+        ctx["n"] += 1
+        user = ctx["users"].get(role)
+        task = (
+            review_task_claim(use_case=use_case, user=user)
+            if user is not None and (role in {R, M, A})
+            else None
+        )
+        path = template.format(
+            slug=use_case.slug, job=ctx["job"], task=task.pk if task else 999_999
+        )
+        response = _call(api(user), method, path, body(ctx) if body else None)
+        code = response.status_code
+        if role is None:
+            assert code == 401, (name, "anonymous", code)
+            assert "slug" not in response.content.decode()
+        elif role in allowed:
+            assert code < 500 and code not in (401, 403), (name, role, code, response.content)
+        else:
+            assert code == 403, (name, role, code)
+
+
+def test_a_user_outside_the_use_case_gets_404_and_changes_nothing(api, ctx):
+    outsider = make_user(Role.MANAGER)
+    slug = ctx["use_case"].slug
+    assert api(outsider).get(f"/api/v1/use-cases/{slug}/").status_code == 404
+    assert (
+        api(outsider)
+        .patch(f"/api/v1/use-cases/{slug}/policy/", {"level": "full", "reason": "x"}, format="json")
+        .status_code
+        == 404
+    )
+    assert api(outsider).get(f"/api/v1/jobs/{ctx['job']}/").status_code == 404
+    assert api(outsider).get("/api/v1/use-cases/").json() == []
+    assert ctx["use_case"].policies.count() == 2  # created + test set-up, nothing more
+
+
+def test_schema_and_docs_are_served_offline(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    text = schema.content.decode()
+    for path in (
+        "/api/v1/use-cases/{slug}/items/",
+        "/api/v1/review/tasks/{task_id}/decision/",
+        "/api/v1/use-cases/{slug}/disagreements/",
+    ):
+        assert path in text
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs and "cdn" not in docs.lower() and "unpkg" not in docs

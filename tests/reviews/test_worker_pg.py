@@ -1,0 +1,84 @@
+"""A real Celery worker on Redis takes a batch end to end (PostgreSQL, committed data)."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+
+from reviewapp.celery import app as celery_app
+from reviewapp.core.roles import Role
+from reviewapp.reviews.models import Item, Prediction
+from tests.factories import classifier_bytes, invoice, make_use_case, make_user, register_model
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.xdist_group("celery-worker"),
+]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker():
+    """A Celery worker process on its own queue, reading this test's database."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DATABASE_URL": database_url(),
+           "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "CONN_MAX_AGE": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "reviewapp", "worker", "-Q", queue,
+         "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+         "-n", f"{queue}@%h"],
+        cwd=ROOT, env=env,
+    )
+    celery_app.conf.task_always_eager = False
+    previous_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    try:
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"],
+                                          timeout=1):
+            assert process.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the worker did not start"
+        yield process
+    finally:
+        celery_app.conf.task_default_queue = previous_queue
+        celery_app.conf.task_always_eager = True
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_real_worker_scores_and_routes_a_batch_of_1000_exactly_once(api, worker):
+    caller = make_user(Role.INTEGRATION)
+    use_case = make_use_case(members=[caller], level="partial", confidence_threshold=0.8,
+                             traffic_percent=50)
+    register_model(use_case, classifier_bytes())
+    response = api(caller).post(f"/api/v1/use-cases/{use_case.slug}/items/batch/",
+                                {"items": [invoice(n) for n in range(1000)]}, format="json")
+    assert response.status_code == 202
+    job_url = f"/api/v1/jobs/{response.json()['job']}/"
+    deadline = time.monotonic() + 120
+    while (job := api(caller).get(job_url).json())["state"] != "done":
+        assert job["state"] != "failed", job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.25)
+    assert job["done"] == job["total"] == 1000
+    assert Item.objects.filter(use_case=use_case, status="pending").count() == 0
+    assert Prediction.objects.filter(use_case=use_case).count() == 1000
+    per_item = Prediction.objects.values("item").annotate(n=Count("id")).filter(n__gt=1)
+    assert not per_item.exists()
+    routes = dict(Item.objects.values_list("route").annotate(n=Count("id")))
+    assert sum(routes.values()) == 1000 and routes.get("auto", 0) > 0

@@ -1,0 +1,100 @@
+"""The project's set-up: environment-driven settings, Celery's delivery guarantees, the
+docker-compose stack."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_in_subprocess(env: dict) -> dict:
+    code = (
+        "import json, django, os; os.environ['DJANGO_SETTINGS_MODULE']='reviewapp.settings';"
+        "from django.conf import settings as s;"
+        "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'],"
+        " 'eager': s.CELERY_TASK_ALWAYS_EAGER, 'debug': s.DEBUG,"
+        " 'journal': s.DATABASES['default'].get('OPTIONS', {}).get('init_command', '')}))"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY"}
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, cwd=ROOT, capture_output=True, text=True
+    )
+    if result.returncode:
+        return {"error": result.stderr}
+    return json.loads(result.stdout)
+
+
+def test_with_nothing_set_it_runs_embedded_on_sqlite_wal_with_eager_tasks():
+    found = settings_in_subprocess({})
+    assert found["engine"] == "django.db.backends.sqlite3"
+    assert "journal_mode=WAL" in found["journal"]
+    assert found["eager"] is True
+
+
+def test_database_and_broker_urls_switch_to_postgres_and_workers():
+    found = settings_in_subprocess(
+        {
+            "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+            "CELERY_BROKER_URL": "redis://x:6379/0",
+        }
+    )
+    assert found["engine"] == "django.db.backends.postgresql"
+    assert found["eager"] is False
+
+
+def test_production_refuses_to_start_without_a_real_secret_key():
+    found = settings_in_subprocess({"DEBUG": "0"})
+    assert "SECRET_KEY must be set" in found["error"]
+    ok = settings_in_subprocess({"DEBUG": "0", "SECRET_KEY": "k" * 50})
+    assert ok["debug"] is False
+
+
+def test_celery_delivers_at_least_once_and_never_twice_concurrently():
+    from django.conf import settings
+
+    from reviewapp.celery import app
+
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    assert "sweep-unscored-items" in settings.CELERY_BEAT_SCHEDULE
+    from reviewapp.reviews import tasks
+
+    for task in (tasks.score_items, tasks.score_challenger):
+        assert task.acks_late and task.reject_on_worker_lost
+
+
+def test_compose_runs_the_full_stack_with_health_checks():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in ("postgres", "redis", "web", "worker", "beat"):
+        assert name in services, name
+        assert "healthcheck" in services[name], name
+    assert services["web"]["command"][0] == "gunicorn"
+    module, attribute = services["web"]["command"][1].split(":")
+    assert hasattr(importlib.import_module(module), attribute)
+    for name in ("worker", "beat"):
+        command = services[name]["command"]
+        assert command[:3] == ["celery", "-A", "reviewapp"]
+        assert importlib.import_module("reviewapp").celery_app.main == "reviewapp"
+    migrate = services["migrate"]["command"]
+    assert migrate[:3] == ["python", "manage.py", "migrate"] and (ROOT / "manage.py").exists()
+    assert "/healthz" in json.dumps(services["web"]["healthcheck"])
+
+
+@pytest.mark.django_db
+def test_healthz_answers(client):
+    assert client.get("/healthz").json() == {"ok": True}
