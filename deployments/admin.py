@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from deployments.models import (
     AutomationPolicy,
+    GuardrailBreach,
     ModelVersion,
     ModelVersionEvent,
     UseCase,
@@ -82,3 +83,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class ModelVersionEventAdmin(AppendOnlyAdmin):
     list_display = ["use_case", "model_version", "action", "actor", "reason", "created_at"]
     list_filter = ["use_case", "action"]
+
+
+@admin.register(GuardrailBreach)
+class GuardrailBreachAdmin(AppendOnlyAdmin):
+    list_display = ["use_case", "guardrail", "observed", "limit", "detected_at", "resolved_at"]
+    list_filter = ["use_case", "guardrail"]

@@ -240,3 +240,30 @@ class ModelVersionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.model_version}"
+
+
+class GuardrailBreach(models.Model):
+    """A guardrail found over its limit; the step-down it caused is ``policy`` (if any)."""
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="breaches")
+    guardrail = models.CharField(max_length=64)  # override_rate, null_output_rate, ...
+    observed = models.FloatField()
+    limit = models.FloatField()
+    window = models.PositiveIntegerField(null=True, blank=True)
+    sample_size = models.PositiveIntegerField(null=True, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    policy = models.ForeignKey(
+        AutomationPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.TextField(blank=True)
+    detected_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at"]
+        indexes = [models.Index(fields=["use_case", "detected_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.use_case.slug}: {self.guardrail} {self.observed:.3g} > {self.limit:.3g}"

@@ -4,6 +4,7 @@ With nothing set, the app runs embedded: SQLite (WAL) beside the code and Celery
 process. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch it to PostgreSQL and real workers.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -129,7 +130,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Third-party JS comes from installed packages, never a CDN: Plotly from the plotly wheel
+# (/static/plotly/plotly.min.js), htmx from django-htmx, Swagger UI from the sidecar.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("plotly", Path(importlib.util.find_spec("plotly").origin).parent / "package_data"),
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -99,10 +99,15 @@ def signed_in(browser, live_server):
         client.force_login(user)
         cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
         context = browser.new_context(viewport={"width": width, "height": height})
-        context.add_cookies([{
-            "name": django_settings.SESSION_COOKIE_NAME, "value": cookie.value,
-            "url": live_server.url,
-        }])
+        context.add_cookies(
+            [
+                {
+                    "name": django_settings.SESSION_COOKIE_NAME,
+                    "value": cookie.value,
+                    "url": live_server.url,
+                }
+            ]
+        )
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)

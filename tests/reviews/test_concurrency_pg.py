@@ -85,7 +85,9 @@ def test_concurrent_reviewers_decide_every_task_exactly_once(live_server):
     assert Item.objects.filter(use_case=use_case).exclude(status="decided").count() == 0
     # double reviews were done by two different people
     same_person = (
-        Decision.objects.filter(use_case=use_case).values("item", "reviewer")
-        .annotate(n=Count("id")).filter(n__gt=1)
+        Decision.objects.filter(use_case=use_case)
+        .values("item", "reviewer")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
     )
     assert not same_person.exists()

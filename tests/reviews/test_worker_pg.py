@@ -36,21 +36,42 @@ def database_url() -> str:
 def worker():
     """A Celery worker process on its own queue, reading this test's database."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DATABASE_URL": database_url(),
-           "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "CONN_MAX_AGE": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CONN_MAX_AGE": "0",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "reviewapp", "worker", "-Q", queue,
-         "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-         "-n", f"{queue}@%h"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "reviewapp",
+            "worker",
+            "-Q",
+            queue,
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"{queue}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     celery_app.conf.task_always_eager = False
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
     try:
         deadline = time.monotonic() + 60
-        while not celery_app.control.ping(destination=[f"{queue}@{os.uname().nodename}"],
-                                          timeout=1):
+        while not celery_app.control.ping(
+            destination=[f"{queue}@{os.uname().nodename}"], timeout=1
+        ):
             assert process.poll() is None, "the worker exited"
             assert time.monotonic() < deadline, "the worker did not start"
         yield process
@@ -63,11 +84,15 @@ def worker():
 
 def test_a_real_worker_scores_and_routes_a_batch_of_1000_exactly_once(api, worker):
     caller = make_user(Role.INTEGRATION)
-    use_case = make_use_case(members=[caller], level="partial", confidence_threshold=0.8,
-                             traffic_percent=50)
+    use_case = make_use_case(
+        members=[caller], level="partial", confidence_threshold=0.8, traffic_percent=50
+    )
     register_model(use_case, classifier_bytes())
-    response = api(caller).post(f"/api/v1/use-cases/{use_case.slug}/items/batch/",
-                                {"items": [invoice(n) for n in range(1000)]}, format="json")
+    response = api(caller).post(
+        f"/api/v1/use-cases/{use_case.slug}/items/batch/",
+        {"items": [invoice(n) for n in range(1000)]},
+        format="json",
+    )
     assert response.status_code == 202
     job_url = f"/api/v1/jobs/{response.json()['job']}/"
     deadline = time.monotonic() + 120
