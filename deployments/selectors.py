@@ -62,10 +62,15 @@ def model_versions_list(*, use_case: UseCase) -> QuerySet[ModelVersion]:
     )
 
 
+SCORING_FIELDS = ("id", "use_case_id", "version", "role", "source", "artifact_sha256")
+
+
 def champion_get(*, use_case: UseCase) -> ModelVersion | None:
+    """The champion, with only what scoring needs loaded (the artifact and the reference
+    statistics are large; they load on first access)."""
     return (
         ModelVersion.objects.filter(use_case=use_case, role=ModelVersion.Role.CHAMPION)
-        .defer("artifact")
+        .only(*SCORING_FIELDS)
         .first()
     )
 
@@ -73,7 +78,7 @@ def champion_get(*, use_case: UseCase) -> ModelVersion | None:
 def challengers_list(*, use_case: UseCase) -> list[ModelVersion]:
     return list(
         ModelVersion.objects.filter(use_case=use_case, role=ModelVersion.Role.CHALLENGER)
-        .defer("artifact")
+        .only(*SCORING_FIELDS)
         .order_by("id")
     )
 

@@ -86,11 +86,8 @@ class ItemIngestApi(APIView):
             features=data.get("features"),
             prediction=data.get("prediction"),
         )
-        item = result.item
-        if not result.created:
-            item = item_get(use_case=use_case, external_id=item.external_id)
         return Response(
-            item_public(item, use_case=use_case),
+            item_public(result.item, use_case=use_case),
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 

@@ -14,11 +14,13 @@ from deployments.policy import consults_model, item_buckets
 from deployments.schema import item_features_clean
 from deployments.selectors import challengers_list, champion_get, policy_current
 from deployments.services import estimator_for, model_version_external_get_or_register
+from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
 from reviewapp.core.models import Job
 from reviewapp.reviews.models import Item
-from reviewapp.reviews.services.routing import ROUTED_FIELDS, items_route
+from reviewapp.reviews.selectors import item_get
+from reviewapp.reviews.services.routing import items_route, pending_item, prediction_unsaved
 
 MAX_EXTERNAL_ID = 200
 
@@ -162,9 +164,10 @@ def item_ingest(
     the model runs.
     """
     external_id = external_id_clean(external_id)
-    existing = Item.objects.filter(use_case=use_case, external_id=external_id).first()
-    if existing is not None:
-        return IngestResult(item=existing, created=False)
+    if Item.objects.filter(use_case=use_case, external_id=external_id).exists():
+        return IngestResult(
+            item=item_get(use_case=use_case, external_id=external_id), created=False
+        )
     cleaned = item_features_clean(schema=use_case.features, features=features)
     sent = external_prediction_clean(use_case=use_case, prediction=prediction)
     now = now or timezone.now()
@@ -174,15 +177,27 @@ def item_ingest(
     try:
         with transaction.atomic():
             item.save(force_insert=True)
-            items_route(use_case=use_case, policy=policy, items=[item], outputs=outputs, now=now)
-            item.save(update_fields=ROUTED_FIELDS)
+            (routed,) = items_route(
+                use_case=use_case,
+                policy=policy,
+                items=[pending_item(item)],
+                outputs=outputs,
+                now=now,
+            )
             challengers_enqueue(use_case=use_case, item_ids=[item.pk])
     except IntegrityError:
         # Another request stored the same external_id first: theirs is the item.
-        existing = Item.objects.filter(use_case=use_case, external_id=external_id).first()
-        if existing is None:
+        if not Item.objects.filter(use_case=use_case, external_id=external_id).exists():
             raise
-        return IngestResult(item=existing, created=False)
+        return IngestResult(
+            item=item_get(use_case=use_case, external_id=external_id), created=False
+        )
+    for name, value in routed.values.items():
+        setattr(item, name, value)
+    if routed.prediction_id is not None:
+        item.prediction = prediction_unsaved(
+            prediction_id=routed.prediction_id, model_version=outputs[0][0], verdict=routed.verdict
+        )
     return IngestResult(item=item, created=True)
 
 
@@ -243,27 +258,34 @@ def items_store_pending(
 
     Returns the ids of the rows inserted now. Call inside a transaction.
     """
-    items = []
-    for external_id, features, prediction in rows:
-        item = _item_new(use_case=use_case, external_id=external_id, features=features, now=now)
-        item.job = job
-        item.external_prediction = prediction
-        items.append(item)
-    wanted = [external_id for external_id, _, _ in rows]
-    before = (
-        set(
-            Item.objects.filter(use_case=use_case, external_id__in=wanted).values_list(
-                "id", flat=True
-            )
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "use_case_id",
+            "external_id",
+            "features",
+            "external_prediction",
+            "ramp_bucket",
+            "audit_bucket",
+            "double_review_bucket",
+            "status",
+            "received_at",
+            "job_id",
         )
-        if job is None
-        else set()
-    )
-    Item.objects.bulk_create(items, ignore_conflicts=True, batch_size=2000)
-    if job is not None:
-        return list(Item.objects.filter(job=job).order_by("id").values_list("id", flat=True))
-    stored = Item.objects.filter(use_case=use_case, external_id__in=wanted)
-    return sorted(set(stored.values_list("id", flat=True)) - before)
+    }
+    for external_id, features, prediction in rows:
+        buckets = item_buckets(salt=use_case.slug, key=external_id)
+        columns["use_case_id"].append(use_case.pk)
+        columns["external_id"].append(external_id)
+        columns["features"].append(features)
+        columns["external_prediction"].append(prediction)
+        columns["ramp_bucket"].append(buckets.ramp)
+        columns["audit_bucket"].append(buckets.audit)
+        columns["double_review_bucket"].append(buckets.double_review)
+        columns["status"].append(Item.Status.PENDING)
+        columns["received_at"].append(now)
+        columns["job_id"].append(job.pk if job else None)
+    return [pk for pk in rows_insert(Item, columns, ignore_conflicts=True) if pk is not None]
 
 
 def items_batch_accept(*, use_case: UseCase, rows: Any, actor=None, now=None) -> Job:

@@ -1,7 +1,12 @@
-"""Applying the pure routing policy to stored items: predictions, tasks, the item's route."""
+"""Applying the pure routing policy to stored items: predictions, tasks, the item's route.
+
+The batch path routes thousands of items per call, so this module works on plain rows and
+writes columns (``reviewapp.core.bulk``) rather than model instances.
+"""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from deployments.ml.scoring import RawOutput
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
@@ -14,6 +19,7 @@ from deployments.policy import (
     route,
 )
 from deployments.services import policy_spec
+from reviewapp.core.bulk import rows_insert, rows_update
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
 
 
@@ -30,114 +36,178 @@ def output_assess(*, use_case: UseCase, raw: RawOutput) -> ModelOutput | NullOut
     )
 
 
-def item_buckets_of(item: Item) -> Buckets:
-    return Buckets(
-        ramp=item.ramp_bucket, audit=item.audit_bucket, double_review=item.double_review_bucket
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """What routing needs to know of a stored item."""
+
+    id: int
+    buckets: Buckets
+
+
+def pending_item(item: Item) -> PendingItem:
+    return PendingItem(
+        id=item.pk,
+        buckets=Buckets(
+            ramp=item.ramp_bucket,
+            audit=item.audit_bucket,
+            double_review=item.double_review_bucket,
+        ),
     )
+
+
+def prediction_columns(
+    *,
+    use_case: UseCase,
+    item_ids: Sequence[int],
+    model_versions: Sequence[ModelVersion],
+    raws: Sequence[RawOutput],
+    verdicts: Sequence[ModelOutput | NullOutput],
+    now,
+) -> dict[str, list[Any]]:
+    """Prediction rows as columns: a valid output's label/value/confidence, or the reason a
+    null output could not be used."""
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "item_id",
+            "use_case_id",
+            "model_version_id",
+            "label",
+            "value",
+            "confidence",
+            "probabilities",
+            "latency_ms",
+            "error",
+            "created_at",
+        )
+    }
+    for item_id, version, raw, verdict in zip(
+        item_ids, model_versions, raws, verdicts, strict=True
+    ):
+        valid = isinstance(verdict, ModelOutput)
+        columns["item_id"].append(item_id)
+        columns["use_case_id"].append(use_case.pk)
+        columns["model_version_id"].append(version.pk)
+        columns["label"].append((verdict.label or "") if valid else (raw.label or "")[:200])
+        columns["value"].append(verdict.value if valid else None)
+        columns["confidence"].append(verdict.confidence if valid else None)
+        columns["probabilities"].append(raw.probabilities)
+        columns["latency_ms"].append(raw.latency_ms)
+        columns["error"].append("" if valid else verdict.reason)
+        columns["created_at"].append(now)
+    return columns
 
 
 @dataclass
 class Routed:
-    item: Item
+    item_id: int
     decision: RoutingDecision
-    prediction: Prediction | None
+    prediction_id: int | None = None
+    verdict: ModelOutput | NullOutput | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # the item's new ROUTED_COLUMNS
 
 
-def prediction_build(
-    *,
-    item: Item,
-    model_version: ModelVersion,
-    raw: RawOutput,
-    verdict: ModelOutput | NullOutput,
-    now,
-) -> Prediction:
-    valid = isinstance(verdict, ModelOutput)
-    return Prediction(
-        item=item,
-        use_case_id=item.use_case_id,
-        model_version=model_version,
-        label=(verdict.label or "") if valid else (raw.label or "")[:200],
-        value=verdict.value if valid else None,
-        confidence=verdict.confidence if valid else None,
-        probabilities=raw.probabilities,
-        latency_ms=raw.latency_ms,
-        error="" if valid else verdict.reason,
-        created_at=now,
-    )
-
-
-def items_route(
-    *,
-    use_case: UseCase,
-    policy: AutomationPolicy,
-    items: Sequence[Item],
-    outputs: Sequence[tuple[ModelVersion | None, RawOutput] | None],
-    now,
-) -> list[Routed]:
-    """Route each item with its champion output (None when the model was not consulted),
-    write its prediction and review tasks, and set its route, status and any model decision.
-
-    A pair whose model version is None (no champion registered yet) routes as a null output
-    without a prediction row.
-
-    Call inside a transaction, with ``items`` saved and not yet routed.
-    """
-    spec = policy_spec(policy)
-    routed: list[Routed] = []
-    predictions = []
-    for item, pair in zip(items, outputs, strict=True):
-        prediction = None
-        if pair is None:
-            verdict = None
-        else:
-            model_version, raw = pair
-            verdict = output_assess(use_case=use_case, raw=raw)
-            if model_version is not None:
-                prediction = prediction_build(
-                    item=item, model_version=model_version, raw=raw, verdict=verdict, now=now
-                )
-                predictions.append(prediction)
-        decision = route(policy=spec, output=verdict, buckets=item_buckets_of(item))
-        routed.append(Routed(item=item, decision=decision, prediction=prediction))
-    Prediction.objects.bulk_create(predictions)
-
-    tasks = []
-    for entry in routed:
-        item, decision = entry.item, entry.decision
-        item.route = decision.route.value
-        item.policy = policy
-        item.prediction = entry.prediction
-        item.routed_at = now
-        if decision.automated:
-            item.status = Item.Status.DECIDED
-            item.decision_label = entry.prediction.label
-            item.decision_value = entry.prediction.value
-            item.decision_source = Item.Source.MODEL
-            item.decided_at = now
-        else:
-            item.status = Item.Status.IN_REVIEW
-        tasks.extend(
-            ReviewTask(
-                item=item,
-                use_case_id=item.use_case_id,
-                reason=spec_task.reason.value,
-                show_suggestion=spec_task.show_suggestion,
-                created_at=now,
-            )
-            for spec_task in decision.tasks
-        )
-    ReviewTask.objects.bulk_create(tasks)
-    return routed
-
-
-ROUTED_FIELDS = [
+ROUTED_COLUMNS = (
     "route",
-    "policy",
-    "prediction",
+    "policy_id",
+    "prediction_id",
     "routed_at",
     "status",
     "decision_label",
     "decision_value",
     "decision_source",
     "decided_at",
-]
+)
+
+
+def items_route(
+    *,
+    use_case: UseCase,
+    policy: AutomationPolicy,
+    items: Sequence[PendingItem],
+    outputs: Sequence[tuple[ModelVersion | None, RawOutput] | None],
+    now,
+) -> list[Routed]:
+    """Route each item with its champion output (None when the model was not consulted):
+    write its prediction and review tasks, and set its route, status and any model decision.
+
+    A pair whose model version is None (no champion registered yet) routes as a null output
+    without a prediction row. Call inside a transaction, with the items stored, not routed.
+    """
+    spec = policy_spec(policy)
+    routed: list[Routed] = []
+    scored: list[tuple[int, ModelVersion, RawOutput, ModelOutput | NullOutput]] = []
+    for item, pair in zip(items, outputs, strict=True):
+        verdict = None
+        if pair is not None:
+            model_version, raw = pair
+            verdict = output_assess(use_case=use_case, raw=raw)
+            if model_version is not None:
+                scored.append((len(routed), model_version, raw, verdict))
+        decision = route(policy=spec, output=verdict, buckets=item.buckets)
+        routed.append(Routed(item_id=item.id, decision=decision, verdict=verdict))
+
+    if scored:
+        positions, versions, raws, verdicts = zip(*scored, strict=True)
+        ids = rows_insert(
+            Prediction,
+            prediction_columns(
+                use_case=use_case,
+                item_ids=[routed[p].item_id for p in positions],
+                model_versions=versions,
+                raws=raws,
+                verdicts=verdicts,
+                now=now,
+            ),
+        )
+        for position, prediction_id in zip(positions, ids, strict=True):
+            routed[position].prediction_id = prediction_id
+
+    tasks: dict[str, list[Any]] = {
+        "item_id": [],
+        "use_case_id": [],
+        "reason": [],
+        "show_suggestion": [],
+        "created_at": [],
+    }
+    updates: dict[str, list[Any]] = {name: [] for name in ROUTED_COLUMNS}
+    for entry in routed:
+        decision = entry.decision
+        automated = decision.automated
+        entry.values = {
+            "route": decision.route.value,
+            "policy_id": policy.pk,
+            "prediction_id": entry.prediction_id,
+            "routed_at": now,
+            "status": Item.Status.DECIDED if automated else Item.Status.IN_REVIEW,
+            "decision_label": (entry.verdict.label or "") if automated else "",
+            "decision_value": entry.verdict.value if automated else None,
+            "decision_source": Item.Source.MODEL if automated else "",
+            "decided_at": now if automated else None,
+        }
+        for name, value in entry.values.items():
+            updates[name].append(value)
+        for spec_task in decision.tasks:
+            tasks["item_id"].append(entry.item_id)
+            tasks["use_case_id"].append(use_case.pk)
+            tasks["reason"].append(spec_task.reason.value)
+            tasks["show_suggestion"].append(spec_task.show_suggestion)
+            tasks["created_at"].append(now)
+    rows_insert(ReviewTask, tasks)
+    rows_update(Item, [entry.item_id for entry in routed], updates)
+    return routed
+
+
+def prediction_unsaved(
+    *, prediction_id: int, model_version: ModelVersion, verdict: ModelOutput | NullOutput
+) -> Prediction:
+    """The stored prediction as an in-memory row, for answering without reading it back."""
+    if isinstance(verdict, ModelOutput):
+        return Prediction(
+            pk=prediction_id,
+            model_version=model_version,
+            label=verdict.label or "",
+            value=verdict.value,
+            confidence=verdict.confidence,
+        )
+    return Prediction(pk=prediction_id, model_version=model_version, error=verdict.reason)

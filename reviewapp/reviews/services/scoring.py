@@ -11,8 +11,10 @@ from django.utils import timezone
 
 from deployments.ml.scoring import features_frame, score_frame
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
+from deployments.policy import Buckets
 from deployments.selectors import challengers_list, policy_current
 from deployments.services import estimator_for
+from reviewapp.core.bulk import rows_insert
 from reviewapp.core.jobs import job_progress
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
@@ -22,10 +24,10 @@ from reviewapp.reviews.services.ingest import (
     external_prediction_clean,
 )
 from reviewapp.reviews.services.routing import (
-    ROUTED_FIELDS,
+    PendingItem,
     items_route,
     output_assess,
-    prediction_build,
+    prediction_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,36 +41,49 @@ def items_score(*, item_ids: list[int], now=None) -> int:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        items = list(
-            Item.objects.select_for_update(skip_locked=True, of=("self",))
+        rows = list(
+            Item.objects.select_for_update(skip_locked=True)
             .filter(pk__in=item_ids, status=Item.Status.PENDING)
-            .select_related("use_case")
             .order_by("id")
+            .values_list(
+                "id",
+                "use_case_id",
+                "features",
+                "external_prediction",
+                "ramp_bucket",
+                "audit_bucket",
+                "double_review_bucket",
+                "job_id",
+            )
         )
-        by_use_case: dict[int, list[Item]] = defaultdict(list)
-        for item in items:
-            by_use_case[item.use_case_id].append(item)
-        for group in by_use_case.values():
-            use_case = group[0].use_case
+        by_use_case: dict[int, list[tuple]] = defaultdict(list)
+        for row in rows:
+            by_use_case[row[1]].append(row)
+        for use_case_id, group in by_use_case.items():
+            use_case = UseCase.objects.get(pk=use_case_id)
             policy = policy_current(use_case=use_case)
             external = None
             if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
                 external = [
-                    external_prediction_clean(use_case=use_case, prediction=i.external_prediction)
-                    for i in group
+                    external_prediction_clean(use_case=use_case, prediction=row[3]) for row in group
                 ]
             outputs = champion_outputs(
                 use_case=use_case,
                 policy=policy,
-                rows=[i.features for i in group],
+                rows=[row[2] for row in group],
                 external=external,
             )
-            items_route(use_case=use_case, policy=policy, items=group, outputs=outputs, now=now)
-            Item.objects.bulk_update(group, ROUTED_FIELDS, batch_size=1000)
-            challengers_enqueue(use_case=use_case, item_ids=[i.pk for i in group])
-        for job_id, count in Counter(i.job_id for i in items if i.job_id).items():
+            pending = [
+                PendingItem(
+                    id=row[0], buckets=Buckets(ramp=row[4], audit=row[5], double_review=row[6])
+                )
+                for row in group
+            ]
+            items_route(use_case=use_case, policy=policy, items=pending, outputs=outputs, now=now)
+            challengers_enqueue(use_case=use_case, item_ids=[row[0] for row in group])
+        for job_id, count in Counter(row[7] for row in rows if row[7]).items():
             job_progress(job_id=job_id, done=count)
-    return len(items)
+    return len(rows)
 
 
 def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) -> int:
@@ -96,18 +111,16 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
     estimator = estimator_for(model_version)
     frame = features_frame([i.features for i in items], use_case.features)
     raws = score_frame(estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance)
-    rows = [
-        prediction_build(
-            item=item,
-            model_version=model_version,
-            raw=raw,
-            verdict=output_assess(use_case=use_case, raw=raw),
-            now=now,
-        )
-        for item, raw in zip(items, raws, strict=True)
-    ]
+    columns = prediction_columns(
+        use_case=use_case,
+        item_ids=[item.pk for item in items],
+        model_versions=[model_version] * len(items),
+        raws=raws,
+        verdicts=[output_assess(use_case=use_case, raw=raw) for raw in raws],
+        now=now,
+    )
     with transaction.atomic():
-        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+        rows_insert(Prediction, columns, ignore_conflicts=True)
         stored = {
             p.item_id: p
             for p in Prediction.objects.filter(model_version=model_version, item__in=items)
@@ -123,7 +136,7 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
                     predictions=[prediction],
                     routing_prediction_id=None,
                 )
-    return len(rows)
+    return len(items)
 
 
 def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:

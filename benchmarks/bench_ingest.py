@@ -1,0 +1,296 @@
+"""The decision pipeline under load, on PostgreSQL with real gunicorn and Celery processes.
+
+- realtime: one item per request (validate, predict, route, store, respond); the server's own
+  time from the Server-Timing header. Floor: one bare predict_proba on one row plus one bare
+  Django view (/healthz) in the same run.
+- batch: items per second from the first POST to the last job done, through gunicorn and two
+  Celery worker processes. Floor: a raw COPY of the same rows.
+- claiming: review-next with 8 concurrent reviewers against 10,000 and 100,000 pending tasks.
+"""
+
+import json
+import threading
+import time
+import uuid
+
+import numpy as np
+import requests
+import skops.io as sio
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from benchmarks.harness import celery_workers, fmt, gunicorn, pct, server_ms, table
+from deployments.models import UseCaseMembership
+from deployments.services import model_version_register, use_case_create
+from reviewapp.core.roles import Role, role_groups_ensure
+from reviewapp.demo import datasets
+from reviewapp.reviews.models import ReviewTask
+from reviewapp.reviews.services.ingest import items_store_pending
+from reviewapp.reviews.services.scoring import items_score
+
+
+def _user(role: Role, name: str):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username=f"{name}-{uuid.uuid4().hex[:6]}")
+    user.groups.add(role_groups_ensure()[role])
+    return user, Token.objects.create(user=user).key
+
+
+def _use_case(*, level: str, members, **policy):
+    digits = datasets.digits()
+    manager, _ = _user(Role.MANAGER, "manager")
+    use_case = use_case_create(
+        actor=manager,
+        slug=f"bench-{uuid.uuid4().hex[:8]}",
+        name="Digits benchmark",
+        task_type="classification",
+        features=digits.features,
+        labels=digits.labels,
+        level=level,
+    )
+    if policy:
+        from deployments.services import policy_change
+
+        policy_change(use_case=use_case, actor=manager, changes=policy, reason="benchmark")
+    for user in members:
+        UseCaseMembership.objects.create(use_case=use_case, user=user)
+    estimator = datasets.fit(digits, np.arange(len(digits.frame)))
+    model_version_register(
+        use_case=use_case,
+        version="v1",
+        data=sio.dumps(estimator),
+        actor=manager,
+        reference=digits.frame,
+    )
+    return use_case, digits, estimator
+
+
+def _rows(digits, n: int, prefix: str) -> list[dict]:
+    records = digits.frame.to_dict(orient="records")
+    return [
+        {
+            "external_id": f"{prefix}-{i}",
+            "features": {k: int(v) for k, v in records[i % len(records)].items()},
+        }
+        for i in range(n)
+    ]
+
+
+def realtime(small: bool) -> None:
+    caller, token = _user(Role.INTEGRATION, "caller")
+    use_case, digits, estimator = _use_case(
+        level="partial", members=[caller], confidence_threshold=0.9, audit_rate=0.05
+    )
+    n = 300 if small else 3000
+    rows = _rows(digits, n, "rt")
+    one_row = digits.frame.iloc[[0]]
+    bare_model = []
+    for _ in range(max(200, n // 5)):
+        started = time.perf_counter()
+        estimator.predict_proba(one_row)
+        bare_model.append((time.perf_counter() - started) * 1000)
+    with gunicorn() as url:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        endpoint = f"{url}/api/v1/use-cases/{use_case.slug}/items/"
+        for row in rows[:50]:  # warm every worker's model cache and connections
+            session.post(endpoint, json={**row, "external_id": "warm-" + row["external_id"]})
+        server, client = [], []
+        for row in rows:
+            started = time.perf_counter()
+            response = session.post(endpoint, json=row)
+            client.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 201, response.text
+            server.append(server_ms(response))
+        bare_view = [server_ms(session.get(f"{url}/healthz")) for _ in range(n // 3)]
+    floor = pct(bare_model, 50) + pct(bare_view, 50)
+    table(
+        f"Realtime single item ({n} requests, 64 features, sklearn pipeline, PostgreSQL)",
+        ["measure", "p50 ms", "p99 ms", "ratio p50 to floor"],
+        [
+            [
+                "server time (validate, predict, route, store)",
+                fmt(pct(server, 50)),
+                fmt(pct(server, 99)),
+                fmt(pct(server, 50) / floor, 1) + "x",
+            ],
+            ["client round trip", fmt(pct(client, 50)), fmt(pct(client, 99)), ""],
+            [
+                "floor: bare predict_proba, one row",
+                fmt(pct(bare_model, 50)),
+                fmt(pct(bare_model, 99)),
+                "",
+            ],
+            [
+                "floor: bare Django view (/healthz)",
+                fmt(pct(bare_view, 50)),
+                fmt(pct(bare_view, 99)),
+                "",
+            ],
+        ],
+    )
+    print(f"target: p99 <= 15 ms -> {'met' if pct(server, 99) <= 15 else 'NOT met'}")
+
+
+def _copy_floor(rows: list[dict]) -> float:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE copy_floor (LIKE reviews_item INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        started = time.perf_counter()
+        with (
+            connection.connection.cursor() as raw,
+            raw.copy(
+                "COPY copy_floor (id, use_case_id, external_id, features, ramp_bucket, audit_bucket,"
+                " double_review_bucket, status, route, decision_label, decision_source, received_at)"
+                " FROM STDIN"
+            ) as copy,
+        ):
+            now = timezone.now()
+            for i, row in enumerate(rows):
+                copy.write_row(
+                    (
+                        i + 1,
+                        1,
+                        row["external_id"],
+                        json.dumps(row["features"]),
+                        0,
+                        0,
+                        0,
+                        "pending",
+                        "",
+                        "",
+                        "",
+                        now,
+                    )
+                )
+        return time.perf_counter() - started
+
+
+def batch(small: bool) -> None:
+    caller, token = _user(Role.INTEGRATION, "caller")
+    use_case, digits, _ = _use_case(
+        level="partial", members=[caller], confidence_threshold=0.9, audit_rate=0.05
+    )
+    results = []
+    with gunicorn() as url, celery_workers(concurrency=2):
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        endpoint = f"{url}/api/v1/use-cases/{use_case.slug}/items/batch/"
+        for total in (2_000, 10_000) if small else (10_000, 100_000):
+            rows = _rows(digits, total, f"b{total}")
+            bodies = [rows[i : i + 10_000] for i in range(0, total, 10_000)]
+            started = time.perf_counter()
+            jobs = []
+            for body in bodies:
+                response = session.post(endpoint, json={"items": body})
+                assert response.status_code == 202, response.text
+                jobs.append(response.json()["job"])
+            accepted = time.perf_counter() - started
+            for job in jobs:
+                while (state := session.get(f"{url}/api/v1/jobs/{job}/").json())["state"] != "done":
+                    assert state["state"] != "failed", state
+                    time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            floor = _copy_floor(rows)
+            results.append(
+                [
+                    f"{total:,}",
+                    fmt(accepted, 2),
+                    fmt(elapsed, 2),
+                    fmt(total / elapsed, 0),
+                    fmt(total / floor, 0),
+                    fmt((total / floor) / (total / elapsed), 1) + "x",
+                ]
+            )
+    table(
+        "Batch: POST in bodies of 10,000 -> scored, routed, stored by 2 Celery workers",
+        ["items", "accepted in s", "all done in s", "items/s", "floor COPY rows/s", "floor / ours"],
+        results,
+    )
+    best = max(float(r[3].replace(",", "")) for r in results)
+    print(f"target: >= 10,000 items/s -> {'met' if best >= 10_000 else 'NOT met'}")
+
+
+def _fill_queue(use_case, count: int) -> None:
+    for start in range(0, count, 10_000):
+        rows = [
+            (f"q{count}-{i}", {f"pixel_{p}": 0 for p in range(64)}, None)
+            for i in range(start, min(count, start + 10_000))
+        ]
+        with transaction.atomic():
+            ids = items_store_pending(use_case=use_case, rows=rows, now=timezone.now())
+        for chunk in range(0, len(ids), 2_000):
+            items_score(item_ids=ids[chunk : chunk + 2_000])
+
+
+def _claim_round(*, url: str, slug: str, tokens: list[str], per_reviewer: int) -> list[float]:
+    """Reviewers in parallel threads loop claim -> decide; returns review-next server times."""
+    timings: list[float] = []
+    lock = threading.Lock()
+
+    def reviewer(token: str) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        for _ in range(per_reviewer):
+            response = session.post(f"{url}/api/v1/use-cases/{slug}/review/next/")
+            with lock:
+                timings.append(server_ms(response))
+            task = response.json()
+            session.post(
+                f"{url}/api/v1/review/tasks/{task['task']}/decision/",
+                json={"label": "0", "lease_token": task["lease_token"]},
+            )
+
+    threads = [threading.Thread(target=reviewer, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return timings
+
+
+def claiming(small: bool) -> None:
+    reviewers = [_user(Role.REVIEWER, f"rev{i}") for i in range(8)]
+    results = []
+    sizes = (2_000, 10_000) if small else (10_000, 100_000)
+    for pending in sizes:
+        use_case, _, _ = _use_case(level="human_only", members=[u for u, _ in reviewers])
+        _fill_queue(use_case, pending)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE reviews_reviewtask")
+        with gunicorn(workers=2, threads=4) as url:
+            timings = _claim_round(
+                url=url,
+                slug=use_case.slug,
+                tokens=[t for _, t in reviewers],
+                per_reviewer=25 if small else 100,
+            )
+        waiting = ReviewTask.objects.filter(use_case=use_case, state="open").count()
+        results.append(
+            [
+                f"{pending:,}",
+                f"{waiting:,}",
+                len(timings),
+                fmt(pct(timings, 50)),
+                fmt(pct(timings, 99)),
+            ]
+        )
+    table(
+        "Claiming: review-next server time, 8 concurrent reviewers",
+        ["pending tasks", "still waiting", "claims", "p50 ms", "p99 ms"],
+        results,
+    )
+    flat = float(results[-1][4]) / max(float(results[0][4]), 1e-9)
+    print(
+        f"target: p99 <= 20 ms -> {'met' if float(results[-1][4]) <= 20 else 'NOT met'}; "
+        f"p99 at {sizes[-1]:,} / p99 at {sizes[0]:,} = {flat:.2f} (flat is ~1)"
+    )
+
+
+def main(small: bool) -> None:
+    realtime(small)
+    batch(small)
+    claiming(small)

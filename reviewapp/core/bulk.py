@@ -1,0 +1,167 @@
+"""Writing many rows in one statement, fast enough for batch ingestion.
+
+Django's ``bulk_update`` builds a CASE expression per field and row, and model instances cost
+tens of microseconds each; for tens of thousands of rows that dominates. These helpers take
+columns (one list of values per field) instead of model instances. On PostgreSQL each chunk is
+one statement whose parameters are one array per column (``unnest``); on SQLite, the embedded
+default, they fall back to Django's bulk_create and an ``UPDATE ... FROM (VALUES ...)``.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, models
+
+Columns = dict[str, list[Any]]
+
+
+def _fields(model: type[models.Model], names) -> list[models.Field]:
+    return [model._meta.get_field(name) for name in names]
+
+
+def _prepared(field: models.Field, values: list) -> list:
+    """Values the driver can bind. psycopg adapts everything natively but JSON (an adapter
+    object); SQLite stores dates and JSON as text the way Django writes them."""
+    if connection.vendor != "postgresql" or isinstance(field, models.JSONField):
+        return [field.get_db_prep_save(value, connection) for value in values]
+    return values
+
+
+def _casts(fields) -> str:
+    return ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+
+
+def _execute(sql: str, params: list) -> list[tuple]:
+    """Run one bulk statement. On PostgreSQL the arrays go as binary parameters bound on the
+    server (Django's default client-side binding would render them into the SQL text)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, binary=True)
+            rows = cursor.fetchall() if cursor.description else []
+            return rows if rows else [(cursor.rowcount,)] if not cursor.description else rows
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else [(cursor.rowcount,)]
+
+
+def _rows(columns: Columns) -> int:
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError("every column needs the same number of values")
+    return lengths.pop()
+
+
+def natural_key(model: type[models.Model]) -> list[models.Field]:
+    """The fields of the model's first unconditional unique constraint."""
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint) and constraint.condition is None:
+            return _fields(model, constraint.fields)
+    raise ValueError(f"{model.__name__} has no unconditional unique constraint")
+
+
+def _with_defaults(model: type[models.Model], columns: Columns, count: int) -> Columns:
+    full = dict(columns)
+    for field in model._meta.concrete_fields:
+        if field.primary_key or field.attname in full:
+            continue
+        full[field.attname] = [field.get_default()] * count
+    return full
+
+
+def rows_insert(
+    model: type[models.Model],
+    columns: Columns,
+    *,
+    ignore_conflicts: bool = False,
+    batch_size: int = 5000,
+) -> list[int | None]:
+    """Insert rows given as columns (attnames, e.g. ``item_id``); return each row's primary
+    key, or None for a row skipped because its natural key was already stored
+    (``ignore_conflicts``). Fields left out take their defaults. Call inside a transaction."""
+    count = _rows(columns)
+    if count == 0:
+        return []
+    columns = _with_defaults(model, columns, count)
+    key_fields = natural_key(model)
+    key_names = [f.attname for f in key_fields]
+    keys = list(zip(*(columns[name] for name in key_names), strict=True))
+    if connection.vendor != "postgresql":
+        return _insert_with_orm(model, columns, keys, key_fields, count, ignore_conflicts)
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if f.attname in columns]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"SELECT * FROM unnest({_casts(fields)})"
+        f"{' ON CONFLICT DO NOTHING' if ignore_conflicts else ''} "
+        f"RETURNING {', '.join(quote(f.column) for f in [meta.pk, *key_fields])}"
+    )
+    stored: dict[tuple, int] = {}
+    for start in range(0, count, batch_size):
+        params = [_prepared(f, columns[f.attname][start : start + batch_size]) for f in fields]
+        stored.update((tuple(row[1:]), row[0]) for row in _execute(sql, params))
+    return [stored.get(key) for key in keys]
+
+
+def _insert_with_orm(model, columns, keys, key_fields, count, ignore_conflicts):
+    existing: set[tuple] = set()
+    if ignore_conflicts:
+        # SQLite serialises writers (IMMEDIATE transactions): what is not stored now cannot
+        # appear before this insert commits.
+        first, *rest = key_fields
+        lookup = model.objects.filter(**{f"{first.attname}__in": {k[0] for k in keys}})
+        for field in rest:
+            lookup = lookup.filter(**{f"{field.attname}__in": {k[1] for k in keys}})
+        existing = set(lookup.values_list(*(f.attname for f in key_fields)))
+    objs, positions, seen = [], [], set()
+    for index in range(count):
+        key = keys[index]
+        if key in existing or key in seen:
+            continue
+        seen.add(key)
+        objs.append(model(**{name: values[index] for name, values in columns.items()}))
+        positions.append(index)
+    model.objects.bulk_create(objs, batch_size=1000)
+    pks: list[int | None] = [None] * count
+    for index, obj in zip(positions, objs, strict=True):
+        pks[index] = obj.pk
+    return pks
+
+
+def rows_update(
+    model: type[models.Model], pks: Sequence[int], columns: Columns, *, batch_size: int = 5000
+) -> int:
+    """Write each row's values (columns of attnames) to the row with that primary key."""
+    if not pks:
+        return 0
+    meta = model._meta
+    quote = connection.ops.quote_name
+    pk = meta.pk
+    fields = _fields(model, columns)
+    table = quote(meta.db_table)
+    updated = 0
+    for start in range(0, len(pks), batch_size):
+        chunk = slice(start, start + batch_size)
+        values = [list(pks[chunk])] + [_prepared(f, columns[f.attname][chunk]) for f in fields]
+        if connection.vendor == "postgresql":
+            names = ", ".join(quote(f.column) for f in [pk, *fields])
+            sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+            sql = (
+                f"UPDATE {table} SET {sets} FROM unnest({_casts([pk, *fields])}) AS v({names}) "
+                f"WHERE {table}.{quote(pk.column)} = v.{quote(pk.column)}"
+            )
+            params: list = values
+        else:
+            sets = ", ".join(f"{quote(f.column)} = v.column{i + 2}" for i, f in enumerate(fields))
+            width = len(fields) + 1
+            rows = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(values[0]))
+            sql = (
+                f"UPDATE {table} SET {sets} FROM (VALUES {rows}) AS v "
+                f"WHERE {table}.{quote(pk.column)} = v.column1"
+            )
+            params = [value for row in zip(*values, strict=True) for value in row]
+        updated += _execute(sql, params)[0][0]
+    return updated
