@@ -143,9 +143,9 @@ def _copy_floor(rows: list[dict]) -> float:
         with (
             connection.connection.cursor() as raw,
             raw.copy(
-                "COPY copy_floor (id, use_case_id, external_id, features, ramp_bucket, audit_bucket,"
-                " double_review_bucket, status, route, decision_label, decision_source, received_at)"
-                " FROM STDIN"
+                "COPY copy_floor (id, use_case_id, external_id, features, ramp_bucket,"
+                " audit_bucket, double_review_bucket, status, route, decision_label,"
+                " decision_source, received_at) FROM STDIN"
             ) as copy,
         ):
             now = timezone.now()

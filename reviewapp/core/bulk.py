@@ -31,9 +31,12 @@ def _casts(fields) -> str:
     return ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
 
 
-def _execute(sql: str, params: list) -> list[tuple]:
-    """Run one bulk statement. On PostgreSQL the arrays go as binary parameters bound on the
-    server (Django's default client-side binding would render them into the SQL text)."""
+def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
+    """Run one bulk statement; return the rows it returned and the row count.
+
+    On PostgreSQL the arrays go as binary parameters bound on the server: Django's default
+    client-side binding would render every value into the SQL text.
+    """
     if connection.vendor == "postgresql":
         import psycopg
 
@@ -41,10 +44,11 @@ def _execute(sql: str, params: list) -> list[tuple]:
         with psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params, binary=True)
             rows = cursor.fetchall() if cursor.description else []
-            return rows if rows else [(cursor.rowcount,)] if not cursor.description else rows
+            return rows, cursor.rowcount
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else [(cursor.rowcount,)]
+        rows = cursor.fetchall() if cursor.description else []
+        return rows, cursor.rowcount
 
 
 def _rows(columns: Columns) -> int:
@@ -102,7 +106,7 @@ def rows_insert(
     stored: dict[tuple, int] = {}
     for start in range(0, count, batch_size):
         params = [_prepared(f, columns[f.attname][start : start + batch_size]) for f in fields]
-        stored.update((tuple(row[1:]), row[0]) for row in _execute(sql, params))
+        stored.update((tuple(row[1:]), row[0]) for row in _execute(sql, params)[0])
     return [stored.get(key) for key in keys]
 
 
@@ -163,5 +167,5 @@ def rows_update(
                 f"WHERE {table}.{quote(pk.column)} = v.column1"
             )
             params = [value for row in zip(*values, strict=True) for value in row]
-        updated += _execute(sql, params)[0][0]
+        updated += _execute(sql, params)[1]
     return updated
