@@ -9,17 +9,19 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from deployments.ml.scoring import features_frame, score_frame
+from deployments.ml.scoring import score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.selectors import challengers_list, policy_current
 from deployments.services import estimator_for
+from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
+    ExternalPrediction,
     challengers_enqueue,
     champion_outputs,
-    external_prediction_clean,
+    external_prediction_read,
 )
 from reviewapp.reviews.services.routing import (
     ROUTED_FIELDS,
@@ -53,10 +55,7 @@ def items_score(*, item_ids: list[int], now=None) -> int:
             policy = policy_current(use_case=use_case)
             external = None
             if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
-                external = [
-                    external_prediction_clean(use_case=use_case, prediction=i.external_prediction)
-                    for i in group
-                ]
+                external = [stored_prediction_read(use_case=use_case, item=i) for i in group]
             outputs = champion_outputs(
                 use_case=use_case,
                 policy=policy,
@@ -69,6 +68,18 @@ def items_score(*, item_ids: list[int], now=None) -> int:
         for job_id, count in Counter(i.job_id for i in items if i.job_id).items():
             job_progress(job_id=job_id, done=count)
     return len(items)
+
+
+def stored_prediction_read(*, use_case: UseCase, item: Item) -> ExternalPrediction | None:
+    """The prediction a batch item arrived with, read as at acceptance. It was checked then, so
+    this never refuses: anything unreadable routes the item to a human as a null output."""
+    if item.external_prediction is None:
+        return None
+    try:
+        return external_prediction_read(use_case=use_case, prediction=item.external_prediction)
+    except InvalidInput:
+        logger.warning("item %s holds an unreadable external prediction", item.pk)
+        return None
 
 
 def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) -> int:
@@ -94,8 +105,13 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
     if not items:
         return 0
     estimator = estimator_for(model_version)
-    frame = features_frame([i.features for i in items], use_case.features)
-    raws = score_frame(estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance)
+    raws = score_rows(
+        estimator,
+        [i.features for i in items],
+        use_case.features,
+        task_type=use_case.task_type,
+        tolerance=use_case.tolerance,
+    )
     rows = [
         prediction_build(
             item=item,
