@@ -396,7 +396,9 @@ def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd
     return features_frame(recent, use_case.features)
 
 
-@transaction.atomic
+NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"
+
+
 def model_version_register(
     *,
     use_case: UseCase,
@@ -417,13 +419,13 @@ def model_version_register(
     record of its library versions (``{"numpy": "1.26.4", "python": "3.11.9"}``), kept beside
     what the file itself records. The model is refused unless it loads here and scores its
     reference rows; its single-row latency is measured and compared with the use case's budget.
+    The checks take seconds, so they run before the transaction: no lock is held meanwhile (on
+    SQLite the write lock would stall live traffic).
     """
     if not isinstance(version, str) or not version.strip() or len(version) > 64:
         raise InvalidInput({"version": ["a version name of 1 to 64 characters is required"]})
     if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
-        raise InvalidInput(
-            {"file": ["this use case takes predictions from its callers; it has no models here"]}
-        )
+        raise InvalidInput({"file": [NO_MODELS_HERE]})
     if ModelVersion.objects.filter(use_case=use_case, version=version).exists():
         raise InvalidInput({"version": [f"version {version!r} already exists"]})
     try:
@@ -459,27 +461,39 @@ def model_version_register(
         "budget_ms": budget,
         "over_budget": latency_over_budget(checked.latency, budget),
     }
-    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    model_version = ModelVersion(
+        use_case=use_case,
+        version=version,
+        source=source,
+        artifact=data,
+        artifact_sha256=loaded.sha256,
+        artifact_size=loaded.size,
+        estimator=loaded.estimator_name,
+        reference_stats=stats,
+        environment=environment_stored,
+        latency=latency,
+        metrics=metrics or {},
+        notes=notes,
+        created_by=actor,
+    )
+    _model_version_store(model_version=model_version, actor=actor)
+    model_cache.put(_cache_key(model_version), loaded.estimator)
+    return model_version
+
+
+@transaction.atomic
+def _model_version_store(*, model_version: ModelVersion, actor) -> None:
+    """Insert a checked model version; the first of its use case becomes champion."""
+    use_case = UseCase.objects.select_for_update().get(pk=model_version.use_case_id)
+    if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:  # switched meanwhile
+        raise InvalidInput({"file": [NO_MODELS_HERE]})
     first = champion_get(use_case=use_case) is None
+    model_version.role = ModelVersion.Role.CHAMPION if first else ModelVersion.Role.CANDIDATE
     try:
         with transaction.atomic():
-            model_version = ModelVersion.objects.create(
-                use_case=use_case,
-                version=version,
-                role=ModelVersion.Role.CHAMPION if first else ModelVersion.Role.CANDIDATE,
-                source=source,
-                artifact=data,
-                artifact_sha256=loaded.sha256,
-                artifact_size=loaded.size,
-                estimator=loaded.estimator_name,
-                reference_stats=stats,
-                environment=environment_stored,
-                latency=latency,
-                metrics=metrics or {},
-                notes=notes,
-                created_by=actor,
-            )
+            model_version.save(force_insert=True)
     except IntegrityError as exc:
+        version = model_version.version
         raise InvalidInput({"version": [f"version {version!r} already exists"]}) from exc
     ModelVersionEvent.objects.create(
         use_case=use_case,
@@ -495,8 +509,6 @@ def model_version_register(
             actor=actor,
             reason="first model of the use case",
         )
-    model_cache.put(_cache_key(model_version), loaded.estimator)
-    return model_version
 
 
 def model_version_external_get_or_register(*, use_case: UseCase, version: str) -> ModelVersion:
