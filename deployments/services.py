@@ -136,7 +136,9 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
     source) is fixed once items have arrived: historical items would no longer fit it."""
     use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
     if use_case.items.exists():
-        frozen = [f for f in IMMUTABLE_WITH_ITEMS if f in changes]
+        frozen = [
+            f for f in IMMUTABLE_WITH_ITEMS if f in changes and changes[f] != getattr(use_case, f)
+        ]
         if frozen:
             raise InvalidInput(
                 {

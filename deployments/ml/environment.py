@@ -14,7 +14,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -41,7 +41,9 @@ class LoadWarning:
     serving_version: str | None = None
 
 
+@lru_cache(maxsize=256)
 def library_version(name: str) -> str | None:
+    """The installed version (looked up once per process: installs do not change under it)."""
     if name == "python":
         return platform.python_version()
     try:

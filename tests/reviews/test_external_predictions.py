@@ -559,6 +559,10 @@ def test_switching_to_external_before_any_item_retires_the_uploaded_champion(api
         f"/api/v1/use-cases/{uc.slug}/", {"prediction_source": "registry"}, format="json"
     )
     assert again.status_code == 400 and "prediction_source" in again.json()
+    unchanged = api(manager).patch(
+        f"/api/v1/use-cases/{uc.slug}/", {"prediction_source": "external"}, format="json"
+    )
+    assert unchanged.status_code == 200  # restating the contract is not changing it
 
 
 def test_a_use_case_scored_here_cannot_take_an_external_version_as_champion(api):
