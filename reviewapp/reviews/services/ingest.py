@@ -197,7 +197,11 @@ def _champion_score(
 
     def score() -> list[RawOutput]:
         try:
-            model = estimator or estimator_load(model_version=champion, data=data)
+            model = (
+                estimator
+                if estimator is not None  # a Pipeline's truth is its length: test identity
+                else estimator_load(model_version=champion, data=data)
+            )
         except Exception as exc:  # an artifact that no longer loads must not lose the items
             return [RawOutput(error=f"model could not be loaded: {exc}"[:1000])] * len(rows)
         return score_rows(
