@@ -267,6 +267,7 @@ class LibraryVersionOutput(serializers.Serializer):
     saved_source = serializers.ChoiceField(choices=["file", "declared"], allow_null=True)
     serving = serializers.CharField(allow_null=True)
     matches = serializers.BooleanField(allow_null=True)
+    used_by_file = serializers.BooleanField(help_text="The file holds objects of this library.")
 
 
 class EnvironmentOutput(serializers.Serializer):

@@ -33,6 +33,7 @@ def model_version_environment_public(model_version: ModelVersion) -> dict[str, A
         if name not in serving:
             serving[name] = library_version(name)
     sources = stored.get("saved_with_source") or {}
+    used = set(stored.get("used_by_file") or [])
     libraries = [
         {
             "library": name,
@@ -40,6 +41,7 @@ def model_version_environment_public(model_version: ModelVersion) -> dict[str, A
             "saved_source": sources.get(name),
             "serving": serving.get(name),
             "matches": _versions_match(saved.get(name), serving.get(name)),
+            "used_by_file": name in used,
         }
         for name in names
     ]

@@ -20,6 +20,7 @@ from typing import Any
 
 # The libraries compared, in display order. Keys are distribution names.
 LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "skops", "python")
+MODULE_LIBRARIES = {"sklearn": "scikit-learn", "numpy": "numpy", "scipy": "scipy"}
 ALIASES = {"sklearn": "scikit-learn", "scikit_learn": "scikit-learn", "py": "python"}
 MAX_DECLARED = 30
 VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
@@ -96,15 +97,17 @@ def saved_versions_read(schema: dict[str, Any]) -> dict[str, Any]:
         found["skops"] = schema["_skops_version"]
     if isinstance(schema.get("protocol"), int):
         found["skops_protocol"] = schema["protocol"]
-    sklearn = sorted(
-        {
-            text
-            for key, value in _walk(schema.get("content"))
-            if key == "_sklearn_version" and (text := _json_node_text(value))
-        }
-    )
+    sklearn, modules = set(), set()
+    for key, value in _walk(schema):
+        if key == "_sklearn_version" and (text := _json_node_text(value)):
+            sklearn.add(text)
+        elif key == "__module__" and isinstance(value, str):
+            modules.add(value.split(".")[0])
     if sklearn:
-        found["scikit-learn"] = ", ".join(sklearn)
+        found["scikit-learn"] = ", ".join(sorted(sklearn))
+    # Which of the compared libraries built objects in the file (a SciPy version matters to a
+    # model holding sparse matrices, not to one that holds none).
+    found["uses"] = sorted({MODULE_LIBRARIES[root] for root in modules if root in MODULE_LIBRARIES})
     return found
 
 
@@ -209,6 +212,7 @@ def environment_record(
         "saved_with": saved,
         "saved_with_source": sources,
         "skops_protocol": saved_in_file.get("skops_protocol"),
+        "used_by_file": saved_in_file.get("uses", []),
         "checked_with": {
             name: library_version(name) for name in dict.fromkeys([*LIBRARIES, *declared])
         },

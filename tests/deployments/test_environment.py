@@ -90,6 +90,8 @@ def test_an_upload_records_what_it_was_saved_with_beside_the_serving_versions(ap
         rows["scikit-learn"]["matches"] is True and rows["scikit-learn"]["saved_source"] == "file"
     )
     assert rows["numpy"]["saved"] is None and rows["numpy"]["matches"] is None  # not in the file
+    assert rows["numpy"]["used_by_file"] and rows["scikit-learn"]["used_by_file"]
+    assert not rows["scipy"]["used_by_file"]  # no sparse matrices in this pipeline
     assert env["warnings"] == []
 
 
@@ -228,7 +230,8 @@ def test_saved_versions_read_from_a_schema():
     assert found["scikit-learn"] == sklearn.__version__
     assert found["skops"] == schema["_skops_version"]
     assert found["skops_protocol"] == schema["protocol"]
-    assert environment.saved_versions_read({"content": {}}) == {}
+    assert found["uses"] == ["numpy", "scikit-learn"]
+    assert environment.saved_versions_read({"content": {}}) == {"uses": []}
 
 
 def test_reference_frame_columns_must_cover_the_features(api, setup):
