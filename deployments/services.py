@@ -1,5 +1,6 @@
 """Writing use cases, automation policies and model versions."""
 
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -295,15 +296,18 @@ def estimator_for(model_version: ModelVersion):
 
 
 _realtime_pool: TimeoutPool | None = None
+_realtime_pool_lock = threading.Lock()
 
 
 def realtime_scoring_pool() -> TimeoutPool:
     """The threads that run realtime model calls under a latency budget (one pool a process)."""
     global _realtime_pool
     if _realtime_pool is None:
-        _realtime_pool = TimeoutPool(
-            max_workers=settings.REALTIME_SCORING_THREADS, name="realtime-scoring"
-        )
+        with _realtime_pool_lock:
+            if _realtime_pool is None:
+                _realtime_pool = TimeoutPool(
+                    max_workers=settings.REALTIME_SCORING_THREADS, name="realtime-scoring"
+                )
     return _realtime_pool
 
 
