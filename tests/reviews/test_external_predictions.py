@@ -17,7 +17,7 @@ from sklearn.dummy import DummyRegressor
 
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import BUCKETS
-from deployments.services import model_version_promote, use_case_update
+from deployments.services import model_version_promote, policy_change, use_case_update
 from reviewapp.core.errors import Conflict
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Disagreement, Item, Prediction, ReviewTask
@@ -243,6 +243,22 @@ def test_regression_without_confidence_never_decides_alone_under_partial(world):
     world.use_case(task_type="regression", level="partial", confidence_threshold=0.1)
     world.model(value=5.0)
     assert world.send(1)["route"] == "assisted"
+
+
+def test_a_guardrail_step_down_takes_effect_on_the_next_item(world):
+    world.use_case(level="full", audit_rate=0.0)
+    world.model("office", 0.95)
+    assert world.send(1)["route"] == "auto"
+    # what a breached guardrail does: the system writes a lower level
+    policy_change(
+        use_case=world.uc,
+        actor=None,
+        changes={"level": "assisted"},
+        reason="guardrail breached: override rate 0.4 > 0.2",
+    )
+    body = world.send(2)
+    assert (body["route"], body["decision"]) == ("assisted", None)
+    assert world.metrics()["guardrail_breaches"] == 1
 
 
 # --- disagreements, metrics and exports: the same for both sources -------------------------
