@@ -4,13 +4,17 @@ import io
 
 import pandas as pd
 from django.db import transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import Level
+from deployments.presenters import (
+    model_version_environment_public,
+    model_version_latency_public,
+)
 from deployments.selectors import (
     model_versions_list,
     policy_current,
@@ -154,6 +158,11 @@ class UseCaseDetailApi(APIView):
         value_max = FiniteFloatField(required=False, allow_null=True)
         features = serializers.JSONField(required=False)
         item_view = serializers.ChoiceField(choices=UseCase.ItemView.choices, required=False)
+        prediction_source = serializers.ChoiceField(
+            choices=UseCase.PredictionSource.choices,
+            required=False,
+            help_text="Fixed once the use case has received items.",
+        )
         latency_budget_ms = serializers.IntegerField(required=False, allow_null=True, min_value=1)
 
     @extend_schema(responses=UseCaseOutput)
@@ -252,8 +261,56 @@ class PolicyHistoryApi(APIView):
         return Response(PolicyOutput(policy_history(use_case=use_case), many=True).data)
 
 
+class LibraryVersionOutput(serializers.Serializer):
+    library = serializers.CharField()
+    saved = serializers.CharField(allow_null=True)
+    saved_source = serializers.ChoiceField(choices=["file", "declared"], allow_null=True)
+    serving = serializers.CharField(allow_null=True)
+    matches = serializers.BooleanField(allow_null=True)
+    used_by_file = serializers.BooleanField(help_text="The file holds objects of this library.")
+
+
+class EnvironmentOutput(serializers.Serializer):
+    recorded = serializers.BooleanField(help_text="False for external versions and old uploads.")
+    served_outside = serializers.BooleanField()
+    saved_with = serializers.DictField(child=serializers.CharField(allow_null=True))
+    serving = serializers.DictField(
+        child=serializers.CharField(allow_null=True),
+        help_text="The versions of the process answering this request.",
+    )
+    checked_with = serializers.DictField(
+        child=serializers.CharField(allow_null=True), help_text="Serving versions at upload."
+    )
+    skops_protocol = serializers.IntegerField(allow_null=True)
+    libraries = LibraryVersionOutput(many=True)
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the libraries warned about loading or scoring this model here "
+        "(a scikit-learn version mismatch above all).",
+    )
+
+
+class LatencyOutput(serializers.Serializer):
+    measured = serializers.BooleanField()
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+    max_ms = serializers.FloatField(allow_null=True)
+    calls = serializers.IntegerField(allow_null=True)
+    stopped_early = serializers.BooleanField(allow_null=True)
+    measured_at = serializers.DateTimeField(allow_null=True)
+    budget_ms = serializers.IntegerField(allow_null=True, help_text="The use case's budget now.")
+    over_budget = serializers.BooleanField(
+        allow_null=True, help_text="p99 above the budget (null without a budget)."
+    )
+
+
 class ModelVersionOutput(serializers.ModelSerializer):
+    """Give ``budget_ms`` (the use case's latency budget) in the serializer's context."""
+
     created_by = serializers.StringRelatedField()
+    environment = serializers.SerializerMethodField()
+    latency = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -265,11 +322,24 @@ class ModelVersionOutput(serializers.ModelSerializer):
             "artifact_sha256",
             "artifact_size",
             "environment",
+            "latency",
             "metrics",
             "notes",
             "created_by",
             "created_at",
         ]
+
+    @extend_schema_field(EnvironmentOutput)
+    def get_environment(self, model_version) -> dict:
+        return model_version_environment_public(model_version)
+
+    @extend_schema_field(LatencyOutput)
+    def get_latency(self, model_version) -> dict:
+        return model_version_latency_public(model_version, budget_ms=self.context["budget_ms"])
+
+
+def _model_version_output(model_version: ModelVersion, *, use_case: UseCase) -> dict:
+    return ModelVersionOutput(model_version, context={"budget_ms": use_case.latency_budget_ms}).data
 
 
 class ModelVersionListApi(APIView):
@@ -285,11 +355,24 @@ class ModelVersionListApi(APIView):
             "reference for drift. Without it, the use case's recent items are the reference.",
         )
         notes = serializers.CharField(required=False, allow_blank=True, default="")
+        environment = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            help_text="Optional JSON object of the library versions the model was saved with, "
+            'e.g. {"numpy": "1.26.4", "scipy": "1.13.0", "python": "3.11.9"}. The file '
+            "itself records scikit-learn and skops.",
+        )
 
     @extend_schema(responses=ModelVersionOutput(many=True))
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
-        return Response(ModelVersionOutput(model_versions_list(use_case=use_case), many=True).data)
+        return Response(
+            ModelVersionOutput(
+                model_versions_list(use_case=use_case),
+                many=True,
+                context={"budget_ms": use_case.latency_budget_ms},
+            ).data
+        )
 
     @extend_schema(
         request={"multipart/form-data": UploadInput},
@@ -308,8 +391,12 @@ class ModelVersionListApi(APIView):
             actor=request.user,
             reference=_reference_frame_read(data.get("reference")),
             notes=data["notes"],
+            environment=data.get("environment"),
         )
-        return Response(ModelVersionOutput(model_version).data, status=status.HTTP_201_CREATED)
+        return Response(
+            _model_version_output(model_version, use_case=use_case),
+            status=status.HTTP_201_CREATED,
+        )
 
 
 def _reference_frame_read(upload) -> pd.DataFrame | None:
@@ -348,7 +435,7 @@ class ModelPromoteApi(_ModelActionApi):
         model_version = model_version_promote(
             use_case=use_case, version=version, actor=request.user, reason=self._reason(request)
         )
-        return Response(ModelVersionOutput(model_version).data)
+        return Response(_model_version_output(model_version, use_case=use_case))
 
 
 class ModelChallengeApi(_ModelActionApi):
@@ -362,7 +449,7 @@ class ModelChallengeApi(_ModelActionApi):
         model_version = model_version_challenge(
             use_case=use_case, version=version, actor=request.user, reason=self._reason(request)
         )
-        return Response(ModelVersionOutput(model_version).data)
+        return Response(_model_version_output(model_version, use_case=use_case))
 
 
 class ModelRollbackApi(_ModelActionApi):
@@ -377,4 +464,4 @@ class ModelRollbackApi(_ModelActionApi):
             model_version = model_version_rollback(
                 use_case=use_case, actor=request.user, reason=self._reason(request)
             )
-        return Response(ModelVersionOutput(model_version).data)
+        return Response(_model_version_output(model_version, use_case=use_case))

@@ -183,7 +183,11 @@ class ModelVersion(models.Model):
     artifact_size = models.PositiveIntegerField(default=0)
     estimator = models.CharField(max_length=300, blank=True)
     reference_stats = models.JSONField(default=dict, blank=True)
+    # Library versions the model was saved with beside those that checked it, and what the
+    # libraries warned about (deployments.ml.environment).
     environment = models.JSONField(default=dict, blank=True)
+    # Single-row scoring latency measured at upload (p50/p95/p99 ms, calls, budget then).
+    latency = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)
     created_by = models.ForeignKey(

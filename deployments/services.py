@@ -1,5 +1,8 @@
 """Writing use cases, automation policies and model versions."""
 
+import threading
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -7,9 +10,22 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from deployments.ml.environment import (
+    EnvironmentInvalid,
+    declared_versions_clean,
+    environment_record,
+    warnings_describe,
+    warnings_recorded,
+)
+from deployments.ml.latency import (
+    TimeoutPool,
+    call_in_own_thread,
+    latency_over_budget,
+    latency_probe,
+)
 from deployments.ml.loading import ModelRejected, model_cache, model_load
 from deployments.ml.reference import reference_stats_compute
-from deployments.ml.scoring import features_frame, score_frame
+from deployments.ml.scoring import features_frame, score_rows
 from deployments.models import (
     AutomationPolicy,
     ModelVersion,
@@ -17,7 +33,7 @@ from deployments.models import (
     UseCase,
     UseCaseMembership,
 )
-from deployments.policy import Level, PolicySpec, assess_output
+from deployments.policy import Level, NullOutput, PolicySpec, assess_output
 from deployments.schema import feature_schema_clean, schema_example_rows
 from deployments.selectors import champion_get, model_version_get, policy_current
 from reviewapp.core.errors import Conflict, InvalidInput
@@ -121,7 +137,9 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
     source) is fixed once items have arrived: historical items would no longer fit it."""
     use_case = UseCase.objects.select_for_update().get(pk=use_case.pk)
     if use_case.items.exists():
-        frozen = [f for f in IMMUTABLE_WITH_ITEMS if f in changes]
+        frozen = [
+            f for f in IMMUTABLE_WITH_ITEMS if f in changes and changes[f] != getattr(use_case, f)
+        ]
         if frozen:
             raise InvalidInput(
                 {
@@ -134,10 +152,38 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
     task_type = changes.get("task_type", use_case.task_type)
     if "labels" in changes or "task_type" in changes:
         changes["labels"] = _labels_clean(task_type, changes.get("labels", use_case.labels))
+    switched = (
+        "prediction_source" in changes
+        and changes["prediction_source"] != use_case.prediction_source
+    )
     for field, value in changes.items():
         setattr(use_case, field, value)
     use_case.save(update_fields=list(changes))
+    if switched:
+        _roles_fit_source(use_case=use_case)
     return use_case
+
+
+def _roles_fit_source(*, use_case: UseCase) -> None:
+    """After the prediction source changed (only possible before any item arrived), retire the
+    champion and challengers of the other kind: uploaded models no longer answer for an external
+    use case, and external versions cannot score one that is scored here."""
+    external = use_case.prediction_source == UseCase.PredictionSource.EXTERNAL
+    live = ModelVersion.objects.filter(
+        use_case=use_case, role__in=[ModelVersion.Role.CHAMPION, ModelVersion.Role.CHALLENGER]
+    ).defer("artifact")
+    for model_version in live:
+        if (model_version.source == ModelVersion.Source.EXTERNAL) == external:
+            continue
+        _role_set(model_version, ModelVersion.Role.RETIRED)
+        ModelVersionEvent.objects.create(
+            use_case=use_case,
+            model_version=model_version,
+            action=ModelVersionEvent.Action.RETIRE,
+            reason="the use case now takes its predictions from its callers"
+            if external
+            else "the use case is now scored here",
+        )
 
 
 def _policy_values_check(values: dict[str, Any]) -> None:
@@ -217,30 +263,70 @@ def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") 
 # --- model versions ---------------------------------------------------------------------------
 
 
+def _cache_key(model_version: ModelVersion) -> tuple[int, str]:
+    return (model_version.pk, model_version.artifact_sha256)
+
+
+def estimator_cached(model_version: ModelVersion):
+    """The loaded estimator if this process has it already, else None."""
+    return model_cache.get(_cache_key(model_version))
+
+
+def artifact_bytes(model_version: ModelVersion) -> bytes | None:
+    data = ModelVersion.objects.values_list("artifact", flat=True).get(pk=model_version.pk)
+    return None if data is None else bytes(data)
+
+
+def estimator_load(*, model_version: ModelVersion, data: bytes | None):
+    """Load ``data`` (the version's artifact) into this process's cache. No database access,
+    so it may run on a scoring thread. Raises ModelRejected when it cannot be loaded."""
+    if data is None:
+        raise ModelRejected(f"{model_version.version} has no artifact: it is served elsewhere")
+    loaded = model_load(data=data, max_bytes=settings.MODEL_UPLOAD_MAX_BYTES)
+    model_cache.put(_cache_key(model_version), loaded.estimator)
+    return loaded.estimator
+
+
 def estimator_for(model_version: ModelVersion):
     """The loaded estimator of a model version, from this process's cache when possible."""
-    key = (model_version.pk, model_version.artifact_sha256)
-    estimator = model_cache.get(key)
+    estimator = estimator_cached(model_version)
     if estimator is None:
-        data = ModelVersion.objects.values_list("artifact", flat=True).get(pk=model_version.pk)
-        loaded = model_load(data=bytes(data), max_bytes=settings.MODEL_UPLOAD_MAX_BYTES)
-        estimator = loaded.estimator
-        model_cache.put(key, estimator)
+        estimator = estimator_load(model_version=model_version, data=artifact_bytes(model_version))
     return estimator
+
+
+_realtime_pool: TimeoutPool | None = None
+_realtime_pool_lock = threading.Lock()
+
+
+def realtime_scoring_pool() -> TimeoutPool:
+    """The threads that run realtime model calls under a latency budget (one pool a process)."""
+    global _realtime_pool
+    if _realtime_pool is None:
+        with _realtime_pool_lock:
+            if _realtime_pool is None:
+                _realtime_pool = TimeoutPool(
+                    max_workers=settings.REALTIME_SCORING_THREADS, name="realtime-scoring"
+                )
+    return _realtime_pool
 
 
 def _check_scores_reference(*, use_case: UseCase, estimator, sample: list[dict]) -> None:
     """Score the reference sample rows: a model that cannot score them here is refused now,
     not discovered on live traffic."""
-    if not sample:
-        return
-    frame = features_frame(sample, use_case.features)
-    outputs = score_frame(
-        estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance
+    outputs = score_rows(
+        estimator,
+        sample,
+        use_case.features,
+        task_type=use_case.task_type,
+        tolerance=use_case.tolerance,
     )
     errors = sorted({o.error for o in outputs if o.error})
     if errors:
-        raise ModelRejected(f"the model fails on its reference rows: {errors[0]}")
+        raise ModelRejected(
+            f"the model fails on {sum(bool(o.error) for o in outputs)} of its {len(outputs)} "
+            f"reference rows in this environment: {errors[0]}"
+        )
     labels = use_case.labels if use_case.is_classification else None
     for output in outputs:
         verdict = assess_output(
@@ -251,10 +337,57 @@ def _check_scores_reference(*, use_case: UseCase, estimator, sample: list[dict])
             value_min=use_case.value_min,
             value_max=use_case.value_max,
         )
-        if hasattr(verdict, "reason"):
+        if isinstance(verdict, NullOutput):
             raise ModelRejected(
                 f"the model's output on its reference rows is unusable: {verdict.reason}"
             )
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    scoring_warnings: list[str]
+    latency: dict[str, Any]
+
+
+def _model_check(*, use_case: UseCase, estimator, sample: list[dict]) -> ModelCheck:
+    """Prove the model scores its reference rows here, then time single-row calls on them.
+
+    Runs on its own thread with a time limit: a model that never answers is refused instead
+    of holding the upload forever. Raises ModelRejected.
+    """
+
+    if not sample:  # a use case without features: nothing to score
+        return ModelCheck(scoring_warnings=[], latency={})
+
+    def check() -> ModelCheck:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _check_scores_reference(use_case=use_case, estimator=estimator, sample=sample)
+        latency = latency_probe(
+            lambda i: score_rows(
+                estimator,
+                [sample[i % len(sample)]],
+                use_case.features,
+                task_type=use_case.task_type,
+                tolerance=use_case.tolerance,
+            ),
+            calls=settings.MODEL_LATENCY_PROBE_CALLS,
+            max_seconds=settings.MODEL_LATENCY_PROBE_MAX_SECONDS,
+        )
+        return ModelCheck(
+            scoring_warnings=warnings_describe(
+                warnings_recorded(caught), stage="while scoring the reference rows"
+            ),
+            latency=latency,
+        )
+
+    limit = settings.MODEL_CHECK_TIMEOUT_SECONDS
+    outcome = call_in_own_thread(check, timeout=limit)
+    if not outcome.done:
+        raise ModelRejected(
+            f"the model gave no answer on its reference rows within {limit:g} s in this environment"
+        )
+    return outcome.value
 
 
 def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd.DataFrame:
@@ -269,7 +402,9 @@ def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd
     return features_frame(recent, use_case.features)
 
 
-@transaction.atomic
+NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"
+
+
 def model_version_register(
     *,
     use_case: UseCase,
@@ -280,52 +415,91 @@ def model_version_register(
     source: str = ModelVersion.Source.UPLOAD,
     metrics: dict | None = None,
     notes: str = "",
+    environment: Any = None,
+    now=None,
 ) -> ModelVersion:
     """Register an uploaded skops model; the first model of a use case becomes its champion.
 
     ``reference`` is a sample of the training features; without it, the use case's most recent
-    items stand in as the reference for drift checks.
+    items stand in as the reference for drift checks. ``environment`` is the uploader's own
+    record of its library versions (``{"numpy": "1.26.4", "python": "3.11.9"}``), kept beside
+    what the file itself records. The model is refused unless it loads here and scores its
+    reference rows; its single-row latency is measured and compared with the use case's budget.
+    The checks take seconds, so they run before the transaction: no lock is held meanwhile (on
+    SQLite the write lock would stall live traffic).
     """
     if not isinstance(version, str) or not version.strip() or len(version) > 64:
         raise InvalidInput({"version": ["a version name of 1 to 64 characters is required"]})
     if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
-        raise InvalidInput(
-            {"file": ["this use case takes predictions from its callers; it has no models here"]}
-        )
+        raise InvalidInput({"file": [NO_MODELS_HERE]})
     if ModelVersion.objects.filter(use_case=use_case, version=version).exists():
         raise InvalidInput({"version": [f"version {version!r} already exists"]})
     try:
-        loaded = model_load(data=data, max_bytes=settings.MODEL_UPLOAD_MAX_BYTES)
+        declared = declared_versions_clean(environment)
+    except EnvironmentInvalid as exc:
+        raise InvalidInput({"environment": [str(exc)]}) from exc
+    try:
+        loaded = model_load(
+            data=data, max_bytes=settings.MODEL_UPLOAD_MAX_BYTES, record_warnings=True
+        )
         if use_case.is_classification and not hasattr(loaded.estimator, "predict_proba"):
             raise ModelRejected("a classifier needs predict_proba")
         frame = _reference_frame(use_case=use_case, reference=reference)
         stats = reference_stats_compute(frame, use_case.features)
-        _check_scores_reference(
+        checked = _model_check(
             use_case=use_case,
             estimator=loaded.estimator,
             sample=stats["sample"] or schema_example_rows(use_case.features),
         )
     except ModelRejected as exc:
         raise InvalidInput({"file": [str(exc)]}) from exc
-    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+    now = now or timezone.now()
+    environment_stored = environment_record(
+        saved_in_file=loaded.saved_versions,
+        declared=declared,
+        load_warnings=warnings_describe(loaded.warnings, stage="while loading"),
+        scoring_warnings=checked.scoring_warnings,
+    )
+    budget = use_case.latency_budget_ms
+    latency = {
+        **checked.latency,
+        "measured_at": now.isoformat(),
+        "budget_ms": budget,
+        "over_budget": latency_over_budget(checked.latency, budget),
+    }
+    model_version = ModelVersion(
+        use_case=use_case,
+        version=version,
+        source=source,
+        artifact=data,
+        artifact_sha256=loaded.sha256,
+        artifact_size=loaded.size,
+        estimator=loaded.estimator_name,
+        reference_stats=stats,
+        environment=environment_stored,
+        latency=latency,
+        metrics=metrics or {},
+        notes=notes,
+        created_by=actor,
+    )
+    _model_version_store(model_version=model_version, actor=actor)
+    model_cache.put(_cache_key(model_version), loaded.estimator)
+    return model_version
+
+
+@transaction.atomic
+def _model_version_store(*, model_version: ModelVersion, actor) -> None:
+    """Insert a checked model version; the first of its use case becomes champion."""
+    use_case = UseCase.objects.select_for_update().get(pk=model_version.use_case_id)
+    if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:  # switched meanwhile
+        raise InvalidInput({"file": [NO_MODELS_HERE]})
     first = champion_get(use_case=use_case) is None
+    model_version.role = ModelVersion.Role.CHAMPION if first else ModelVersion.Role.CANDIDATE
     try:
         with transaction.atomic():
-            model_version = ModelVersion.objects.create(
-                use_case=use_case,
-                version=version,
-                role=ModelVersion.Role.CHAMPION if first else ModelVersion.Role.CANDIDATE,
-                source=source,
-                artifact=data,
-                artifact_sha256=loaded.sha256,
-                artifact_size=loaded.size,
-                estimator=loaded.estimator_name,
-                reference_stats=stats,
-                metrics=metrics or {},
-                notes=notes,
-                created_by=actor,
-            )
+            model_version.save(force_insert=True)
     except IntegrityError as exc:
+        version = model_version.version
         raise InvalidInput({"version": [f"version {version!r} already exists"]}) from exc
     ModelVersionEvent.objects.create(
         use_case=use_case,
@@ -341,15 +515,16 @@ def model_version_register(
             actor=actor,
             reason="first model of the use case",
         )
-    model_cache.put((model_version.pk, loaded.sha256), loaded.estimator)
-    return model_version
 
 
 def model_version_external_get_or_register(*, use_case: UseCase, version: str) -> ModelVersion:
     """The model version an external caller names, registered on first sight.
 
-    The first external version becomes champion; later ones are challengers until promoted,
-    like uploaded ones would be after ``challenge``.
+    The first external version becomes champion (with the same register and promote events an
+    upload gets); later ones are challengers until someone promotes them. Roles of external
+    versions record what the team stands behind; they cannot change which model answered an
+    item (the caller's did), so a prediction from any version, champion or not, routes its
+    item and is stored against its own version.
     """
     existing = ModelVersion.objects.filter(use_case=use_case, version=version).defer("artifact")
     model_version = existing.first()
@@ -373,7 +548,34 @@ def model_version_external_get_or_register(*, use_case: UseCase, version: str) -
             action=ModelVersionEvent.Action.REGISTER,
             reason="first seen in a caller's prediction",
         )
+        ModelVersionEvent.objects.create(
+            use_case=use_case,
+            model_version=model_version,
+            action=ModelVersionEvent.Action.PROMOTE
+            if first
+            else ModelVersionEvent.Action.CHALLENGE,
+            reason="first version the callers served"
+            if first
+            else "served by callers beside the champion",
+        )
     return model_version
+
+
+def _served_here_check(*, use_case: UseCase, model_version: ModelVersion) -> None:
+    """A use case scored here can only score with a model it holds: an external version (no
+    artifact) as its champion or challenger would turn every item into a null output."""
+    if (
+        use_case.prediction_source == UseCase.PredictionSource.REGISTRY
+        and not model_version.artifact_sha256
+    ):
+        raise Conflict(
+            {
+                "version": [
+                    f"{model_version.version!r} is served outside the app; this use case is "
+                    "scored here and needs an uploaded model"
+                ]
+            }
+        )
 
 
 def _role_set(model_version: ModelVersion, role: str) -> None:
@@ -388,6 +590,7 @@ def model_version_promote(
     """Make ``version`` the champion; the old champion retires (and can be rolled back to)."""
     UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
     target = model_version_get(use_case=use_case, version=version)
+    _served_here_check(use_case=use_case, model_version=target)
     previous = champion_get(use_case=use_case)
     if previous is not None and previous.pk == target.pk:
         raise Conflict({"version": [f"{version!r} is already the champion"]})
@@ -416,6 +619,7 @@ def model_version_challenge(
         raise Conflict({"version": [f"{version!r} is the champion; promote another first"]})
     if target.role == ModelVersion.Role.CHALLENGER:
         return target
+    _served_here_check(use_case=use_case, model_version=target)
     _role_set(target, ModelVersion.Role.CHALLENGER)
     ModelVersionEvent.objects.create(
         use_case=use_case,
@@ -466,6 +670,7 @@ def model_version_rollback(*, use_case: UseCase, actor, reason: str = "") -> Mod
     if last_change is None or last_change.previous_champion is None:
         raise Conflict({"detail": "There is no previous champion to roll back to."})
     previous = last_change.previous_champion
+    _served_here_check(use_case=use_case, model_version=previous)
     _role_set(current, ModelVersion.Role.RETIRED)
     _role_set(previous, ModelVersion.Role.CHAMPION)
     ModelVersionEvent.objects.create(

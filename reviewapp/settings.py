@@ -234,6 +234,13 @@ REVIEW_LEASE_SECONDS = int(os.environ.get("REVIEW_LEASE_SECONDS", "300"))
 BATCH_MAX_ITEMS = 10_000
 BATCH_CHUNK_SIZE = int(os.environ.get("BATCH_CHUNK_SIZE", "1000"))
 MODEL_UPLOAD_MAX_BYTES = int(os.environ.get("MODEL_UPLOAD_MAX_BYTES", str(50 * 1024 * 1024)))
+# An upload is loaded, scored on its reference rows and timed (single-row calls, stopping at
+# whichever limit comes first) before it is accepted; a model silent for the check's timeout is
+# refused. Realtime scoring under a use case's latency budget runs on a bounded thread pool.
+MODEL_CHECK_TIMEOUT_SECONDS = float(os.environ.get("MODEL_CHECK_TIMEOUT_SECONDS", "60"))
+MODEL_LATENCY_PROBE_CALLS = int(os.environ.get("MODEL_LATENCY_PROBE_CALLS", "300"))
+MODEL_LATENCY_PROBE_MAX_SECONDS = float(os.environ.get("MODEL_LATENCY_PROBE_MAX_SECONDS", "5"))
+REALTIME_SCORING_THREADS = int(os.environ.get("REALTIME_SCORING_THREADS", "4"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 

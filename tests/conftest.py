@@ -27,6 +27,12 @@ def _eager_tasks_and_fresh_cache(settings):
     model_cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _short_latency_probe(settings):
+    """An upload times a few hundred single-row calls; a few are enough to test with."""
+    settings.MODEL_LATENCY_PROBE_CALLS = 5
+
+
 @pytest.fixture
 def api():
     """An API client factory: ``api(user)`` authenticates with a DRF token."""

@@ -11,12 +11,16 @@ import hashlib
 import io
 import json
 import threading
+import warnings
 import zipfile
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import skops.io as sio
+
+from deployments.ml.environment import LoadWarning, saved_versions_read, warnings_recorded
 
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 MAX_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
@@ -35,6 +39,10 @@ class LoadedModel:
     size: int
     estimator_name: str
     schema: dict
+    # Library versions the file records (skops, its protocol, scikit-learn).
+    saved_versions: dict
+    # What the libraries warned about while loading (a scikit-learn version mismatch above all).
+    warnings: tuple[LoadWarning, ...] = ()
 
 
 def _check_archive(data: bytes, *, max_bytes: int) -> zipfile.ZipFile:
@@ -79,18 +87,31 @@ def _refuse_untrusted(data: bytes) -> list[str]:
     return untrusted
 
 
-def model_load(*, data: bytes, max_bytes: int) -> LoadedModel:
-    """Load a skops artifact, or raise ModelRejected naming the reason."""
+def model_load(*, data: bytes, max_bytes: int, record_warnings: bool = False) -> LoadedModel:
+    """Load a skops artifact, or raise ModelRejected naming the reason.
+
+    With ``record_warnings`` (an upload's check) the warnings raised while loading are kept on
+    the result. The warnings filter is process-wide, so live loads leave it alone.
+    """
     archive = _check_archive(data, max_bytes=max_bytes)
     try:
         schema = json.loads(archive.read("schema.json"))
     except ValueError as exc:
         raise ModelRejected("not a .skops file: schema.json is not JSON") from exc
+    if not isinstance(schema, dict):
+        raise ModelRejected("not a .skops file: schema.json is not an object")
     trusted = _refuse_untrusted(data)
+    caught: list[warnings.WarningMessage] = []
     try:
-        estimator = sio.loads(data, trusted=trusted)
+        with warnings.catch_warnings(record=True) if record_warnings else nullcontext() as seen:
+            if record_warnings:
+                warnings.simplefilter("always")
+            estimator = sio.loads(data, trusted=trusted)
+        caught = list(seen or [])
     except Exception as exc:
-        raise ModelRejected(f"the model could not be loaded: {exc}") from exc
+        raise ModelRejected(
+            f"the model could not be loaded in this environment: {type(exc).__name__}: {exc}"
+        ) from exc
     if not hasattr(estimator, "predict"):
         raise ModelRejected("the object in the file has no predict method")
     return LoadedModel(
@@ -99,6 +120,8 @@ def model_load(*, data: bytes, max_bytes: int) -> LoadedModel:
         size=len(data),
         estimator_name=f"{type(estimator).__module__}.{type(estimator).__qualname__}",
         schema={k: v for k, v in schema.items() if k != "content"},
+        saved_versions=saved_versions_read(schema),
+        warnings=tuple(warnings_recorded(caught)),
     )
 
 

@@ -128,6 +128,20 @@ def score_frame(
     return outputs
 
 
+def score_rows(
+    estimator: Any,
+    rows: Sequence[dict[str, Any]],
+    features: Sequence[dict],
+    *,
+    task_type: str,
+    tolerance: float | None = None,
+) -> list[RawOutput]:
+    """Score feature dicts as stored on items: the frame is built the way live traffic is."""
+    return score_frame(
+        estimator, features_frame(rows, features), task_type=task_type, tolerance=tolerance
+    )
+
+
 def _with_latency(output: RawOutput, latency_ms: float) -> RawOutput:
     return RawOutput(
         label=output.label,

@@ -42,16 +42,26 @@ from reviewapp.reviews.services.review import (
 
 
 class PredictionBody(serializers.Serializer):
-    label = serializers.CharField(required=False)
-    value = serializers.FloatField(required=False)
-    confidence = serializers.FloatField(required=False, allow_null=True)
-    model_version = serializers.CharField(required=False)
+    label = serializers.CharField(required=False, help_text="Classification.")
+    value = serializers.FloatField(required=False, help_text="Regression.")
+    confidence = serializers.FloatField(
+        required=False, allow_null=True, help_text="In [0, 1]; optional."
+    )
+    model_version = serializers.CharField(
+        required=False, max_length=64, help_text="Registered on first sight."
+    )
 
 
 class ItemInput(serializers.Serializer):
     external_id = serializers.CharField(max_length=200)
     features = serializers.DictField()
-    prediction = PredictionBody(required=False, help_text="Only for external use cases.")
+    prediction = PredictionBody(
+        required=False,
+        help_text="Required by use cases whose prediction_source is external, refused by the "
+        "others: the answer of the caller's model and its model_version (400 without one, or "
+        "with an unknown key). An unusable answer (no label or value, a label outside the set, "
+        "a confidence outside [0, 1]) is a null output: the item goes to a human.",
+    )
 
 
 class DecisionBody(serializers.Serializer):

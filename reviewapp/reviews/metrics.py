@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from django.db.models import Count, Q
 
+from deployments.ml.latency import LATENCY_BUDGET_EXCEEDED
 from deployments.ml.reference import numeric_bin_fractions, psi
 from deployments.ml.scoring import NUMERIC_TYPES
 from deployments.models import AutomationPolicy, UseCase
@@ -86,6 +87,7 @@ def metrics_compute(
         in_review=Count("id", filter=Q(status=Item.Status.IN_REVIEW)),
         null_outputs=Count("id", filter=Q(prediction__isnull=False) & ~Q(prediction__error="")),
         predicted=Count("id", filter=Q(prediction__isnull=False)),
+        budget_misses=Count("id", filter=Q(prediction__error__startswith=LATENCY_BUDGET_EXCEEDED)),
     )
     decisions = _window(Decision.objects.filter(use_case=use_case), "created_at", since, until)
     kinds = decisions.aggregate(
@@ -135,6 +137,9 @@ def metrics_compute(
         **quality,
         "null_outputs": counts["null_outputs"],
         "null_output_rate": _rate(counts["null_outputs"], counts["predicted"]),
+        # Realtime items answered "in review" because the champion missed the latency budget
+        # (also null outputs).
+        "latency_budget_exceeded": counts["budget_misses"],
         "guardrail_breaches": breaches,
         "latency_ms": _percentiles(latencies),
         "features": _feature_health(use_case, items, champion.reference_stats if champion else {}),

@@ -1,5 +1,6 @@
 """Receiving items from upstream systems: one at a time (realtime) or in bulk (batch)."""
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -8,12 +9,19 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployments.ml.scoring import RawOutput, features_frame, score_frame
+from deployments.ml.latency import budget_error, budget_timeouts
+from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import consults_model, item_buckets
 from deployments.schema import item_features_clean
 from deployments.selectors import challengers_list, champion_get, policy_current
-from deployments.services import estimator_for, model_version_external_get_or_register
+from deployments.services import (
+    artifact_bytes,
+    estimator_cached,
+    estimator_load,
+    model_version_external_get_or_register,
+    realtime_scoring_pool,
+)
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
@@ -48,11 +56,14 @@ def external_id_clean(external_id: Any, *, field: str = "external_id") -> str:
 def external_prediction_clean(
     *, use_case: UseCase, prediction: Any, field: str = "prediction"
 ) -> ExternalPrediction | None:
-    """Read the prediction an external caller sent.
+    """Read the prediction an external caller sent with an item.
 
-    Its absence is the caller's error (400). A prediction that is there but unusable (a label
-    outside the set, a confidence outside [0, 1], a missing value) is not: it becomes a null
-    output and the item goes to a human, as with a model that failed here.
+    What the caller must fix is refused (400 naming the field): a prediction sent to a use
+    case scored here, none sent to an external one, one that is not an object, an unknown key
+    or a missing ``model_version``. A prediction that is there but unusable as an answer (a
+    label outside the set, a confidence outside [0, 1] or not a number, no label or value) is
+    not the caller's error but its model's: it becomes a null output stored against that model
+    version, and the item goes to a human, as with a model that failed here.
     """
     if use_case.prediction_source != UseCase.PredictionSource.EXTERNAL:
         if prediction is not None:
@@ -60,37 +71,67 @@ def external_prediction_clean(
         return None
     if prediction is None:
         raise InvalidInput({field: ["required: this use case takes predictions from the caller"]})
+    return external_prediction_read(use_case=use_case, prediction=prediction, field=field)
+
+
+def external_prediction_read(
+    *, use_case: UseCase, prediction: Any, field: str = "prediction"
+) -> ExternalPrediction:
     if not isinstance(prediction, dict):
         raise InvalidInput({field: ["must be an object with label or value, and model_version"]})
+    unknown = sorted(str(key)[:100] for key in set(prediction) - PREDICTION_KEYS)
+    if unknown:
+        raise InvalidInput({field: {key: ["unknown field"] for key in unknown}})
     version = prediction.get("model_version")
     if not isinstance(version, str) or not version.strip() or len(version) > 64:
         raise InvalidInput({field: {"model_version": ["a string of 1 to 64 characters"]}})
-    label = prediction.get("label")
-    raw = RawOutput(
-        label=label if isinstance(label, str) else (None if label is None else repr(label)),
-        value=prediction.get("value") if _is_plain_number(prediction.get("value")) else None,
-        confidence=prediction.get("confidence")
-        if _is_plain_number(prediction.get("confidence"))
-        else None,
-        error=_malformed(prediction, use_case),
-    )
-    return ExternalPrediction(model_version=version, raw=raw)
+    return ExternalPrediction(model_version=version, raw=_external_output(prediction, use_case))
+
+
+PREDICTION_KEYS = frozenset({"label", "value", "confidence", "model_version"})
 
 
 def _is_plain_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _malformed(prediction: dict, use_case: UseCase) -> str:
+def _external_output(prediction: dict, use_case: UseCase) -> RawOutput:
+    """The caller's answer as a raw output; what cannot be read is named in ``error``, which
+    routing turns into a null output (range checks are routing's, as for a model here)."""
+    label, value = prediction.get("label"), prediction.get("value")
     confidence = prediction.get("confidence")
+    problem = ""
     if confidence is not None and not _is_plain_number(confidence):
-        return f"malformed external prediction: confidence {confidence!r} is not a number"
-    key = "label" if use_case.is_classification else "value"
-    if prediction.get(key) is None:
-        return f"malformed external prediction: no {key}"
-    if not use_case.is_classification and not _is_plain_number(prediction.get("value")):
-        return f"malformed external prediction: value {prediction.get('value')!r} is not a number"
-    return ""
+        problem = f"confidence {_shown(confidence)} is not a number"
+        confidence = None
+    if use_case.is_classification:
+        # Numbers are read as their text so digit labels ("0" ... "9") work from any caller.
+        if _is_plain_number(label) and float(label).is_integer():
+            label = str(int(label))
+        if label is None:
+            problem = problem or "no label"
+        elif not isinstance(label, str):
+            problem = problem or f"label {_shown(label)} is not a string"
+            label = None
+        value = None
+    else:
+        if value is None:
+            problem = problem or "no value"
+        elif not _is_plain_number(value):
+            problem = problem or f"value {_shown(value)} is not a number"
+            value = None
+        label = None
+    return RawOutput(
+        label=label,
+        value=value,
+        confidence=confidence,
+        error=f"malformed external prediction: {problem}" if problem else "",
+    )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _item_new(*, use_case: UseCase, external_id: str, features: dict, now) -> Item:
@@ -106,38 +147,85 @@ def _item_new(*, use_case: UseCase, external_id: str, features: dict, now) -> It
     )
 
 
+NO_PREDICTION_SENT = "no prediction was sent with this item"
+
+
 def champion_outputs(
     *,
     use_case: UseCase,
     policy: AutomationPolicy,
     rows: Sequence[dict],
     external: Sequence[ExternalPrediction | None] | None = None,
-) -> list[tuple[ModelVersion, RawOutput] | None]:
-    """The champion's output per row, or None per row when the policy does not consult it."""
+    budget_ms: int | None = None,
+) -> list[tuple[ModelVersion | None, RawOutput] | None]:
+    """The output that routes each row, or None per row when the policy does not consult a
+    model.
+
+    For an external use case it is the caller's prediction, whichever version made it: the
+    version is registered on first sight, and its role does not matter (the caller's model
+    answered, no other did). For a use case scored here it is the champion's, within
+    ``budget_ms`` when given (realtime): a champion that misses it yields null outputs.
+    """
     if not consults_model(policy.level):
         return [None] * len(rows)
     if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
+        external = external if external is not None else [None] * len(rows)
         versions: dict[str, ModelVersion] = {}
-        outputs = []
+        outputs: list[tuple[ModelVersion | None, RawOutput] | None] = []
         for sent in external:
+            if sent is None:
+                outputs.append((None, RawOutput(error=NO_PREDICTION_SENT)))
+                continue
             if sent.model_version not in versions:
                 versions[sent.model_version] = model_version_external_get_or_register(
                     use_case=use_case, version=sent.model_version
                 )
             outputs.append((versions[sent.model_version], sent.raw))
         return outputs
+    return _champion_score(use_case=use_case, rows=rows, budget_ms=budget_ms)
+
+
+def _champion_score(
+    *, use_case: UseCase, rows: Sequence[dict], budget_ms: int | None
+) -> list[tuple[ModelVersion | None, RawOutput]]:
+    started = time.perf_counter()
     champion = champion_get(use_case=use_case)
     if champion is None:
         missing = RawOutput(error="no champion model registered")
         return [(None, missing)] * len(rows)
-    try:
-        estimator = estimator_for(champion)
-    except Exception as exc:  # an artifact that no longer loads must not lose the items
-        failed = RawOutput(error=f"model could not be loaded: {exc}"[:1000])
-        return [(champion, failed)] * len(rows)
-    frame = features_frame(rows, use_case.features)
-    raws = score_frame(estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance)
-    return [(champion, raw) for raw in raws]
+    # The database is read here, on the request's thread; the scoring thread only computes.
+    estimator = estimator_cached(champion)
+    data = artifact_bytes(champion) if estimator is None else None
+
+    def score() -> list[RawOutput]:
+        try:
+            model = (
+                estimator
+                if estimator is not None  # a Pipeline's truth is its length: test identity
+                else estimator_load(model_version=champion, data=data)
+            )
+        except Exception as exc:  # an artifact that no longer loads must not lose the items
+            return [RawOutput(error=f"model could not be loaded: {exc}"[:1000])] * len(rows)
+        return score_rows(
+            model,
+            rows,
+            use_case.features,
+            task_type=use_case.task_type,
+            tolerance=use_case.tolerance,
+        )
+
+    if budget_ms is None:
+        return [(champion, raw) for raw in score()]
+    remaining = budget_ms / 1000 - (time.perf_counter() - started)
+    outcome = realtime_scoring_pool().call(score, timeout=remaining)
+    if outcome.done:
+        return [(champion, raw) for raw in outcome.value]
+    # The late call finishes on its own thread and its result is dropped: the items are routed
+    # now, as null outputs, and nothing will write for them again.
+    budget_timeouts.increment(use_case.slug, len(rows))
+    waited = round((time.perf_counter() - started) * 1000, 3)
+    late = RawOutput(error=budget_error(budget_ms), latency_ms=waited)
+    return [(champion, late)] * len(rows)
 
 
 def challengers_enqueue(*, use_case: UseCase, item_ids: list[int]) -> None:
@@ -157,11 +245,13 @@ def item_ingest(
     prediction: Any = None,
     now=None,
 ) -> IngestResult:
-    """Validate, score with the champion, route and store one item; answer with its state.
+    """Validate, score with the champion (or take the caller's prediction), route and store one
+    item; answer with its state.
 
     Sending the same ``external_id`` again returns the stored item unchanged (``created`` is
     False): retries are safe. Scoring happens before the transaction so no lock is held while
-    the model runs.
+    the model runs. Under the use case's latency budget a champion too slow to answer gives a
+    null output: the item is stored in review and the caller is not kept waiting for the model.
     """
     external_id = external_id_clean(external_id)
     if Item.objects.filter(use_case=use_case, external_id=external_id).exists():
@@ -172,7 +262,13 @@ def item_ingest(
     sent = external_prediction_clean(use_case=use_case, prediction=prediction)
     now = now or timezone.now()
     policy = policy_current(use_case=use_case)
-    outputs = champion_outputs(use_case=use_case, policy=policy, rows=[cleaned], external=[sent])
+    outputs = champion_outputs(
+        use_case=use_case,
+        policy=policy,
+        rows=[cleaned],
+        external=[sent],
+        budget_ms=use_case.latency_budget_ms,
+    )
     item = _item_new(use_case=use_case, external_id=external_id, features=cleaned, now=now)
     try:
         with transaction.atomic():

@@ -9,19 +9,21 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from deployments.ml.scoring import features_frame, score_frame
+from deployments.ml.scoring import score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets
 from deployments.selectors import challengers_list, policy_current
 from deployments.services import estimator_for
 from reviewapp.core.bulk import rows_insert
+from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
+    ExternalPrediction,
     challengers_enqueue,
     champion_outputs,
-    external_prediction_clean,
+    external_prediction_read,
 )
 from reviewapp.reviews.services.routing import (
     PendingItem,
@@ -65,7 +67,8 @@ def items_score(*, item_ids: list[int], now=None) -> int:
             external = None
             if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
                 external = [
-                    external_prediction_clean(use_case=use_case, prediction=row[3]) for row in group
+                    stored_prediction_read(use_case=use_case, item_id=row[0], prediction=row[3])
+                    for row in group
                 ]
             outputs = champion_outputs(
                 use_case=use_case,
@@ -84,6 +87,20 @@ def items_score(*, item_ids: list[int], now=None) -> int:
         for job_id, count in Counter(row[7] for row in rows if row[7]).items():
             job_progress(job_id=job_id, done=count)
     return len(rows)
+
+
+def stored_prediction_read(
+    *, use_case: UseCase, item_id: int, prediction
+) -> ExternalPrediction | None:
+    """The prediction a batch item arrived with, read as at acceptance. It was checked then, so
+    this never refuses: anything unreadable routes the item to a human as a null output."""
+    if prediction is None:
+        return None
+    try:
+        return external_prediction_read(use_case=use_case, prediction=prediction)
+    except InvalidInput:
+        logger.warning("item %s holds an unreadable external prediction", item_id)
+        return None
 
 
 def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) -> int:
@@ -109,8 +126,13 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
     if not items:
         return 0
     estimator = estimator_for(model_version)
-    frame = features_frame([i.features for i in items], use_case.features)
-    raws = score_frame(estimator, frame, task_type=use_case.task_type, tolerance=use_case.tolerance)
+    raws = score_rows(
+        estimator,
+        [i.features for i in items],
+        use_case.features,
+        task_type=use_case.task_type,
+        tolerance=use_case.tolerance,
+    )
     columns = prediction_columns(
         use_case=use_case,
         item_ids=[item.pk for item in items],
