@@ -87,66 +87,91 @@ def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
-def _check_value(spec: dict[str, Any], value: Any) -> tuple[Any, str | None]:
-    kind = spec["type"]
-    if kind in ("number", "integer"):
-        if not _is_number(value):
-            return None, f"must be a {kind}"
-        if not math.isfinite(value):
-            return None, "must be a finite number (not NaN or infinity)"
-        if kind == "integer" and float(value) != int(value):
-            return None, "must be a whole number"
-        if "min" in spec and value < spec["min"]:
-            return None, f"must be >= {spec['min']}"
-        if "max" in spec and value > spec["max"]:
-            return None, f"must be <= {spec['max']}"
-        return (int(value) if kind == "integer" else value), None
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            return None, "must be true or false"
-        return value, None
-    if not isinstance(value, str):
-        return None, "must be a string"
-    if len(value) > MAX_STRING_LENGTH:
-        return None, f"must be at most {MAX_STRING_LENGTH} characters"
-    if kind == "category" and value not in spec["categories"]:
-        return None, f"must be one of {', '.join(spec['categories'][:20])}"
-    return value, None
+_NUMBER_TYPES = (int, float)
+
+
+class FeaturesValidator:
+    """Checks items' features against one schema; built once, called per item.
+
+    Batches call it tens of thousands of times with dozens of features each, so the schema is
+    compiled into plain tuples and the common case (a present, valid number) takes a few
+    comparisons.
+    """
+
+    def __init__(self, schema: list[dict[str, Any]]):
+        self.names = frozenset(spec["name"] for spec in schema)
+        self.specs = [
+            (
+                spec["name"],
+                spec["type"],
+                spec.get("required", True),
+                spec.get("min"),
+                spec.get("max"),
+                frozenset(spec["categories"]) if spec["type"] == "category" else None,
+                spec.get("categories"),
+            )
+            for spec in schema
+        ]
+
+    def __call__(self, features: Any, *, field: str = "features") -> dict[str, Any]:
+        """The cleaned features, or InvalidInput naming each bad field.
+
+        An absent optional feature (or an explicit null) is kept as None: it is a missing
+        value, which monitoring counts, not an error.
+        """
+        if not isinstance(features, dict):
+            raise InvalidInput({field: ["must be an object mapping feature names to values"]})
+        errors: dict[str, list[str]] = {}
+        cleaned: dict[str, Any] = {}
+        for name, kind, required, low, high, categories, ordered in self.specs:
+            value = features.get(name)
+            if value is None:
+                if required:
+                    errors[name] = ["required"]
+                cleaned[name] = None
+                continue
+            if kind == "number" or kind == "integer":
+                # the type test first: exact int/float is the common case; bool is not a number
+                if type(value) not in _NUMBER_TYPES and not _is_number(value):
+                    errors[name] = [f"must be a {kind}"]
+                    continue
+                if value != value or value in (math.inf, -math.inf):
+                    errors[name] = ["must be a finite number (not NaN or infinity)"]
+                elif kind == "integer" and value != int(value):
+                    errors[name] = ["must be a whole number"]
+                elif low is not None and value < low:
+                    errors[name] = [f"must be >= {low}"]
+                elif high is not None and value > high:
+                    errors[name] = [f"must be <= {high}"]
+                else:
+                    cleaned[name] = int(value) if kind == "integer" else value
+            elif kind == "boolean":
+                if isinstance(value, bool):
+                    cleaned[name] = value
+                else:
+                    errors[name] = ["must be true or false"]
+            elif not isinstance(value, str):
+                errors[name] = ["must be a string"]
+            elif len(value) > MAX_STRING_LENGTH:
+                errors[name] = [f"must be at most {MAX_STRING_LENGTH} characters"]
+            elif categories is not None and value not in categories:
+                errors[name] = [f"must be one of {', '.join(ordered[:20])}"]
+            else:
+                cleaned[name] = value
+        if not self.names.issuperset(features):
+            for name in features:
+                if name not in self.names:
+                    errors[str(name)[:100]] = ["unknown feature"]
+        if errors:
+            raise InvalidInput({field: errors})
+        return cleaned
 
 
 def item_features_clean(
     *, schema: list[dict[str, Any]], features: Any, field: str = "features"
 ) -> dict[str, Any]:
-    """Check one item's features against the schema; raise InvalidInput naming each field.
-
-    An absent optional feature (or an explicit null) is kept as None: it is a missing value,
-    which monitoring counts, not an error.
-    """
-    if not isinstance(features, dict):
-        raise InvalidInput({field: ["must be an object mapping feature names to values"]})
-    errors: dict[str, list[str]] = {}
-    cleaned: dict[str, Any] = {}
-    known = set()
-    for spec in schema:
-        name = spec["name"]
-        known.add(name)
-        value = features.get(name)
-        if value is None:
-            if spec.get("required", True):
-                errors[name] = ["required"]
-            cleaned[name] = None
-            continue
-        checked, problem = _check_value(spec, value)
-        if problem:
-            errors[name] = [problem]
-        else:
-            cleaned[name] = checked
-    for name in features:
-        if name not in known:
-            errors[str(name)[:100]] = ["unknown feature"]
-    if errors:
-        raise InvalidInput({field: errors})
-    return cleaned
+    """Check one item's features against the schema (see FeaturesValidator)."""
+    return FeaturesValidator(schema)(features, field=field)
 
 
 def schema_example_rows(schema: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from deployments.ml.latency import budget_error, budget_timeouts
 from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import consults_model, item_buckets
-from deployments.schema import item_features_clean
+from deployments.schema import FeaturesValidator, item_features_clean
 from deployments.selectors import challengers_list, champion_get, policy_current
 from deployments.services import (
     artifact_bytes,
@@ -310,6 +310,7 @@ def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[tuple[str, dict, A
     errors: dict[str, Any] = {}
     cleaned = []
     first_seen: dict[str, int] = {}
+    validate_features = FeaturesValidator(use_case.features)
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             errors[str(index)] = {"non_field_errors": ["must be an object"]}
@@ -328,7 +329,7 @@ def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[tuple[str, dict, A
             problems.update(exc.detail)
             external_id = None
         try:
-            features = item_features_clean(schema=use_case.features, features=row.get("features"))
+            features = validate_features(row.get("features"))
         except InvalidInput as exc:
             problems.update(exc.detail)
         try:
