@@ -8,6 +8,7 @@ task = "queue/<slug:slug>/tasks/<int:task_id>/"
 
 urlpatterns = [
     path("queue/<slug:slug>/", views.queue, name="queue"),
+    path("queue/<slug:slug>/stats/", views.queue_stats_view, name="queue-stats"),
     path(f"{task}decide/", views.decide, name="decide"),
     path(f"{task}skip/", views.skip, name="skip"),
     path(f"{task}escalate/", views.escalate, name="escalate"),

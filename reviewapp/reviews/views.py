@@ -105,6 +105,19 @@ def queue(request, slug):
 
 
 @page(roles=REVIEWERS)
+@require_GET
+def queue_stats_view(request, slug):
+    """The queue's size and age, polled by the queue page (kept out of the decision's round
+    trip: counting a long queue costs more than deciding)."""
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    return render(
+        request,
+        "reviews/queue.html#stats",
+        {"use_case": use_case, "stats": queue_stats(use_case=use_case)},
+    )
+
+
+@page(roles=REVIEWERS)
 @require_POST
 def decide(request, slug, task_id):
     use_case = use_case_get_for(user=request.user, slug=slug)

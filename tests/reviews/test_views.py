@@ -79,6 +79,15 @@ def test_the_queue_claims_the_oldest_item_and_shows_features_and_the_suggestion(
     assert held(use_case, rosa).item.external_id == "inv-0"
 
 
+def test_the_queue_size_refreshes_on_its_own(rosa):
+    use_case = queue_of([rosa], n=4)
+    client = signed_in(rosa)
+    client.get(f"/queue/{use_case.slug}/")
+    fragment = client.get(f"/queue/{use_case.slug}/stats/", **HTMX).content.decode()
+    assert fragment.startswith('<p id="queue-stats"') and 'hx-trigger="every 30s"' in fragment
+    assert "<strong>4</strong> waiting" in fragment
+
+
 def test_personal_data_is_masked_unless_the_member_may_see_it(rosa):
     use_case = queue_of([rosa])
     html = signed_in(rosa).get(f"/queue/{use_case.slug}/").content.decode()
