@@ -163,3 +163,12 @@ def send_items(use_case: UseCase, numbers, **overrides) -> list:
     from reviewapp.reviews.services.ingest import item_ingest
 
     return [item_ingest(use_case=use_case, **invoice(n, **overrides)).item for n in numbers]
+
+
+def logged_in_client(user):
+    """Django's test client with ``user``'s session, for the HTML pages."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client

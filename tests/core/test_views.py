@@ -4,7 +4,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from reviewapp.core.roles import Role
@@ -12,6 +11,7 @@ from reviewapp.reviews.models import ReviewTask
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.factories import (
     constant_classifier_bytes,
+    logged_in_client,
     make_use_case,
     make_user,
     register_model,
@@ -27,12 +27,6 @@ def cell(page: str, label: str) -> list[str]:
     return re.sub(r"<[^>]+>", " ", html).split()[0:3]
 
 
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_home_lists_my_use_cases_with_waiting_counts_and_the_oldest_age():
     rosa = make_user(Role.REVIEWER, "rosa")
     invoices = make_use_case(members=[rosa], level="assisted", slug="invoices")
@@ -46,7 +40,7 @@ def test_home_lists_my_use_cases_with_waiting_counts_and_the_oldest_age():
     review_task_claim(use_case=invoices, user=rosa)
     make_use_case(slug="not-mine", level="shadow")
 
-    page = signed_in(rosa).get("/").content.decode()
+    page = logged_in_client(rosa).get("/").content.decode()
     assert "Invoice category" in page and "not-mine" not in page
     assert '<span class="badge badge-assisted">assisted</span>' in page
     assert cell(page, "Waiting") == ["3"]
@@ -59,16 +53,16 @@ def test_home_lists_my_use_cases_with_waiting_counts_and_the_oldest_age():
 def test_people_who_do_not_review_see_the_queues_without_a_review_button():
     engineer = make_user(Role.ML_ENGINEER)
     use_case = make_use_case(members=[engineer])
-    page = signed_in(engineer).get("/").content.decode()
+    page = logged_in_client(engineer).get("/").content.decode()
     assert "Invoice category" in page and f"/queue/{use_case.slug}/" not in page
     assert "Yours today" not in page
 
 
 def test_navigation_follows_the_role():
-    reviewer_nav = signed_in(make_user(Role.REVIEWER)).get("/").content.decode()
+    reviewer_nav = logged_in_client(make_user(Role.REVIEWER)).get("/").content.decode()
     assert ">My work<" in reviewer_nav and ">Escalations<" not in reviewer_nav
     assert ">API docs<" not in reviewer_nav
-    manager_nav = signed_in(make_user(Role.MANAGER)).get("/").content.decode()
+    manager_nav = logged_in_client(make_user(Role.MANAGER)).get("/").content.decode()
     assert ">My work<" in manager_nav and ">Escalations<" in manager_nav
     assert 'href="/" aria-current="page"' in manager_nav
 

@@ -3,7 +3,6 @@ the queue with a note the next reviewer reads."""
 
 import pytest
 from django.db import IntegrityError
-from django.test import Client
 
 from deployments.models import UseCaseMembership
 from reviewapp.core.errors import Conflict, InvalidInput
@@ -13,6 +12,7 @@ from reviewapp.reviews.services.escalations import escalation_raise, escalation_
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.factories import (
     constant_classifier_bytes,
+    logged_in_client,
     make_use_case,
     make_user,
     register_model,
@@ -31,12 +31,6 @@ def setting():
     send_items(use_case, range(2))
     task = review_task_claim(use_case=use_case, user=rosa)
     return rosa, manager, use_case, task
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_only_the_holder_can_escalate_and_only_with_a_reason(setting):
@@ -74,7 +68,7 @@ def test_returning_it_puts_it_back_in_its_place_with_the_note_for_the_next_revie
 
     bob = make_user(Role.REVIEWER, "bob")
     UseCaseMembership.objects.create(use_case=use_case, user=bob)
-    html = signed_in(bob).get(f"/queue/{use_case.slug}/").content.decode()
+    html = logged_in_client(bob).get(f"/queue/{use_case.slug}/").content.decode()
     assert task.item.external_id in html  # the oldest item again, first in line
     assert "Note from maria:" in html and "Yes: taxis are travel." in html
     assert "is a taxi travel?" in html
@@ -117,7 +111,7 @@ def test_a_bad_answer_leaves_the_escalation_open(setting):
 def test_the_managers_page_lists_open_escalations_and_resolves_them(setting):
     rosa, manager, use_case, task = setting
     escalation_raise(task=task, user=rosa, comment="is a taxi travel?")
-    client = signed_in(manager)
+    client = logged_in_client(manager)
     page = client.get("/escalations/").content.decode()
     assert "is a taxi travel?" in page and task.item.external_id in page and "rosa" in page
     assert "Model suggestion: <strong>office</strong>" in page  # an assisted task
@@ -136,7 +130,7 @@ def test_the_managers_page_lists_open_escalations_and_resolves_them(setting):
     again = client.post(url, {"note": "twice"})
     assert "already resolved" in client.get(again["Location"]).content.decode()
 
-    mine = signed_in(rosa).get("/my-work/").content.decode()
+    mine = logged_in_client(rosa).get("/my-work/").content.decode()
     assert "maria answered: “Taxis are travel.”" in mine
 
 
@@ -148,7 +142,7 @@ def test_blind_escalations_do_not_show_the_model_to_the_manager_either():
     send_items(use_case, range(1))
     task = review_task_claim(use_case=use_case, user=rosa)
     escalation_raise(task=task, user=rosa, comment="unsure")
-    page = signed_in(manager).get("/escalations/").content.decode()
+    page = logged_in_client(manager).get("/escalations/").content.decode()
     assert "Model suggestion" not in page and "70%" not in page
     assert "keep the model's answer out of your note" in page
 
@@ -157,8 +151,10 @@ def test_managers_see_only_their_use_cases_escalations(setting):
     rosa, _, _, task = setting
     escalation = escalation_raise(task=task, user=rosa, comment="a taxi receipt")
     stranger = make_user(Role.MANAGER)
-    client = signed_in(stranger)
+    client = logged_in_client(stranger)
     assert "a taxi receipt" not in client.get("/escalations/").content.decode()
     response = client.post(f"/escalations/{escalation.pk}/resolve/", {"note": "mine now"})
     assert response.status_code == 404
-    assert signed_in(rosa).post(f"/escalations/{escalation.pk}/resolve/", {}).status_code == 403
+    assert (
+        logged_in_client(rosa).post(f"/escalations/{escalation.pk}/resolve/", {}).status_code == 403
+    )

@@ -272,3 +272,35 @@ def test_screens_at_desktop_and_phone_width(signed_in):
     boss.goto(boss.base_url + "/escalations/")
     boss.get_by_text("Is a taxi receipt travel or other?").wait_for()
     screenshot(boss, "escalations")
+
+
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def test_the_queue_works_under_a_strict_content_security_policy(signed_in):
+    """No inline script, handler, style or eval anywhere in the queue: with a policy that
+    forbids them all, a keyboard decision still swaps the next item in and nothing is
+    reported as blocked."""
+    rosa = make_user(Role.REVIEWER, "rosa")
+    invoices([rosa], level="assisted", n=2)
+    page = signed_in(rosa)
+
+    def with_policy(route):
+        response = route.fetch()
+        headers = {**response.headers, "content-security-policy": STRICT_CSP}
+        route.fulfill(response=response, headers=headers)
+
+    page.route("**/*", with_policy)
+    page.add_init_script(
+        "window.__blocked = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " e => window.__blocked.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page.goto(page.base_url + "/queue/invoices/")
+    keys_then_next(page, "1", "Enter")
+    assert "Saved travel" in page.locator("#task .notice").inner_text()
+    page.keyboard.press("?")
+    assert page.evaluate("window.__blocked") == []

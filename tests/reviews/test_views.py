@@ -16,6 +16,7 @@ from reviewapp.reviews.services.ingest import item_ingest
 from reviewapp.reviews.services.review import review_task_claim
 from tests.factories import (
     constant_classifier_bytes,
+    logged_in_client,
     make_use_case,
     make_user,
     register_model,
@@ -39,12 +40,6 @@ def queue_of(members, *, level="assisted", n=3, label="office", confidence=0.7, 
     return use_case
 
 
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def held(use_case, user) -> ReviewTask:
     return ReviewTask.objects.get(use_case=use_case, claimed_by=user, state="open")
 
@@ -66,7 +61,7 @@ def decide(client, use_case, html, *, htmx=True, **answer):
 
 def test_the_queue_claims_the_oldest_item_and_shows_features_and_the_suggestion(rosa):
     use_case = queue_of([rosa])
-    response = signed_in(rosa).get(f"/queue/{use_case.slug}/")
+    response = logged_in_client(rosa).get(f"/queue/{use_case.slug}/")
     assert response.status_code == 200
     html = response.content.decode()
     assert "inv-0" in html and "3 waiting" in html.replace("<strong>", "").replace("</strong>", "")
@@ -81,7 +76,7 @@ def test_the_queue_claims_the_oldest_item_and_shows_features_and_the_suggestion(
 
 def test_the_queue_size_refreshes_on_its_own(rosa):
     use_case = queue_of([rosa], n=4)
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     client.get(f"/queue/{use_case.slug}/")
     fragment = client.get(f"/queue/{use_case.slug}/stats/", **HTMX).content.decode()
     assert fragment.startswith('<p id="queue-stats"') and 'hx-trigger="every 30s"' in fragment
@@ -90,20 +85,20 @@ def test_the_queue_size_refreshes_on_its_own(rosa):
 
 def test_personal_data_is_masked_unless_the_member_may_see_it(rosa):
     use_case = queue_of([rosa])
-    html = signed_in(rosa).get(f"/queue/{use_case.slug}/").content.decode()
+    html = logged_in_client(rosa).get(f"/queue/{use_case.slug}/").content.decode()
     assert "Vendor 0" not in html
     assert "1 personal field hidden" in html and '<span class="masked">hidden</span>' in html
 
     allowed = make_user(Role.REVIEWER)
     UseCaseMembership.objects.create(use_case=use_case, user=allowed, can_view_pii=True)
-    html = signed_in(allowed).get(f"/queue/{use_case.slug}/").content.decode()
+    html = logged_in_client(allowed).get(f"/queue/{use_case.slug}/").content.decode()
     assert "Vendor 1" in html and "personal field" not in html
 
 
 def _blind_partial(model_label, confidence):
     reviewer = make_user(Role.REVIEWER)
     use_case = queue_of([reviewer], level="shadow", n=1, label=model_label, confidence=confidence)
-    html = signed_in(reviewer).get(f"/queue/{use_case.slug}/", **HTMX).content.decode()
+    html = logged_in_client(reviewer).get(f"/queue/{use_case.slug}/", **HTMX).content.decode()
     task = held(use_case, reviewer)
     # What differs between any two claims: the task id, the lease token and the slug.
     for value in (str(task.lease_token), use_case.slug):
@@ -127,7 +122,7 @@ def test_a_blind_task_carries_no_trace_of_the_models_answer():
 
 def test_deciding_with_htmx_stores_the_decision_and_swaps_in_the_next_item(rosa):
     use_case = queue_of([rosa])
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     response = decide(client, use_case, html, label="office", time_spent_ms="4200")
     assert response.status_code == 200
@@ -156,7 +151,7 @@ def test_deciding_with_htmx_stores_the_decision_and_swaps_in_the_next_item(rosa)
 
 def test_without_javascript_a_decision_redirects_back_to_the_queue_with_a_message(rosa):
     use_case = queue_of([rosa])
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     response = decide(client, use_case, html, htmx=False, label="other")
     assert response.status_code == 303 and response["Location"] == f"/queue/{use_case.slug}/"
@@ -168,7 +163,7 @@ def test_without_javascript_a_decision_redirects_back_to_the_queue_with_a_messag
 
 def test_a_blind_decision_is_stored_as_blind_and_says_nothing_about_the_model(rosa):
     use_case = queue_of([rosa], level="shadow")
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     swapped = decide(client, use_case, html, label="travel").content.decode()
     assert "Saved travel." in swapped and "overrode" not in swapped
@@ -179,7 +174,7 @@ def test_a_blind_decision_is_stored_as_blind_and_says_nothing_about_the_model(ro
 
 def test_a_double_submit_says_already_decided_and_moves_on(rosa):
     use_case = queue_of([rosa])
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     first = decide(client, use_case, html, label="office").content.decode()
     assert "Saved office" in first
@@ -197,7 +192,7 @@ def test_a_double_submit_says_already_decided_and_moves_on(rosa):
 
 def test_a_lost_lease_says_so_and_moves_on(rosa):
     use_case = queue_of([rosa], n=2)
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     task = held(use_case, rosa)
     ReviewTask.objects.filter(pk=task.pk).update(
@@ -218,7 +213,7 @@ def test_a_lost_lease_says_so_and_moves_on(rosa):
 
 def test_skip_gives_the_item_back_and_shows_the_next(rosa):
     use_case = queue_of([rosa], n=2)
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     task = held(use_case, rosa)
     response = client.post(
@@ -233,7 +228,7 @@ def test_skip_gives_the_item_back_and_shows_the_next(rosa):
 
 def test_skipping_the_last_item_offers_it_again(rosa):
     use_case = queue_of([rosa], n=1)
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     task = held(use_case, rosa)
     response = client.post(f"/queue/{use_case.slug}/tasks/{task.pk}/skip/", form_of(html), **HTMX)
@@ -242,7 +237,7 @@ def test_skipping_the_last_item_offers_it_again(rosa):
 
 def test_escalating_needs_a_reason_then_takes_the_item_out_of_the_queue(rosa):
     use_case = queue_of([rosa], n=3)
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     task = held(use_case, rosa)
     url = f"/queue/{use_case.slug}/tasks/{task.pk}/escalate/"
@@ -271,7 +266,7 @@ def test_escalating_needs_a_reason_then_takes_the_item_out_of_the_queue(rosa):
 
 def test_bad_input_is_refused_naming_the_field_and_keeps_the_item(rosa):
     use_case = queue_of([rosa])
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     response = decide(client, use_case, html, label="nonsense", comment="keep me")
     assert response.status_code == 422
@@ -295,13 +290,13 @@ def regression_queue(members, level):
 
 def test_regression_takes_a_number_prefilled_only_when_assisted(rosa):
     assisted = regression_queue([rosa], "assisted")
-    html = signed_in(rosa).get(f"/queue/{assisted.slug}/").content.decode()
+    html = logged_in_client(rosa).get(f"/queue/{assisted.slug}/").content.decode()
     prefill = re.search(r'id="value" name="value"[^>]* value="([^"]*)"', html).group(1)
     model_value = held(assisted, rosa).item.prediction.value
     assert float(prefill) == pytest.approx(model_value)
 
     shadow = regression_queue([rosa], "shadow")
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{shadow.slug}/").content.decode()
     assert re.search(r'id="value" name="value"[^>]* value=""', html)
     assert "Model suggestion" not in html
@@ -330,7 +325,7 @@ def test_an_image_use_case_shows_its_pixels_as_a_grid(rosa):
     item_ingest(
         use_case=use_case, external_id="d-1", features={"p0": 0, "p1": 16, "p2": 8, "p3": 0}
     )
-    html = signed_in(rosa).get(f"/queue/{use_case.slug}/").content.decode()
+    html = logged_in_client(rosa).get(f"/queue/{use_case.slug}/").content.decode()
     assert '<svg viewBox="0 0 2 2" role="img"' in html
     fills = re.findall(r'<rect x="(\d)" y="(\d)" width="1" height="1" fill="(#\w+)"', html)
     assert fills == [
@@ -346,7 +341,7 @@ def test_an_image_use_case_shows_its_pixels_as_a_grid(rosa):
 
 def test_an_empty_queue_says_so_and_polls(rosa):
     use_case = queue_of([rosa], n=0)
-    html = signed_in(rosa).get(f"/queue/{use_case.slug}/").content.decode()
+    html = logged_in_client(rosa).get(f"/queue/{use_case.slug}/").content.decode()
     assert "Nothing is waiting for you here" in html and 'hx-trigger="every 20s"' in html
 
 
@@ -360,16 +355,16 @@ def test_who_may_open_the_queue(rosa):
     )
     assert swap.status_code == 200 and swap["HX-Redirect"].startswith("/accounts/login/")
     assert url in swap["HX-Redirect"]
-    assert signed_in(make_user(Role.REVIEWER)).get(url).status_code == 404  # not a member
+    assert logged_in_client(make_user(Role.REVIEWER)).get(url).status_code == 404  # not a member
     engineer = make_user(Role.ML_ENGINEER)
     UseCaseMembership.objects.create(use_case=use_case, user=engineer)
-    assert signed_in(engineer).get(url).status_code == 403
+    assert logged_in_client(engineer).get(url).status_code == 403
 
 
 def test_a_task_is_only_reachable_through_its_own_use_case(rosa):
     use_case = queue_of([rosa])
     other = queue_of([rosa])
-    client = signed_in(rosa)
+    client = logged_in_client(rosa)
     html = client.get(f"/queue/{use_case.slug}/").content.decode()
     task = held(use_case, rosa)
     response = client.post(
@@ -380,5 +375,5 @@ def test_a_task_is_only_reachable_through_its_own_use_case(rosa):
 
 
 def test_reviewers_cannot_open_the_escalation_list(rosa):
-    assert signed_in(rosa).get("/escalations/").status_code == 403
-    assert signed_in(make_user(Role.MANAGER)).get("/escalations/").status_code == 200
+    assert logged_in_client(rosa).get("/escalations/").status_code == 403
+    assert logged_in_client(make_user(Role.MANAGER)).get("/escalations/").status_code == 200
