@@ -220,9 +220,16 @@ def test_a_reviewer_cannot_open_a_manager_page(signed_in):
     assert page.get_by_role("link", name="Escalations").count() == 0
 
 
-def test_screens_at_desktop_and_phone_width(signed_in):
-    """Screenshots for a person to look at: home, digits as pixels, My work, escalations,
-    and the queue on a 390 px phone."""
+def test_screens_at_desktop_and_phone_width(browser, live_server, signed_in):
+    """Screenshots for a person to look at: sign-in, home, digits as pixels, My work,
+    escalations, and the queue on a 390 px phone."""
+    for width, name in ((1280, "login"), (390, "login-phone")):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        login = context.new_page()
+        login.goto(live_server.url + "/accounts/login/")
+        screenshot(login, name)
+        context.close()
+
     rosa = make_user(Role.REVIEWER, "rosa")
     manager = make_user(Role.MANAGER, "maria")
     use_case = invoices([rosa], pii_members=[manager], level="assisted", n=4)
