@@ -242,13 +242,18 @@ def main(small: bool) -> None:
 
     if not settings.IS_POSTGRES and not small:
         print("note: the full-size figures are meant for PostgreSQL (set DATABASE_URL)")
-    setup_test_environment(debug=False)
+    try:
+        setup_test_environment(debug=False)
+        own_environment = True
+    except RuntimeError:  # another benchmark in this process set it up already
+        own_environment = False
     old = setup_databases(verbosity=0, interactive=False, keepdb=False)
     try:
         _measure(small)
     finally:
         teardown_databases(old, verbosity=0)
-        teardown_test_environment()
+        if own_environment:
+            teardown_test_environment()
 
 
 if __name__ == "__main__":
