@@ -231,6 +231,9 @@ def _measure(small: bool) -> None:
 
 
 def main(small: bool) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic needed
     _django()
     from django.conf import settings
     from django.test.utils import (
