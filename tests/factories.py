@@ -155,3 +155,20 @@ def invoice(n: int, **overrides) -> dict:
     features = {"amount": 10.0 + n, "kind": "abc"[n % 3], "vendor": f"Vendor {n}"}
     features.update(overrides)
     return {"external_id": f"inv-{n}", "features": features}
+
+
+def send_items(use_case: UseCase, numbers, **overrides) -> list:
+    """Send invoices ``inv-<n>`` through the real ingestion service (scored, routed, tasks
+    created); return the items."""
+    from reviewapp.reviews.services.ingest import item_ingest
+
+    return [item_ingest(use_case=use_case, **invoice(n, **overrides)).item for n in numbers]
+
+
+def logged_in_client(user):
+    """Django's test client with ``user``'s session, for the HTML pages."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client

@@ -1,3 +1,4 @@
+from reviewapp.core.api import MANAGERS, REVIEWERS
 from reviewapp.core.roles import Role, user_roles
 
 
@@ -12,6 +13,8 @@ def navigation(request) -> dict:
 
 NAV_ITEMS: list[dict] = [
     {"label": "Queues", "url_name": "home", "roles": frozenset(Role)},
+    {"label": "My work", "url_name": "reviews:my-work", "roles": REVIEWERS},
+    {"label": "Escalations", "url_name": "reviews:escalations", "roles": MANAGERS},
     {
         "label": "API docs",
         "url_name": "api-docs",

@@ -1,15 +1,22 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from deployments.selectors import use_cases_visible_to
-from reviewapp.reviews.selectors import queue_stats
+from reviewapp.core.api import REVIEWERS
+from reviewapp.core.roles import user_roles
+from reviewapp.reviews.selectors import review_queues_overview
 
 
 @login_required
 def home(request):
-    use_cases = list(use_cases_visible_to(request.user).order_by("name"))
-    rows = [{"use_case": uc, **queue_stats(use_case=uc)} for uc in use_cases]
-    return render(request, "core/home.html", {"rows": rows})
+    """The use cases this user works on, with their queues; reviewers start reviewing here."""
+    return render(
+        request,
+        "core/home.html",
+        {
+            "rows": review_queues_overview(user=request.user),
+            "can_review": bool(user_roles(request.user) & REVIEWERS),
+        },
+    )
 
 
 def healthz(request):

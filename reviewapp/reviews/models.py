@@ -113,6 +113,8 @@ class ReviewTask(models.Model):
         OPEN = "open"
         DONE = "done"
         CANCELLED = "cancelled"
+        # Held out of the queue while a manager looks at it (see Escalation).
+        ESCALATED = "escalated"
 
     REASON_CHOICES = [(r.value, r.value.replace("_", " ")) for r in TaskReason]
 
@@ -145,6 +147,13 @@ class ReviewTask(models.Model):
                 fields=["use_case", "created_at", "id"],
                 condition=Q(state="open"),
                 name="task_queue_idx",
+            ),
+            # "Does this reviewer already hold a task here?" runs before every claim; leases
+            # are few, so this stays tiny however long the queue grows.
+            models.Index(
+                fields=["claimed_by", "use_case"],
+                condition=Q(state="open") & Q(claimed_by__isnull=False),
+                name="task_held_idx",
             ),
         ]
 
@@ -249,3 +258,71 @@ class Disagreement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.item_id}"
+
+
+class Escalation(models.Model):
+    """A reviewer hands a task to a manager with a comment.
+
+    While open, the task is out of the queue (state ``escalated``). The manager resolves it
+    either by answering it (a decision in their name) or by returning it to the queue with a
+    note the next reviewer sees.
+    """
+
+    class Outcome(models.TextChoices):
+        ANSWERED = "answered", "Decided by a manager"
+        RETURNED = "returned", "Returned to the queue with a note"
+
+    task = models.ForeignKey(ReviewTask, on_delete=models.CASCADE, related_name="escalations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="escalations")
+    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    comment = models.TextField()
+    created_at = models.DateTimeField()
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_open_escalation_per_task",
+            ),
+            models.CheckConstraint(condition=~Q(comment=""), name="escalation_comment_required"),
+            models.CheckConstraint(
+                condition=(
+                    Q(resolved_at__isnull=True, resolved_by__isnull=True, outcome="")
+                    | (
+                        Q(resolved_at__isnull=False, resolved_by__isnull=False)
+                        & Q(outcome__in=["answered", "returned"])
+                        & ~Q(resolution_note="")
+                    )
+                ),
+                name="escalation_resolution_complete",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["use_case", "created_at"],
+                condition=Q(resolved_at__isnull=True),
+                name="escalation_open_idx",
+            ),
+            models.Index(fields=["raised_by", "created_at"], name="escalation_raised_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"escalation of task {self.task_id} by {self.raised_by_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

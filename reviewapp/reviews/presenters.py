@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+from django.utils import timezone
 
 from deployments.models import UseCase
 from reviewapp.reviews.exports import (
@@ -77,3 +78,177 @@ def disagreement_stream(*, use_case: UseCase, rows, fmt: str, include_pii: bool)
     if fmt == "jsonl":
         return stream_jsonl(records, columns)
     return stream_parquet(records, arrow_schema(columns, _export_types(use_case)))
+
+
+# --- the reviewer's workspace -------------------------------------------------------------
+
+LABEL_KEYS = "1234567890"
+PROBABILITIES_SHOWN = 5
+FEATURES_PER_COLUMN = 12  # beyond this the table is split in two side by side (one on phones)
+
+
+def label_shortcuts(labels: list[str]) -> dict[str, str]:
+    """The key that picks each label: the digit itself when every label is a distinct single
+    digit (reading "7" on a digit, the reviewer presses 7), else 1-9 then 0 by position; labels
+    past the tenth have no key (they are picked with the mouse, Tab or the arrow keys)."""
+    if len(set(labels)) == len(labels) and all(len(x) == 1 and x.isdigit() for x in labels):
+        return {label: label for label in labels}
+    return {label: LABEL_KEYS[i] for i, label in enumerate(labels[: len(LABEL_KEYS)])}
+
+
+def number_display(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        if abs(value) < 1:
+            return f"{value:.6g}"
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _feature_rows(features: dict, *, use_case: UseCase, masked: list[str]) -> list[dict]:
+    rows = []
+    names = use_case.feature_names or list(features)
+    for name in names:
+        value = features.get(name)
+        hidden = name in masked
+        rows.append(
+            {
+                "name": name,
+                "label": name.replace("_", " "),
+                "display": "" if hidden or value is None else number_display(value),
+                "hidden": hidden,
+                "missing": value is None and not hidden,
+            }
+        )
+    return rows
+
+
+def image_grid(features: dict, *, use_case: UseCase) -> dict | None:
+    """A square pixel grid (``item_view == "image_grid"``): cells with a grey level, darker for
+    larger values, on the range the schema declares (else the item's own range). None when the
+    features are not a square grid of numbers, so the table is shown instead."""
+    specs = use_case.features
+    side = int(len(specs) ** 0.5)
+    if not specs or side * side != len(specs):
+        return None
+    values = [features.get(spec["name"]) for spec in specs]
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) + values.count(None) != len(values):
+        return None
+    declared = [(s.get("min"), s.get("max")) for s in specs]
+    if all(lo is not None and hi is not None for lo, hi in declared):
+        low, high = min(lo for lo, _ in declared), max(hi for _, hi in declared)
+    else:
+        low, high = min([0, *numbers]), max([1, *numbers])
+    span = (high - low) or 1
+    cells = []
+    for index, value in enumerate(values):
+        cell = {"x": index % side, "y": index // side, "value": value, "fill": None}
+        if value is not None:
+            share = min(1.0, max(0.0, (value - low) / span))
+            grey = round(255 * (1 - share))
+            cell["fill"] = f"#{grey:02x}{grey:02x}{grey:02x}"
+        cells.append(cell)
+    rows = [
+        [number_display(v) if v is not None else "–" for v in values[r * side : (r + 1) * side]]
+        for r in range(side)
+    ]
+    return {
+        "side": side,
+        "cells": cells,
+        "rows": rows,
+        "missing": values.count(None),
+        "low": number_display(low),
+        "high": number_display(high),
+    }
+
+
+def _suggestion_view(suggestion: dict | None, *, use_case: UseCase) -> dict | None:
+    if suggestion is None:
+        return None
+    confidence = suggestion.get("confidence")
+    view = {
+        "answer": suggestion["label"]
+        if use_case.is_classification
+        else number_display(suggestion["value"]),
+        "confidence": confidence,
+        "percent": None if confidence is None else round(confidence * 100),
+        "probabilities": [],
+    }
+    probabilities = sorted(
+        (suggestion.get("probabilities") or {}).items(), key=lambda pair: pair[1], reverse=True
+    )
+    view["probabilities"] = [
+        {"label": label, "share": p, "percent": round(p * 100, 1)}
+        for label, p in probabilities[:PROBABILITIES_SHOWN]
+    ]
+    view["more_labels"] = max(0, len(probabilities) - PROBABILITIES_SHOWN)
+    return view
+
+
+def task_view(
+    task: ReviewTask, *, use_case: UseCase, show_pii: bool, note: dict | None = None, now=None
+) -> dict[str, Any]:
+    """Everything the queue page shows for one task, and nothing more.
+
+    The suggestion comes only from ``suggestion_public`` (None on blind tasks), so a blind
+    task's page carries no trace of the model's answer: not in the text, not in attributes.
+    The task's reason is left out too (an audit would say the model decided it alone).
+    """
+    now = now or timezone.now()
+    features, masked = features_visible(task.item.features, use_case=use_case, show_pii=show_pii)
+    public = suggestion_public(task, use_case=use_case)
+    suggestion = _suggestion_view(public, use_case=use_case)
+    rows = _feature_rows(features, use_case=use_case, masked=masked)
+    half = -(-len(rows) // 2)
+    view: dict[str, Any] = {
+        "id": task.pk,
+        "external_id": task.item.external_id,
+        "features": rows,
+        "feature_columns": [rows[:half], rows[half:]]
+        if len(rows) > FEATURES_PER_COLUMN
+        else [rows],
+        "grid": image_grid(features, use_case=use_case)
+        if use_case.item_view == UseCase.ItemView.IMAGE_GRID
+        else None,
+        "pii_masked": masked,
+        "suggestion": suggestion,
+        "lease_token": str(task.lease_token),
+        # One key per claim: a second submit of the same form replays instead of deciding
+        # twice, and a reload keeps the key.
+        "idempotency_key": f"ui:{task.pk}:{task.lease_token}",
+        "lease_seconds": max(0, int((task.lease_expires_at - now).total_seconds()))
+        if task.lease_expires_at
+        else 0,
+        "note": note,
+        "comment": "",
+        "choices": None,
+        "value": None,
+        "keys_are_labels": False,
+    }
+    if use_case.is_classification:
+        keys = label_shortcuts(list(use_case.labels))
+        view["keys_are_labels"] = all(keys.get(label) == label for label in use_case.labels)
+        suggested = suggestion["answer"] if suggestion else None
+        view["choices"] = [
+            {
+                "label": label,
+                "key": keys.get(label, ""),
+                "suggested": label == suggested,
+                # Pre-picked, so Enter accepts the suggestion; nothing is on a blind task.
+                "checked": label == suggested,
+            }
+            for label in use_case.labels
+        ]
+    else:
+        view["value"] = {
+            "prefill": public["value"] if public else None,
+            "min": use_case.value_min,
+            "max": use_case.value_max,
+        }
+    return view

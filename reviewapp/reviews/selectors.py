@@ -1,15 +1,22 @@
 """Reading items, queues and disagreements."""
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from deployments.models import UseCase
 from reviewapp.core.errors import NotFound
-from reviewapp.reviews.models import Disagreement, Item, Prediction, ReviewTask
+from reviewapp.reviews.models import (
+    Decision,
+    Disagreement,
+    Escalation,
+    Item,
+    Prediction,
+    ReviewTask,
+)
 
 
 def item_get(*, use_case: UseCase, external_id: str) -> Item:
@@ -190,3 +197,234 @@ def disagreement_rows(
         row["reviewer"] = reviewer
         row["decided_at"] = decided_at
         yield row
+
+
+# --- the reviewer's workspace -------------------------------------------------------------
+
+
+def review_queues_overview(*, user, now=None) -> list[dict[str, Any]]:
+    """The use cases ``user`` works on with their current level and queue: waiting, in
+    progress, escalated, the oldest waiting age, and what the user decided today. Four
+    queries whatever the number of use cases."""
+    from deployments.models import AutomationPolicy
+    from deployments.selectors import use_cases_visible_to
+
+    now = now or timezone.now()
+    latest_level = (
+        AutomationPolicy.objects.filter(use_case=OuterRef("pk"))
+        .order_by("-version")
+        .values("level")[:1]
+    )
+    use_cases = list(
+        use_cases_visible_to(user).annotate(level=Subquery(latest_level)).order_by("name")
+    )
+    ids = [uc.pk for uc in use_cases]
+    open_state, escalated = ReviewTask.State.OPEN, ReviewTask.State.ESCALATED
+    queues = {
+        row["use_case"]: row
+        for row in ReviewTask.objects.filter(use_case__in=ids, state__in=[open_state, escalated])
+        .values("use_case")
+        .annotate(
+            waiting=Count("id", filter=Q(state=open_state)),
+            in_progress=Count("id", filter=Q(state=open_state, lease_expires_at__gt=now)),
+            escalated=Count("id", filter=Q(state=escalated)),
+            oldest=Min("created_at", filter=Q(state=open_state)),
+        )
+    }
+    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    mine_today = dict(
+        Decision.objects.filter(reviewer=user, created_at__gte=day_start, use_case__in=ids)
+        .values("use_case")
+        .annotate(n=Count("id"))
+        .values_list("use_case", "n")
+    )
+    rows = []
+    for use_case in use_cases:
+        queue = queues.get(use_case.pk, {})
+        oldest = queue.get("oldest")
+        rows.append(
+            {
+                "use_case": use_case,
+                "level": use_case.level,
+                "waiting": queue.get("waiting", 0),
+                "in_progress": queue.get("in_progress", 0),
+                "escalated": queue.get("escalated", 0),
+                "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
+                "mine_today": mine_today.get(use_case.pk, 0),
+            }
+        )
+    return rows
+
+
+def escalation_note_for(*, task: ReviewTask) -> dict[str, Any] | None:
+    """The latest manager's note on a task that came back to the queue from an escalation."""
+    row = (
+        Escalation.objects.filter(task=task, outcome=Escalation.Outcome.RETURNED)
+        .order_by("-resolved_at")
+        .values("resolution_note", "resolved_by__username", "comment")
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "text": row["resolution_note"],
+        "by": row["resolved_by__username"],
+        "question": row["comment"],
+    }
+
+
+def escalations_list(*, use_cases, resolved: bool, limit: int = 200) -> list[Escalation]:
+    rows = Escalation.objects.filter(
+        use_case__in=use_cases, resolved_at__isnull=not resolved
+    ).select_related("task__item__prediction", "use_case", "raised_by", "resolved_by")
+    order = ("-resolved_at", "-id") if resolved else ("created_at", "id")
+    return list(rows.order_by(*order)[:limit])
+
+
+def escalation_get_for(*, escalation_id: Any, use_cases) -> Escalation:
+    """The escalation if it belongs to one of ``use_cases`` (else NotFound)."""
+    try:
+        escalation_id = int(escalation_id)
+    except (TypeError, ValueError):
+        raise NotFound({"detail": "No such escalation."}) from None
+    escalation = (
+        Escalation.objects.filter(pk=escalation_id, use_case__in=use_cases)
+        .select_related("task", "item", "use_case")
+        .first()
+    )
+    if escalation is None:
+        raise NotFound({"detail": "No such escalation."})
+    return escalation
+
+
+def escalations_raised_by(*, user, limit: int = 10) -> list[Escalation]:
+    return list(
+        Escalation.objects.filter(raised_by=user)
+        .select_related("item", "use_case", "resolved_by")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def _rate_of(agreed: int, n: int) -> dict[str, Any]:
+    return {"n": n, "agreed": agreed, "rate": agreed / n if n else None}
+
+
+AGREEMENT_DAYS = 30
+
+
+def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
+    """A reviewer's own figures: decisions today and this week (per use case and per day),
+    median time per item this week, and over the last 30 days their agreement with the model
+    (accepted suggestions; blind answers that matched the silent model) and, where the same
+    item was double-reviewed, with the other reviewers."""
+    from deployments.models import UseCase
+    from reviewapp.reviews.services.disagreements import answers_differ
+
+    now = now or timezone.now()
+    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    week_start = day_start - timedelta(days=day_start.weekday())
+    days_start = day_start - timedelta(days=6)
+    since = now - timedelta(days=AGREEMENT_DAYS)
+    decisions = Decision.objects.filter(reviewer=user)
+
+    recent = list(
+        decisions.filter(created_at__gte=min(week_start, days_start)).values_list(
+            "use_case_id", "created_at", "time_spent_ms"
+        )
+    )
+    Kind = Decision.Kind
+    window = decisions.filter(created_at__gte=since)
+    assisted = {
+        row["use_case_id"]: row
+        for row in window.filter(kind__in=[Kind.ACCEPTED, Kind.OVERRIDDEN])
+        .values("use_case_id")
+        .annotate(n=Count("id"), agreed=Count("id", filter=Q(kind=Kind.ACCEPTED)))
+    }
+    blind_n = dict(
+        window.filter(kind=Kind.BLIND, item__prediction__isnull=False, item__prediction__error="")
+        .values("use_case_id")
+        .annotate(n=Count("id"))
+        .values_list("use_case_id", "n")
+    )
+    blind_differ = dict(
+        Disagreement.objects.filter(
+            reviewer=user,
+            decided_at__gte=since,
+            decision__kind=Kind.BLIND,
+            prediction_id=F("item__prediction_id"),
+        )
+        .values("use_case_id")
+        .annotate(n=Count("decision_id", distinct=True))
+        .values_list("use_case_id", "n")
+    )
+    others = list(
+        Decision.objects.filter(item_id__in=window.values("item_id"))
+        .exclude(reviewer=user)
+        .values_list("item_id", "label", "value")
+    )
+    mine = {
+        item_id: (use_case_id, label, value)
+        for item_id, use_case_id, label, value in window.filter(
+            item_id__in={item_id for item_id, _, _ in others}
+        ).values_list("item_id", "use_case_id", "label", "value")
+    }
+
+    use_case_ids = (
+        {row[0] for row in recent} | set(assisted) | set(blind_n) | {v[0] for v in mine.values()}
+    )
+    use_cases = UseCase.objects.in_bulk(use_case_ids)
+    peers: dict[int, list[int]] = {}
+    for item_id, label, value in others:
+        if item_id not in mine:
+            continue
+        use_case_id, my_label, my_value = mine[item_id]
+        differs = answers_differ(
+            use_case=use_cases[use_case_id],
+            model_label=label,
+            model_value=value,
+            human_label=my_label,
+            human_value=my_value,
+        )
+        tally = peers.setdefault(use_case_id, [0, 0])
+        tally[0] += 0 if differs else 1
+        tally[1] += 1
+
+    def figures(ids) -> dict[str, Any]:
+        rows = [r for r in recent if r[0] in ids]
+        week_times = sorted(t for uc, at, t in rows if at >= week_start and t is not None)
+        a_agreed = sum(assisted[i]["agreed"] for i in ids if i in assisted)
+        a_n = sum(assisted[i]["n"] for i in ids if i in assisted)
+        b_n = sum(blind_n.get(i, 0) for i in ids)
+        b_agreed = b_n - sum(blind_differ.get(i, 0) for i in ids)
+        p_agreed = sum(peers[i][0] for i in ids if i in peers)
+        p_n = sum(peers[i][1] for i in ids if i in peers)
+        return {
+            "today": sum(1 for _, at, _ in rows if at >= day_start),
+            "week": sum(1 for _, at, _ in rows if at >= week_start),
+            "median_seconds": week_times[len(week_times) // 2] / 1000 if week_times else None,
+            "model": _rate_of(a_agreed + b_agreed, a_n + b_n),
+            "assisted": _rate_of(a_agreed, a_n),
+            "blind": _rate_of(b_agreed, b_n),
+            "peers": _rate_of(p_agreed, p_n),
+        }
+
+    per_day = []
+    for offset in range(6, -1, -1):
+        start = day_start - timedelta(days=offset)
+        end = start + timedelta(days=1)
+        per_day.append({"date": start, "count": sum(1 for r in recent if start <= r[1] < end)})
+    busiest = max([d["count"] for d in per_day] + [1])
+    for day in per_day:
+        day["share"] = day["count"] / busiest
+    by_use_case = [
+        {"use_case": uc, **figures({uc.pk})}
+        for uc in sorted(use_cases.values(), key=lambda uc: uc.name)
+    ]
+    return {
+        "totals": figures(use_case_ids),
+        "by_use_case": by_use_case,
+        "days": per_day,
+        "day_start": day_start,
+        "week_start": week_start,
+        "agreement_days": AGREEMENT_DAYS,
+    }

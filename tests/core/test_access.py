@@ -186,3 +186,45 @@ def test_schema_and_docs_are_served_offline(client):
         assert path in text
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "unpkg" not in docs
+
+
+# Pages (browser sessions), checked the same way: (name, method, path template, roles allowed).
+# Anonymous visitors are sent to the login page instead of getting 401.
+task_page = "/queue/{slug}/tasks/{task}/"
+PAGES = [
+    ("home page", "get", "/", EVERYONE),
+    ("queue page", "get", "/queue/{slug}/", {R, M, A}),
+    ("queue size", "get", "/queue/{slug}/stats/", {R, M, A}),
+    ("decide from the page", "post", task_page + "decide/", {R, M, A}),
+    ("skip from the page", "post", task_page + "skip/", {R, M, A}),
+    ("escalate from the page", "post", task_page + "escalate/", {R, M, A}),
+    ("my work page", "get", "/my-work/", {R, M, A}),
+    ("escalations page", "get", "/escalations/", {M, A}),
+    ("resolve an escalation", "post", "/escalations/999999/resolve/", {M, A}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "template", "allowed"), PAGES, ids=[p[0] for p in PAGES]
+)
+def test_page_admits_exactly_its_roles(ctx, name, method, template, allowed):
+    from django.test import Client
+
+    from reviewapp.reviews.services.review import review_task_claim
+
+    use_case = ctx["use_case"]
+    for role in [None, *Role]:
+        user = ctx["users"].get(role)
+        client = Client()
+        if user is not None:
+            client.force_login(user)
+        task = review_task_claim(use_case=use_case, user=user) if role in {R, M, A} else None
+        path = template.format(slug=use_case.slug, task=task.pk if task else 999_999)
+        response = getattr(client, method)(path)
+        code = response.status_code
+        if role is None:
+            assert code == 302 and "/accounts/login/" in response["Location"], (name, code)
+        elif role in allowed:
+            assert code < 500 and code not in (401, 403), (name, role, code)
+        else:
+            assert code == 403, (name, role, code)
