@@ -4,6 +4,8 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -18,6 +20,7 @@ from deployments.models import (
     UseCaseMembership,
 )
 from deployments.policy import Level, PolicySpec, assess_output
+from deployments.policy.guardrails import GuardrailsInvalid, guardrails_parse
 from deployments.schema import feature_schema_clean, schema_example_rows
 from deployments.selectors import champion_get, model_version_get, policy_current
 from reviewapp.core.errors import Conflict, InvalidInput
@@ -140,6 +143,22 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
     return use_case
 
 
+def guardrails_problems(raw: dict) -> dict:
+    """What is wrong with a guardrails object, by field (empty when it is fine)."""
+    try:
+        guardrails_parse(raw)
+        errors = {}
+    except GuardrailsInvalid as exc:
+        errors = dict(exc.errors)
+    url = raw.get("webhook_url")
+    if isinstance(url, str) and url and "webhook_url" not in errors:
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            errors["webhook_url"] = ["not a valid http(s) URL"]
+    return errors
+
+
 def _policy_values_check(values: dict[str, Any]) -> None:
     errors = {}
     if values["level"] not in [level.value for level in Level]:
@@ -159,6 +178,10 @@ def _policy_values_check(values: dict[str, Any]) -> None:
             errors[field] = [f"must be a number in [{low}, {high}]"]
     if not isinstance(values["guardrails"], dict):
         errors["guardrails"] = ["must be an object"]
+    else:
+        problems = guardrails_problems(values["guardrails"])
+        if problems:
+            errors["guardrails"] = problems
     if errors:
         raise InvalidInput(errors)
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.scoring import RawOutput, features_frame, score_frame
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import consults_model, item_buckets
@@ -183,6 +184,7 @@ def item_ingest(
         if existing is None:
             raise
         return IngestResult(item=existing, created=False)
+    use_case_watch_soon(use_case_id=use_case.pk)
     return IngestResult(item=item, created=True)
 
 

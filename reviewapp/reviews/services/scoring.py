@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.scoring import features_frame, score_frame
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.selectors import challengers_list, policy_current
@@ -68,6 +69,8 @@ def items_score(*, item_ids: list[int], now=None) -> int:
             challengers_enqueue(use_case=use_case, item_ids=[i.pk for i in group])
         for job_id, count in Counter(i.job_id for i in items if i.job_id).items():
             job_progress(job_id=job_id, done=count)
+    for use_case_id in by_use_case:
+        use_case_watch_soon(use_case_id=use_case_id)
     return len(items)
 
 
