@@ -1,5 +1,6 @@
 """Reading use cases, policies and model versions, always through what the user may see."""
 
+import uuid
 from datetime import datetime
 
 from django.db.models import Max, OuterRef, QuerySet, Subquery
@@ -15,6 +16,7 @@ from deployments.models import (
     UseCaseMembership,
 )
 from reviewapp.core.errors import NotFound
+from reviewapp.core.models import Job
 from reviewapp.core.roles import Role, has_role
 
 
@@ -187,3 +189,34 @@ def ramp_plans_latest(*, use_case: UseCase, limit: int = 5) -> list[RampPlan]:
 def ramp_plans_open_for(use_cases) -> dict[int, RampPlan]:
     rows = RampPlan.objects.filter(use_case__in=use_cases, state__in=RampPlan.OPEN_STATES)
     return {plan.use_case_id: plan for plan in rows}
+
+
+def backtests_list(*, use_case: UseCase, limit: int = 20) -> list[Job]:
+    return list(
+        Job.objects.filter(use_case=use_case, kind=Job.Kind.BACKTEST)
+        .select_related("created_by")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def backtest_get(*, use_case: UseCase, job_id) -> Job:
+    try:
+        job_id = uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound({"detail": "No such backtest."}) from None
+    job = (
+        Job.objects.filter(pk=job_id, use_case=use_case, kind=Job.Kind.BACKTEST)
+        .select_related("created_by")
+        .first()
+    )
+    if job is None:
+        raise NotFound({"detail": "No such backtest."})
+    return job
+
+
+def backtest_latest(*, use_case: UseCase, model_version: str | None = None) -> Job | None:
+    """The newest finished backtest, of ``model_version`` when given."""
+    jobs = Job.objects.filter(use_case=use_case, kind=Job.Kind.BACKTEST, state=Job.State.DONE)
+    if model_version:
+        jobs = jobs.filter(params__model_version=model_version)
+    return jobs.order_by("-finished_at", "-created_at").first()
