@@ -1,8 +1,5 @@
 """REST API for use cases, automation policies and model versions (see ../shared/API.md)."""
 
-import io
-
-import pandas as pd
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -28,6 +25,7 @@ from deployments.services import (
     model_version_register,
     model_version_rollback,
     policy_change,
+    reference_upload_read,
     use_case_create,
     use_case_update,
 )
@@ -311,22 +309,10 @@ class ModelVersionListApi(APIView):
             version=data["version"],
             data=data["file"].read(),
             actor=request.user,
-            reference=_reference_frame_read(data.get("reference")),
+            reference=reference_upload_read(upload=data.get("reference")),
             notes=data["notes"],
         )
         return Response(ModelVersionOutput(model_version).data, status=status.HTTP_201_CREATED)
-
-
-def _reference_frame_read(upload) -> pd.DataFrame | None:
-    if upload is None:
-        return None
-    raw = upload.read()
-    try:
-        if raw[:4] == b"PAR1":
-            return pd.read_parquet(io.BytesIO(raw))
-        return pd.read_csv(io.BytesIO(raw))
-    except Exception as exc:
-        raise InvalidInput({"reference": [f"not a readable CSV or Parquet file: {exc}"]}) from exc
 
 
 class _ModelActionApi(APIView):

@@ -46,8 +46,13 @@ from deployments.policy.guardrails import (
     rate_reading,
     step_down_level,
 )
-from deployments.policy.ramp import RampMove, StepProgress, ramp_next
-from deployments.ramp_plans import ramp_plan_spec, ramp_plan_step_back, ramp_plan_tick
+from deployments.policy.ramp import RampMove, ramp_next
+from deployments.ramp_plans import (
+    ramp_plan_spec,
+    ramp_plan_step_back,
+    ramp_plan_tick,
+    ramp_progress,
+)
 from deployments.selectors import (
     breach_last_per_guardrail,
     champion_changed_at,
@@ -196,17 +201,6 @@ class WatchResult:
     resolved: int = 0
 
 
-def _progress(*, plan: RampPlan, use_case: UseCase, now) -> StepProgress:
-    reviewed = Decision.objects.filter(
-        use_case=use_case, created_at__gte=plan.step_started_at
-    ).count()
-    return StepProgress(
-        index=plan.current_step,
-        reviewed=reviewed,
-        elapsed_seconds=max(0.0, (now - plan.step_started_at).total_seconds()),
-    )
-
-
 def _status_save(*, use_case: UseCase, verdicts: tuple[Verdict, ...], now) -> None:
     readings = {
         v.limit.name: {
@@ -265,7 +259,7 @@ def _act_on_breaches(*, use_case, policy, config, plan, acting: list[Verdict], n
     if plan is not None:
         move = ramp_next(
             plan=ramp_plan_spec(plan),
-            progress=_progress(plan=plan, use_case=use_case, now=now),
+            progress=ramp_progress(plan=plan, use_case=use_case, now=now),
             guardrails_hold=False,
         )
         if move.traffic_percent != policy.traffic_percent:
@@ -344,7 +338,7 @@ def use_case_watch(*, use_case_id: int, now=None) -> WatchResult:
             result.ramp = ramp_plan_tick(
                 use_case=use_case,
                 plan=plan,
-                progress=_progress(plan=plan, use_case=use_case, now=now),
+                progress=ramp_progress(plan=plan, use_case=use_case, now=now),
                 now=now,
             )
         _status_save(use_case=use_case, verdicts=verdicts, now=now)

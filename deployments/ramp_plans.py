@@ -25,6 +25,20 @@ def ramp_plan_spec(plan: RampPlan) -> RampPlanSpec:
     )
 
 
+def ramp_progress(*, plan: RampPlan, use_case: UseCase, now) -> StepProgress:
+    """How far the plan's current step has come: decisions made and time passed since it began."""
+    from reviewapp.reviews.models import Decision
+
+    reviewed = Decision.objects.filter(
+        use_case=use_case, created_at__gte=plan.step_started_at
+    ).count()
+    return StepProgress(
+        index=plan.current_step,
+        reviewed=reviewed,
+        elapsed_seconds=max(0.0, (now - plan.step_started_at).total_seconds()),
+    )
+
+
 def _event(plan: RampPlan, kind: str, *, actor, reason: str, now, policy=None) -> RampPlanEvent:
     return RampPlanEvent.objects.create(
         plan=plan,

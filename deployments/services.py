@@ -1,5 +1,6 @@
 """Writing use cases, automation policies and model versions."""
 
+import io
 from typing import Any
 
 import pandas as pd
@@ -290,6 +291,19 @@ def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd
         return reference[use_case.feature_names]
     recent = list(use_case.items.order_by("-received_at").values_list("features", flat=True)[:5000])
     return features_frame(recent, use_case.features)
+
+
+def reference_upload_read(*, upload) -> pd.DataFrame | None:
+    """An uploaded CSV or Parquet sample of the training features (None when absent)."""
+    if upload is None:
+        return None
+    raw = upload.read()
+    try:
+        if raw[:4] == b"PAR1":
+            return pd.read_parquet(io.BytesIO(raw))
+        return pd.read_csv(io.BytesIO(raw))
+    except Exception as exc:
+        raise InvalidInput({"reference": [f"not a readable CSV or Parquet file: {exc}"]}) from exc
 
 
 @transaction.atomic

@@ -13,6 +13,16 @@ def navigation(request) -> dict:
 NAV_ITEMS: list[dict] = [
     {"label": "Queues", "url_name": "home", "roles": frozenset(Role)},
     {
+        "label": "Control room",
+        "url_name": "control-overview",
+        "roles": frozenset({Role.MANAGER, Role.ADMIN}),
+    },
+    {
+        "label": "Models",
+        "url_name": "control-models-index",
+        "roles": frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN}),
+    },
+    {
         "label": "API docs",
         "url_name": "api-docs",
         "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN, Role.INTEGRATION}),
