@@ -134,7 +134,9 @@ def guardrail_form_rows(guardrails: dict, readings: dict) -> list[dict]:
                 "observations": kind.observations,
                 "is_rate": kind.is_rate,
                 "enabled": bool(configured),
-                "max": (maximum * 100 if kind.is_rate else maximum) if maximum is not None else "",
+                "max": f"{maximum * 100 if kind.is_rate else maximum:.6g}"
+                if maximum is not None
+                else "",
                 "window": configured.get("window", kind.default_window),
                 "min_sample": configured.get("min_sample", ""),
                 "default_min_sample": min(
@@ -161,7 +163,7 @@ COLOURS = ["#2456c7", "#c2410c", "#15803d", "#7c3aed", "#be185d", "#0f766e"]
 def _layout(**extra) -> dict:
     layout = {
         "font": FONT,
-        "margin": {"l": 56, "r": 16, "t": 36, "b": 48},
+        "margin": {"l": 56, "r": 56, "t": 40, "b": 48},
         "paper_bgcolor": "#fff",
         "plot_bgcolor": "#fff",
         "hovermode": "closest",
@@ -211,15 +213,15 @@ def tradeoff_figure(result: dict, *, current_threshold: float | None) -> dict:
                 mode="markers+text",
                 name=f"current threshold {current_threshold:g}",
                 marker={"size": 14, "symbol": "star", "color": "#c2410c"},
-                text=[f"  now: {current_threshold:g}"],
-                textposition="middle right",
+                text=[f"now: {current_threshold:g}"],
+                textposition="top center",
                 hovertext=[hover[index]],
                 hoverinfo="text",
             )
         )
     figure.update_layout(
         **_layout(
-            title={"text": "Automation against error, for every threshold", "x": 0.01},
+            title={"text": "Automation against error", "x": 0.01},
             xaxis={"title": "automated (% of items)", "rangemode": "tozero", "ticksuffix": "%"},
             yaxis={
                 "title": "error rate of automated items",
@@ -247,8 +249,9 @@ def threshold_figure(result: dict, *, current_threshold: float | None) -> dict:
         go.Scatter(
             x=curve["thresholds"],
             y=[None if e is None else e * 100 for e in curve["error_rate"]],
-            name="error rate",
+            name="error rate (right axis)",
             line={"color": COLOURS[1]},
+            yaxis="y2",
         )
     )
     shapes = []
@@ -268,7 +271,16 @@ def threshold_figure(result: dict, *, current_threshold: float | None) -> dict:
         **_layout(
             title={"text": "Both rates by threshold", "x": 0.01},
             xaxis={"title": "confidence threshold", "range": [0, 1]},
-            yaxis={"title": "% of items / of automated", "rangemode": "tozero", "ticksuffix": "%"},
+            yaxis={"title": "automated", "range": [0, 105], "ticksuffix": "%"},
+            yaxis2={
+                "title": "error rate of automated",
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "ticksuffix": "%",
+                "tickformat": ".1f",
+                "showgrid": False,
+            },
             shapes=shapes,
         )
     )
@@ -308,9 +320,9 @@ def calibration_figure(comparison: Comparison) -> dict:
         )
     figure.update_layout(
         **_layout(
-            title={"text": "Calibration: is 80% confident right 80% of the time?", "x": 0.01},
-            xaxis={"title": "mean confidence", "range": [0, 100], "ticksuffix": "%"},
-            yaxis={"title": "right against humans", "range": [0, 100], "ticksuffix": "%"},
+            title={"text": "Calibration against humans", "x": 0.01},
+            xaxis={"title": "mean confidence", "range": [-2, 102], "ticksuffix": "%"},
+            yaxis={"title": "right against humans", "range": [-3, 103], "ticksuffix": "%"},
         )
     )
     return _figure_json(figure)

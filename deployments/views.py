@@ -5,6 +5,7 @@ Function views; with htmx they render a ``{% partialdef %}`` of the page, withou
 page, and every action also works as a plain POST followed by a redirect.
 """
 
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -197,13 +198,16 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
     curve = _whatif(use_case)
     values = form or {
         "level": policy.level,
-        "confidence_threshold": policy.confidence_threshold,
-        "traffic_percent": policy.traffic_percent,
-        "audit_rate": round(policy.audit_rate * 100, 4),
-        "double_review_rate": round(policy.double_review_rate * 100, 4),
+        "confidence_threshold": f"{policy.confidence_threshold:g}",
+        "traffic_percent": f"{policy.traffic_percent:g}",
+        "audit_rate": f"{policy.audit_rate * 100:.6g}",
+        "double_review_rate": f"{policy.double_review_rate * 100:.6g}",
         "reason": "",
     }
-    threshold = values.get("confidence_threshold")
+    try:
+        threshold = float(values.get("confidence_threshold"))
+    except (TypeError, ValueError):
+        threshold = None
     context.update(
         levels=LEVELS,
         form=values,
@@ -212,9 +216,7 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
         history=policy_history_rows(history)[: None if show_all else HISTORY_SHOWN],
         history_hidden=max(0, len(history) - HISTORY_SHOWN) if not show_all else 0,
         whatif=curve,
-        whatif_now=whatif_at(curve, float(threshold))
-        if curve and isinstance(threshold, int | float)
-        else None,
+        whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
     )
     return context
 
@@ -731,6 +733,8 @@ def backtest_page(request, slug, job_id):
     result = job.result if job.state == job.State.DONE else None
     context.update(
         job=job,
+        since=datetime.fromisoformat(job.params["since"]) if job.params.get("since") else None,
+        until=datetime.fromisoformat(job.params["until"]),
         result=result,
         percent=round(100 * job.done / job.total) if job.total else 0,
         tradeoff=tradeoff_figure(result, current_threshold=threshold) if result else None,
