@@ -159,9 +159,11 @@ def _drift_reading(*, use_case: UseCase, since, window: int) -> Reading:
         .order_by("-received_at", "-id")
         .values_list("features", flat=True)[:window]
     )
-    by_feature = {
-        k: v for k, v in features_psi(rows, use_case.features, reference).items() if v is not None
-    }
+    # Free-text features (type "string": names, references) take new values all the time by
+    # nature; their PSI against the reference would always explode, so drift ignores them.
+    judged = [spec for spec in use_case.features if spec["type"] != "string"]
+    psis = features_psi(rows, judged, reference)
+    by_feature = {name: value for name, value in psis.items() if value is not None}
     if not by_feature:
         return Reading(None, len(rows))
     worst = max(by_feature, key=by_feature.get)
