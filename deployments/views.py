@@ -14,7 +14,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -428,7 +427,7 @@ def breach_resolve(request, slug, breach_id):
         messages.success(request, "Breach resolved. The level stays where it is.")
     except Conflict as exc:
         messages.info(request, exc.detail["detail"])
-    return redirect(request.POST.get("next") or reverse("control-guardrails", args=[slug]))
+    return redirect("control-guardrails", slug=slug)
 
 
 # --- ramp plans --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Item, Prediction
 from reviewapp.reviews.services.ingest import item_ingest, items_store_pending
 from reviewapp.reviews.services.scoring import items_score
-from tests.deployments.helpers import review_all
+from tests.deployments.helpers import review_all, truth
 from tests.factories import (
     classifier_bytes,
     make_use_case,
@@ -23,12 +23,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def truth(features: dict) -> str:
-    if features["amount"] > 150:
-        return "travel"
-    return "office" if features["kind"] == "a" else "other"
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.scoring import items_score
 from tests.conftest import screenshot
-from tests.deployments.helpers import review_all
+from tests.deployments.helpers import review_all, truth
 from tests.factories import (
     classifier_bytes,
     constant_classifier_bytes,
@@ -26,12 +26,6 @@ from tests.factories import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def truth(features: dict) -> str:
-    if features["amount"] > 150:
-        return "travel"
-    return "office" if features["kind"] == "a" else "other"
 
 
 def labelled_traffic(use_case, reviewer, *, n: int, seed: int, prefix: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from deployments.models import GuardrailBreach
 from deployments.services import model_version_promote
 from reviewapp.core.roles import Role
+from tests.deployments.helpers import truth
 from tests.factories import (
     classifier_bytes,
     constant_classifier_bytes,
@@ -20,13 +21,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def truth(features: dict) -> str:
-    """The rule the good model learnt (see tests.factories.training_frame)."""
-    if features["amount"] > 150:
-        return "travel"
-    return "office" if features["kind"] == "a" else "other"
 
 
 def stream(api, caller, reviewer, use_case, rows, start: int) -> None:

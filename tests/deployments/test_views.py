@@ -298,3 +298,15 @@ def test_the_backtest_page_shows_progress_then_the_curve(
     assert "every 1s" not in done
     assert 'id="tradeoff-figure"' in done and 'data-figure="tradeoff-figure"' in done
     assert "current threshold 0.9" in done
+
+
+def test_htmx_actions_answer_with_their_panel_only(client, manager, use_case):
+    checked = client.post(url("control-guardrails-check", "invoices"), HTTP_HX_REQUEST="true")
+    html = checked.content.decode()
+    assert '<div id="guardrails-panel"' in html and "<html" not in html
+    assert "Checked just now." in html and 'id="breach-banner" hx-swap-oob="true"' in html
+    client.post(url("control-ramp", "invoices"), {"steps": "10, 100", "items": "5", "reason": "go"})
+    paused = client.post(url("control-ramp-action", "invoices", "pause"), HTTP_HX_REQUEST="true")
+    html = paused.content.decode()
+    assert '<div id="ramp-panel"' in html and "<html" not in html and "Resume at 10%" in html
+    assert client.post(url("control-ramp-action", "invoices", "explode")).status_code == 404
