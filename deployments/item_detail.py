@@ -23,7 +23,9 @@ def item_detail(*, use_case: UseCase, external_id: str, show_pii: bool) -> dict[
     )
     if item is None:
         raise NotFound({"external_id": [f"No item {external_id!r} in {use_case.slug}."]})
-    features, masked = features_visible(item.features, use_case=use_case, show_pii=show_pii)
+    visible, masked = features_visible(item.features, use_case=use_case, show_pii=show_pii)
+    # In the schema's order (PostgreSQL's jsonb does not keep the order items were sent in).
+    features = {name: visible.get(name) for name in use_case.feature_names}
     predictions = sorted(
         Prediction.objects.filter(item=item).select_related("model_version"),
         key=lambda p: (ROLE_ORDER.get(p.model_version.role, 9), p.model_version_id),

@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from deployments.backtests import backtest_start, backtest_window_default
+from deployments.backtests import ROUTES, backtest_start, backtest_window_default
 from deployments.comparison import SHOW_CHOICES, differences_shown, model_comparison
 from deployments.guardrail_watch import guardrail_breach_resolve, use_case_watch
 from deployments.item_detail import item_detail
@@ -339,6 +339,11 @@ def _guardrails_context(request, use_case, *, guardrails=None, errors=None, noti
         fallback_levels=[(level.value, LEVEL_HELP[level]["title"]) for level in FALLBACK_LEVELS],
         webhook_url=configured.get("webhook_url", ""),
         status=status,
+        readings=[
+            (kind.name, status.readings[kind.name])
+            for kind in KINDS
+            if status and kind.name in status.readings
+        ],
         breaches=breaches_list(use_case=use_case),
         errors=errors or {},
         notice=notice,
@@ -739,6 +744,17 @@ def backtest_page(request, slug, job_id):
         tradeoff=tradeoff_figure(result, current_threshold=threshold) if result else None,
         by_threshold=threshold_figure(result, current_threshold=threshold) if result else None,
         at_threshold=whatif_at(whatif_curve(job), threshold) if result else None,
+        # In route order: the stored JSON's key order is not kept by PostgreSQL's jsonb.
+        replay_rows=[
+            (
+                route,
+                result["replay"]["routes_then"].get(route, 0),
+                result["replay"]["routes_now"][route],
+            )
+            for route in ROUTES
+        ]
+        if result
+        else [],
         fields=POLICY_FIELDS,
     )
     return _page(request, "deployments/backtest.html", "progress", context)
