@@ -1,14 +1,12 @@
 """REST API for use cases, automation policies and model versions (see ../shared/API.md)."""
 
-import io
-
-import pandas as pd
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from deployments.backtests import backtest_start
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import Level
 from deployments.presenters import (
@@ -16,6 +14,8 @@ from deployments.presenters import (
     model_version_latency_public,
 )
 from deployments.selectors import (
+    backtest_get,
+    backtests_list,
     model_versions_list,
     policy_current,
     policy_history,
@@ -29,6 +29,7 @@ from deployments.services import (
     model_version_register,
     model_version_rollback,
     policy_change,
+    reference_upload_read,
     use_case_create,
     use_case_update,
 )
@@ -39,8 +40,10 @@ from reviewapp.core.api import (
     MODEL_OWNERS,
     RolesAllowed,
     body_fields_check,
+    window_params,
 )
 from reviewapp.core.errors import InvalidInput, raise_for_serializer
+from reviewapp.core.models import Job
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -389,7 +392,7 @@ class ModelVersionListApi(APIView):
             version=data["version"],
             data=data["file"].read(),
             actor=request.user,
-            reference=_reference_frame_read(data.get("reference")),
+            reference=reference_upload_read(upload=data.get("reference")),
             notes=data["notes"],
             environment=data.get("environment"),
         )
@@ -397,18 +400,6 @@ class ModelVersionListApi(APIView):
             _model_version_output(model_version, use_case=use_case),
             status=status.HTTP_201_CREATED,
         )
-
-
-def _reference_frame_read(upload) -> pd.DataFrame | None:
-    if upload is None:
-        return None
-    raw = upload.read()
-    try:
-        if raw[:4] == b"PAR1":
-            return pd.read_parquet(io.BytesIO(raw))
-        return pd.read_csv(io.BytesIO(raw))
-    except Exception as exc:
-        raise InvalidInput({"reference": [f"not a readable CSV or Parquet file: {exc}"]}) from exc
 
 
 class _ModelActionApi(APIView):
@@ -465,3 +456,94 @@ class ModelRollbackApi(_ModelActionApi):
                 use_case=use_case, actor=request.user, reason=self._reason(request)
             )
         return Response(_model_version_output(model_version, use_case=use_case))
+
+
+# --- backtests --------------------------------------------------------------------------------
+
+
+class BacktestInput(serializers.Serializer):
+    model_version = serializers.CharField(max_length=64)
+    since = serializers.CharField(
+        required=False, allow_null=True, help_text="ISO 8601 date or date-time (inclusive)"
+    )
+    until = serializers.CharField(
+        required=False, allow_null=True, help_text="ISO 8601 date or date-time (exclusive)"
+    )
+
+
+class BacktestOutput(serializers.ModelSerializer):
+    job = serializers.UUIDField(source="id")
+    model_version = serializers.SerializerMethodField()
+    since = serializers.SerializerMethodField()
+    until = serializers.SerializerMethodField()
+    created_by = serializers.StringRelatedField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "job",
+            "state",
+            "done",
+            "total",
+            "model_version",
+            "since",
+            "until",
+            "result",
+            "error",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_model_version(self, job) -> str:
+        return job.params.get("model_version")
+
+    def get_since(self, job) -> str | None:
+        return job.params.get("since")
+
+    def get_until(self, job) -> str | None:
+        return job.params.get("until")
+
+
+class BacktestListApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS, "POST": MODEL_OWNERS}
+
+    @extend_schema(
+        request=BacktestInput,
+        responses={202: OpenApiResponse(description='{"job": "<id>"}; follow /api/v1/jobs/{id}/')},
+        summary="Backtest a model version over a window of human-labelled history",
+        description="When done, the job's result holds the trade-off curve (for each of 100 "
+        "thresholds the automation rate and the error rate against human labels) and the "
+        "replay of the window's items through the current policy.",
+    )
+    def post(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        body_fields_check(request.data, set(BacktestInput().fields))
+        serializer = BacktestInput(data=request.data)
+        raise_for_serializer(serializer)
+        data = serializer.validated_data
+        since, until = window_params(data)
+        job = backtest_start(
+            use_case=use_case,
+            actor=request.user,
+            model_version=data["model_version"],
+            since=since,
+            until=until,
+        )
+        return Response({"job": str(job.pk)}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=BacktestOutput(many=True), summary="Recent backtests, newest first")
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        return Response(BacktestOutput(backtests_list(use_case=use_case), many=True).data)
+
+
+class BacktestDetailApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(responses=BacktestOutput, summary="A backtest's progress and result")
+    def get(self, request, slug, job_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        return Response(BacktestOutput(backtest_get(use_case=use_case, job_id=job_id)).data)

@@ -264,10 +264,139 @@ class GuardrailBreach(models.Model):
     detail = models.TextField(blank=True)
     detected_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Who closed the breach: a manager (``resolved_by``) or, when null with ``resolved_at``
+    # set, the system after the guardrail held again on fresh observations.
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.TextField(blank=True)
+    # The configured webhook's delivery: attempts made, when it succeeded, the last failure.
+    webhook_url = models.CharField(max_length=2000, blank=True)
+    notify_attempts = models.PositiveSmallIntegerField(default=0)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    notify_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-detected_at"]
-        indexes = [models.Index(fields=["use_case", "detected_at"])]
+        indexes = [
+            models.Index(fields=["use_case", "detected_at"]),
+            models.Index(
+                fields=["use_case", "guardrail"],
+                condition=Q(resolved_at__isnull=True),
+                name="breach_open_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.use_case.slug}: {self.guardrail} {self.observed:.3g} > {self.limit:.3g}"
+
+
+class GuardrailStatus(models.Model):
+    """Per use case: when guardrails were last queued and evaluated, and what was read then.
+
+    ``enqueued_at`` throttles evaluation: a conditional update on it lets exactly one of many
+    concurrent decisions queue the next check (see ``use_case_watch_soon``).
+    """
+
+    use_case = models.OneToOneField(
+        UseCase, on_delete=models.CASCADE, related_name="guardrail_status"
+    )
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    readings = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "guardrail statuses"
+
+    def __str__(self) -> str:
+        return f"guardrails of {self.use_case_id} at {self.evaluated_at}"
+
+
+class RampPlan(models.Model):
+    """A progressive rollout of ``traffic_percent`` through rising steps (see policy/ramp.py)."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    OPEN_STATES = (State.ACTIVE, State.PAUSED)
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="ramp_plans")
+    steps = models.JSONField()
+    advance_after_items = models.PositiveIntegerField(null=True, blank=True)
+    advance_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    current_step = models.PositiveSmallIntegerField(default=0)
+    step_started_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    paused_reason = models.TextField(blank=True)
+    reason = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["use_case"],
+                condition=Q(state__in=["active", "paused"]),
+                name="one_open_ramp_plan_per_use_case",
+            ),
+            models.CheckConstraint(
+                condition=Q(advance_after_items__isnull=False)
+                | Q(advance_after_seconds__isnull=False),
+                name="ramp_plan_has_advance_rule",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["active", "paused", "done", "cancelled"]),
+                name="ramp_plan_state_valid",
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="ramp_plan_reason_required"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ramp plan {self.pk} of {self.use_case_id} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    @property
+    def current_percent(self) -> float:
+        return self.steps[self.current_step]
+
+
+class RampPlanEvent(models.Model):
+    """Append-only: every start, step, pause and stop of a ramp plan, with who and why."""
+
+    class Kind(models.TextChoices):
+        START = "start"
+        ADVANCE = "advance"
+        STEP_BACK = "step_back", "Step back"
+        PAUSE = "pause"
+        RESUME = "resume"
+        CANCEL = "cancel"
+        FINISH = "finish"
+
+    plan = models.ForeignKey(RampPlan, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    step = models.PositiveSmallIntegerField()
+    traffic_percent = models.FloatField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    policy = models.ForeignKey(
+        AutomationPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of plan {self.plan_id} at step {self.step}"

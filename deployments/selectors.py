@@ -1,9 +1,22 @@
 """Reading use cases, policies and model versions, always through what the user may see."""
 
-from django.db.models import QuerySet
+import uuid
+from datetime import datetime
 
-from deployments.models import AutomationPolicy, ModelVersion, UseCase, UseCaseMembership
+from django.db.models import Max, OuterRef, QuerySet, Subquery
+
+from deployments.models import (
+    AutomationPolicy,
+    GuardrailBreach,
+    GuardrailStatus,
+    ModelVersion,
+    ModelVersionEvent,
+    RampPlan,
+    UseCase,
+    UseCaseMembership,
+)
 from reviewapp.core.errors import NotFound
+from reviewapp.core.models import Job
 from reviewapp.core.roles import Role, has_role
 
 
@@ -90,3 +103,127 @@ def model_version_get(*, use_case: UseCase, version: str) -> ModelVersion:
     if model_version is None:
         raise NotFound({"version": [f"No model version {version!r} for {use_case.slug}."]})
     return model_version
+
+
+def policies_current_for(use_cases) -> dict[int, AutomationPolicy]:
+    """The current policy of each use case, in one query: use case id -> policy."""
+    latest = (
+        AutomationPolicy.objects.filter(use_case=OuterRef("use_case"))
+        .order_by("-version")
+        .values("version")[:1]
+    )
+    rows = AutomationPolicy.objects.filter(
+        use_case__in=use_cases, version=Subquery(latest)
+    ).select_related("changed_by")
+    return {policy.use_case_id: policy for policy in rows}
+
+
+def model_roles_for(use_cases) -> dict[int, dict[str, list[ModelVersion]]]:
+    """Champion and challengers of each use case, in one query."""
+    result: dict[int, dict[str, list[ModelVersion]]] = {}
+    rows = (
+        ModelVersion.objects.filter(
+            use_case__in=use_cases,
+            role__in=[ModelVersion.Role.CHAMPION, ModelVersion.Role.CHALLENGER],
+        )
+        .defer("artifact", "reference_stats")
+        .order_by("id")
+    )
+    for model_version in rows:
+        roles = result.setdefault(model_version.use_case_id, {"champion": [], "challenger": []})
+        roles[model_version.role].append(model_version)
+    return result
+
+
+def champion_changed_at(*, use_case: UseCase) -> datetime | None:
+    """When the current champion took over from another one (promotion or rollback). The
+    first champion of a use case took over from nobody: every output is its own."""
+    return ModelVersionEvent.objects.filter(
+        use_case=use_case,
+        action__in=[ModelVersionEvent.Action.PROMOTE, ModelVersionEvent.Action.ROLLBACK],
+        previous_champion__isnull=False,
+    ).aggregate(at=Max("created_at"))["at"]
+
+
+def breaches_open(*, use_cases) -> QuerySet[GuardrailBreach]:
+    """Breaches nobody has resolved yet, newest first, for the banner."""
+    return (
+        GuardrailBreach.objects.filter(use_case__in=use_cases, resolved_at__isnull=True)
+        .select_related("use_case", "policy")
+        .order_by("-detected_at", "-id")
+    )
+
+
+def breaches_list(*, use_case: UseCase, limit: int = 50) -> list[GuardrailBreach]:
+    return list(
+        GuardrailBreach.objects.filter(use_case=use_case)
+        .select_related("policy", "model_version", "resolved_by")
+        .order_by("-detected_at", "-id")[:limit]
+    )
+
+
+def breach_last_per_guardrail(*, use_case: UseCase) -> dict[str, datetime]:
+    rows = (
+        GuardrailBreach.objects.filter(use_case=use_case)
+        .values("guardrail")
+        .annotate(at=Max("detected_at"))
+    )
+    return {row["guardrail"]: row["at"] for row in rows}
+
+
+def guardrail_status_get(*, use_case: UseCase) -> GuardrailStatus | None:
+    return GuardrailStatus.objects.filter(use_case=use_case).first()
+
+
+def ramp_plan_open(*, use_case: UseCase) -> RampPlan | None:
+    """The plan that is active or paused, if any (there is at most one)."""
+    return (
+        RampPlan.objects.filter(use_case=use_case, state__in=RampPlan.OPEN_STATES)
+        .select_related("created_by")
+        .first()
+    )
+
+
+def ramp_plans_latest(*, use_case: UseCase, limit: int = 5) -> list[RampPlan]:
+    return list(
+        RampPlan.objects.filter(use_case=use_case)
+        .select_related("created_by")
+        .prefetch_related("events__actor", "events__policy")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def ramp_plans_open_for(use_cases) -> dict[int, RampPlan]:
+    rows = RampPlan.objects.filter(use_case__in=use_cases, state__in=RampPlan.OPEN_STATES)
+    return {plan.use_case_id: plan for plan in rows}
+
+
+def backtests_list(*, use_case: UseCase, limit: int = 20) -> list[Job]:
+    return list(
+        Job.objects.filter(use_case=use_case, kind=Job.Kind.BACKTEST)
+        .select_related("created_by")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def backtest_get(*, use_case: UseCase, job_id) -> Job:
+    try:
+        job_id = uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound({"detail": "No such backtest."}) from None
+    job = (
+        Job.objects.filter(pk=job_id, use_case=use_case, kind=Job.Kind.BACKTEST)
+        .select_related("created_by")
+        .first()
+    )
+    if job is None:
+        raise NotFound({"detail": "No such backtest."})
+    return job
+
+
+def backtest_latest(*, use_case: UseCase, model_version: str | None = None) -> Job | None:
+    """The newest finished backtest, of ``model_version`` when given."""
+    jobs = Job.objects.filter(use_case=use_case, kind=Job.Kind.BACKTEST, state=Job.State.DONE)
+    if model_version:
+        jobs = jobs.filter(params__model_version=model_version)
+    return jobs.order_by("-finished_at", "-created_at").first()

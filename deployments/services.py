@@ -1,5 +1,6 @@
 """Writing use cases, automation policies and model versions."""
 
+import io
 import threading
 import warnings
 from dataclasses import dataclass
@@ -7,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -34,6 +37,7 @@ from deployments.models import (
     UseCaseMembership,
 )
 from deployments.policy import Level, NullOutput, PolicySpec, assess_output
+from deployments.policy.guardrails import GuardrailsInvalid, guardrails_parse
 from deployments.schema import feature_schema_clean, schema_example_rows
 from deployments.selectors import champion_get, model_version_get, policy_current
 from reviewapp.core.errors import Conflict, InvalidInput
@@ -186,6 +190,22 @@ def _roles_fit_source(*, use_case: UseCase) -> None:
         )
 
 
+def guardrails_problems(raw: dict) -> dict:
+    """What is wrong with a guardrails object, by field (empty when it is fine)."""
+    try:
+        guardrails_parse(raw)
+        errors = {}
+    except GuardrailsInvalid as exc:
+        errors = dict(exc.errors)
+    url = raw.get("webhook_url")
+    if isinstance(url, str) and url and "webhook_url" not in errors:
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            errors["webhook_url"] = ["not a valid http(s) URL"]
+    return errors
+
+
 def _policy_values_check(values: dict[str, Any]) -> None:
     errors = {}
     if values["level"] not in [level.value for level in Level]:
@@ -205,6 +225,10 @@ def _policy_values_check(values: dict[str, Any]) -> None:
             errors[field] = [f"must be a number in [{low}, {high}]"]
     if not isinstance(values["guardrails"], dict):
         errors["guardrails"] = ["must be an object"]
+    else:
+        problems = guardrails_problems(values["guardrails"])
+        if problems:
+            errors["guardrails"] = problems
     if errors:
         raise InvalidInput(errors)
 
@@ -403,6 +427,19 @@ def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd
 
 
 NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"
+
+
+def reference_upload_read(*, upload) -> pd.DataFrame | None:
+    """An uploaded CSV or Parquet sample of the training features (None when absent)."""
+    if upload is None:
+        return None
+    raw = upload.read()
+    try:
+        if raw[:4] == b"PAR1":
+            return pd.read_parquet(io.BytesIO(raw))
+        return pd.read_csv(io.BytesIO(raw))
+    except Exception as exc:
+        raise InvalidInput({"reference": [f"not a readable CSV or Parquet file: {exc}"]}) from exc
 
 
 def model_version_register(

@@ -30,6 +30,16 @@ urlpatterns = [
         deployments_api.ModelChallengeApi.as_view(),
         name="api-model-challenge",
     ),
+    path(
+        f"{use_case}backtests/",
+        deployments_api.BacktestListApi.as_view(),
+        name="api-backtests",
+    ),
+    path(
+        f"{use_case}backtests/<str:job_id>/",
+        deployments_api.BacktestDetailApi.as_view(),
+        name="api-backtest",
+    ),
     path(f"{use_case}items/", reviews_api.ItemIngestApi.as_view(), name="api-items"),
     path(f"{use_case}items/batch/", reviews_api.ItemBatchApi.as_view(), name="api-items-batch"),
     path(

@@ -103,3 +103,42 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     e = np.clip(np.asarray(expected, dtype=float), PSI_EPSILON, None)
     a = np.clip(np.asarray(actual, dtype=float), PSI_EPSILON, None)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def feature_psi(spec: dict, present: Sequence[Any], reference: dict | None) -> float | None:
+    """PSI of one feature's present (non-missing) values against its reference statistics;
+    None when there is no reference for it or no value to compare."""
+    if not reference or not present:
+        return None
+    if spec["type"] in NUMERIC_TYPES and "bin_edges" in reference:
+        actual = numeric_bin_fractions(np.asarray(present, dtype=float), reference["bin_edges"])
+        return psi(reference["bin_fractions"], actual)
+    if reference.get("kind") != "categorical":
+        return None
+    categories = list(reference["categories"])
+    counts = dict.fromkeys(categories, 0)
+    other = 0
+    for value in present:
+        if str(value) in counts:
+            counts[str(value)] += 1
+        else:
+            other += 1
+    # Categories beyond the reference's top ones share one "other" bin on both sides.
+    expected = [reference["categories"][c] for c in categories] + [
+        max(0.0, 1 - sum(reference["categories"].values()))
+    ]
+    actual = [counts[c] / len(present) for c in categories] + [other / len(present)]
+    return psi(expected, actual)
+
+
+def features_psi(
+    rows: Sequence[dict], features: Sequence[dict], reference_stats: dict
+) -> dict[str, float | None]:
+    """PSI per feature of ``rows`` (feature dicts) against a model's reference statistics."""
+    by_name = reference_stats.get("features", {}) if reference_stats else {}
+    result = {}
+    for spec in features:
+        name = spec["name"]
+        present = [value for row in rows if (value := row.get(name)) is not None]
+        result[name] = feature_psi(spec, present, by_name.get(name))
+    return result

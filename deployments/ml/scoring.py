@@ -70,11 +70,15 @@ def _regression_confidence(
     return (np.abs(votes - values[np.newaxis, :]) <= tolerance).mean(axis=0)
 
 
-def _classify(estimator: Any, frame: pd.DataFrame) -> list[RawOutput]:
+def _class_probabilities(estimator: Any, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     if not hasattr(estimator, "predict_proba"):
         raise TypeError("a classifier needs predict_proba")
     proba = np.asarray(estimator.predict_proba(frame), dtype=float)
-    classes = [str(c) for c in estimator.classes_]
+    return proba, [str(c) for c in estimator.classes_]
+
+
+def _classify(estimator: Any, frame: pd.DataFrame) -> list[RawOutput]:
+    proba, classes = _class_probabilities(estimator, frame)
     best = proba.argmax(axis=1)
     outputs = []
     for row, index in zip(proba, best, strict=True):
@@ -88,9 +92,15 @@ def _classify(estimator: Any, frame: pd.DataFrame) -> list[RawOutput]:
     return outputs
 
 
-def _regress(estimator: Any, frame: pd.DataFrame, tolerance: float | None) -> list[RawOutput]:
+def _regression_arrays(
+    estimator: Any, frame: pd.DataFrame, tolerance: float | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     values = np.asarray(estimator.predict(frame), dtype=float).reshape(-1)
-    confidence = _regression_confidence(estimator, frame, values, tolerance)
+    return values, _regression_confidence(estimator, frame, values, tolerance)
+
+
+def _regress(estimator: Any, frame: pd.DataFrame, tolerance: float | None) -> list[RawOutput]:
+    values, confidence = _regression_arrays(estimator, frame, tolerance)
     return [
         RawOutput(
             value=float(v),
@@ -162,3 +172,54 @@ def finite_or_none(number: float | None) -> float | None:
     if number is None or not math.isfinite(number):
         return None
     return number
+
+
+@dataclass(frozen=True)
+class ScoredColumns:
+    """A whole frame's outputs as columns (for backtests over many rows): ``labels`` (objects)
+    or ``values`` (floats), ``confidence`` (NaN where the model gives none) and ``errors``
+    (an empty string where the row scored)."""
+
+    labels: np.ndarray | None
+    values: np.ndarray | None
+    confidence: np.ndarray
+    errors: np.ndarray
+
+
+def score_columns(
+    estimator: Any, frame: pd.DataFrame, *, task_type: str, tolerance: float | None = None
+) -> ScoredColumns:
+    """Score every row in one vectorised call without building an output object per row;
+    when the call raises, fall back to ``score_frame`` so only the failing rows are lost."""
+    n = len(frame)
+    no_errors = np.full(n, "", dtype=object)
+    try:
+        if task_type == "classification":
+            proba, classes = _class_probabilities(estimator, frame)
+            best = proba.argmax(axis=1)
+            return ScoredColumns(
+                labels=np.asarray(classes, dtype=object)[best],
+                values=None,
+                confidence=proba[np.arange(n), best],
+                errors=no_errors,
+            )
+        values, confidence = _regression_arrays(estimator, frame, tolerance)
+        return ScoredColumns(
+            labels=None,
+            values=values,
+            confidence=np.full(n, np.nan) if confidence is None else confidence.astype(float),
+            errors=no_errors,
+        )
+    except Exception:
+        outputs = score_frame(estimator, frame, task_type=task_type, tolerance=tolerance)
+    classification = task_type == "classification"
+    return ScoredColumns(
+        labels=np.asarray([o.label for o in outputs], dtype=object) if classification else None,
+        values=None
+        if classification
+        else np.asarray([np.nan if o.value is None else o.value for o in outputs], dtype=float),
+        confidence=np.asarray(
+            [np.nan if o.confidence is None else o.confidence for o in outputs], dtype=float
+        ),
+        errors=np.asarray([o.error for o in outputs], dtype=object),
+    )

@@ -16,6 +16,16 @@ NAV_ITEMS: list[dict] = [
     {"label": "My work", "url_name": "reviews:my-work", "roles": REVIEWERS},
     {"label": "Escalations", "url_name": "reviews:escalations", "roles": MANAGERS},
     {
+        "label": "Control room",
+        "url_name": "control-overview",
+        "roles": frozenset({Role.MANAGER, Role.ADMIN}),
+    },
+    {
+        "label": "Models",
+        "url_name": "control-models-index",
+        "roles": frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN}),
+    },
+    {
         "label": "API docs",
         "url_name": "api-docs",
         "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN, Role.INTEGRATION}),

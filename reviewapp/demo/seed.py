@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from deployments.models import UseCase, UseCaseMembership
+from deployments.models import ModelVersion, ModelVersionEvent, UseCase, UseCaseMembership
 from deployments.services import (
     model_version_challenge,
     model_version_promote,
@@ -192,6 +192,7 @@ def use_case_seed(
             reference=reference,
             notes="first model: half the training data, strong regularisation",
         )
+        _model_history_backdate(use_case=use_case, at=start)
     timeline = TIMELINES[dataset.slug]
     truth = {}
     reviewers = [user for user, role in members if role is Role.REVIEWER]
@@ -222,6 +223,7 @@ def use_case_seed(
                 actor=actor,
                 reason="retrained on the full training set",
             )
+            _model_history_backdate(use_case=use_case, at=day_start + timedelta(hours=7))
         if timeline.promote_day == day:
             model_version_promote(
                 use_case=use_case,
@@ -229,6 +231,7 @@ def use_case_seed(
                 actor=actor,
                 reason="v2 beats v1 on a week of shadow scoring",
             )
+            _model_history_backdate(use_case=use_case, at=day_start + timedelta(hours=7))
         count = int(per_day * rng.uniform(0.7, 1.3))
         picks = rng.choice(live, size=count)
         rows = []
@@ -257,6 +260,13 @@ def use_case_seed(
             )
         log(f"  {dataset.slug}: day {day + 1}/{days}")
     return use_case
+
+
+def _model_history_backdate(*, use_case, at) -> None:
+    """Registrations and role changes are stamped with the wall clock; in a replayed history
+    they belong to the replayed day (guardrails judge a champion from when it took over)."""
+    ModelVersion.objects.filter(use_case=use_case, created_at__gt=at).update(created_at=at)
+    ModelVersionEvent.objects.filter(use_case=use_case, created_at__gt=at).update(created_at=at)
 
 
 def _challenger_catch_up(*, use_case, item_ids, now) -> None:
@@ -300,9 +310,40 @@ def demo_seed(
             start=start,
             log=log,
         )
+    control_room_seed(actor=users["manager"], log=log)
     waiting = ReviewTask.objects.filter(state=ReviewTask.State.OPEN).count()
     log(f"{waiting} review tasks are waiting in the queues.")
     return passwords
+
+
+DEMO_GUARDRAILS = {
+    "fallback_level": "assisted",
+    "override_rate": {"max": 0.25, "window": 200},
+    "null_output_rate": {"max": 0.05, "window": 500},
+    "drift_psi": {"max": 0.25, "window": 1000},
+    "audit_error_rate": {"max": 0.15, "window": 100},
+}
+
+
+def control_room_seed(*, actor, log=print) -> None:
+    """Guardrails on every demo use case, and a backtest of each champion over the seeded
+    history, so the policy editor's what-if and the trade-off curve have data at once."""
+    from deployments.backtests import backtest_start
+    from deployments.guardrail_watch import use_case_watch
+    from deployments.selectors import champion_get
+
+    for use_case in UseCase.objects.filter(slug__in=TIMELINES).order_by("slug"):
+        policy_change(
+            use_case=use_case,
+            actor=actor,
+            changes={"guardrails": DEMO_GUARDRAILS},
+            reason="protect the automation: step down to assisted if the model goes bad",
+        )
+        champion = champion_get(use_case=use_case)
+        if champion is not None:
+            backtest_start(use_case=use_case, actor=actor, model_version=champion.version)
+        use_case_watch(use_case_id=use_case.pk)
+        log(f"  {use_case.slug}: guardrails set, champion {champion.version} backtested")
 
 
 def _plain(value):

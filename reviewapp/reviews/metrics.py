@@ -7,8 +7,7 @@ import numpy as np
 from django.db.models import Count, Q
 
 from deployments.ml.latency import LATENCY_BUDGET_EXCEEDED
-from deployments.ml.reference import numeric_bin_fractions, psi
-from deployments.ml.scoring import NUMERIC_TYPES
+from deployments.ml.reference import feature_psi
 from deployments.models import AutomationPolicy, UseCase
 from deployments.policy import Route
 from deployments.selectors import champion_get
@@ -48,26 +47,8 @@ def _feature_health(use_case: UseCase, items, reference: dict) -> list[dict[str,
             "missing_rate": _rate(missing, len(values)),
             "psi": None,
         }
-        ref = reference.get("features", {}).get(name)
         present = [v for v in values if v is not None]
-        if ref and present:
-            if spec["type"] in NUMERIC_TYPES and "bin_edges" in ref:
-                actual = numeric_bin_fractions(np.asarray(present, dtype=float), ref["bin_edges"])
-                entry["psi"] = psi(ref["bin_fractions"], actual)
-            elif ref.get("kind") == "categorical":
-                cats = list(ref["categories"])
-                counts = {c: 0 for c in cats}
-                other = 0
-                for v in present:
-                    if str(v) in counts:
-                        counts[str(v)] += 1
-                    else:
-                        other += 1
-                expected = [ref["categories"][c] for c in cats] + [
-                    max(0.0, 1 - sum(ref["categories"].values()))
-                ]
-                actual = [counts[c] / len(present) for c in cats] + [other / len(present)]
-                entry["psi"] = psi(expected, actual)
+        entry["psi"] = feature_psi(spec, present, reference.get("features", {}).get(name))
         out.append(entry)
     return out
 

@@ -99,6 +99,15 @@ ENDPOINTS = [
     ("skip", "post", "/api/v1/review/tasks/{task}/skip/", None, {R, M, A}),
     ("export disagreements", "get", "/api/v1/use-cases/{slug}/disagreements/", None, {M, ML, A}),
     ("metrics", "get", "/api/v1/use-cases/{slug}/metrics/", None, {M, ML, A}),
+    (
+        "start backtest",
+        "post",
+        "/api/v1/use-cases/{slug}/backtests/",
+        lambda ctx: {"model_version": "v1"},
+        {M, ML, A},
+    ),
+    ("list backtests", "get", "/api/v1/use-cases/{slug}/backtests/", None, {M, ML, A}),
+    ("read backtest", "get", "/api/v1/use-cases/{slug}/backtests/{job}/", None, {M, ML, A}),
 ]
 
 
@@ -188,39 +197,80 @@ def test_schema_and_docs_are_served_offline(client):
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "unpkg" not in docs
 
 
-# Pages (browser sessions), checked the same way: (name, method, path template, roles allowed).
-# Anonymous visitors are sent to the login page instead of getting 401.
+# Pages (browser sessions): (name, method, path template, form body factory, roles allowed).
+# Anonymous visitors are sent to the login page instead of getting 401; other roles get 403.
 task_page = "/queue/{slug}/tasks/{task}/"
+CONTROL = "/control/use-cases/{slug}/"
 PAGES = [
-    ("home page", "get", "/", EVERYONE),
-    ("queue page", "get", "/queue/{slug}/", {R, M, A}),
-    ("queue size", "get", "/queue/{slug}/stats/", {R, M, A}),
-    ("decide from the page", "post", task_page + "decide/", {R, M, A}),
-    ("skip from the page", "post", task_page + "skip/", {R, M, A}),
-    ("escalate from the page", "post", task_page + "escalate/", {R, M, A}),
-    ("my work page", "get", "/my-work/", {R, M, A}),
-    ("escalations page", "get", "/escalations/", {M, A}),
-    ("resolve an escalation", "post", "/escalations/999999/resolve/", {M, A}),
+    ("home page", "get", "/", None, EVERYONE),
+    ("queue page", "get", "/queue/{slug}/", None, {R, M, A}),
+    ("queue size", "get", "/queue/{slug}/stats/", None, {R, M, A}),
+    ("decide from the page", "post", task_page + "decide/", None, {R, M, A}),
+    ("skip from the page", "post", task_page + "skip/", None, {R, M, A}),
+    ("escalate from the page", "post", task_page + "escalate/", None, {R, M, A}),
+    ("my work page", "get", "/my-work/", None, {R, M, A}),
+    ("escalations page", "get", "/escalations/", None, {M, A}),
+    ("resolve an escalation", "post", "/escalations/999999/resolve/", None, {M, A}),
+    ("control room", "get", "/control/", None, {M, A}),
+    ("models index", "get", "/control/models/", None, {M, ML, A}),
+    ("policy editor", "get", CONTROL, None, {M, A}),
+    (
+        "change policy page",
+        "post",
+        f"{CONTROL}policy/",
+        lambda ctx: {
+            "level": "shadow",
+            "confidence_threshold": "0.9",
+            "traffic_percent": "100",
+            "audit_rate": "5",
+            "double_review_rate": "0",
+            "reason": f"access {ctx['n']}",
+        },
+        {M, A},
+    ),
+    ("restore policy page", "post", f"{CONTROL}policy/1/restore/", None, {M, A}),
+    ("guardrails page", "get", f"{CONTROL}guardrails/", None, {M, A}),
+    ("check guardrails", "post", f"{CONTROL}guardrails/check/", None, {M, A}),
+    ("resolve breach", "post", f"{CONTROL}breaches/999999/resolve/", None, {M, A}),
+    ("ramp page", "get", f"{CONTROL}ramp/", None, {M, A}),
+    ("pause ramp", "post", f"{CONTROL}ramp/pause/", None, {M, A}),
+    ("models page", "get", f"{CONTROL}models/", None, {M, ML, A}),
+    ("challenge model page", "post", f"{CONTROL}models/v2/challenge/", None, {M, ML, A}),
+    ("rollback model page", "post", f"{CONTROL}models/rollback/", None, {M, ML, A}),
+    ("item page", "get", f"{CONTROL}items/inv-1/", None, {M, ML, A}),
+    ("backtests page", "get", f"{CONTROL}backtests/", None, {M, ML, A}),
+    (
+        "start backtest page",
+        "post",
+        f"{CONTROL}backtests/",
+        lambda ctx: {"model_version": "v1"},
+        {M, ML, A},
+    ),
+    ("backtest page", "get", CONTROL + "backtests/{job}/", None, {M, ML, A}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "method", "template", "allowed"), PAGES, ids=[p[0] for p in PAGES]
+    ("name", "method", "template", "body", "allowed"), PAGES, ids=[p[0] for p in PAGES]
 )
-def test_page_admits_exactly_its_roles(ctx, name, method, template, allowed):
+def test_page_admits_exactly_its_roles(ctx, name, method, template, body, allowed):
     from django.test import Client
 
     from reviewapp.reviews.services.review import review_task_claim
 
     use_case = ctx["use_case"]
     for role in [None, *Role]:
+        ctx["n"] += 1
         user = ctx["users"].get(role)
         client = Client()
         if user is not None:
             client.force_login(user)
         task = review_task_claim(use_case=use_case, user=user) if role in {R, M, A} else None
-        path = template.format(slug=use_case.slug, task=task.pk if task else 999_999)
-        response = getattr(client, method)(path)
+        path = template.format(
+            slug=use_case.slug, job=ctx["job"], task=task.pk if task else 999_999
+        )
+        data = body(ctx) if body else {}
+        response = client.get(path) if method == "get" else client.post(path, data)
         code = response.status_code
         if role is None:
             assert code == 302 and "/accounts/login/" in response["Location"], (name, code)

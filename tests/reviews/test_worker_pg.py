@@ -40,6 +40,8 @@ def worker():
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        # Tasks the worker queues itself (a webhook after a breach) stay on the test's queue.
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
         "CONN_MAX_AGE": "0",
     }
     process = subprocess.Popen(

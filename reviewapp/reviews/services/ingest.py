@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.latency import budget_error, budget_timeouts
 from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
@@ -288,6 +289,7 @@ def item_ingest(
         return IngestResult(
             item=item_get(use_case=use_case, external_id=external_id), created=False
         )
+    use_case_watch_soon(use_case_id=use_case.pk)
     for name, value in routed.values.items():
         setattr(item, name, value)
     if routed.prediction_id is not None:

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from deployments.guardrail_watch import use_case_watch_soon
 from deployments.models import UseCase
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
@@ -273,6 +274,7 @@ def review_task_decide(
             if replay:
                 return replay
         raise Conflict({"detail": "This task was already decided.", "code": "decided"}) from None
+    use_case_watch_soon(use_case_id=use_case.pk)
     return DecideResult(decision=decision, replayed=False)
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.scoring import score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets
@@ -86,6 +87,8 @@ def items_score(*, item_ids: list[int], now=None) -> int:
             challengers_enqueue(use_case=use_case, item_ids=[row[0] for row in group])
         for job_id, count in Counter(row[7] for row in rows if row[7]).items():
             job_progress(job_id=job_id, done=count)
+    for use_case_id in by_use_case:
+        use_case_watch_soon(use_case_id=use_case_id)
     return len(rows)
 
 

@@ -1,0 +1,262 @@
+"""Guardrails as pure Python: a policy's ``guardrails`` JSON parsed, readings in, verdicts out.
+
+The schema (every key optional)::
+
+    {"fallback_level": "assisted",
+     "override_rate": {"max": 0.2, "window": 200},       # over the last N reviewed items
+     "null_output_rate": {"max": 0.05, "window": 500},   # over the last N model outputs
+     "drift_psi": {"max": 0.25, "window": 1000},         # worst feature PSI, last N items
+     "audit_error_rate": {"max": 0.1, "window": 100},    # over the last N audits
+     "webhook_url": "https://..."}
+
+Each limit may also name ``min_sample``: the fewest observations it is judged on. Below that a
+guardrail is *insufficient*, neither breached nor holding, so a handful of early items cannot
+trip it (or vouch for a ramp step). Counting the observations is the caller's job; this module
+only compares what it is given, so every rule is testable without a database or a clock.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from deployments.policy.routing import Level
+
+LEVEL_ORDER = (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSISTED, Level.PARTIAL, Level.FULL)
+DEFAULT_FALLBACK = Level.ASSISTED
+FALLBACK_LEVELS = (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSISTED, Level.PARTIAL)
+MAX_WINDOW = 100_000
+MAX_URL_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailKind:
+    name: str
+    label: str
+    observations: str  # what one observation is, for messages: "reviewed items"
+    is_rate: bool
+    default_window: int
+    default_min_sample: int
+    max_limit: float
+
+
+KINDS = (
+    GuardrailKind("override_rate", "override rate", "reviewed items", True, 200, 30, 1.0),
+    GuardrailKind("null_output_rate", "null-output rate", "model outputs", True, 500, 30, 1.0),
+    GuardrailKind("drift_psi", "input drift (worst feature PSI)", "items", False, 1000, 200, 100.0),
+    GuardrailKind("audit_error_rate", "audit error rate", "audits", True, 100, 20, 1.0),
+)
+KIND_BY_NAME = {kind.name: kind for kind in KINDS}
+TOP_LEVEL_KEYS = frozenset({"fallback_level", "webhook_url", *KIND_BY_NAME})
+LIMIT_KEYS = frozenset({"max", "window", "min_sample"})
+
+
+def level_rank(level: Level | str) -> int:
+    return LEVEL_ORDER.index(Level(level))
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str
+    max: float
+    window: int
+    min_sample: int
+
+    @property
+    def kind(self) -> GuardrailKind:
+        return KIND_BY_NAME[self.name]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailConfig:
+    limits: tuple[Limit, ...] = ()
+    fallback_level: Level = DEFAULT_FALLBACK
+    webhook_url: str = ""
+
+    def limit(self, name: str) -> Limit | None:
+        return next((limit for limit in self.limits if limit.name == name), None)
+
+
+class GuardrailsInvalid(ValueError):
+    """The guardrails JSON does not fit the schema; ``errors`` names each bad field."""
+
+    def __init__(self, errors: dict):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: object) -> bool:
+    return _number(value) and float(value) == int(value)
+
+
+def _limit_parse(kind: GuardrailKind, raw: object) -> tuple[Limit | None, dict]:
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": ["must be an object with max (and window)"]}
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(raw) - LIMIT_KEYS)
+    for key in unknown:
+        errors[key] = ["unknown field"]
+    high = kind.max_limit
+    maximum = raw.get("max")
+    if maximum is None:
+        errors["max"] = ["required"]
+    elif not _number(maximum) or not 0 <= maximum <= high:
+        errors["max"] = [f"must be a number in [0, {high:g}]"]
+    window = raw.get("window", kind.default_window)
+    if not _whole(window) or not 1 <= window <= MAX_WINDOW:
+        errors["window"] = [f"must be a whole number in [1, {MAX_WINDOW}]"]
+    min_sample = raw.get("min_sample")
+    if min_sample is not None and (not _whole(min_sample) or not 1 <= min_sample <= MAX_WINDOW):
+        errors["min_sample"] = [f"must be a whole number in [1, {MAX_WINDOW}]"]
+    if errors:
+        return None, errors
+    window = int(window)
+    if min_sample is None:
+        min_sample = min(window, kind.default_min_sample)
+    if min_sample > window:
+        return None, {"min_sample": ["cannot exceed the window"]}
+    return Limit(kind.name, float(maximum), window, int(min_sample)), {}
+
+
+def guardrails_parse(raw: object) -> GuardrailConfig:
+    """Parse a policy's guardrails JSON, or raise GuardrailsInvalid naming every bad field."""
+    if raw is None or raw == {}:
+        return GuardrailConfig()
+    if not isinstance(raw, dict):
+        raise GuardrailsInvalid({"non_field_errors": ["must be an object"]})
+    errors: dict = {}
+    for key in sorted(set(raw) - TOP_LEVEL_KEYS):
+        errors[key] = [f"unknown field; expected one of {', '.join(sorted(TOP_LEVEL_KEYS))}"]
+    fallback = raw.get("fallback_level", DEFAULT_FALLBACK.value)
+    if fallback not in [level.value for level in FALLBACK_LEVELS]:
+        errors["fallback_level"] = [
+            f"must be one of {', '.join(level.value for level in FALLBACK_LEVELS)}"
+        ]
+    webhook = raw.get("webhook_url") or ""
+    if not isinstance(webhook, str) or len(webhook) > MAX_URL_LENGTH:
+        errors["webhook_url"] = [f"must be a URL of at most {MAX_URL_LENGTH} characters"]
+    elif webhook and not webhook.startswith(("http://", "https://")):
+        errors["webhook_url"] = ["must start with http:// or https://"]
+    limits = []
+    for kind in KINDS:
+        if raw.get(kind.name) is None:
+            continue
+        limit, problems = _limit_parse(kind, raw[kind.name])
+        if problems:
+            errors[kind.name] = problems
+        else:
+            limits.append(limit)
+    if errors:
+        raise GuardrailsInvalid(errors)
+    return GuardrailConfig(
+        limits=tuple(limits), fallback_level=Level(fallback), webhook_url=webhook
+    )
+
+
+def guardrails_json(config: GuardrailConfig) -> dict:
+    """The canonical JSON of a parsed configuration (defaults written out)."""
+    body: dict = {}
+    if config.limits:
+        body["fallback_level"] = config.fallback_level.value
+    for limit in config.limits:
+        body[limit.name] = {
+            "max": limit.max,
+            "window": limit.window,
+            "min_sample": limit.min_sample,
+        }
+    if config.webhook_url:
+        body["webhook_url"] = config.webhook_url
+    return body
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What was observed for one guardrail: ``value`` over ``sample`` observations."""
+
+    value: float | None
+    sample: int
+    detail: str = ""  # e.g. which feature drifted most
+
+
+def rate_reading(*, events: int, total: int) -> Reading:
+    if events < 0 or total < 0 or events > total:
+        raise ValueError(f"impossible rate {events}/{total}")
+    return Reading(value=events / total if total else None, sample=total)
+
+
+class State(StrEnum):
+    HOLDING = "holding"
+    BREACHED = "breached"
+    INSUFFICIENT = "insufficient"  # too few observations to judge
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    limit: Limit
+    reading: Reading
+    state: State
+
+    @property
+    def breached(self) -> bool:
+        return self.state is State.BREACHED
+
+    def describe(self) -> str:
+        kind = self.limit.kind
+        value, limit = self.reading.value, self.limit.max
+        if kind.is_rate:
+            shown = f"{value:.1%}" if value is not None else "n/a"
+            bound = f"{limit:.1%}"
+        else:
+            shown = f"{value:.3g}" if value is not None else "n/a"
+            bound = f"{limit:.3g}"
+        sign = ">" if self.breached else "<="
+        if self.state is State.INSUFFICIENT:
+            return (
+                f"{kind.label}: {self.reading.sample} of the {self.limit.min_sample} "
+                f"{kind.observations} needed to judge"
+            )
+        text = (
+            f"{kind.label} {shown} {sign} {bound} over the last "
+            f"{self.reading.sample} {kind.observations}"
+        )
+        return f"{text} ({self.reading.detail})" if self.reading.detail else text
+
+
+def guardrail_verdict(*, limit: Limit, reading: Reading) -> Verdict:
+    if reading.value is None or reading.sample < limit.min_sample:
+        return Verdict(limit, reading, State.INSUFFICIENT)
+    state = State.BREACHED if reading.value > limit.max else State.HOLDING
+    return Verdict(limit, reading, state)
+
+
+def guardrails_evaluate(
+    *, config: GuardrailConfig, readings: Mapping[str, Reading]
+) -> tuple[Verdict, ...]:
+    """One verdict per configured limit; a limit without a reading has no observations yet."""
+    return tuple(
+        guardrail_verdict(limit=limit, reading=readings.get(limit.name, Reading(None, 0)))
+        for limit in config.limits
+    )
+
+
+def step_down_level(*, current: Level | str, config: GuardrailConfig) -> Level | None:
+    """The level a breach steps down to, or None when the current level is already at or
+    below the fallback (a breach never raises the level)."""
+    if level_rank(current) > level_rank(config.fallback_level):
+        return config.fallback_level
+    return None
+
+
+def breach_reason(*, verdicts: tuple[Verdict, ...], step_to: Level | None) -> str:
+    """The reason written on the system's policy version: what broke, and what it did."""
+    broken = "; ".join(v.describe() for v in verdicts if v.breached)
+    if step_to is None:
+        return f"guardrail breached: {broken}"
+    return f"guardrail breached: {broken}; level stepped down to {step_to.value}"
