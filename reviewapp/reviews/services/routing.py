@@ -14,6 +14,8 @@ from deployments.policy import (
     route,
 )
 from deployments.services import policy_spec
+from reviewapp.monitoring.logs import event_log
+from reviewapp.monitoring.services import rollup_items_record
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
 
 
@@ -127,6 +129,19 @@ def items_route(
             for spec_task in decision.tasks
         )
     ReviewTask.objects.bulk_create(tasks)
+    rollup_items_record(use_case_id=use_case.pk, item_ids=[entry.item.pk for entry in routed])
+    for entry in routed:
+        prediction = entry.prediction
+        event_log(
+            "item_routed",
+            use_case=use_case.slug,
+            item=entry.item.external_id,
+            model_version=prediction.model_version.version if prediction else None,
+            route=entry.item.route,
+            status=entry.item.status,
+            null_output=bool(prediction.error) if prediction else None,
+            latency_ms=prediction.latency_ms if prediction else None,
+        )
     return routed
 
 

@@ -14,6 +14,7 @@ from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.selectors import challengers_list, policy_current
 from deployments.services import estimator_for
 from reviewapp.core.jobs import job_progress
+from reviewapp.monitoring.services import rollup_predictions_record
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
@@ -107,22 +108,41 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
         for item, raw in zip(items, raws, strict=True)
     ]
     with transaction.atomic():
-        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
-        stored = {
-            p.item_id: p
-            for p in Prediction.objects.filter(model_version=model_version, item__in=items)
-        }
-        decisions = Decision.objects.filter(item__in=items).select_related("task")
-        for decision in decisions:
-            prediction = stored.get(decision.item_id)
-            if prediction is not None:
-                disagreements_record(
-                    use_case=use_case,
-                    decision=decision,
-                    task=decision.task,
-                    predictions=[prediction],
-                    routing_prediction_id=None,
-                )
+        # Lock the items (in id order, as every locker does) so a decision on one of them and
+        # this scoring commit one after the other: whichever is second sees the other, and the
+        # disagreement and the monitoring pair are recorded exactly once.
+        locked = list(
+            Item.objects.select_for_update()
+            .filter(pk__in=[i.pk for i in items])
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        done = set(
+            Prediction.objects.filter(model_version=model_version, item_id__in=locked).values_list(
+                "item_id", flat=True
+            )
+        )
+        rows = [row for row in rows if row.item_id not in done]
+        Prediction.objects.bulk_create(rows)
+        by_item = {row.item_id: row for row in rows}
+        first: dict[int, Decision] = {}
+        for decision in (
+            Decision.objects.filter(item_id__in=[r.item_id for r in rows])
+            .select_related("task")
+            .order_by("item_id", "id")
+        ):
+            first.setdefault(decision.item_id, decision)
+            disagreements_record(
+                use_case=use_case,
+                decision=decision,
+                task=decision.task,
+                predictions=[by_item[decision.item_id]],
+                routing_prediction_id=None,
+            )
+        rollup_predictions_record(
+            use_case_id=use_case.pk,
+            pairs=[(r.pk, first[r.item_id].pk if r.item_id in first else None) for r in rows],
+        )
     return len(rows)
 
 
