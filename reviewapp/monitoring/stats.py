@@ -55,9 +55,9 @@ def duration_percentiles(
     return out
 
 
-def counts_add(target: dict, source: Mapping, *, scale: float = 1.0) -> dict:
+def counts_add(target: dict, source: Mapping) -> dict:
     for key, value in source.items():
-        target[key] = target.get(key, 0) + value * scale
+        target[key] = target.get(key, 0) + value
     return target
 
 

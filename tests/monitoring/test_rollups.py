@@ -1,6 +1,7 @@
 """The rollups against figures worked out by hand on small seeded data, and a rebuild from the
 raw rows against what the incremental folds produced."""
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -195,8 +196,12 @@ def _approx(rows):
 def test_rebuild_equals_the_incremental_result(people, django_capture_on_commit_callbacks):
     alice, bob = people["alice"], people["bob"]
     use_case = make_use_case(
-        members=[alice, bob], level="partial", confidence_threshold=0.75, traffic_percent=50,
-        audit_rate=0.5, double_review_rate=0.3,
+        members=[alice, bob],
+        level="partial",
+        confidence_threshold=0.75,
+        traffic_percent=50,
+        audit_rate=0.5,
+        double_review_rate=0.3,
     )
     register_model(use_case, classifier_bytes())
     challenger = register_model(use_case, classifier_bytes(seed=3), version="v2")
@@ -204,7 +209,12 @@ def test_rebuild_equals_the_incremental_result(people, django_capture_on_commit_
     at = T0
     with django_capture_on_commit_callbacks(execute=True):
         for n in range(40):
-            send(use_case, n, at=at + timedelta(minutes=7 * n), kind=None if n % 5 == 0 else "abc"[n % 3])
+            send(
+                use_case,
+                n,
+                at=at + timedelta(minutes=7 * n),
+                kind=None if n % 5 == 0 else "abc"[n % 3],
+            )
         # Some decisions, then the challenger scores late for some items already decided.
         for step in range(25):
             reviewer = alice if step % 2 == 0 else bob
@@ -212,7 +222,9 @@ def test_rebuild_equals_the_incremental_result(people, django_capture_on_commit_
             if task is None:
                 continue
             review_task_decide(
-                task=task, user=reviewer, label=["travel", "office", "other"][step % 3],
+                task=task,
+                user=reviewer,
+                label=["travel", "office", "other"][step % 3],
                 now=at + timedelta(hours=5, minutes=step),
             )
     Prediction.objects.filter(model_version=challenger).delete()
@@ -230,7 +242,7 @@ def test_rebuild_equals_the_incremental_result(people, django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         for n in range(40, 60):
             send(use_case, n, at=at + timedelta(hours=7, minutes=n))
-        for step in range(10):
+        for _ in range(10):
             task = review_task_claim(use_case=use_case, user=alice, now=at + timedelta(hours=8))
             if task is None:
                 break
@@ -240,7 +252,7 @@ def test_rebuild_equals_the_incremental_result(people, django_capture_on_commit_
     assert incremental[0] and incremental[1]
     totals = metrics_summary(use_case=use_case)
     assert totals["items"] == 60 and totals["decisions"] > 20 and totals["audits"] > 0
-    call_command("rebuild_rollups", use_case.slug, stdout=open("/dev/null", "w"))
+    call_command("rebuild_rollups", use_case.slug, stdout=io.StringIO())
     rebuilt = _snapshot(use_case)
     assert rebuilt[0].keys() == incremental[0].keys()
     assert rebuilt[0] == _approx(incremental[0])

@@ -266,9 +266,7 @@ def review_task_decide(
                 predictions=predictions,
                 routing_prediction_id=item.prediction_id,
             )
-            rollup_decision_record(
-                decision=decision, prediction_ids=[p.pk for p in predictions]
-            )
+            rollup_decision_record(decision=decision, prediction_ids=[p.pk for p in predictions])
     except IntegrityError:
         if idempotency_key:
             replay = _replay(

@@ -1,0 +1,40 @@
+/* Draws the monitoring dashboards: each .plot[data-figure] names the json_script element
+   holding its Plotly figure. Runs on page load and on every panel htmx swaps in. */
+(function () {
+  "use strict";
+
+  var CONFIG = {
+    displaylogo: false,
+    responsive: true,
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"],
+  };
+
+  function draw(root) {
+    if (!window.Plotly || !root || !root.querySelectorAll) {
+      return;
+    }
+    root.querySelectorAll(".plot[data-figure]").forEach(function (element) {
+      if (element.dataset.drawn === "1") {
+        return;
+      }
+      var source = document.getElementById(element.dataset.figure);
+      if (!source) {
+        return;
+      }
+      var figure = JSON.parse(source.textContent);
+      element.dataset.drawn = "1";
+      window.Plotly.newPlot(element, figure.data, figure.layout, CONFIG);
+    });
+  }
+
+  if (window.htmx) {
+    window.htmx.onLoad(draw);
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      draw(document);
+    });
+  } else {
+    draw(document);
+  }
+})();
