@@ -4,6 +4,7 @@ Every chart has a title, axis titles with units and a one-line reading of what i
 a chart with nothing to show says so instead of drawing empty axes.
 """
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -595,12 +596,16 @@ def drift_chart(
     top = scored[:DRIFT_TOP]
     worst = max(f["psi"] for f in top)
     x_max = max(0.3, worst * 1.1)
+    # A feature that moved completely has a PSI in the tens: a log axis keeps the 0.1 and 0.25
+    # bands readable next to it.
+    log = worst > 1
+    x_min = 0.005 if log else 0.0
     shapes = [
         {
             "type": "rect",
             "xref": "x",
             "yref": "paper",
-            "x0": low,
+            "x0": max(low, x_min),
             "x1": high,
             "y0": 0,
             "y1": 1,
@@ -634,10 +639,11 @@ def drift_chart(
             "yanchor": "bottom",
             "font": {"size": 11, "color": "#5b6475"},
         }
+        # Annotations on a log axis are placed in log10 units (shapes take plain values).
         for x, text in (
-            (0.05, "stable"),
-            (0.175, "moderate"),
-            (min(0.25 + x_max, 2 * x_max) / 2, "major"),
+            (math.log10((0.1 * x_min) ** 0.5) if log else 0.05, "stable"),
+            (math.log10((0.1 * 0.25) ** 0.5) if log else 0.175, "moderate"),
+            (math.log10((0.25 * x_max) ** 0.5) if log else (0.25 + x_max) / 2, "major"),
         )
     ]
     limit = guardrail_max(guardrails, "drift_psi")
@@ -670,12 +676,14 @@ def drift_chart(
             }
         ],
         "layout": _layout(
-            x_title="Population stability index (PSI, unitless)",
+            x_title="Population stability index (PSI, unitless" + (", log scale)" if log else ")"),
             y_title="Feature",
             height=max(260, 90 + 22 * len(top)),
             hovermode="closest",
             showlegend=False,
-            xaxis={"range": [0, x_max]},
+            xaxis={"type": "log", "range": [math.log10(x_min), math.log10(x_max)], "dtick": 1}
+            if log
+            else {"range": [0, x_max]},
             yaxis={"autorange": "reversed", "type": "category"},
             shapes=shapes,
             annotations=notes,

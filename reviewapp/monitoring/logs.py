@@ -19,7 +19,10 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 def event_log(event: str, *, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event as one line: ``event_log("item_routed", use_case=..., item=..., ...)``."""
     if events_logger.isEnabledFor(level):
-        events_logger.log(level, event, extra={"event_fields": {"event": event, **fields}})
+        # The request id is taken now, not when a handler formats the record (maybe later,
+        # on another thread).
+        context = {"event": event, "request_id": request_id_var.get(), **fields}
+        events_logger.log(level, event, extra={"event_fields": context})
 
 
 class JsonFormatter(logging.Formatter):

@@ -49,6 +49,7 @@ class DatabaseCollector:
         self.use_case_ids = use_case_ids
 
     def collect(self):
+        from deployments.models import UseCase
         from reviewapp.monitoring.models import FoldLock, HourlyRollup, RollupEvent
         from reviewapp.reviews.models import ReviewTask
 
@@ -76,10 +77,14 @@ class DatabaseCollector:
         yield nulls
 
         routes = CounterMetricFamily(
-            "reviewapp_items_routed", "Items routed, by use case and route.", ["use_case", "route"]
+            "reviewapp_items_routed",
+            "Items routed, by use case and route.",
+            labels=["use_case", "route"],
         )
         decisions = CounterMetricFamily(
-            "reviewapp_decisions", "Human decisions, by use case and kind.", ["use_case", "kind"]
+            "reviewapp_decisions",
+            "Human decisions, by use case and kind.",
+            labels=["use_case", "kind"],
         )
         sums = {f"route_{r}": Sum(f"route_{r}") for r in ("auto", "assisted", "blind", "human")} | {
             f"decisions_{k}": Sum(f"decisions_{k}") for k in ("accepted", "overridden", "blind")
@@ -125,16 +130,19 @@ class DatabaseCollector:
             labels=["use_case"],
         )
         now = timezone.now()
-        for row in (
-            ReviewTask.objects.filter(
+        open_tasks = {
+            row["use_case_id"]: row
+            for row in ReviewTask.objects.filter(
                 use_case_id__in=self.use_case_ids, state=ReviewTask.State.OPEN
             )
-            .values("use_case__slug")
+            .values("use_case_id")
             .annotate(n=Count("id"), oldest=Min("created_at"))
             .order_by()
-        ):
-            depth.add_metric([row["use_case__slug"]], row["n"])
-            age.add_metric([row["use_case__slug"]], (now - row["oldest"]).total_seconds())
+        }
+        for pk, slug in UseCase.objects.filter(pk__in=self.use_case_ids).values_list("pk", "slug"):
+            row = open_tasks.get(pk)
+            depth.add_metric([slug], row["n"] if row else 0)
+            age.add_metric([slug], (now - row["oldest"]).total_seconds() if row else 0)
         yield depth
         yield age
 

@@ -27,9 +27,11 @@
     });
   }
 
-  if (window.htmx) {
-    window.htmx.onLoad(draw);
-  }
+  // htmx fires htmx:load on every piece of content it swaps in (htmx itself may load
+  // deferred, after this file, so listen for the event rather than call htmx.onLoad).
+  document.addEventListener("htmx:load", function (event) {
+    draw(event.target);
+  });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () {
       draw(document);

@@ -99,6 +99,7 @@ ENDPOINTS = [
     ("skip", "post", "/api/v1/review/tasks/{task}/skip/", None, {R, M, A}),
     ("export disagreements", "get", "/api/v1/use-cases/{slug}/disagreements/", None, {M, ML, A}),
     ("metrics", "get", "/api/v1/use-cases/{slug}/metrics/", None, {M, ML, A}),
+    ("prometheus metrics", "get", "/metrics", None, {M, ML, A}),
 ]
 
 
@@ -186,3 +187,29 @@ def test_schema_and_docs_are_served_offline(client):
         assert path in text
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "unpkg" not in docs
+
+
+# Pages (session sign-in): (name, path template, roles allowed). Anonymous users are sent to
+# the sign-in page, other roles get 403, and members of no use case get 404 for its pages.
+PAGES = [
+    ("monitoring overview", "/monitoring/", {M, ML, A}),
+    ("dashboard", "/monitoring/{slug}/", {M, ML, A}),
+    *[
+        (f"dashboard {tab}", f"/monitoring/{{slug}}/{tab}/", {M, ML, A})
+        for tab in ("automation", "quality", "inputs", "outputs", "software")
+    ],
+]
+
+
+@pytest.mark.parametrize(("name", "template", "allowed"), PAGES, ids=[p[0] for p in PAGES])
+def test_page_admits_exactly_its_roles(client, ctx, name, template, allowed):
+    path = template.format(slug=ctx["use_case"].slug)
+    response = client.get(path)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"], name
+    for role in Role:
+        client.force_login(ctx["users"][role])
+        code = client.get(path).status_code
+        assert code == (200 if role in allowed else 403), (name, role, code)
+    if "{slug}" in template:
+        client.force_login(make_user(Role.MANAGER))
+        assert client.get(path).status_code == 404, name
