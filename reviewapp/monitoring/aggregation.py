@@ -5,8 +5,9 @@ which facts they feed in (pending events, or every raw row), so a rebuild equals
 the folds when every fact was recorded exactly once.
 """
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -115,12 +116,24 @@ class Accumulator:
     """Additions to the rollups, keyed like the rows they go to."""
 
     hourly: dict[HourKey, dict[str, Any]] = field(default_factory=lambda: defaultdict(_new_hourly))
-    features: dict[FeatureKey, dict[str, Any]] = field(
-        default_factory=lambda: defaultdict(_new_feature)
-    )
+    # Feature statistics arrive as columnar blocks (one per feature and batch of items).
+    feature_blocks: list[tuple] = field(default_factory=list)
+    _features: dict[FeatureKey, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def features(self) -> dict[FeatureKey, dict[str, Any]]:
+        """Feature rows by key, the blocks folded in."""
+        while self.feature_blocks:
+            for key, row in _block_rows(self.feature_blocks.pop(0)):
+                existing = self._features.get(key)
+                if existing is None:
+                    self._features[key] = row
+                else:
+                    feature_merge(existing, row)
+        return self._features
 
     def __bool__(self) -> bool:
-        return bool(self.hourly or self.features)
+        return bool(self.hourly or self.feature_blocks or self._features)
 
 
 class Context:
@@ -316,24 +329,44 @@ def features_group_add(
     else:
         categories = bins["categories"] if bins and bins["kind"] == "categorical" else None
         result = stats.categorical_group_stats(column.to_numpy(dtype=object), groups, n, categories)
+    # Convert whole columns to Python numbers at once; the loop below only builds the rows.
+    rows, missing = result["rows"].tolist(), result["missing"].tolist()
+    zeros = [0] * n
+    sums = result["sum"].tolist() if numeric else zeros
+    sums_sq = result["sum_sq"].tolist() if numeric else zeros
+    lows = result["min"].tolist() if numeric else [math.inf] * n
+    highs = result["max"].tolist() if numeric else zeros
+    hists = result["hist"].tolist() if "hist" in result else None
+    closed = bool(bins and bins.get("closed"))
+    # Rows are built when the accumulator is written (see ``Accumulator.features``): the
+    # statistics stay columnar until then.
+    acc.feature_blocks.append(
+        (keys, numeric, closed, rows, missing, sums, sums_sq, lows, highs, hists)
+    )
+
+
+def _block_rows(block) -> Iterator[tuple[FeatureKey, dict[str, Any]]]:
+    keys, numeric, closed, rows, missing, sums, sums_sq, lows, highs, hists = block
     for i, key in enumerate(keys):
-        row = _new_feature()
-        row["rows"] = int(result["rows"][i])
-        row["missing"] = int(result["missing"][i])
-        if numeric:
-            row["sum"] = float(result["sum"][i])
-            row["sum_sq"] = float(result["sum_sq"][i])
-            if np.isfinite(result["min"][i]):
-                row["min"] = float(result["min"][i])
-                row["max"] = float(result["max"][i])
-        if "hist" in result:
-            hist = [int(x) for x in result["hist"][i]]
-            row["hist"] = hist
-            if numeric:
-                row["below_range"], row["above_range"] = hist[0], hist[-1]
-            elif bins["closed"]:
-                row["unseen"] = hist[-1]
-        feature_merge(acc.features[key], row)
+        if not rows[i]:
+            continue
+        hist = hists[i] if hists is not None else []
+        finite = lows[i] != math.inf
+        yield (
+            key,
+            {
+                "rows": rows[i],
+                "missing": missing[i],
+                "sum": sums[i],
+                "sum_sq": sums_sq[i],
+                "min": lows[i] if finite else None,
+                "max": highs[i] if finite else None,
+                "below_range": hist[0] if hist and numeric else 0,
+                "above_range": hist[-1] if hist and numeric else 0,
+                "unseen": hist[-1] if hist and not numeric and closed else 0,
+                "hist": hist,
+            },
+        )
 
 
 DECISION_FIELDS = (

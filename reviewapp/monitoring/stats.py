@@ -164,16 +164,19 @@ def categorical_group_stats(
     """Per group: rows, missing, and the histogram on ``categories`` plus one bin for others."""
     import pandas as pd
 
-    series = pd.Series(values, dtype=object)
-    missing = series.isna().to_numpy()
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
     out = {
         "rows": np.bincount(groups, minlength=n_groups),
         "missing": np.bincount(groups[missing], minlength=n_groups),
     }
     if categories is not None:
         width = len(categories) + 1
-        codes = pd.Index([str(c) for c in categories]).get_indexer(series.astype(str))
-        codes = np.where(codes < 0, len(categories), codes)[~missing]
+        present = values[~missing]
+        # Feature values are strings (the schema checks them), so they are looked up as they
+        # are; anything else simply matches no training category.
+        codes = pd.Index([str(c) for c in categories], dtype=object).get_indexer(present)
+        codes[codes < 0] = len(categories)
         g = groups[~missing]
         out["hist"] = np.bincount(g * width + codes, minlength=n_groups * width).reshape(
             n_groups, width
