@@ -369,6 +369,20 @@ def _block_rows(block) -> Iterator[tuple[FeatureKey, dict[str, Any]]]:
         )
 
 
+def feature_grains(features: dict[FeatureKey, dict]) -> dict[tuple, dict[str, Any]]:
+    """The hourly feature rows and their sums per day, keyed (use case, version, grain, start,
+    feature)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for (use_case_id, version, hour, feature), row in features.items():
+        out[(use_case_id, version, "hour", hour, feature)] = row
+        day_key = (use_case_id, version, "day", hour.replace(hour=0), feature)
+        day = out.get(day_key)
+        if day is None:
+            out[day_key] = day = _new_feature()
+        feature_merge(day, row)
+    return out
+
+
 DECISION_FIELDS = (
     "id",
     "item_id",

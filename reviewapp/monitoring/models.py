@@ -136,6 +136,10 @@ class HourlyRollup(models.Model):
     def __str__(self) -> str:
         return f"{self.use_case_id}/{self.model_version_id}/{self.hour:%Y-%m-%d %H}h"
 
+    @property
+    def rollup_key(self) -> tuple:
+        return (self.use_case_id, self.model_version_id, self.shadow, self.hour)
+
 
 class FeatureRollup(models.Model):
     """Input health of one feature for the items routed in one hour by one model version.
@@ -154,6 +158,14 @@ class FeatureRollup(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
     )
+
+    class Grain(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    # Each hour's row, and the same figures summed per UTC day (``hour`` is then midnight), so
+    # a month of input health reads 30 rows per feature, not 720.
+    grain = models.CharField(max_length=4, choices=Grain.choices, default=Grain.HOUR)
     hour = models.DateTimeField()
     feature = models.CharField(max_length=100)
     rows = models.PositiveIntegerField(default=0)
@@ -170,17 +182,21 @@ class FeatureRollup(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["use_case", "model_version", "hour", "feature"],
+                fields=["use_case", "model_version", "grain", "hour", "feature"],
                 condition=Q(model_version__isnull=False),
                 name="one_feature_rollup_per_version_hour",
             ),
             models.UniqueConstraint(
-                fields=["use_case", "hour", "feature"],
+                fields=["use_case", "grain", "hour", "feature"],
                 condition=Q(model_version__isnull=True),
                 name="one_feature_rollup_per_unscored_hour",
             ),
         ]
-        indexes = [models.Index(fields=["use_case", "hour"])]
+        indexes = [models.Index(fields=["use_case", "grain", "hour"])]
 
     def __str__(self) -> str:
         return f"{self.feature} {self.hour:%Y-%m-%d %H}h"
+
+    @property
+    def rollup_key(self) -> tuple:
+        return (self.use_case_id, self.model_version_id, self.grain, self.hour, self.feature)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -42,6 +43,30 @@ class Window:
             floor = aggregation.hour_of(until)
             until = floor if floor == until.astimezone(UTC) else floor + timedelta(hours=1)
         return cls(since=since, until=until)
+
+    def grains(self, *, now: datetime | None = None) -> Q:
+        """Day rows for the whole UTC days inside the window, hour rows for the rest."""
+        until = self.until or aggregation.hour_of(now or timezone.now()) + timedelta(hours=1)
+        last_midnight = until.replace(hour=0)
+        first_midnight = None
+        if self.since is not None:
+            first_midnight = self.since.replace(hour=0)
+            if first_midnight < self.since:
+                first_midnight += timedelta(days=1)
+        days = Q(hour__lt=last_midnight)
+        if first_midnight is not None:
+            days &= Q(hour__gte=first_midnight)
+        if first_midnight is not None and first_midnight >= last_midnight:
+            return Q(grain="hour") & self._bounds()
+        return (Q(grain="day") & days) | (Q(grain="hour") & self._bounds() & ~days)
+
+    def _bounds(self) -> Q:
+        bounds = Q()
+        if self.since is not None:
+            bounds &= Q(hour__gte=self.since)
+        if self.until is not None:
+            bounds &= Q(hour__lt=self.until)
+        return bounds
 
     def filter(self, rows: QuerySet, field_name: str = "hour") -> QuerySet:
         if self.since is not None:
@@ -83,17 +108,71 @@ def _rows(use_case: UseCase, model_version: ModelVersion | None, window: Window)
     return window.filter(rows)
 
 
+def _number(value) -> float | int:
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def json_totals(
+    rows: QuerySet, field: str, *, group: str | None = None
+) -> dict[Any, dict[str, float | int]]:
+    """Sum a JSON count map (or array, keyed by position) over ``rows`` inside the database,
+    grouped by the ``group`` column: parsing thousands of small JSON values in Python would
+    cost more than the rest of a dashboard."""
+    inner, params = rows.values("id").query.sql_with_params()
+    table = rows.model._meta.db_table
+    column = rows.model._meta.get_field(field).column
+    grouping = f"r.{rows.model._meta.get_field(group).column}" if group else "''"
+    if connection.vendor == "postgresql":
+        source = (
+            f"jsonb_array_elements_text(r.{column}) WITH ORDINALITY AS j(value, ord)"
+            if isinstance(rows.model._meta.get_field(field).default(), list)
+            else f"jsonb_each_text(r.{column}) AS j(key, value)"
+        )
+        key = "(j.ord - 1)::text" if "ORDINALITY" in source else "j.key"
+        sql = (
+            f"SELECT {grouping}, {key}, SUM(j.value::float8) FROM {table} r "
+            f"CROSS JOIN LATERAL {source} WHERE r.id IN ({inner}) GROUP BY 1, 2"
+        )
+    else:
+        sql = (
+            f"SELECT {grouping}, j.key, SUM(j.value) FROM {table} r, "
+            f"json_each(r.{column}) j WHERE r.id IN ({inner}) GROUP BY 1, 2"
+        )
+    out: dict[Any, dict[str, float | int]] = defaultdict(dict)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for grouped, key, total in cursor.fetchall():
+            out[grouped][str(key)] = _number(total)
+    return out
+
+
+# Per hour the charts need the counters and the latency buckets; the other maps only in total.
+SERIES_MAPS = ("latency_buckets",)
+
+
 def snapshot_read(
     *, use_case: UseCase, model_version: ModelVersion | None = None, window: Window
 ) -> Snapshot:
-    fields = ["hour", *aggregation.HOURLY_COUNTERS, *aggregation.HOURLY_MAPS]
+    rows = _rows(use_case, model_version, window)
+    fields = ["hour", *aggregation.HOURLY_COUNTERS, *SERIES_MAPS]
     snapshot = Snapshot(use_case=use_case, model_version=model_version, window=window)
-    for values in _rows(use_case, model_version, window).order_by("hour").values(*fields):
+    totals = snapshot.totals
+    for values in rows.order_by("hour").values(*fields):
         hour = values.pop("hour")
-        if hour not in snapshot.hours:
-            snapshot.hours[hour] = aggregation._new_hourly()
-        aggregation.hourly_merge(snapshot.hours[hour], values)
-        aggregation.hourly_merge(snapshot.totals, values)
+        row = snapshot.hours.get(hour)
+        if row is None:
+            row = snapshot.hours[hour] = aggregation._new_hourly()
+        for name in aggregation.HOURLY_COUNTERS:
+            row[name] += values[name]
+            totals[name] += values[name]
+        for name in SERIES_MAPS:
+            stats.counts_add(row[name], values[name])
+            stats.counts_add(totals[name], values[name])
+    if snapshot.hours:
+        for name in aggregation.HOURLY_MAPS:
+            if name not in SERIES_MAPS:
+                totals[name] = json_totals(rows, name).get("", {})
     return snapshot
 
 
@@ -183,7 +262,7 @@ def feature_health(
     rows = FeatureRollup.objects.filter(use_case=use_case)
     if model_version is not None:
         rows = rows.filter(model_version=model_version)
-    rows = window.filter(rows)
+    rows = rows.filter(window.grains())
     scalar = {
         r["feature"]: r
         for r in rows.values("feature")
@@ -197,22 +276,31 @@ def feature_health(
         )
         .order_by()
     }
-    binned: dict[str, dict[str, Any]] = defaultdict(aggregation._new_feature)
+    binned: dict[str, dict[str, Any]] = {}
     if reference_model is not None:
-        for values in rows.filter(model_version=reference_model).values(
-            "feature",
-            "rows",
-            "missing",
-            "below_range",
-            "above_range",
-            "unseen",
-            "hist",
-            "min",
-            "max",
+        reference_rows = rows.filter(model_version=reference_model)
+        hists = json_totals(reference_rows, "hist", group="feature")
+        for values in (
+            reference_rows.values("feature")
+            .annotate(
+                below=Sum("below_range"),
+                above=Sum("above_range"),
+                unseen_n=Sum("unseen"),
+                lo=Min("min"),
+                hi=Max("max"),
+            )
+            .order_by()
         ):
-            name = values.pop("feature")
-            values.update(sum=0, sum_sq=0)
-            aggregation.feature_merge(binned[name], values)
+            name = values["feature"]
+            counts = hists.get(name, {})
+            binned[name] = {
+                "below_range": values["below"] or 0,
+                "above_range": values["above"] or 0,
+                "unseen": values["unseen_n"] or 0,
+                "min": values["lo"],
+                "max": values["hi"],
+                "hist": [counts.get(str(i), 0) for i in range(len(counts))],
+            }
     out = []
     for spec in use_case.features:
         name = spec["name"]

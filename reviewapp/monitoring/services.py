@@ -21,7 +21,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from reviewapp.monitoring import aggregation
@@ -98,79 +97,77 @@ def rollup_predictions_record(*, use_case_id: int, pairs: Iterable[tuple[int, in
 # --- folding ---------------------------------------------------------------------------------
 
 
-def _key_filter(keys, *, feature: bool) -> Q:
-    query = Q()
+def _existing(model, keys: list[tuple], key_of, *, fresh: bool) -> dict:
+    """The stored rows for ``keys``: one coarse query (use cases x hours), matched here."""
+    if fresh or not keys:
+        return {}
+    use_cases = {key[0] for key in keys}
+    hours = {key_of(key) for key in keys}
+    wanted = set(keys)
+    rows = model.objects.filter(use_case_id__in=use_cases, hour__in=hours)
+    return {k: row for row in rows if (k := row.rollup_key) in wanted}
+
+
+def accumulator_write(acc: Accumulator, *, fresh: bool = False) -> None:
+    """Add the accumulated figures to the stored rows. Call holding the fold lock.
+
+    ``fresh``: the use case's rows were just deleted (a rebuild), so every row is new.
+    """
+    hourly_fields = [*aggregation.HOURLY_COUNTERS, *aggregation.HOURLY_MAPS]
+    keys = list(acc.hourly)
+    existing = _existing(HourlyRollup, keys, lambda key: key[3], fresh=fresh)
+    new, changed = [], []
     for key in keys:
-        use_case_id, version = key[0], key[1]
-        hour = key[3] if not feature else key[2]
-        part = Q(use_case_id=use_case_id, hour=hour, model_version_id=version)
-        if version is None:
-            part = Q(use_case_id=use_case_id, hour=hour, model_version__isnull=True)
-        if not feature:
-            part &= Q(shadow=key[2])
-        else:
-            part &= Q(feature=key[3])
-        query |= part
-    return query
-
-
-def _chunks(keys: list, size: int = 300) -> Iterator[list]:
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
-
-
-def accumulator_write(acc: Accumulator) -> None:
-    """Add the accumulated figures to the stored rows. Call holding the fold lock."""
-    hourly_keys = list(acc.hourly)
-    for chunk in _chunks(hourly_keys):
-        existing = {
-            (r.use_case_id, r.model_version_id, r.shadow, r.hour): r
-            for r in HourlyRollup.objects.filter(_key_filter(chunk, feature=False))
-        }
-        new, changed = [], []
-        for key in chunk:
-            row = existing.get(key)
-            if row is None:
-                use_case_id, version, shadow, hour = key
-                row = HourlyRollup(
-                    use_case_id=use_case_id, model_version_id=version, shadow=shadow, hour=hour
+        row = existing.get(key)
+        if row is None:
+            use_case_id, version, shadow, hour = key
+            new.append(
+                HourlyRollup(
+                    use_case_id=use_case_id,
+                    model_version_id=version,
+                    shadow=shadow,
+                    hour=hour,
+                    **acc.hourly[key],
                 )
-                new.append(row)
-            else:
-                changed.append(row)
-            values = {f: getattr(row, f) for f in aggregation.HOURLY_COUNTERS}
-            values.update({f: dict(getattr(row, f) or {}) for f in aggregation.HOURLY_MAPS})
-            aggregation.hourly_merge(values, acc.hourly[key])
-            for name, value in values.items():
-                setattr(row, name, value)
-        HourlyRollup.objects.bulk_create(new)
-        fields = [*aggregation.HOURLY_COUNTERS, *aggregation.HOURLY_MAPS]
-        HourlyRollup.objects.bulk_update(changed, fields, batch_size=500)
-    feature_keys = list(acc.features)
-    for chunk in _chunks(feature_keys):
-        existing = {
-            (r.use_case_id, r.model_version_id, r.hour, r.feature): r
-            for r in FeatureRollup.objects.filter(_key_filter(chunk, feature=True))
-        }
-        new, changed = [], []
-        for key in chunk:
-            row = existing.get(key)
-            if row is None:
-                use_case_id, version, hour, feature = key
-                row = FeatureRollup(
-                    use_case_id=use_case_id, model_version_id=version, hour=hour, feature=feature
+            )
+            continue
+        values = {f: getattr(row, f) for f in aggregation.HOURLY_COUNTERS}
+        values.update({f: dict(getattr(row, f) or {}) for f in aggregation.HOURLY_MAPS})
+        aggregation.hourly_merge(values, acc.hourly[key])
+        for name, value in values.items():
+            setattr(row, name, value)
+        changed.append(row)
+    HourlyRollup.objects.bulk_create(new, batch_size=1000)
+    HourlyRollup.objects.bulk_update(changed, hourly_fields, batch_size=200)
+
+    feature_fields = [*aggregation.FEATURE_COUNTERS, "min", "max", "hist"]
+    features = aggregation.feature_grains(acc.features)
+    keys = list(features)
+    existing = _existing(FeatureRollup, keys, lambda key: key[3], fresh=fresh)
+    new, changed = [], []
+    for key in keys:
+        row = existing.get(key)
+        if row is None:
+            use_case_id, version, grain, hour, feature = key
+            new.append(
+                FeatureRollup(
+                    use_case_id=use_case_id,
+                    model_version_id=version,
+                    grain=grain,
+                    hour=hour,
+                    feature=feature,
+                    **features[key],
                 )
-                new.append(row)
-            else:
-                changed.append(row)
-            values = {f: getattr(row, f) for f in aggregation.FEATURE_COUNTERS}
-            values.update(min=row.min, max=row.max, hist=list(row.hist or []))
-            aggregation.feature_merge(values, acc.features[key])
-            for name, value in values.items():
-                setattr(row, name, value)
-        FeatureRollup.objects.bulk_create(new)
-        fields = [*aggregation.FEATURE_COUNTERS, "min", "max", "hist"]
-        FeatureRollup.objects.bulk_update(changed, fields, batch_size=500)
+            )
+            continue
+        values = {f: getattr(row, f) for f in feature_fields}
+        values["hist"] = list(values["hist"] or [])
+        aggregation.feature_merge(values, features[key])
+        for name, value in values.items():
+            setattr(row, name, value)
+        changed.append(row)
+    FeatureRollup.objects.bulk_create(new, batch_size=2000)
+    FeatureRollup.objects.bulk_update(changed, feature_fields, batch_size=500)
 
 
 def _fold_lock() -> FoldLock:
@@ -282,7 +279,7 @@ def rollups_rebuild(*, use_case, chunk: int = 5000) -> dict[str, Any]:
         for ids in _ids(shadow, chunk):
             aggregation.predictions_add(acc, ctx, [(pk, None) for pk in ids])
             counts["challenger_predictions"] += len(ids)
-        accumulator_write(acc)
+        accumulator_write(acc, fresh=True)
     return counts
 
 

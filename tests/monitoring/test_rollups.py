@@ -257,3 +257,28 @@ def test_rebuild_equals_the_incremental_result(people, django_capture_on_commit_
     assert rebuilt[0].keys() == incremental[0].keys()
     assert rebuilt[0] == _approx(incremental[0])
     assert rebuilt[1] == _approx(incremental[1])
+
+
+def test_windows_over_partial_days_count_each_item_once(people):
+    use_case = make_use_case(members=[people["alice"]], level="shadow")
+    register_model(use_case, classifier_bytes())
+    # One item every 5 hours over three days; every third has no kind.
+    times = [T0 + timedelta(hours=5 * n) for n in range(15)]
+    for n, at in enumerate(times):
+        send(use_case, n, at=at, kind=None if n % 3 == 0 else "a")
+    rollups_fold()
+    since, until = T0 + timedelta(hours=13), T0 + timedelta(hours=61)
+    for window in ((None, None), (since, until), (since, None), (None, until)):
+        inside = [
+            n
+            for n, at in enumerate(times)
+            if (window[0] is None or at >= window[0]) and (window[1] is None or at < window[1])
+        ]
+        figures = metrics_summary(use_case=use_case, since=window[0], until=window[1])
+        kind = next(f for f in figures["features"] if f["feature"] == "kind")
+        assert figures["items"] == len(inside), window
+        assert kind["rows"] == len(inside), window
+        assert kind["missing_rate"] == pytest.approx(
+            sum(1 for n in inside if n % 3 == 0) / len(inside)
+        )
+        assert kind["checked"] == len(inside) - sum(1 for n in inside if n % 3 == 0)
