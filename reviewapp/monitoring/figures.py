@@ -58,6 +58,42 @@ def _layout(*, x_title: str, y_title: str, **extra) -> dict[str, Any]:
     return layout
 
 
+def _ranking(
+    *,
+    labels: list[str],
+    values: list[float],
+    colour,
+    hover: str,
+    x_title: str,
+    y_title: str,
+    xaxis: dict | None = None,
+    **layout,
+) -> dict[str, Any]:
+    """A horizontal bar per label, the first on top (features by drift, reviewers by work)."""
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "orientation": "h",
+                "x": values,
+                "y": labels,
+                "marker": {"color": colour},
+                "hovertemplate": hover + "<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            x_title=x_title,
+            y_title=y_title,
+            height=max(240, 90 + 24 * len(labels)),
+            hovermode="closest",
+            showlegend=False,
+            xaxis=xaxis or {},
+            yaxis={"autorange": "reversed", "type": "category"},
+            **layout,
+        ),
+    }
+
+
 def _pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}%"
 
@@ -663,32 +699,19 @@ def drift_chart(
     colours = [
         "#c2312b" if f["psi"] >= 0.25 else "#d9822b" if f["psi"] >= 0.1 else "#2f9e6b" for f in top
     ]
-    chart.figure = {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "x": [f["psi"] for f in top],
-                "y": [f["feature"] for f in top],
-                "marker": {"color": colours},
-                "hovertemplate": "%{y}: PSI %{x:.3f}<extra></extra>",
-                "name": "PSI",
-            }
-        ],
-        "layout": _layout(
-            x_title="Population stability index (PSI, unitless" + (", log scale)" if log else ")"),
-            y_title="Feature",
-            height=max(260, 90 + 22 * len(top)),
-            hovermode="closest",
-            showlegend=False,
-            xaxis={"type": "log", "range": [math.log10(x_min), math.log10(x_max)], "dtick": 1}
-            if log
-            else {"range": [0, x_max]},
-            yaxis={"autorange": "reversed", "type": "category"},
-            shapes=shapes,
-            annotations=notes,
-        ),
-    }
+    chart.figure = _ranking(
+        labels=[f["feature"] for f in top],
+        values=[f["psi"] for f in top],
+        colour=colours,
+        hover="%{y}: PSI %{x:.3f}",
+        x_title="Population stability index (PSI, unitless" + (", log scale)" if log else ")"),
+        y_title="Feature",
+        xaxis={"type": "log", "range": [math.log10(x_min), math.log10(x_max)], "dtick": 1}
+        if log
+        else {"range": [0, x_max]},
+        shapes=shapes,
+        annotations=notes,
+    )
     major = [f["feature"] for f in scored if f["psi"] >= 0.25]
     moderate = [f for f in scored if 0.1 <= f["psi"] < 0.25]
     chart.reading = (
@@ -718,30 +741,18 @@ def missing_chart(features: list[dict[str, Any]]) -> Chart:
         )
         return chart
     ranked = sorted(with_rows, key=lambda f: (-(f["missing_rate"] or 0), f["feature"]))[:DRIFT_TOP]
-    chart.figure = {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "x": [f["missing_rate"] for f in ranked],
-                "y": [f["feature"] for f in ranked],
-                "marker": {"color": "#5fa2f0"},
-                "hovertemplate": "%{y}: %{x:.1%} missing<extra></extra>",
-            }
-        ],
-        "layout": _layout(
-            x_title="Items with the feature missing (%)",
-            y_title="Feature",
-            height=max(260, 90 + 22 * len(ranked)),
-            hovermode="closest",
-            showlegend=False,
-            xaxis={
-                "tickformat": ".0%",
-                "range": [0, max(0.05, max(f["missing_rate"] for f in ranked) * 1.1)],
-            },
-            yaxis={"autorange": "reversed", "type": "category"},
-        ),
-    }
+    chart.figure = _ranking(
+        labels=[f["feature"] for f in ranked],
+        values=[f["missing_rate"] for f in ranked],
+        colour="#5fa2f0",
+        hover="%{y}: %{x:.1%} missing",
+        x_title="Items with the feature missing (%)",
+        y_title="Feature",
+        xaxis={
+            "tickformat": ".0%",
+            "range": [0, max(0.05, max(f["missing_rate"] for f in ranked) * 1.1)],
+        },
+    )
     most = ranked[0]
     chart.reading = (
         f"{most['feature']} is missing most often ({_pct(most['missing_rate'])} of "
@@ -1052,26 +1063,14 @@ def reviewers_chart(totals: dict, names: dict[int, str], hours: float) -> Chart:
         return chart
     ranked = sorted(reviewers.items(), key=lambda kv: (-kv[1], kv[0]))[:25]
     labels = [names.get(int(k), f"user {k}") for k, _ in ranked]
-    chart.figure = {
-        "data": [
-            {
-                "type": "bar",
-                "orientation": "h",
-                "x": [n for _, n in ranked],
-                "y": labels,
-                "marker": {"color": "#2f9e6b"},
-                "hovertemplate": "%{y}: %{x} decisions<extra></extra>",
-            }
-        ],
-        "layout": _layout(
-            x_title="Decisions in the period",
-            y_title="Reviewer",
-            height=max(220, 90 + 26 * len(ranked)),
-            hovermode="closest",
-            showlegend=False,
-            yaxis={"autorange": "reversed", "type": "category"},
-        ),
-    }
+    chart.figure = _ranking(
+        labels=labels,
+        values=[n for _, n in ranked],
+        colour="#2f9e6b",
+        hover="%{y}: %{x} decisions",
+        x_title="Decisions in the period",
+        y_title="Reviewer",
+    )
     median = stats.duration_percentiles(totals["review_time_buckets"], (50,))["p50"]
     per_hour = totals["decisions"] / hours if hours else None
     chart.reading = (

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from deployments.ml.scoring import NUMERIC_TYPES
@@ -21,7 +21,8 @@ from deployments.selectors import champion_get
 from reviewapp.core.errors import NotFound
 from reviewapp.monitoring import aggregation, stats
 from reviewapp.monitoring.models import FeatureRollup, HourlyRollup
-from reviewapp.reviews.models import Item, ReviewTask
+from reviewapp.reviews.models import Item
+from reviewapp.reviews.selectors import queue_stats
 
 ROUTES = [route.value for route in Route]
 
@@ -361,17 +362,11 @@ def feature_health(
 
 def queue_now(*, use_case: UseCase, now: datetime | None = None) -> dict[str, Any]:
     """The review queue as it is now (a partial index keeps this cheap at any history size)."""
-    now = now or timezone.now()
-    row = ReviewTask.objects.filter(use_case=use_case, state=ReviewTask.State.OPEN).aggregate(
-        waiting=Count("id"),
-        claimed=Count("id", filter=Q(lease_expires_at__gt=now)),
-        oldest=Min("created_at"),
-    )
-    oldest = row["oldest"]
+    stats_now = queue_stats(use_case=use_case, now=now)
     return {
-        "depth": row["waiting"],
-        "in_progress": row["claimed"],
-        "oldest_waiting_seconds": (now - oldest).total_seconds() if oldest else None,
+        "depth": stats_now["waiting"],
+        "in_progress": stats_now["in_progress"],
+        "oldest_waiting_seconds": stats_now["oldest_waiting_seconds"],
     }
 
 
