@@ -173,8 +173,7 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
-def _num(x: float | None, unit: str = "") -> str:
-    return "—" if x is None else f"{x:.3g}{unit}"
+_num = figures.number
 
 
 def _over(value: float | None, guardrails: dict, name: str) -> bool:

@@ -94,6 +94,14 @@ def _ranking(
     }
 
 
+def number(x: float | None, unit: str = "") -> str:
+    """A figure as people read it: 0.396, 47.5, 3,394 (never 3.39e+03)."""
+    if x is None:
+        return "—"
+    text = f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+    return text + unit
+
+
 def _pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}%"
 
@@ -457,9 +465,9 @@ def accuracy_chart(use_case: UseCase, periods: Periods, totals: dict, guardrails
         )
         chart.reading = (
             f"Against {quality['labelled']:,} human values the model's MAE is "
-            f"{quality['mae']:.3g} and MSE {quality['mse']:.3g}"
+            f"{number(quality['mae'])} and MSE {number(quality['mse'])}"
             + (
-                f"; two humans differ by {baseline['mae']:.3g} on average."
+                f"; two humans differ by {number(baseline['mae'])} on average."
                 if baseline["mae"] is not None
                 else "; no double review in this period gives a human baseline."
             )
@@ -978,8 +986,8 @@ def latency_chart(periods: Periods, totals: dict) -> Chart:
     }
     overall = stats.duration_percentiles(totals["latency_buckets"])
     chart.reading = (
-        f"Half the {totals['latency_count']:,} predictions took under {overall['p50']:.3g} ms; "
-        f"95% under {overall['p95']:.3g} ms and 99% under {overall['p99']:.3g} ms."
+        f"Half the {totals['latency_count']:,} predictions took under {number(overall['p50'])} "
+        f"ms; 95% under {number(overall['p95'])} ms and 99% under {number(overall['p99'])} ms."
     )
     return chart
 
