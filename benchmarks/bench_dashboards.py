@@ -297,9 +297,14 @@ def dashboard_times(*, use_case, manager, repeat: int = 5) -> dict[str, float]:
             client.get(url, HTTP_HX_REQUEST="true")
             samples.append((time.perf_counter() - started) * 1000)
         out[tab] = statistics.median(samples)
-    started = time.perf_counter()
-    response = client.get(f"/api/v1/use-cases/{use_case.slug}/metrics/")
-    out["metrics API"] = (time.perf_counter() - started) * 1000
+    url = f"/api/v1/use-cases/{use_case.slug}/metrics/"
+    assert client.get(url).status_code == 200
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(url)
+        samples.append((time.perf_counter() - started) * 1000)
+    out["metrics API"] = statistics.median(samples)
     return out
 
 
