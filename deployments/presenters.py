@@ -177,7 +177,7 @@ def _layout(**extra) -> dict:
 
 
 def _figure_json(figure: go.Figure) -> dict:
-    # plotly's own encoder turns NumPy arrays into plain JSON; json_script takes the dict.
+    # plotly's own encoder turns NumPy arrays into plain JSON; {% json_data %} takes the dict.
     return json.loads(figure.to_json())
 
 

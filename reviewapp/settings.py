@@ -59,10 +59,12 @@ INSTALLED_APPS = [
     "deployments.apps.DeploymentsConfig",
     "reviewapp.reviews",
     "reviewapp.demo",
+    "reviewapp.monitoring",
 ]
 
 MIDDLEWARE = [
     "reviewapp.core.middleware.ServerTimingMiddleware",
+    "reviewapp.monitoring.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -228,6 +230,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SWEEPER_INTERVAL_SECONDS,
     },
 }
+# Monitoring: recorded facts are folded into the hourly rollups this often (dashboards lag by
+# at most this much when tasks run on workers; with eager tasks they fold on commit).
+ROLLUP_FOLD_SECONDS = int(os.environ.get("ROLLUP_FOLD_SECONDS", "15"))
+CELERY_BEAT_SCHEDULE["fold-monitoring-rollups"] = {
+    "task": "monitoring.fold_rollups",
+    "schedule": ROLLUP_FOLD_SECONDS,
+}
+# /metrics also admits a scraper presenting this secret as "Authorization: Bearer <secret>".
+METRICS_SCRAPE_TOKEN = os.environ.get("METRICS_SCRAPE_TOKEN", "")
 
 # --- the review domain ----------------------------------------------------------------------
 REVIEW_LEASE_SECONDS = int(os.environ.get("REVIEW_LEASE_SECONDS", "300"))
@@ -247,7 +258,17 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # One JSON object per line, with the request id (LOG_FORMAT=text for plain lines).
+    "formatters": {
+        "json": {"()": "reviewapp.monitoring.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": os.environ.get("LOG_FORMAT", "json"),
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

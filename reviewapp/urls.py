@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from reviewapp.core import views as core_views
+from reviewapp.monitoring import api as monitoring_api
 
 urlpatterns = [
     path("", core_views.home, name="home"),
@@ -20,6 +21,8 @@ urlpatterns = [
     path("", include("reviewapp.reviews.urls")),
     path("control/", include("deployments.urls")),
     path("api/v1/", include("reviewapp.api_urls")),
+    path("monitoring/", include("reviewapp.monitoring.urls")),
+    path("metrics", monitoring_api.PrometheusMetricsApi.as_view(), name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

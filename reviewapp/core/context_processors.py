@@ -26,6 +26,11 @@ NAV_ITEMS: list[dict] = [
         "roles": frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN}),
     },
     {
+        "label": "Monitoring",
+        "url_name": "monitoring:overview",
+        "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN}),
+    },
+    {
         "label": "API docs",
         "url_name": "api-docs",
         "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN, Role.INTEGRATION}),

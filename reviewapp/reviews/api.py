@@ -22,8 +22,8 @@ from reviewapp.core.api import (
 )
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.models import Job
+from reviewapp.monitoring.selectors import metrics_summary, model_version_for
 from reviewapp.reviews.exports import FORMATS
-from reviewapp.reviews.metrics import metrics_compute
 from reviewapp.reviews.models import Decision, Disagreement
 from reviewapp.reviews.presenters import disagreement_stream, task_public
 from reviewapp.reviews.selectors import (
@@ -365,11 +365,26 @@ class MetricsApi(APIView):
         parameters=[
             OpenApiParameter("since", OpenApiTypes.DATETIME),
             OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "model_version",
+                str,
+                description="Only this version's predictions (a challenger's in shadow too); "
+                "by default every version as it routed the items.",
+            ),
         ],
         responses=OpenApiTypes.OBJECT,
         summary="Automation, quality, latency and input-health figures for a period",
+        description="Read from the hourly monitoring rollups, as the dashboards are: `since` "
+        "is rounded down and `until` up to whole hours (`window` says which).",
     )
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
         since, until = window_params(request.query_params)
-        return Response(metrics_compute(use_case=use_case, since=since, until=until))
+        model_version = model_version_for(
+            use_case=use_case, version=request.query_params.get("model_version")
+        )
+        return Response(
+            metrics_summary(
+                use_case=use_case, model_version=model_version, since=since, until=until
+            )
+        )

@@ -1,4 +1,4 @@
-// The control room's behaviour: Plotly figures from json_script data, range sliders kept in
+// The control room's behaviour: Plotly figures from {% json_data %} elements, range sliders kept in
 // step with their number inputs, and the policy editor's what-if read from the latest
 // backtest as the threshold, level and ramp change. No inline code: everything starts here,
 // on page load and on every piece of content htmx swaps in.
@@ -9,7 +9,7 @@
     var element = document.getElementById(id);
     if (!element) return null;
     try {
-      return JSON.parse(element.textContent);
+      return JSON.parse(element.dataset.json);
     } catch (error) {
       return null;
     }

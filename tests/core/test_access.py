@@ -108,6 +108,7 @@ ENDPOINTS = [
     ),
     ("list backtests", "get", "/api/v1/use-cases/{slug}/backtests/", None, {M, ML, A}),
     ("read backtest", "get", "/api/v1/use-cases/{slug}/backtests/{job}/", None, {M, ML, A}),
+    ("prometheus metrics", "get", "/metrics", None, {M, ML, A}),
 ]
 
 
@@ -247,6 +248,12 @@ PAGES = [
         {M, ML, A},
     ),
     ("backtest page", "get", CONTROL + "backtests/{job}/", None, {M, ML, A}),
+    ("monitoring overview", "get", "/monitoring/", None, {M, ML, A}),
+    ("dashboard", "get", "/monitoring/{slug}/", None, {M, ML, A}),
+    *[
+        (f"dashboard {tab}", "get", f"/monitoring/{{slug}}/{tab}/", None, {M, ML, A})
+        for tab in ("automation", "quality", "inputs", "outputs", "software")
+    ],
 ]
 
 
@@ -278,3 +285,13 @@ def test_page_admits_exactly_its_roles(ctx, name, method, template, body, allowe
             assert code < 500 and code not in (401, 403), (name, role, code)
         else:
             assert code == 403, (name, role, code)
+
+
+@pytest.mark.parametrize(
+    ("name", "template"),
+    [(p[0], p[2]) for p in PAGES if p[1] == "get" and "{slug}" in p[2] and "{task}" not in p[2]],
+)
+def test_use_case_pages_are_404_to_non_members(client, ctx, name, template):
+    client.force_login(make_user(Role.MANAGER))
+    path = template.format(slug=ctx["use_case"].slug, job=ctx["job"])
+    assert client.get(path).status_code == 404, name

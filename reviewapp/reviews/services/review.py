@@ -20,6 +20,8 @@ from django.utils import timezone
 from deployments.guardrail_watch import use_case_watch_soon
 from deployments.models import UseCase
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
+from reviewapp.monitoring.logs import event_log
+from reviewapp.monitoring.services import rollup_decision_record
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 
@@ -219,7 +221,11 @@ def review_task_decide(
                     }
                 )
             item = Item.objects.select_for_update().get(pk=locked.item_id)
-            predictions = list(Prediction.objects.filter(item=item))
+            predictions = list(
+                Prediction.objects.filter(item=item)
+                .select_related("model_version")
+                .defer("model_version__artifact")
+            )
             suggestion = next((p for p in predictions if p.pk == item.prediction_id), None)
             if time_spent_ms is None and locked.claimed_at:
                 time_spent_ms = int((now - locked.claimed_at).total_seconds() * 1000)
@@ -261,6 +267,7 @@ def review_task_decide(
                 predictions=predictions,
                 routing_prediction_id=item.prediction_id,
             )
+            rollup_decision_record(decision=decision, prediction_ids=[p.pk for p in predictions])
     except IntegrityError:
         if idempotency_key:
             replay = _replay(
@@ -275,6 +282,18 @@ def review_task_decide(
                 return replay
         raise Conflict({"detail": "This task was already decided.", "code": "decided"}) from None
     use_case_watch_soon(use_case_id=use_case.pk)
+    routing = next((p for p in predictions if p.pk == item.prediction_id), None)
+    event_log(
+        "decision",
+        use_case=use_case.slug,
+        item=item.external_id,
+        model_version=routing.model_version.version if routing else None,
+        route=item.route,
+        task=locked.pk,
+        reason=locked.reason,
+        kind=decision.kind,
+        reviewer=user.get_username(),
+    )
     return DecideResult(decision=decision, replayed=False)
 
 

@@ -20,6 +20,8 @@ from deployments.policy import (
 )
 from deployments.services import policy_spec
 from reviewapp.core.bulk import rows_insert, rows_update
+from reviewapp.monitoring.logs import event_log
+from reviewapp.monitoring.services import rollup_items_record
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
 
 
@@ -41,12 +43,14 @@ class PendingItem:
     """What routing needs to know of a stored item."""
 
     id: int
+    external_id: str
     buckets: Buckets
 
 
 def pending_item(item: Item) -> PendingItem:
     return PendingItem(
         id=item.pk,
+        external_id=item.external_id,
         buckets=Buckets(
             ramp=item.ramp_bucket,
             audit=item.audit_bucket,
@@ -195,7 +199,24 @@ def items_route(
             tasks["created_at"].append(now)
     rows_insert(ReviewTask, tasks)
     rows_update(Item, [entry.item_id for entry in routed], updates)
+    rollup_items_record(use_case_id=use_case.pk, item_ids=[entry.item_id for entry in routed])
+    _routed_log(use_case=use_case, items=items, routed=routed, outputs=outputs)
     return routed
+
+
+def _routed_log(*, use_case: UseCase, items, routed: list[Routed], outputs) -> None:
+    for item, entry, pair in zip(items, routed, outputs, strict=True):
+        version, raw = pair if pair is not None else (None, None)
+        event_log(
+            "item_routed",
+            use_case=use_case.slug,
+            item=item.external_id,
+            model_version=version.version if version is not None else None,
+            route=entry.values["route"],
+            status=entry.values["status"],
+            null_output=isinstance(entry.verdict, NullOutput) if pair is not None else None,
+            latency_ms=raw.latency_ms if raw is not None else None,
+        )
 
 
 def prediction_unsaved(

@@ -18,6 +18,7 @@ from deployments.services import estimator_for
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress
+from reviewapp.monitoring.services import rollup_predictions_record
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
@@ -57,6 +58,7 @@ def items_score(*, item_ids: list[int], now=None) -> int:
                 "audit_bucket",
                 "double_review_bucket",
                 "job_id",
+                "external_id",
             )
         )
         by_use_case: dict[int, list[tuple]] = defaultdict(list)
@@ -79,7 +81,9 @@ def items_score(*, item_ids: list[int], now=None) -> int:
             )
             pending = [
                 PendingItem(
-                    id=row[0], buckets=Buckets(ramp=row[4], audit=row[5], double_review=row[6])
+                    id=row[0],
+                    external_id=row[8],
+                    buckets=Buckets(ramp=row[4], audit=row[5], double_review=row[6]),
                 )
                 for row in group
             ]
@@ -145,23 +149,51 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
         now=now,
     )
     with transaction.atomic():
-        rows_insert(Prediction, columns, ignore_conflicts=True)
-        stored = {
+        # Lock the items (in id order, as every locker does) so a decision on one of them and
+        # this scoring commit one after the other: whichever is second sees the other, and the
+        # disagreement and the monitoring pair are recorded exactly once.
+        locked = list(
+            Item.objects.select_for_update()
+            .filter(pk__in=[i.pk for i in items])
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        done = set(
+            Prediction.objects.filter(model_version=model_version, item_id__in=locked).values_list(
+                "item_id", flat=True
+            )
+        )
+        keep = [i for i, item_id in enumerate(columns["item_id"]) if item_id not in done]
+        rows_insert(
+            Prediction, {name: [values[i] for i in keep] for name, values in columns.items()}
+        )
+        fresh = [columns["item_id"][i] for i in keep]
+        by_item = {
             p.item_id: p
-            for p in Prediction.objects.filter(model_version=model_version, item__in=items)
+            for p in Prediction.objects.filter(model_version=model_version, item_id__in=fresh)
         }
-        decisions = Decision.objects.filter(item__in=items).select_related("task")
-        for decision in decisions:
-            prediction = stored.get(decision.item_id)
-            if prediction is not None:
-                disagreements_record(
-                    use_case=use_case,
-                    decision=decision,
-                    task=decision.task,
-                    predictions=[prediction],
-                    routing_prediction_id=None,
-                )
-    return len(items)
+        first: dict[int, Decision] = {}
+        for decision in (
+            Decision.objects.filter(item_id__in=fresh)
+            .select_related("task")
+            .order_by("item_id", "id")
+        ):
+            first.setdefault(decision.item_id, decision)
+            disagreements_record(
+                use_case=use_case,
+                decision=decision,
+                task=decision.task,
+                predictions=[by_item[decision.item_id]],
+                routing_prediction_id=None,
+            )
+        rollup_predictions_record(
+            use_case_id=use_case.pk,
+            pairs=[
+                (p.pk, first[item_id].pk if item_id in first else None)
+                for item_id, p in by_item.items()
+            ],
+        )
+    return len(by_item)
 
 
 def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:
