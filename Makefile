@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "Serving on http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/api/docs/)  Ctrl-C stops it."
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	LOG_FORMAT=text $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 serve: install
 	$(BIN)/python manage.py migrate --noinput

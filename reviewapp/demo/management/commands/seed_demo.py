@@ -1,3 +1,5 @@
+import logging
+
 from django.core.management.base import BaseCommand
 
 from reviewapp.demo.seed import demo_seed
@@ -12,6 +14,8 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None, help="One password for every user.")
 
     def handle(self, *args, days, per_day, password, **options):
+        # Thousands of replayed items would each log an event line; the summary says enough.
+        logging.getLogger("reviewapp.events").setLevel(logging.WARNING)
         passwords = demo_seed(days=days, per_day=per_day, password=password, log=self.stdout.write)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("Sign in at http://127.0.0.1:8000/ as:"))
