@@ -253,6 +253,12 @@ STORAGES["exports"] = {
 # it makes new exports unjoinable with old ones; each manifest names the key by a fingerprint.
 EXPORT_HASH_KEY = os.environ.get("EXPORT_HASH_KEY") or SECRET_KEY
 RETRAIN_MIN_ITEMS = int(os.environ.get("RETRAIN_MIN_ITEMS", "30"))
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "ExportStateEnum": "reviewapp.datasets.models.Export.State",
+        "TrainingRunStateEnum": "reviewapp.datasets.models.TrainingRun.State",
+    }
+)
 
 LOGGING = {
     "version": 1,

@@ -13,6 +13,11 @@ def navigation(request) -> dict:
 NAV_ITEMS: list[dict] = [
     {"label": "Queues", "url_name": "home", "roles": frozenset(Role)},
     {
+        "label": "Datasets",
+        "url_name": "datasets",
+        "roles": frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN}),
+    },
+    {
         "label": "API docs",
         "url_name": "api-docs",
         "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN, Role.INTEGRATION}),
