@@ -11,6 +11,8 @@ pytestmark = pytest.mark.django_db
 R, M, ML, IN, A = Role.REVIEWER, Role.MANAGER, Role.ML_ENGINEER, Role.INTEGRATION, Role.ADMIN
 EVERYONE = {R, M, ML, IN, A}
 
+NO_SUCH = "00000000-0000-0000-0000-000000000000"
+
 # (name, method, path template, body factory, roles allowed)
 ENDPOINTS = [
     ("list use cases", "get", "/api/v1/use-cases/", None, EVERYONE),
@@ -99,6 +101,39 @@ ENDPOINTS = [
     ("skip", "post", "/api/v1/review/tasks/{task}/skip/", None, {R, M, A}),
     ("export disagreements", "get", "/api/v1/use-cases/{slug}/disagreements/", None, {M, ML, A}),
     ("metrics", "get", "/api/v1/use-cases/{slug}/metrics/", None, {M, ML, A}),
+    ("list exports", "get", "/api/v1/use-cases/{slug}/exports/", None, {M, ML, A}),
+    (
+        "start export",
+        "post",
+        "/api/v1/use-cases/{slug}/exports/",
+        lambda ctx: {"format": "csv"},
+        {M, ML, A},
+    ),
+    ("read export", "get", "/api/v1/use-cases/{slug}/exports/" + NO_SUCH + "/", None, {M, ML, A}),
+    (
+        "download export",
+        "get",
+        "/api/v1/use-cases/{slug}/exports/" + NO_SUCH + "/download/",
+        None,
+        {M, ML, A},
+    ),
+    ("list retrainings", "get", "/api/v1/use-cases/{slug}/retrainings/", None, {M, ML, A}),
+    ("start retraining", "post", "/api/v1/use-cases/{slug}/retrainings/", None, {M, ML, A}),
+    (
+        "read retraining",
+        "get",
+        "/api/v1/use-cases/{slug}/retrainings/" + NO_SUCH + "/",
+        None,
+        {M, ML, A},
+    ),
+    (
+        "disagreement matrix",
+        "get",
+        "/api/v1/use-cases/{slug}/disagreements/matrix/",
+        None,
+        {M, ML, A},
+    ),
+    ("item history", "get", "/api/v1/use-cases/{slug}/items/inv-1/history/", None, {M, ML, A}),
 ]
 
 
@@ -186,3 +221,36 @@ def test_schema_and_docs_are_served_offline(client):
         assert path in text
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "unpkg" not in docs
+
+
+# Pages: (name, path template, roles allowed). Anonymous readers are sent to sign in.
+PAGES = [
+    ("datasets", "/datasets/", {M, ML, A}),
+    ("disagreement explorer", "/datasets/{slug}/", {M, ML, A}),
+    ("item history", "/datasets/{slug}/items/inv-1", {M, ML, A}),
+    ("exports", "/datasets/{slug}/exports/", {M, ML, A}),
+    ("export download", "/datasets/{slug}/exports/" + NO_SUCH + "/download/", {M, ML, A}),
+    ("export manifest", "/datasets/{slug}/exports/" + NO_SUCH + "/manifest/", {M, ML, A}),
+    ("retraining", "/datasets/{slug}/retraining/", {M, ML, A}),
+]
+
+
+@pytest.mark.parametrize(("name", "template", "allowed"), PAGES, ids=[p[0] for p in PAGES])
+def test_page_admits_exactly_its_roles(ctx, name, template, allowed):
+    from django.test import Client
+
+    path = template.format(slug=ctx["use_case"].slug)
+    anonymous = Client().get(path)
+    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"], name
+    for role in Role:
+        client = Client()
+        client.force_login(ctx["users"][role])
+        code = client.get(path).status_code
+        if role in allowed:
+            assert code < 500 and code not in (401, 403), (name, role, code)
+        else:
+            assert code == 403, (name, role, code)
+    outsider = Client()
+    outsider.force_login(make_user(Role.ML_ENGINEER))
+    expected = 404 if "{slug}" in template else 200  # the use case is not theirs
+    assert outsider.get(path).status_code == expected, name

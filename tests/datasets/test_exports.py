@@ -32,9 +32,7 @@ FORMATS = ["csv", "jsonl", "parquet"]
 
 
 def run_export(world, *, fmt, user=None, **kwargs) -> Export:
-    export = export_create(
-        use_case=world.use_case, actor=user or world.analyst, fmt=fmt, **kwargs
-    )
+    export = export_create(use_case=world.use_case, actor=user or world.analyst, fmt=fmt, **kwargs)
     export = export_write(export_id=export.pk)
     assert export.state == Export.State.READY, export.error
     return export
