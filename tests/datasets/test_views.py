@@ -247,7 +247,7 @@ def test_retraining_from_the_page(settings, django_capture_on_commit_callbacks):
     run = TrainingRun.objects.get()
     assert (run.state, run.base_model_version.version, run.holdout_fraction) == ("done", "v2", 0.25)
     page = client.get(url).content.decode()
-    assert run.model_version.version in page and "Accuracy against humans" in page
+    assert run.model_version.version in page and "Macro F1" in page
     refused = client.post(url, {"holdout_percent": "90"}, follow=True).content.decode()
     assert "held out share" in refused and TrainingRun.objects.count() == 1
 

@@ -1,4 +1,4 @@
-"""Small filters for reading metric changes in the retraining page."""
+"""Small filters for the datasets pages: metric changes, durations."""
 
 from django import template
 
@@ -26,3 +26,12 @@ def worsens(change, better: str) -> bool:
     if change is None or change == 0:
         return False
     return not improves(change, better)
+
+
+@register.filter
+def seconds(milliseconds) -> str:
+    """A duration in milliseconds, read in seconds ("6.2 s")."""
+    try:
+        return f"{float(milliseconds) / 1000:.1f} s"
+    except (TypeError, ValueError):
+        return ""
