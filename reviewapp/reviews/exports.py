@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 FORMATS = {
@@ -29,11 +30,12 @@ ARROW_TYPES = {
     "boolean": pa.bool_(),
     "string": pa.string(),
     "category": pa.string(),
+    "flag": pa.string(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 # A Parquet row group is flushed at whichever comes first; both bound the memory held.
-ROW_GROUP_ROWS = 128 * 1024
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_ROWS = 64 * 1024
+ROW_GROUP_BYTES = 32 * 1024 * 1024
 
 Batch = Sequence[tuple]
 
@@ -66,7 +68,9 @@ def csv_chunks(batches: Iterable[Batch], columns: list[str]) -> Iterator[bytes]:
 
 def jsonl_chunks(batches: Iterable[Batch], columns: list[str]) -> Iterator[bytes]:
     """One JSON object per line; non-finite numbers (which JSON cannot hold) become null."""
-    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_plain).encode
+    encode = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, default=_plain, separators=(",", ":")
+    ).encode
     for batch in batches:
         if not batch:
             continue
@@ -116,34 +120,94 @@ def _record_batch(batch: Batch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def parquet_chunks(
-    batches: Iterable[Batch],
+def parquet_record_chunks(
+    records: Iterable[pa.RecordBatch],
     schema: pa.Schema,
     *,
-    row_group_rows: int = ROW_GROUP_ROWS,
-    row_group_bytes: int = ROW_GROUP_BYTES,
+    row_group_rows: int | None = None,
+    row_group_bytes: int | None = None,
 ) -> Iterator[bytes]:
-    """Parquet (zstd) written one row group at a time. Each incoming batch becomes Arrow
-    columns at once, so Python objects never outlive their batch."""
+    """Parquet (zstd) written one row group at a time from Arrow record batches."""
+    row_group_rows = row_group_rows or ROW_GROUP_ROWS
+    row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
     pending: list[pa.RecordBatch] = []
     rows = size = 0
-    for batch in batches:
-        if not batch:
+    for record in records:
+        if not record.num_rows:
             continue
-        record = _record_batch(batch, schema)
         pending.append(record)
         rows += record.num_rows
         size += record.nbytes
         if rows >= row_group_rows or size >= row_group_bytes:
-            writer.write_table(pa.Table.from_batches(pending), row_group_size=rows)
+            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
             pending, rows, size = [], 0, 0
             yield sink.drain()
     if pending:
-        writer.write_table(pa.Table.from_batches(pending), row_group_size=rows)
+        writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
     writer.close()
     yield sink.drain()
+
+
+def parquet_chunks(batches: Iterable[Batch], schema: pa.Schema, **limits) -> Iterator[bytes]:
+    """Parquet from row tuples: each batch becomes Arrow columns at once, so Python objects
+    never outlive their batch."""
+    records = (_record_batch(batch, schema) for batch in batches if batch)
+    return parquet_record_chunks(records, schema, **limits)
+
+
+class _Blocks(io.RawIOBase):
+    """A readable file over an iterator of byte blocks (for Arrow's CSV reader)."""
+
+    def __init__(self, blocks: Iterable[bytes]):
+        self.blocks = iter(blocks)
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            try:
+                self.pending = next(self.blocks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+class _RecordBatches:
+    """Record batches parsed from headerless CSV (true/false booleans, ISO 8601 times; an
+    unquoted empty value is null, a quoted one an empty string), with their schema."""
+
+    def __init__(self, blocks: Iterable[bytes], schema: pa.Schema, block_size: int):
+        self.schema = schema
+        self.reader = pa_csv.open_csv(
+            io.BufferedReader(_Blocks(blocks), buffer_size=block_size),
+            read_options=pa_csv.ReadOptions(
+                column_names=schema.names, block_size=block_size, use_threads=False
+            ),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["true"],
+                false_values=["false"],
+            ),
+        )
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return iter(self.reader)
+
+
+def csv_record_batches(
+    blocks: Iterable[bytes], schema: pa.Schema, *, block_size: int = 1024 * 1024
+) -> _RecordBatches:
+    return _RecordBatches(blocks, schema, block_size)
 
 
 def table_chunks(

@@ -4,9 +4,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from deployments.models import UseCase
-from reviewapp.reviews.exports import table_chunks
 from reviewapp.reviews.models import ReviewTask
-from reviewapp.reviews.selectors import disagreement_export_table, export_row_batches
+from reviewapp.reviews.selectors import ExportSummary, disagreement_export_table, export_chunks
 
 
 def features_visible(features: dict, *, use_case: UseCase, show_pii: bool) -> tuple[dict, list]:
@@ -47,13 +46,6 @@ def task_public(task: ReviewTask, *, use_case: UseCase, show_pii: bool) -> dict[
 
 def disagreement_stream(*, use_case: UseCase, rows, fmt: str, include_pii: bool) -> Iterator[bytes]:
     table = disagreement_export_table(
-        use_case=use_case,
-        rows=rows,
-        include_pii=include_pii,
-        timestamps="native" if fmt == "parquet" else "text",
+        use_case=use_case, rows=rows, include_pii=include_pii, fmt=fmt
     )
-    return table_chunks(
-        batches=export_row_batches(table=table),
-        columns=[(column.name, column.kind) for column in table.columns],
-        fmt=fmt,
-    )
+    return export_chunks(table=table, fmt=fmt, summary=ExportSummary())

@@ -1,35 +1,43 @@
 """Reading items, queues and disagreements."""
 
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
-    BigIntegerField,
     BooleanField,
     Case,
-    CharField,
     Count,
     ExpressionWrapper,
     F,
-    FloatField,
-    Func,
+    Max,
     Min,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Value,
     When,
 )
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast
 from django.utils import timezone
 
 from deployments.models import UseCase
 from reviewapp.core.errors import NotFound
+from reviewapp.reviews.exports import (
+    arrow_schema,
+    csv_chunks,
+    csv_record_batches,
+    parquet_record_chunks,
+    table_chunks,
+)
 from reviewapp.reviews.models import Decision, Disagreement, Item, Prediction, ReviewTask
+from reviewapp.reviews.sql import IsoTimestamp, JsonHmac, JsonLine, JsonValue
 
 
 def item_get(*, use_case: UseCase, external_id: str) -> Item:
@@ -238,30 +246,37 @@ def export_feature_columns(*, use_case: UseCase, include_pii: bool) -> dict[str,
 def disagreement_columns(*, use_case: UseCase, include_pii: bool) -> list[str]:
     return [
         column.name
-        for column in _export_columns(use_case=use_case, include_pii=include_pii, labelled=False)
+        for column in _export_columns(use_case=use_case, pii="include" if include_pii else "omit")
     ]
 
 
 @dataclass(frozen=True)
 class ExportColumn:
     name: str
-    kind: str  # string, number, integer, boolean or timestamp
+    kind: str  # one of sql.KINDS
     feature: str = ""  # the feature the column holds, if it holds one
-    pii: bool = False
+    pii: str = ""  # for a PII feature: "included" or "hashed"
 
 
 @dataclass(frozen=True)
 class ExportTable:
-    """The rows of an export as one SQL query: a ``values_list`` of the columns, then the
-    keyset fields it is read in order of (which ``export_row_batches`` strips)."""
+    """An export as one SQL query: a value expression per column over the filtered rows,
+    read in ``order``; and where to find each row's model version and decision time (for the
+    summary)."""
 
     columns: tuple[ExportColumn, ...]
-    rows: QuerySet
+    source: QuerySet
+    values: tuple
     order: tuple[str, ...]
+    version_path: str
+    build: Callable[..., "ExportTable"]  # the same table shaped for another format
 
     @property
     def names(self) -> list[str]:
         return [column.name for column in self.columns]
+
+    def select(self, *extra) -> QuerySet:
+        return self.source.order_by(*self.order).values_list(*self.values, *extra)
 
 
 FEATURE_KINDS = {
@@ -271,47 +286,20 @@ FEATURE_KINDS = {
     "string": "string",
     "category": "string",
 }
-_CASTS = {"number": FloatField, "integer": BigIntegerField, "boolean": BooleanField}
 
 
-class IsoTimestamp(Func):
-    """A UTC timestamp as ISO 8601 text, formatted by the database (no Python per row)."""
-
-    output_field = CharField()
-
-    def as_postgresql(self, compiler, connection, **extra):
-        template = (
-            "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-        )
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-    def as_sqlite(self, compiler, connection, **extra):
-        # Django stores SQLite date-times as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
-        template = "(replace(%(expressions)s, ' ', 'T') || '+00:00')"
-        return self.as_sql(compiler, connection, template=template, **extra)
-
-
-def _feature_value(spec: dict, base: str):
-    """One feature read out of the item's JSON, typed by the database."""
-    kind = FEATURE_KINDS[spec["type"]]
-    if kind == "string":
-        return KeyTextTransform(spec["name"], base)
-    return Cast(KeyTransform(spec["name"], base), _CASTS[kind]())
-
-
-def _export_columns(*, use_case: UseCase, include_pii: bool, labelled: bool) -> list[ExportColumn]:
+def _export_columns(*, use_case: UseCase, pii: str, labelled: bool = False) -> list[ExportColumn]:
     by_name = {spec["name"]: spec for spec in use_case.features}
-    features = [
-        ExportColumn(
-            name=column,
-            kind=FEATURE_KINDS[by_name[name]["type"]],
-            feature=name,
-            pii=name in use_case.pii_features,
-        )
-        for name, column in export_feature_columns(
-            use_case=use_case, include_pii=include_pii
-        ).items()
-    ]
+    features = []
+    for name, column in export_feature_columns(
+        use_case=use_case, include_pii=pii != "omit"
+    ).items():
+        if name in use_case.pii_features and pii == "hash":
+            features.append(ExportColumn(f"{column}_hmac", "string", name, "hashed"))
+        else:
+            kind = FEATURE_KINDS[by_name[name]["type"]]
+            mark = "included" if name in use_case.pii_features else ""
+            features.append(ExportColumn(column, kind, name, mark))
     if use_case.is_classification:
         model_answer, human_answer = "model_label", "human_label"
         answer_kind = "string"
@@ -334,8 +322,33 @@ def _export_columns(*, use_case: UseCase, include_pii: bool, labelled: bool) -> 
     return columns
 
 
-def _timestamp(path: str, timestamps: str):
-    return IsoTimestamp(F(path)) if timestamps == "text" else F(path)
+def _for_format(columns: list[ExportColumn], fmt: str) -> list[ExportColumn]:
+    """CSV writes booleans as the text true/false, which pandas reads back as booleans."""
+    if fmt != "csv":
+        return columns
+    return [replace(c, kind="flag") if c.kind == "boolean" else c for c in columns]
+
+
+def _feature_value(column: ExportColumn, base: str, pii_key: bytes | None):
+    if column.pii == "hashed":
+        return JsonHmac(base, key=column.feature, secret=pii_key)
+    return JsonValue(base, key=column.feature, kind=column.kind)
+
+
+def _timestamp(path: str, fmt: str):
+    return F(path) if fmt == "parquet" else IsoTimestamp(F(path))
+
+
+def _flag(condition: Q, fmt: str):
+    if fmt == "csv":
+        return Case(When(condition, then=Value("true")), default=Value("false"))
+    return ExpressionWrapper(condition, output_field=BooleanField())
+
+
+def _pii_mode(include_pii: bool, pii_key: bytes | None) -> str:
+    if pii_key is not None:
+        return "hash"
+    return "include" if include_pii else "omit"
 
 
 def disagreement_export_table(
@@ -343,13 +356,15 @@ def disagreement_export_table(
     use_case: UseCase,
     rows: QuerySet[Disagreement],
     include_pii: bool,
-    timestamps: str = "text",
+    fmt: str = "csv",
+    pii_key: bytes | None = None,
 ) -> ExportTable:
-    """One row per disagreement in ``rows``. PII features are left out here, at the source,
-    unless ``include_pii``: no later writer can leak them. ``timestamps`` is "text" (ISO 8601,
-    for CSV and JSON) or "native" (datetimes, for Parquet)."""
-    columns = _export_columns(use_case=use_case, include_pii=include_pii, labelled=False)
-    specs = {spec["name"]: spec for spec in use_case.features}
+    """One row per disagreement in ``rows``, shaped for ``fmt``. PII features are left out
+    here, at the source, unless ``include_pii`` (or hashed with ``pii_key``): no later writer
+    can leak them."""
+    columns = _for_format(
+        _export_columns(use_case=use_case, pii=_pii_mode(include_pii, pii_key)), fmt
+    )
     paths = {
         "external_id": "item__external_id",
         "model_version": "model_version__version",
@@ -362,55 +377,78 @@ def disagreement_export_table(
         "reviewer": "reviewer__username",
     }
     values = [
-        _feature_value(specs[c.feature], "item__features")
+        _feature_value(c, "item__features", pii_key)
         if c.feature
-        else _timestamp("decided_at", timestamps)
+        else _timestamp("decided_at", fmt)
         if c.name == "decided_at"
         else F(paths[c.name])
         for c in columns
     ]
     return ExportTable(
         columns=tuple(columns),
-        rows=rows.order_by("decided_at", "id").values_list(*values, "decided_at", "id"),
+        source=rows,
+        values=tuple(values),
         order=("decided_at", "id"),
+        version_path="model_version__version",
+        build=partial(
+            disagreement_export_table,
+            use_case=use_case,
+            rows=rows,
+            include_pii=include_pii,
+            pii_key=pii_key,
+        ),
     )
 
 
 def labelled_export_table(
-    *, use_case: UseCase, rows: QuerySet[Item], include_pii: bool, timestamps: str = "text"
+    *,
+    use_case: UseCase,
+    rows: QuerySet[Item],
+    include_pii: bool,
+    fmt: str = "csv",
+    pii_key: bytes | None = None,
 ) -> ExportTable:
     """One row per human-answered item: its features, the prediction that routed it, the
     first human answer, and whether the two disagree. Rows from ``labelled_items_filtered``."""
-    columns = _export_columns(use_case=use_case, include_pii=include_pii, labelled=True)
-    specs = {spec["name"]: spec for spec in use_case.features}
+    columns = _for_format(
+        _export_columns(use_case=use_case, pii=_pii_mode(include_pii, pii_key), labelled=True),
+        fmt,
+    )
     first_reviewer = (
         Decision.objects.filter(item_id=OuterRef("pk"))
         .order_by("created_at", "id")
         .values("reviewer__username")[:1]
     )
-    usable = Q(prediction__error="")
     paths = {
         "external_id": F("external_id"),
         "model_version": F("prediction__model_version__version"),
         # A null output has no answer; what the model said instead stays with the prediction.
-        "model_label": Case(When(usable, then=F("prediction__label")), default=None),
+        "model_label": Case(When(prediction__error="", then=F("prediction__label"))),
         "model_value": F("prediction__value"),
         "confidence": F("prediction__confidence"),
         "human_label": F("decision_label"),
         "human_value": F("decision_value"),
         "kind": F("routing_kind"),
         "reviewer": Subquery(first_reviewer),
-        "decided_at": _timestamp("decided_at", timestamps),
-        "disagreement": ExpressionWrapper(
-            Q(routing_kind__isnull=False), output_field=BooleanField()
-        ),
+        "decided_at": _timestamp("decided_at", fmt),
+        "disagreement": _flag(Q(routing_kind__isnull=False), fmt),
     }
     values = [
-        _feature_value(specs[c.feature], "features") if c.feature else paths[c.name]
-        for c in columns
+        _feature_value(c, "features", pii_key) if c.feature else paths[c.name] for c in columns
     ]
     return ExportTable(
-        columns=tuple(columns), rows=rows.order_by("id").values_list(*values, "id"), order=("id",)
+        columns=tuple(columns),
+        source=rows,
+        values=tuple(values),
+        order=("id",),
+        version_path="prediction__model_version__version",
+        build=partial(
+            labelled_export_table,
+            use_case=use_case,
+            rows=rows,
+            include_pii=include_pii,
+            pii_key=pii_key,
+        ),
     )
 
 
@@ -426,25 +464,195 @@ def _after(rows: QuerySet, order: tuple[str, ...], last: tuple, *, descending: b
     )
 
 
-def export_row_batches(*, table: ExportTable, batch_size: int = 10_000) -> Iterator[list[tuple]]:
-    """The table's rows as lists of tuples, one short keyset query per batch.
+@dataclass
+class ExportSummary:
+    """What an export read: its rows, rows per model version, first and last decision."""
 
-    Batches rather than one long cursor: no transaction stays open for the length of an export
-    (progress written meanwhile is visible, vacuum is not held back, SQLite writers are not
-    blocked), and each query is an index range scan from where the last one stopped.
+    rows: int = 0
+    versions: Counter = field(default_factory=Counter)
+    first: Any = None
+    last: Any = None
+
+    def widen(self, first, last) -> None:
+        if first is not None:
+            self.first = first if self.first is None else min(self.first, first)
+        if last is not None:
+            self.last = last if self.last is None else max(self.last, last)
+
+
+def _batch_rows(table: ExportTable) -> int:
+    """Rows per batch: a few megabytes of Python objects whatever the number of columns."""
+    return max(1_000, min(10_000, 150_000 // len(table.columns)))
+
+
+def export_chunks(
+    *,
+    table: ExportTable,
+    fmt: str,
+    summary: ExportSummary,
+    on_rows: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The table in ``fmt`` as byte chunks, with flat memory; ``summary`` says what was read
+    by the end, and ``on_rows`` hears how many rows are written so far.
+
+    On PostgreSQL the rows are read on a connection of their own, in one REPEATABLE READ
+    snapshot: the summary and the rows agree exactly, CSV is written by the server (COPY),
+    other formats come through a server-side cursor, and progress written meanwhile on the
+    default connection is visible at once. Elsewhere (SQLite), or inside a transaction (whose
+    uncommitted rows another connection would not see), the rows come in keyset batches.
     """
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _postgres_chunks(table=table, fmt=fmt, summary=summary, on_rows=on_rows)
+    return _batched_chunks(table=table, fmt=fmt, summary=summary, on_rows=on_rows)
+
+
+def _summary_query(table: ExportTable) -> QuerySet:
+    return (
+        table.source.order_by()
+        .values(version=F(table.version_path))
+        .annotate(rows=Count("pk"), first=Min("decided_at"), last=Max("decided_at"))
+    )
+
+
+@contextmanager
+def _snapshot():
+    """A connection of its own, in a read-only REPEATABLE READ transaction, in UTC."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    for option in ("context", "cursor_factory"):  # Django's adapters; psycopg's are faster
+        params.pop(option, None)
+    with psycopg.connect(**params) as snapshot:
+        snapshot.execute("SET TIME ZONE 'UTC'")
+        snapshot.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield snapshot
+        finally:
+            snapshot.rollback()
+
+
+def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
+    return queryset.query.get_compiler(using=queryset.db).as_sql()
+
+
+def _postgres_chunks(*, table, fmt, summary, on_rows) -> Iterator[bytes]:
+    """Every format from one COPY of the table, so no row becomes a Python object: CSV as
+    PostgreSQL writes it, JSON lines built by PostgreSQL, Parquet through Arrow's streaming
+    CSV reader."""
+    with _snapshot() as snapshot:
+        sql, params = _compiled(_summary_query(table))
+        for version, rows, first, last in snapshot.execute(sql, params):
+            summary.rows += rows
+            summary.versions[version] += rows
+            summary.widen(first, last)
+        if fmt == "jsonl":
+            shaped = table.build(fmt="jsonl")
+            line = JsonLine(list(zip(shaped.names, shaped.values, strict=True)))
+            query = shaped.source.order_by(*shaped.order).values_list(line)
+            # A JSON line holds no raw newline and no control character: with these as
+            # quote and delimiter, CSV output is the lines themselves, never quoted.
+            options = "FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01'"
+            blocks = _copy(snapshot, query, options)
+            yield from _progress_by_lines(blocks, on_rows, summary.rows)
+            return
+        blocks = _copy(snapshot, table.build(fmt="csv").select(), "FORMAT csv")
+        if fmt == "csv":
+            yield from csv_chunks([], table.names)  # the header
+            yield from _progress_by_lines(blocks, on_rows, summary.rows)
+            return
+        schema = arrow_schema(_kinds(table.build(fmt="parquet")))
+        if not summary.rows:  # Arrow's CSV reader refuses empty input; the file has a schema
+            yield from parquet_record_chunks([], schema)
+            return
+        records = csv_record_batches(blocks, schema)
+        yield from parquet_record_chunks(_counted_records(records, on_rows), schema)
+
+
+COPY_CHUNK = 1024 * 1024
+
+
+def _copy(snapshot, query: QuerySet, options: str) -> Iterator[bytes]:
+    """COPY ``query`` to the client, in chunks of about a megabyte (the server sends a
+    message per row; joining them here keeps the per-row work to an append)."""
+    from psycopg import ClientCursor
+
+    sql, params = _compiled(query)
+    statement = ClientCursor(snapshot).mogrify(sql, params)
+    chunk = bytearray()
+    with snapshot.cursor().copy(f"COPY ({statement}) TO STDOUT ({options})") as copy:
+        for block in copy:
+            chunk += block
+            if len(chunk) >= COPY_CHUNK:
+                yield bytes(chunk)
+                chunk.clear()
+    if chunk:
+        yield bytes(chunk)
+
+
+def _progress_by_lines(blocks, on_rows, total: int) -> Iterator[bytes]:
+    """Rows counted by newlines; a CSV value holding a newline overcounts, so it is capped."""
+    written = 0
+    for block in blocks:
+        written = min(total, written + block.count(b"\n"))
+        if on_rows:
+            on_rows(written)
+        yield block
+    if on_rows:
+        on_rows(total)
+
+
+def _counted_records(records, on_rows):
+    written = 0
+    for record in records:
+        yield record
+        written += record.num_rows
+        if on_rows:
+            on_rows(written)
+
+
+def _counted(batches, on_rows) -> Iterator[list[tuple]]:
+    written = 0
+    for batch in batches:
+        yield batch
+        written += len(batch)
+        if on_rows:
+            on_rows(written)
+
+
+def _kinds(table: ExportTable) -> list[tuple[str, str]]:
+    return [(column.name, column.kind) for column in table.columns]
+
+
+def export_row_batches(
+    *, table: ExportTable, summary: ExportSummary, batch_rows: int | None = None
+) -> Iterator[list[tuple]]:
+    """The table's rows as lists of tuples, one short keyset query per batch, summarised as
+    they pass. No transaction stays open (SQLite writers are not blocked) and each query is an
+    index range scan from where the last one stopped."""
+    size = batch_rows or _batch_rows(table)
     width = len(table.columns)
     strip = itemgetter(*range(width))
+    version_of, decided_of = itemgetter(-2), itemgetter(-1)
+    rows = table.select(*table.order, table.version_path, "decided_at")
     last = None
     while True:
-        rows = table.rows if last is None else _after(table.rows, table.order, last)
-        batch = list(rows[:batch_size])
+        page = rows if last is None else _after(rows, table.order, last)
+        batch = list(page[:size])
         if not batch:
             return
+        summary.rows += len(batch)
+        summary.versions.update(map(version_of, batch))
+        times = [t for t in map(decided_of, batch) if t is not None]
+        summary.widen(min(times, default=None), max(times, default=None))
         yield list(map(strip, batch))
-        if len(batch) < batch_size:
+        if len(batch) < size:
             return
-        last = batch[-1][width:]
+        last = batch[-1][width : width + len(table.order)]
+
+
+def _batched_chunks(*, table, fmt, summary, on_rows) -> Iterator[bytes]:
+    batches = export_row_batches(table=table, summary=summary)
+    return table_chunks(batches=_counted(batches, on_rows), columns=_kinds(table), fmt=fmt)
 
 
 def rows_page(

@@ -14,7 +14,6 @@ from django.conf import settings
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.models import Job
 from reviewapp.datasets.models import Export
-from reviewapp.datasets.services import exports as export_services
 from reviewapp.datasets.services.exports import (
     MANIFEST_SUFFIX,
     export_create,
@@ -22,6 +21,7 @@ from reviewapp.datasets.services.exports import (
     export_storage,
     export_write,
 )
+from reviewapp.reviews import selectors
 from reviewapp.reviews.models import Disagreement, Item
 from reviewapp.reviews.selectors import RowFilters
 from tests.datasets.conftest import PII_MARK, build_world
@@ -224,10 +224,11 @@ def test_hashed_pii_is_an_hmac_that_joins_across_exports_and_not_across_use_case
     assert (joined["external_id"] == joined["external_id_labelled"]).all()
 
     other = make_use_case(slug="other-invoices", members=[world.analyst])
-    from reviewapp.datasets.pii import pii_hash, use_case_key
+    from reviewapp.datasets.pii import use_case_key
+    from reviewapp.reviews.sql import hmac_hex
 
     value = vendors["inv-0"]
-    assert pii_hash(use_case_key(slug=other.slug), value) != pii_hash(
+    assert hmac_hex(use_case_key(slug=other.slug), value) != hmac_hex(
         use_case_key(slug=world.use_case.slug), value
     )
 
@@ -286,7 +287,7 @@ def test_small_batches_lose_and_repeat_nothing_even_with_equal_times(world, monk
     # a shadow and a challenger disagreement on one decision share their decided_at
     times = list(Disagreement.objects.values_list("decided_at", flat=True))
     assert len(times) > len(set(times))
-    monkeypatch.setattr(export_services, "BATCH_ROWS", 2)
+    monkeypatch.setattr(selectors, "_batch_rows", lambda table: 2)
     seen = []
     export = export_create(use_case=world.use_case, actor=world.analyst, fmt="csv")
     export = export_write(export_id=export.pk, on_progress=lambda done, total: seen.append(done))
@@ -353,7 +354,81 @@ def test_deleting_removes_the_file_unless_a_training_run_used_it(world):
 
 def test_a_bigger_world_exports_in_many_batches(monkeypatch):
     world = build_world(items_per_phase=12)
-    monkeypatch.setattr(export_services, "BATCH_ROWS", 7)
+    monkeypatch.setattr(selectors, "_batch_rows", lambda table: 7)
     for fmt in FORMATS:
         export = run_export(world, fmt=fmt, scope="labelled")
         assert_rows_equal(read_back(export), labelled_rows_in_db(world.use_case))
+
+
+MIXED = [
+    {"name": "price", "type": "number", "required": False},
+    {"name": "units", "type": "integer", "required": False},
+    {"name": "urgent", "type": "boolean", "required": False},
+    {"name": "region", "type": "category", "categories": ["north", "south"], "required": False},
+    {"name": "note", "type": "string", "required": False},
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_missing_values_of_every_type_export_as_missing(fmt):
+    """Human-only items (no model at all) whose optional features are sometimes absent."""
+    from deployments.services import use_case_create
+    from reviewapp.core.roles import Role
+    from reviewapp.reviews.services.ingest import item_ingest
+    from reviewapp.reviews.services.review import review_task_claim, review_task_decide
+    from tests.factories import make_user
+
+    engineer, reviewer = make_user(Role.ML_ENGINEER), make_user(Role.REVIEWER)
+    use_case = use_case_create(
+        actor=engineer,
+        slug=f"mixed-{fmt}",
+        name="Mixed",
+        task_type="classification",
+        labels=["yes", "no"],
+        features=MIXED,
+    )
+    from deployments.models import UseCaseMembership
+
+    UseCaseMembership.objects.create(use_case=use_case, user=reviewer)
+    full = {"price": 2.5, "units": 3, "urgent": True, "region": "north", "note": "ok"}
+    for n, features in enumerate([full, {}, {**full, "urgent": False, "price": 0}]):
+        item_ingest(use_case=use_case, external_id=f"m-{n}", features=features)
+    while task := review_task_claim(use_case=use_case, user=reviewer):
+        review_task_decide(task=task, user=reviewer, label="yes")
+    export = export_write(
+        export_id=export_create(use_case=use_case, actor=engineer, fmt=fmt, scope="labelled").pk
+    )
+    frame = read_back(export)
+    records = frame.to_dict(orient="records")
+    assert [r["external_id"] for r in records] == ["m-0", "m-1", "m-2"]
+    assert records[0]["price"] == 2.5 and records[0]["units"] == 3
+    assert records[0]["region"] == "north" and records[0]["note"] == "ok"
+    assert bool(records[0]["urgent"]) is True and bool(records[2]["urgent"]) is False
+    assert records[2]["price"] == 0
+    for column in ("price", "units", "urgent", "region", "note", "model_version", "confidence"):
+        assert pd.isna(records[1][column]), column
+    assert all(pd.isna(r["model_label"]) and r["human_label"] == "yes" for r in records)
+    assert not any(bool(r["disagreement"]) for r in records)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_committed_rows_export_the_same_through_the_snapshot_reader(fmt):
+    """Outside a transaction PostgreSQL reads on a connection of its own (COPY for CSV, a
+    server-side cursor otherwise); these rows are committed so that reader sees them."""
+    world = build_world()
+    export = run_export(world, fmt=fmt, pii="hash")
+    frame = read_back(export)
+    expected = disagreement_rows_in_db(world.use_case)
+    assert_rows_equal(frame, expected)
+    assert PII_MARK not in _everything_in(export)
+    assert export.manifest["row_count"] == len(expected)
+    counts = {m["version"]: m["rows"] for m in export.manifest["model_versions"]}
+    assert counts == {
+        v: Disagreement.objects.filter(model_version__version=v).count() for v in ("v1", "v2")
+    }
+    labelled = run_export(world, fmt=fmt, scope="labelled", user=world.pii_analyst, pii="include")
+    assert_rows_equal(read_back(labelled), labelled_rows_in_db(world.use_case))
+    assert read_back(labelled)["vendor"].str.startswith(PII_MARK).all()
+    nothing = run_export(world, fmt=fmt, filters=RowFilters(kind="audit", model_version="v2"))
+    assert nothing.row_count == 0 and len(read_back(nothing)) == 0

@@ -10,9 +10,9 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from operator import itemgetter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +29,21 @@ from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, 
 from reviewapp.core.models import Job
 from reviewapp.datasets.filters import filters_as_json, filters_from_json
 from reviewapp.datasets.models import Export
-from reviewapp.datasets.pii import ALGORITHM, batches_hashed, key_fingerprint, use_case_key
-from reviewapp.reviews.exports import FORMATS, table_chunks
+from reviewapp.datasets.pii import ALGORITHM, key_fingerprint, use_case_key
+from reviewapp.reviews.exports import FORMATS
 from reviewapp.reviews.selectors import (
-    ExportColumn,
+    ExportSummary,
     ExportTable,
     RowFilters,
     disagreement_export_table,
     disagreements_filtered,
-    export_row_batches,
+    export_chunks,
     labelled_export_table,
     labelled_items_filtered,
 )
 
 logger = logging.getLogger(__name__)
 
-BATCH_ROWS = 10_000
 MANIFEST_SUFFIX = ".manifest.json"
 Progress = Callable[[int, int], None]  # (rows written, rows expected)
 
@@ -59,19 +58,20 @@ def _rows(*, use_case: UseCase, scope: str, filters: RowFilters):
     return disagreements_filtered(use_case=use_case, filters=filters)
 
 
-def export_table_for(*, export: Export, timestamps: str) -> ExportTable:
+def export_table_for(*, export: Export) -> ExportTable:
     use_case = export.use_case
     rows = _rows(use_case=use_case, scope=export.scope, filters=filters_from_json(export.filters))
-    builder = (
-        labelled_export_table
-        if export.scope == Export.Scope.LABELLED
-        else disagreement_export_table
-    )
+    if export.scope == Export.Scope.LABELLED:
+        builder = labelled_export_table
+    else:
+        builder = disagreement_export_table
+    hashing = export.pii == Export.Pii.HASH
     return builder(
         use_case=use_case,
         rows=rows,
-        include_pii=export.pii != Export.Pii.OMIT,
-        timestamps=timestamps,
+        include_pii=export.pii == Export.Pii.INCLUDE,
+        fmt=export.format,
+        pii_key=use_case_key(slug=use_case.slug) if hashing else None,
     )
 
 
@@ -136,42 +136,29 @@ def export_start(**kwargs) -> Export:
     return export
 
 
-class _Tally:
-    """Counts what passes through: rows, rows per model version, the decided-at range; and
-    reports progress to the job (never its last unit, the manifest) and to ``on_progress``."""
+class _Progress:
+    """Reports rows written to the job (never its last unit, the manifest: the job is done
+    when the file is in place) at most twice a second, and to ``on_progress`` each time."""
 
-    def __init__(self, *, export: Export, table: ExportTable, on_progress: Progress | None):
-        names = table.names
-        self.version_of = itemgetter(names.index("model_version"))
-        self.decided_of = itemgetter(names.index("decided_at"))
+    INTERVAL = 0.5
+
+    def __init__(self, *, export: Export, on_progress: Progress | None):
         self.job_id = export.job_id
         self.expected = export.job.total - 1 if export.job_id else 0
         self.on_progress = on_progress
-        self.rows = 0
         self.reported = 0
-        self.versions: Counter = Counter()
-        self.first = self.last = None
+        self.reported_at = 0.0
 
-    def count(self, batches: Iterable[list[tuple]]) -> Iterator[list[tuple]]:
-        for batch in batches:
-            self.versions.update(map(self.version_of, batch))
-            decided = [d for d in map(self.decided_of, batch) if d is not None]
-            if decided:
-                low, high = min(decided), max(decided)
-                self.first = low if self.first is None else min(self.first, low)
-                self.last = high if self.last is None else max(self.last, high)
-            yield batch
-            self.rows += len(batch)
-            self._report()
-
-    def _report(self) -> None:
-        if self.job_id:
-            step = min(self.rows, self.expected) - self.reported
+    def __call__(self, rows: int) -> None:
+        now = time.monotonic()
+        if self.job_id and now - self.reported_at >= self.INTERVAL:
+            step = min(rows, self.expected) - self.reported
             if step > 0:
                 job_progress(job_id=self.job_id, done=step)
                 self.reported += step
+                self.reported_at = now
         if self.on_progress:
-            self.on_progress(self.rows, max(self.expected, self.rows))
+            self.on_progress(rows, max(self.expected, rows))
 
 
 class _ScratchFile(File):
@@ -215,23 +202,15 @@ def _store(*, name: str, chunks: Iterable[bytes]) -> tuple[str, str, int]:
     return stored, digest.hexdigest(), size
 
 
-def _output_columns(table: ExportTable, pii: str) -> list[ExportColumn]:
-    if pii != Export.Pii.HASH:
-        return list(table.columns)
-    return [
-        ExportColumn(f"{c.name}_hmac", "string", feature=c.feature, pii=True) if c.pii else c
-        for c in table.columns
-    ]
-
-
-def _schema(columns: list[ExportColumn], pii: str) -> list[dict[str, Any]]:
+def _schema(columns) -> list[dict[str, Any]]:
     schema = []
     for column in columns:
-        entry: dict[str, Any] = {"name": column.name, "type": column.kind}
+        kind = "boolean" if column.kind == "flag" else column.kind
+        entry: dict[str, Any] = {"name": column.name, "type": kind}
         if column.feature:
             entry["feature"] = column.feature
         if column.pii:
-            entry["pii"] = "hashed" if pii == Export.Pii.HASH else "included"
+            entry["pii"] = column.pii
         schema.append(entry)
     return schema
 
@@ -263,8 +242,8 @@ def _model_versions(use_case: UseCase, counts: Counter) -> list[dict[str, Any]]:
 def _manifest(
     *,
     export: Export,
-    columns: list[ExportColumn],
-    tally: _Tally,
+    columns,
+    summary: ExportSummary,
     stored: str,
     sha256: str,
     size: int,
@@ -295,11 +274,11 @@ def _manifest(
         if export.scope == Export.Scope.DISAGREEMENTS
         else ["item id"],
         "pii": pii,
-        "row_count": tally.rows,
-        "rows_without_model": tally.versions.get(None, 0),
-        "decided_at": {"first": _iso(tally.first), "last": _iso(tally.last)},
-        "schema": _schema(columns, export.pii),
-        "model_versions": _model_versions(use_case, tally.versions),
+        "row_count": summary.rows,
+        "rows_without_model": summary.versions.get(None, 0),
+        "decided_at": {"first": _iso(summary.first), "last": _iso(summary.last)},
+        "schema": _schema(columns),
+        "model_versions": _model_versions(use_case, summary.versions),
         "created_by": export.created_by.get_username() if export.created_by else None,
         "created_at": export.created_at.isoformat(),
         "finished_at": finished_at.isoformat(),
@@ -347,28 +326,20 @@ def export_write(*, export_id, on_progress: Progress | None = None) -> Export:
 
 
 def _write(export: Export, on_progress: Progress | None) -> None:
-    table = export_table_for(
-        export=export, timestamps="native" if export.format == "parquet" else "text"
-    )
-    columns = _output_columns(table, export.pii)
-    batches: Iterable[list[tuple]] = export_row_batches(table=table, batch_size=BATCH_ROWS)
-    if export.pii == Export.Pii.HASH:
-        positions = [i for i, column in enumerate(table.columns) if column.pii]
-        batches = batches_hashed(
-            batches, positions=positions, key=use_case_key(slug=export.use_case.slug)
-        )
-    tally = _Tally(export=export, table=table, on_progress=on_progress)
-    chunks = table_chunks(
-        batches=tally.count(batches),
-        columns=[(column.name, column.kind) for column in columns],
+    table = export_table_for(export=export)
+    summary = ExportSummary()
+    chunks = export_chunks(
+        table=table,
         fmt=export.format,
+        summary=summary,
+        on_rows=_Progress(export=export, on_progress=on_progress),
     )
     stored, sha256, size = _store(name=_file_name(export), chunks=chunks)
     finished = timezone.now()
     manifest = _manifest(
         export=export,
-        columns=columns,
-        tally=tally,
+        columns=table.columns,
+        summary=summary,
         stored=stored,
         sha256=sha256,
         size=size,
@@ -382,14 +353,14 @@ def _write(export: Export, on_progress: Progress | None) -> None:
         file_name=stored,
         sha256=sha256,
         size_bytes=size,
-        row_count=tally.rows,
+        row_count=summary.rows,
         manifest=manifest,
         finished_at=finished,
     )
     if export.job_id:
         job_finish(
             job_id=export.job_id,
-            result={"export": str(export.pk), "rows": tally.rows, "sha256": sha256, "size": size},
+            result={"export": str(export.pk), "rows": summary.rows, "sha256": sha256, "size": size},
         )
 
 
