@@ -1,9 +1,9 @@
 """Streaming table writers (CSV, JSONL, Parquet) with flat memory: batches of row tuples in,
 byte chunks out.
 
-The rows arrive typed by the database (see ``selectors.export_row_batches``), so the writers
-do no per-value work in Python: ``csv.writer.writerows``, one ``json`` encode per row, and
-Arrow arrays built a column at a time.
+The rows arrive typed by the database (see ``selectors.export_chunks``), so the writers do no
+per-value work in Python: ``csv.writer.writerows``, one ``json`` encode per row, and Arrow
+arrays built a column at a time. (On PostgreSQL most of this is the server's work: COPY.)
 """
 
 import csv

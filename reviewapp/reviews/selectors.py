@@ -243,13 +243,6 @@ def export_feature_columns(*, use_case: UseCase, include_pii: bool) -> dict[str,
     }
 
 
-def disagreement_columns(*, use_case: UseCase, include_pii: bool) -> list[str]:
-    return [
-        column.name
-        for column in _export_columns(use_case=use_case, pii="include" if include_pii else "omit")
-    ]
-
-
 @dataclass(frozen=True)
 class ExportColumn:
     name: str
@@ -565,7 +558,8 @@ def _postgres_chunks(*, table, fmt, summary, on_rows) -> Iterator[bytes]:
             yield from parquet_record_chunks([], schema)
             return
         records = csv_record_batches(blocks, schema)
-        yield from parquet_record_chunks(_counted_records(records, on_rows), schema)
+        counted = _counted(records, on_rows, size=lambda record: record.num_rows)
+        yield from parquet_record_chunks(counted, schema)
 
 
 COPY_CHUNK = 1024 * 1024
@@ -601,20 +595,12 @@ def _progress_by_lines(blocks, on_rows, total: int) -> Iterator[bytes]:
         on_rows(total)
 
 
-def _counted_records(records, on_rows):
-    written = 0
-    for record in records:
-        yield record
-        written += record.num_rows
-        if on_rows:
-            on_rows(written)
-
-
-def _counted(batches, on_rows) -> Iterator[list[tuple]]:
+def _counted(batches, on_rows, *, size=len) -> Iterator:
+    """The batches (lists of rows, or Arrow record batches with ``size``), counted."""
     written = 0
     for batch in batches:
         yield batch
-        written += len(batch)
+        written += size(batch)
         if on_rows:
             on_rows(written)
 

@@ -2,13 +2,12 @@
 
 import shutil
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from deployments.models import UseCase
 from reviewapp.core.errors import InvalidInput
 from reviewapp.datasets.filters import FILTER_NAMES, filters_clean
 from reviewapp.datasets.management.progress import ProgressBar
+from reviewapp.datasets.management.targets import use_case_and_user
 from reviewapp.datasets.models import Export
 from reviewapp.datasets.services.exports import export_create, export_storage, export_write
 from reviewapp.reviews.exports import FORMATS
@@ -39,14 +38,7 @@ class Command(BaseCommand):
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
 
     def handle(self, *args, **options):
-        use_case = UseCase.objects.filter(slug=options["use_case"]).first()
-        if use_case is None:
-            raise CommandError(f"No use case {options['use_case']!r}.")
-        actor = None
-        if options["user"]:
-            actor = get_user_model().objects.filter(username=options["user"]).first()
-            if actor is None:
-                raise CommandError(f"No user {options['user']!r}.")
+        use_case, actor = use_case_and_user(slug=options["use_case"], username=options["user"])
         try:
             filters = filters_clean(
                 use_case=use_case, raw={name: options[name] for name in FILTER_NAMES}

@@ -1,11 +1,10 @@
 """Retrain a use case's model on its human-labelled items, into a challenger."""
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from deployments.models import UseCase
 from reviewapp.core.errors import DomainError
 from reviewapp.datasets.management.progress import ProgressBar
+from reviewapp.datasets.management.targets import use_case_and_user
 from reviewapp.datasets.models import TrainingRun
 from reviewapp.datasets.services.retraining import (
     HOLDOUT_DEFAULT,
@@ -34,14 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="who asked for it (recorded on the model)")
 
     def handle(self, *args, **options):
-        use_case = UseCase.objects.filter(slug=options["use_case"]).first()
-        if use_case is None:
-            raise CommandError(f"No use case {options['use_case']!r}.")
-        actor = None
-        if options["user"]:
-            actor = get_user_model().objects.filter(username=options["user"]).first()
-            if actor is None:
-                raise CommandError(f"No user {options['user']!r}.")
+        use_case, actor = use_case_and_user(slug=options["use_case"], username=options["user"])
         try:
             run = training_run_create(
                 use_case=use_case,
