@@ -1,6 +1,7 @@
 from django.urls import path
 
 from deployments import api as deployments_api
+from reviewapp.datasets import api as datasets_api
 from reviewapp.reviews import api as reviews_api
 
 use_case = "use-cases/<slug:slug>/"
@@ -61,4 +62,35 @@ urlpatterns = [
     ),
     path(f"{use_case}metrics/", reviews_api.MetricsApi.as_view(), name="api-metrics"),
     path("jobs/<str:job_id>/", reviews_api.JobDetailApi.as_view(), name="api-job"),
+    path(
+        f"{use_case}disagreements/matrix/",
+        datasets_api.DisagreementMatrixApi.as_view(),
+        name="api-disagreement-matrix",
+    ),
+    path(
+        f"{use_case}items/<str:external_id>/history/",
+        datasets_api.ItemHistoryApi.as_view(),
+        name="api-item-history",
+    ),
+    path(f"{use_case}exports/", datasets_api.ExportListApi.as_view(), name="api-exports"),
+    path(
+        f"{use_case}exports/<str:export_id>/",
+        datasets_api.ExportDetailApi.as_view(),
+        name="api-export",
+    ),
+    path(
+        f"{use_case}exports/<str:export_id>/download/",
+        datasets_api.ExportDownloadApi.as_view(),
+        name="api-export-download",
+    ),
+    path(
+        f"{use_case}retrainings/",
+        datasets_api.TrainingRunListApi.as_view(),
+        name="api-retrainings",
+    ),
+    path(
+        f"{use_case}retrainings/<str:run_id>/",
+        datasets_api.TrainingRunDetailApi.as_view(),
+        name="api-retraining",
+    ),
 ]

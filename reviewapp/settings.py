@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "reviewapp.reviews",
     "reviewapp.demo",
     "reviewapp.monitoring",
+    "reviewapp.datasets",
 ]
 
 MIDDLEWARE = [
@@ -254,6 +255,29 @@ MODEL_LATENCY_PROBE_MAX_SECONDS = float(os.environ.get("MODEL_LATENCY_PROBE_MAX_
 REALTIME_SCORING_THREADS = int(os.environ.get("REALTIME_SCORING_THREADS", "4"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# --- dataset exports -------------------------------------------------------------------------
+# Export files live in a directory, not in the database: they are large write-once blobs
+# (a million rows is ~100 MB of CSV) that stream in and out with flat memory, that training
+# code reads by path, and that would otherwise bloat the database, its WAL and its backups.
+# The database keeps each file's manifest and SHA-256. Every web process and worker must see
+# the same directory (a shared volume; see docker-compose.yml), or point the "exports" storage
+# at an object store: the code only uses Django's Storage API.
+EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", BASE_DIR / "var" / "exports"))
+STORAGES["exports"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": EXPORT_ROOT, "file_permissions_mode": 0o640},
+}
+# Keys the hash that stands in for PII values in exports that ask for joinable ids. Rotating
+# it makes new exports unjoinable with old ones; each manifest names the key by a fingerprint.
+EXPORT_HASH_KEY = os.environ.get("EXPORT_HASH_KEY") or SECRET_KEY
+RETRAIN_MIN_ITEMS = int(os.environ.get("RETRAIN_MIN_ITEMS", "30"))
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "ExportStateEnum": "reviewapp.datasets.models.Export.State",
+        "TrainingRunStateEnum": "reviewapp.datasets.models.TrainingRun.State",
+    }
+)
 
 LOGGING = {
     "version": 1,

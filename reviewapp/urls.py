@@ -20,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("reviewapp.reviews.urls")),
     path("control/", include("deployments.urls")),
+    path("datasets/", include("reviewapp.datasets.urls")),
     path("api/v1/", include("reviewapp.api_urls")),
     path("monitoring/", include("reviewapp.monitoring.urls")),
     path("metrics", monitoring_api.PrometheusMetricsApi.as_view(), name="metrics"),

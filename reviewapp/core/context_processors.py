@@ -31,6 +31,11 @@ NAV_ITEMS: list[dict] = [
         "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN}),
     },
     {
+        "label": "Datasets",
+        "url_name": "datasets",
+        "roles": frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN}),
+    },
+    {
         "label": "API docs",
         "url_name": "api-docs",
         "roles": frozenset({Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN, Role.INTEGRATION}),

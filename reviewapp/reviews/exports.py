@@ -1,14 +1,21 @@
-"""Streaming table writers (CSV, JSONL, Parquet) with flat memory: rows in, byte chunks out."""
+"""Streaming table writers (CSV, JSONL, Parquet) with flat memory: batches of row tuples in,
+byte chunks out.
+
+The rows arrive typed by the database (see ``selectors.export_chunks``), so the writers do no
+per-value work in Python: ``csv.writer.writerows``, one ``json`` encode per row, and Arrow
+arrays built a column at a time. (On PostgreSQL most of this is the server's work: COPY.)
+"""
 
 import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 FORMATS = {
@@ -16,13 +23,22 @@ FORMATS = {
     "jsonl": ("application/x-ndjson", "jsonl"),
     "parquet": ("application/vnd.apache.parquet", "parquet"),
 }
+# Column kinds (see ``selectors.ExportColumn``) and the feature types of a use case's schema.
 ARROW_TYPES = {
     "number": pa.float64(),
     "integer": pa.int64(),
     "boolean": pa.bool_(),
     "string": pa.string(),
     "category": pa.string(),
+    "flag": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
 }
+# A Parquet row group is flushed at whichever comes first; both bound the memory held. Larger
+# groups compressed no better on export-shaped data and raised the writer's peak memory.
+ROW_GROUP_ROWS = 16 * 1024
+ROW_GROUP_BYTES = 16 * 1024 * 1024
+
+Batch = Sequence[tuple]
 
 
 def _plain(value: Any) -> Any:
@@ -33,42 +49,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _take(rows: Iterator[dict], size: int) -> list[dict]:
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            break
-    return batch
+def _drain(buffer: io.StringIO) -> bytes:
+    data = buffer.getvalue().encode()
+    buffer.seek(0)
+    buffer.truncate()
+    return data
 
 
-def stream_csv(rows: Iterable[dict], columns: list[str], *, batch: int = 2000) -> Iterator[bytes]:
+def csv_chunks(batches: Iterable[Batch], columns: list[str]) -> Iterator[bytes]:
+    """The header, then one chunk per batch."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    rows = iter(rows)
-    while True:
-        chunk = _take(rows, batch)
-        for row in chunk:
-            writer.writerow({k: _plain(v) for k, v in row.items()})
-        yield buffer.getvalue().encode()
-        buffer.seek(0)
-        buffer.truncate()
-        if len(chunk) < batch:
-            return
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    yield _drain(buffer)
+    for batch in batches:
+        writer.writerows(batch)
+        yield _drain(buffer)
 
 
-def stream_jsonl(rows: Iterable[dict], columns: list[str], *, batch: int = 2000) -> Iterator[bytes]:
-    rows = iter(rows)
-    while True:
-        chunk = _take(rows, batch)
-        if chunk:
-            yield "".join(
-                json.dumps({c: _plain(row.get(c)) for c in columns}, ensure_ascii=False) + "\n"
-                for row in chunk
-            ).encode()
-        if len(chunk) < batch:
-            return
+def jsonl_chunks(batches: Iterable[Batch], columns: list[str]) -> Iterator[bytes]:
+    """One JSON object per line; non-finite numbers (which JSON cannot hold) become null."""
+    encode = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, default=_plain, separators=(",", ":")
+    ).encode
+    for batch in batches:
+        if not batch:
+            continue
+        try:
+            text = "\n".join(map(encode, (dict(zip(columns, row, strict=True)) for row in batch)))
+        except ValueError:
+            text = "\n".join(
+                encode({c: _plain(v) for c, v in zip(columns, row, strict=True)}) for row in batch
+            )
+        yield (text + "\n").encode()
 
 
 class _Sink(io.RawIOBase):
@@ -95,25 +108,118 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def stream_parquet(
-    rows: Iterable[dict], schema: pa.Schema, *, batch: int = 50_000
+def arrow_schema(columns: Iterable[tuple[str, str]]) -> pa.Schema:
+    """(name, kind) pairs -> an Arrow schema."""
+    return pa.schema([(name, ARROW_TYPES.get(kind, pa.string())) for name, kind in columns])
+
+
+def _record_batch(batch: Batch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = zip(*batch, strict=True)
+    arrays = [
+        pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def parquet_record_chunks(
+    records: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    *,
+    row_group_rows: int | None = None,
+    row_group_bytes: int | None = None,
 ) -> Iterator[bytes]:
-    """Parquet written one row group per ``batch`` rows, each yielded as soon as it is built."""
+    """Parquet (zstd) written one row group at a time from Arrow record batches."""
+    row_group_rows = row_group_rows or ROW_GROUP_ROWS
+    row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
     sink = _Sink()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
-    rows = iter(rows)
-    names = schema.names
-    while True:
-        chunk = _take(rows, batch)
-        if chunk:
-            columns = {name: [row.get(name) for row in chunk] for name in names}
-            writer.write_table(pa.Table.from_pydict(columns, schema=schema))
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
+    for record in records:
+        if not record.num_rows:
+            continue
+        pending.append(record)
+        rows += record.num_rows
+        size += record.nbytes
+        if rows >= row_group_rows or size >= row_group_bytes:
+            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
+            pending, rows, size = [], 0, 0
             yield sink.drain()
-        if len(chunk) < batch:
-            break
+    if pending:
+        writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=rows)
     writer.close()
     yield sink.drain()
 
 
-def arrow_schema(columns: list[str], types: dict[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
+def parquet_chunks(batches: Iterable[Batch], schema: pa.Schema, **limits) -> Iterator[bytes]:
+    """Parquet from row tuples: each batch becomes Arrow columns at once, so Python objects
+    never outlive their batch."""
+    records = (_record_batch(batch, schema) for batch in batches if batch)
+    return parquet_record_chunks(records, schema, **limits)
+
+
+class _Blocks(io.RawIOBase):
+    """A readable file over an iterator of byte blocks (for Arrow's CSV reader)."""
+
+    def __init__(self, blocks: Iterable[bytes]):
+        self.blocks = iter(blocks)
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            try:
+                self.pending = next(self.blocks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+class _RecordBatches:
+    """Record batches parsed from headerless CSV (true/false booleans, ISO 8601 times; an
+    unquoted empty value is null, a quoted one an empty string), with their schema."""
+
+    def __init__(self, blocks: Iterable[bytes], schema: pa.Schema, block_size: int):
+        self.schema = schema
+        self.reader = pa_csv.open_csv(
+            io.BufferedReader(_Blocks(blocks), buffer_size=block_size),
+            read_options=pa_csv.ReadOptions(
+                column_names=schema.names, block_size=block_size, use_threads=False
+            ),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["true"],
+                false_values=["false"],
+            ),
+        )
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return iter(self.reader)
+
+
+def csv_record_batches(
+    blocks: Iterable[bytes], schema: pa.Schema, *, block_size: int = 1024 * 1024
+) -> _RecordBatches:
+    return _RecordBatches(blocks, schema, block_size)
+
+
+def table_chunks(
+    *, batches: Iterable[Batch], columns: Sequence[tuple[str, str]], fmt: str
+) -> Iterator[bytes]:
+    """Rows in ``fmt``; ``columns`` are (name, kind) pairs in row order."""
+    names = [name for name, _ in columns]
+    if fmt == "csv":
+        return csv_chunks(batches, names)
+    if fmt == "jsonl":
+        return jsonl_chunks(batches, names)
+    if fmt == "parquet":
+        return parquet_chunks(batches, arrow_schema(columns))
+    raise ValueError(f"unknown export format {fmt!r}")

@@ -3,23 +3,11 @@
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
 from django.utils import timezone
 
 from deployments.models import UseCase
-from reviewapp.reviews.exports import (
-    ARROW_TYPES,
-    arrow_schema,
-    stream_csv,
-    stream_jsonl,
-    stream_parquet,
-)
 from reviewapp.reviews.models import ReviewTask
-from reviewapp.reviews.selectors import (
-    disagreement_columns,
-    disagreement_rows,
-    export_feature_columns,
-)
+from reviewapp.reviews.selectors import ExportSummary, disagreement_export_table, export_chunks
 
 
 def features_visible(features: dict, *, use_case: UseCase, show_pii: bool) -> tuple[dict, list]:
@@ -58,26 +46,11 @@ def task_public(task: ReviewTask, *, use_case: UseCase, show_pii: bool) -> dict[
     }
 
 
-def _export_types(use_case: UseCase) -> dict[str, pa.DataType]:
-    columns = export_feature_columns(use_case=use_case, include_pii=True)
-    types = {columns[spec["name"]]: ARROW_TYPES[spec["type"]] for spec in use_case.features}
-    types.update(
-        model_value=pa.float64(),
-        human_value=pa.float64(),
-        confidence=pa.float64(),
-        decided_at=pa.timestamp("us", tz="UTC"),
-    )
-    return types
-
-
 def disagreement_stream(*, use_case: UseCase, rows, fmt: str, include_pii: bool) -> Iterator[bytes]:
-    columns = disagreement_columns(use_case=use_case, include_pii=include_pii)
-    records = disagreement_rows(use_case=use_case, rows=rows, include_pii=include_pii)
-    if fmt == "csv":
-        return stream_csv(records, columns)
-    if fmt == "jsonl":
-        return stream_jsonl(records, columns)
-    return stream_parquet(records, arrow_schema(columns, _export_types(use_case)))
+    table = disagreement_export_table(
+        use_case=use_case, rows=rows, include_pii=include_pii, fmt=fmt
+    )
+    return export_chunks(table=table, fmt=fmt, summary=ExportSummary())
 
 
 # --- the reviewer's workspace -------------------------------------------------------------

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.django_db
 R, M, ML, IN, A = Role.REVIEWER, Role.MANAGER, Role.ML_ENGINEER, Role.INTEGRATION, Role.ADMIN
 EVERYONE = {R, M, ML, IN, A}
 
+NO_SUCH = "00000000-0000-0000-0000-000000000000"
+
 # (name, method, path template, body factory, roles allowed)
 ENDPOINTS = [
     ("list use cases", "get", "/api/v1/use-cases/", None, EVERYONE),
@@ -109,6 +111,39 @@ ENDPOINTS = [
     ("list backtests", "get", "/api/v1/use-cases/{slug}/backtests/", None, {M, ML, A}),
     ("read backtest", "get", "/api/v1/use-cases/{slug}/backtests/{job}/", None, {M, ML, A}),
     ("prometheus metrics", "get", "/metrics", None, {M, ML, A}),
+    ("list exports", "get", "/api/v1/use-cases/{slug}/exports/", None, {M, ML, A}),
+    (
+        "start export",
+        "post",
+        "/api/v1/use-cases/{slug}/exports/",
+        lambda ctx: {"format": "csv"},
+        {M, ML, A},
+    ),
+    ("read export", "get", "/api/v1/use-cases/{slug}/exports/" + NO_SUCH + "/", None, {M, ML, A}),
+    (
+        "download export",
+        "get",
+        "/api/v1/use-cases/{slug}/exports/" + NO_SUCH + "/download/",
+        None,
+        {M, ML, A},
+    ),
+    ("list retrainings", "get", "/api/v1/use-cases/{slug}/retrainings/", None, {M, ML, A}),
+    ("start retraining", "post", "/api/v1/use-cases/{slug}/retrainings/", None, {M, ML, A}),
+    (
+        "read retraining",
+        "get",
+        "/api/v1/use-cases/{slug}/retrainings/" + NO_SUCH + "/",
+        None,
+        {M, ML, A},
+    ),
+    (
+        "disagreement matrix",
+        "get",
+        "/api/v1/use-cases/{slug}/disagreements/matrix/",
+        None,
+        {M, ML, A},
+    ),
+    ("item history", "get", "/api/v1/use-cases/{slug}/items/inv-1/history/", None, {M, ML, A}),
 ]
 
 
@@ -254,6 +289,25 @@ PAGES = [
         (f"dashboard {tab}", "get", f"/monitoring/{{slug}}/{tab}/", None, {M, ML, A})
         for tab in ("automation", "quality", "inputs", "outputs", "software")
     ],
+    ("datasets", "get", "/datasets/", None, {M, ML, A}),
+    ("disagreement explorer", "get", "/datasets/{slug}/", None, {M, ML, A}),
+    ("item history page", "get", "/datasets/{slug}/items/inv-1", None, {M, ML, A}),
+    ("exports page", "get", "/datasets/{slug}/exports/", None, {M, ML, A}),
+    (
+        "export download page",
+        "get",
+        "/datasets/{slug}/exports/" + NO_SUCH + "/download/",
+        None,
+        {M, ML, A},
+    ),
+    (
+        "export manifest page",
+        "get",
+        "/datasets/{slug}/exports/" + NO_SUCH + "/manifest/",
+        None,
+        {M, ML, A},
+    ),
+    ("retraining page", "get", "/datasets/{slug}/retraining/", None, {M, ML, A}),
 ]
 
 

@@ -177,3 +177,24 @@ def test_reviewers_cannot_export(api, world):
     use_case, _, reviewer = world
     response = api(reviewer).get(f"/api/v1/use-cases/{use_case.slug}/disagreements/")
     assert response.status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_stream_reads_committed_rows_in_every_format(api, django_capture_on_commit_callbacks):
+    """Outside a transaction PostgreSQL streams through COPY on a connection of its own."""
+    caller = make_user(Role.INTEGRATION)
+    reviewer = make_user(Role.REVIEWER)
+    analyst = make_user(Role.ML_ENGINEER)
+    use_case = make_use_case(members=[caller, reviewer, analyst], level="shadow")
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    for n in range(5):
+        api(caller).post(
+            f"/api/v1/use-cases/{use_case.slug}/items/", invoice(n, amount=500.0), format="json"
+        )
+    review_all(api, reviewer, use_case, "travel")
+    _compare(pd.read_csv(io.BytesIO(export(api, analyst, use_case, "csv"))), use_case)
+    lines = export(api, analyst, use_case, "jsonl").splitlines()
+    _compare(pd.DataFrame([json.loads(line) for line in lines]), use_case)
+    table = pq.read_table(io.BytesIO(export(api, analyst, use_case, "parquet")))
+    _compare(table.to_pandas(), use_case)
+    assert str(table.schema.field("decided_at").type) == "timestamp[us, tz=UTC]"

@@ -1,0 +1,413 @@
+"""REST API for what the datasets pages do: exports (start, list, read, download, delete),
+retraining (start, list, read), and the explorer's matrix and item history."""
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deployments.selectors import use_case_get_for
+from reviewapp.core.api import ANALYSTS, RolesAllowed, body_fields_check
+from reviewapp.core.errors import InvalidInput, raise_for_serializer
+from reviewapp.datasets.filters import FILTER_NAMES, filters_clean
+from reviewapp.datasets.models import Export, TrainingRun
+from reviewapp.datasets.selectors import (
+    disagreement_matrix,
+    export_download_allowed,
+    export_file_open,
+    export_get,
+    exports_list,
+    item_history,
+    training_run_get,
+    training_runs_list,
+)
+from reviewapp.datasets.services.exports import export_delete, export_start
+from reviewapp.datasets.services.retraining import HOLDOUT_DEFAULT, training_run_start
+from reviewapp.reviews.exports import FORMATS
+
+LIST_LIMIT = 100
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("model_version", str),
+    OpenApiParameter("kind", str, enum=["override", "shadow", "audit", "challenger"]),
+    OpenApiParameter("since", OpenApiTypes.DATETIME),
+    OpenApiParameter("until", OpenApiTypes.DATETIME),
+    OpenApiParameter("model_label", str),
+    OpenApiParameter("human_label", str),
+    OpenApiParameter("confidence_min", float),
+    OpenApiParameter("confidence_max", float),
+    OpenApiParameter("model_value_min", float),
+    OpenApiParameter("model_value_max", float),
+    OpenApiParameter("human_value_min", float),
+    OpenApiParameter("human_value_max", float),
+]
+
+
+class ProgressOutput(serializers.Serializer):
+    state = serializers.CharField()
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+def _progress(job) -> dict | None:
+    if job is None:
+        return None
+    return {"state": job.state, "done": job.done, "total": job.total}
+
+
+class ExportOutput(serializers.ModelSerializer):
+    created_by = serializers.StringRelatedField()
+    job = serializers.UUIDField(source="job_id", allow_null=True)
+    progress = serializers.SerializerMethodField()
+    download = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = [
+            "id",
+            "scope",
+            "format",
+            "pii",
+            "filters",
+            "state",
+            "row_count",
+            "size_bytes",
+            "sha256",
+            "manifest",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "job",
+            "progress",
+            "download",
+        ]
+
+    def get_progress(self, export) -> ProgressOutput(allow_null=True):
+        return _progress(export.job)
+
+    def get_download(self, export) -> str | None:
+        if export.state != Export.State.READY:
+            return None
+        return f"/api/v1/use-cases/{export.use_case.slug}/exports/{export.pk}/download/"
+
+
+class ExportListApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS, "POST": ANALYSTS}
+
+    class ExportInput(serializers.Serializer):
+        format = serializers.ChoiceField(choices=list(FORMATS), default="csv")
+        scope = serializers.ChoiceField(
+            choices=Export.Scope.choices,
+            default=Export.Scope.DISAGREEMENTS,
+            help_text="disagreements, or labelled: every human-labelled item with a "
+            "disagreement column.",
+        )
+        pii = serializers.ChoiceField(
+            choices=Export.Pii.choices,
+            default=Export.Pii.OMIT,
+            help_text="omit PII features, hash them (HMAC-SHA256 under a server key, so "
+            "exports join on them), or include them (only with the PII right).",
+        )
+        filters = serializers.DictField(
+            required=False,
+            default=dict,
+            help_text=f"Any of: {', '.join(FILTER_NAMES)}.",
+        )
+
+    @extend_schema(
+        responses=ExportOutput(many=True),
+        summary=f"Exports of the use case, newest first (the latest {LIST_LIMIT})",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        return Response(ExportOutput(exports_list(use_case=use_case)[:LIST_LIMIT], many=True).data)
+
+    @extend_schema(
+        request=ExportInput,
+        responses={202: ExportOutput},
+        summary="Start an export (written by a worker; follow its job or poll it)",
+    )
+    def post(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        body_fields_check(request.data, set(self.ExportInput().fields))
+        serializer = self.ExportInput(data=request.data)
+        raise_for_serializer(serializer)
+        data = serializer.validated_data
+        unknown = sorted(set(data["filters"]) - set(FILTER_NAMES))
+        if unknown:
+            raise InvalidInput({"filters": {name: ["unknown filter"] for name in unknown}})
+        try:
+            filters = filters_clean(use_case=use_case, raw=data["filters"])
+        except InvalidInput as exc:
+            raise InvalidInput({"filters": exc.detail}) from exc
+        export = export_start(
+            use_case=use_case,
+            actor=request.user,
+            fmt=data["format"],
+            scope=data["scope"],
+            pii=data["pii"],
+            filters=filters,
+        )
+        export.refresh_from_db()
+        return Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetailApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS, "DELETE": ANALYSTS}
+
+    @extend_schema(responses=ExportOutput, summary="An export: its state, progress and manifest")
+    def get(self, request, slug, export_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        return Response(ExportOutput(export_get(use_case=use_case, export_id=export_id)).data)
+
+    @extend_schema(
+        responses={
+            204: None,
+            409: OpenApiResponse(description="A training run used it, or it is being written"),
+        },
+        summary="Delete an export's file and record",
+    )
+    def delete(self, request, slug, export_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        export_delete(export=export_get(use_case=use_case, export_id=export_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ExportDownloadApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            403: OpenApiResponse(description="The file holds PII, which you may not see"),
+            404: OpenApiResponse(description="No such export, or not ready"),
+        },
+        summary="Download an export's file (its SHA-256 is in the manifest)",
+    )
+    def get(self, request, slug, export_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        export = export_get(use_case=use_case, export_id=export_id)
+        if not export_download_allowed(user=request.user, export=export):
+            raise PermissionDenied("This export holds PII, which you may not see.")
+        response = FileResponse(
+            export_file_open(export=export),
+            as_attachment=True,
+            filename=export.download_name,
+            content_type=FORMATS[export.format][0],
+        )
+        response["X-Content-SHA256"] = export.sha256
+        return response
+
+
+class ModelVersionRef(serializers.Serializer):
+    version = serializers.CharField()
+    role = serializers.CharField()
+
+
+class TrainingRunOutput(serializers.ModelSerializer):
+    base_version = serializers.CharField(source="base_model_version.version")
+    model_version = serializers.SerializerMethodField()
+    export = serializers.UUIDField(source="export_id", allow_null=True)
+    created_by = serializers.StringRelatedField()
+    job = serializers.UUIDField(source="job_id", allow_null=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "state",
+            "base_version",
+            "holdout_fraction",
+            "version",
+            "model_version",
+            "export",
+            "metrics",
+            "error",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "job",
+            "progress",
+        ]
+
+    def get_model_version(self, run) -> ModelVersionRef(allow_null=True):
+        if run.model_version is None:
+            return None
+        return {"version": run.model_version.version, "role": run.model_version.role}
+
+    def get_progress(self, run) -> ProgressOutput(allow_null=True):
+        return _progress(run.job)
+
+
+class TrainingRunListApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS, "POST": ANALYSTS}
+
+    class RetrainInput(serializers.Serializer):
+        base_version = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            help_text="The version whose pipeline is fitted afresh; the champion by default.",
+        )
+        holdout_fraction = serializers.FloatField(
+            required=False,
+            default=HOLDOUT_DEFAULT,
+            help_text="The latest share of labelled items, by decision time, held out to "
+            "evaluate (0.05 to 0.5).",
+        )
+        version = serializers.CharField(
+            required=False, allow_blank=True, help_text="The new version's name."
+        )
+
+    @extend_schema(responses=TrainingRunOutput(many=True), summary="Retraining runs, newest first")
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        runs = training_runs_list(use_case=use_case)[:LIST_LIMIT]
+        return Response(TrainingRunOutput(runs, many=True).data)
+
+    @extend_schema(
+        request=RetrainInput,
+        responses={202: TrainingRunOutput},
+        summary="Retrain on the human labels into a challenger (runs on a worker)",
+    )
+    def post(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        body_fields_check(request.data, set(self.RetrainInput().fields))
+        serializer = self.RetrainInput(data=request.data)
+        raise_for_serializer(serializer)
+        data = serializer.validated_data
+        run = training_run_start(
+            use_case=use_case,
+            actor=request.user,
+            base_version=data.get("base_version") or None,
+            holdout_fraction=data["holdout_fraction"],
+            version=data.get("version") or None,
+        )
+        run = training_run_get(use_case=use_case, run_id=run.pk)
+        return Response(TrainingRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunDetailApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        responses=TrainingRunOutput,
+        summary="A retraining run: progress, then the new version and its held-out metrics",
+    )
+    def get(self, request, slug, run_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        return Response(TrainingRunOutput(training_run_get(use_case=use_case, run_id=run_id)).data)
+
+
+class MatrixOutput(serializers.Serializer):
+    binned = serializers.BooleanField(help_text="True for regression: axes are value bins.")
+    model_axis = serializers.ListField(child=serializers.CharField())
+    human_axis = serializers.ListField(child=serializers.CharField())
+    counts = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        help_text="counts[i][j]: the model said model_axis[i], the human human_axis[j].",
+    )
+    filters = serializers.ListField(
+        child=serializers.ListField(child=serializers.DictField(allow_null=True)),
+        help_text="The filters that select each cell's disagreements (null when empty).",
+    )
+    total = serializers.IntegerField()
+
+
+class DisagreementMatrixApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        parameters=FILTER_PARAMETERS,
+        responses=MatrixOutput,
+        summary="Disagreement counts by model answer × human answer",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        filters = filters_clean(use_case=use_case, raw=request.query_params)
+        matrix = disagreement_matrix(use_case=use_case, filters=filters)
+        return Response(
+            {
+                "binned": matrix.binned,
+                "model_axis": matrix.model_axis,
+                "human_axis": matrix.human_axis,
+                "counts": [[c.count if c else 0 for c in line] for line in matrix.cells],
+                "filters": [[c.filters if c else None for c in line] for line in matrix.cells],
+                "total": matrix.total,
+            }
+        )
+
+
+class ItemHistoryApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="An item with every prediction, human decision (and comment) and disagreement",
+    )
+    def get(self, request, slug, external_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        history = item_history(use_case=use_case, external_id=external_id, user=request.user)
+        item = history.item
+        return Response(
+            {
+                "external_id": item.external_id,
+                "status": item.status,
+                "route": item.route or None,
+                "received_at": item.received_at,
+                "features": {f["name"]: f["value"] for f in history.features},
+                "pii_masked": history.pii_masked,
+                "predictions": [
+                    {
+                        "model_version": p.model_version.version,
+                        "role": p.model_version.role,
+                        "routed": p.pk == item.prediction_id,
+                        "label": p.label or None,
+                        "value": p.value,
+                        "confidence": p.confidence,
+                        "probabilities": p.probabilities,
+                        "error": p.error or None,
+                        "created_at": p.created_at,
+                    }
+                    for p in history.predictions
+                ],
+                "decisions": [
+                    {
+                        "reviewer": d.reviewer.username,
+                        "kind": d.kind,
+                        "reason": d.task.reason,
+                        "label": d.label or None,
+                        "value": d.value,
+                        "comment": d.comment,
+                        "time_spent_ms": d.time_spent_ms,
+                        "created_at": d.created_at,
+                    }
+                    for d in history.decisions
+                ],
+                "disagreements": [
+                    {
+                        "kind": x.kind,
+                        "model_version": x.model_version.version,
+                        "model_label": x.model_label or None,
+                        "model_value": x.model_value,
+                        "human_label": x.human_label or None,
+                        "human_value": x.human_value,
+                        "decided_at": x.decided_at,
+                    }
+                    for x in history.disagreements
+                ],
+            }
+        )
