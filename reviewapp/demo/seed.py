@@ -197,6 +197,7 @@ def use_case_seed(
     timeline = TIMELINES[dataset.slug]
     truth = {}
     reviewers = [user for user, role in members if role is Role.REVIEWER]
+    now = timezone.now()
     for day in range(days):
         day_start = start + timedelta(days=day)
         for step_day, changes, reason in timeline.steps:
@@ -206,7 +207,7 @@ def use_case_seed(
                     actor=actor,
                     changes=changes,
                     reason=reason,
-                    now=day_start + timedelta(hours=7),
+                    now=min(day_start + timedelta(hours=7), now),
                 )
         if timeline.challenger_day == day:
             v2 = dataset_model_bytes(dataset, train, strength=1.0, seed=seed + 1)
@@ -224,7 +225,7 @@ def use_case_seed(
                 actor=actor,
                 reason="retrained on the full training set",
             )
-            _model_history_backdate(use_case=use_case, at=day_start + timedelta(hours=7))
+            _model_history_backdate(use_case=use_case, at=min(day_start + timedelta(hours=7), now))
         if timeline.promote_day == day:
             model_version_promote(
                 use_case=use_case,
@@ -232,7 +233,7 @@ def use_case_seed(
                 actor=actor,
                 reason="v2 beats v1 on a week of shadow scoring",
             )
-            _model_history_backdate(use_case=use_case, at=day_start + timedelta(hours=7))
+            _model_history_backdate(use_case=use_case, at=min(day_start + timedelta(hours=7), now))
         count = int(per_day * rng.uniform(0.7, 1.3))
         picks = rng.choice(live, size=count)
         rows = []
@@ -241,11 +242,16 @@ def use_case_seed(
             features = {k: _plain(v) for k, v in dataset.frame.iloc[index].items()}
             rows.append((external_id, features, None))
             truth[external_id] = dataset.target.iloc[index]
-        for hour_block in range(0, len(rows), max(1, len(rows) // 8)):
-            block = rows[hour_block : hour_block + max(1, len(rows) // 8)]
-            at = day_start + timedelta(
-                hours=8 + hour_block * 9 // max(len(rows), 1), minutes=int(rng.integers(0, 59))
-            )
+        step = max(1, len(rows) // 8)
+        for hour_block in range(0, len(rows), step):
+            block = rows[hour_block : hour_block + step]
+            if day == days - 1:  # today: spread over the hours gone by, the last block just now
+                at = now - (now - day_start) * (1 - (hour_block + step) / (len(rows) + step))
+            else:
+                at = day_start + timedelta(
+                    hours=8 + hour_block * 9 // max(len(rows), 1),
+                    minutes=int(rng.integers(0, 59)),
+                )
             with transaction.atomic():
                 ids = items_store_pending(use_case=use_case, rows=block, now=at)
             items_score(item_ids=ids, now=at + timedelta(milliseconds=30))
@@ -256,7 +262,7 @@ def use_case_seed(
                 reviewers=reviewers,
                 rng=rng,
                 truth=truth,
-                now=at + timedelta(minutes=5),
+                now=min(at + timedelta(minutes=5), timezone.now()),
                 limit=len(block) // 3 if last_day else None,
             )
         log(f"  {dataset.slug}: day {day + 1}/{days}")
@@ -294,8 +300,9 @@ def demo_seed(
     if UseCase.objects.filter(slug__in=[d().slug for d in datasets.ALL]).exists():
         log("Demo use cases already exist: users reset, data kept.")
         return passwords
-    start = (timezone.now() - timedelta(days=days)).replace(
-        hour=0, minute=0, second=0, microsecond=0
+    # The last replayed day is today, up to now: "today" figures and the queues have data.
+    start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=days - 1
     )
     sizes = {"digits": per_day, "breast-cancer": per_day // 2, "diabetes-progression": per_day // 2}
     # The history is replayed fast; its monitoring rollups are folded once at the end.
