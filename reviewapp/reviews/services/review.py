@@ -188,17 +188,6 @@ def review_task_decide(
     use_case = task.use_case
     label, value = answer_clean(use_case=use_case, label=label, value=value)
     comment = (comment or "").strip()[:5000]
-    if idempotency_key:
-        replay = _replay(
-            user=user,
-            idempotency_key=idempotency_key,
-            task_id=task.pk,
-            label=label,
-            value=value,
-            comment=comment,
-        )
-        if replay:
-            return replay
     if lease_token not in (None, ""):
         try:
             lease_token = uuid.UUID(str(lease_token))
@@ -208,6 +197,18 @@ def review_task_decide(
         with transaction.atomic():
             locked = ReviewTask.objects.select_for_update().get(pk=task.pk)
             if locked.state == ReviewTask.State.DONE:
+                # A retry of the same decision (same Idempotency-Key, same answer) gets the
+                # first answer back; anything else is a second decision.
+                replay = idempotency_key and _replay(
+                    user=user,
+                    idempotency_key=idempotency_key,
+                    task_id=task.pk,
+                    label=label,
+                    value=value,
+                    comment=comment,
+                )
+                if replay:
+                    return replay
                 raise Conflict({"detail": "This task was already decided.", "code": "decided"})
             if locked.state != ReviewTask.State.OPEN:
                 raise Conflict({"detail": "This task was withdrawn.", "code": "withdrawn"})
