@@ -6,7 +6,6 @@ python benchmarks/run.py ingest     only bench_ingest.py
 """
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
@@ -48,23 +47,30 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="CI sizes")
     parser.add_argument("only", nargs="*", help="benchmark names (e.g. ingest)")
     args = parser.parse_args()
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.setdefault("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+    # The benchmarks' own database and broker, whatever the caller's DATABASE_URL says.
+    os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", DEFAULT_BROKER_URL)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
     fresh_database(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if args.only:
         names = [n for n in names if n.removeprefix("bench_") in args.only]
     started = time.monotonic()
+    failed = []
     for name in names:
         print(f"\n=== {name} ({'small' if args.small else 'full'} sizes)", flush=True)
-        module = importlib.import_module(f"benchmarks.{name}")
-        module.main(small=args.small)
+        # One process per benchmark: each sets up databases, caches and Celery its own way.
+        code = (
+            "import django; django.setup(); "
+            f"import benchmarks.{name} as bench; bench.main(small={args.small})"
+        )
+        result = subprocess.run([sys.executable, "-c", code], cwd=HERE.parent, env=os.environ)
+        if result.returncode:
+            failed.append(name)
     print(f"\nall benchmarks: {time.monotonic() - started:.0f} s")
-    return 0
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
