@@ -227,17 +227,20 @@ def _fill_queue(use_case, count: int) -> None:
 
 
 def _claim_round(*, url: str, slug: str, tokens: list[str], per_reviewer: int) -> list[float]:
-    """Reviewers in parallel threads loop claim -> decide; returns review-next server times."""
+    """Reviewers in parallel threads loop claim -> decide; returns review-next server times
+    (the first few per reviewer warm the server's processes and are not counted)."""
     timings: list[float] = []
     lock = threading.Lock()
+    warmup = 5
 
     def reviewer(token: str) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
-        for _ in range(per_reviewer):
+        for n in range(per_reviewer + warmup):
             response = session.post(f"{url}/api/v1/use-cases/{slug}/review/next/")
-            with lock:
-                timings.append(server_ms(response))
+            if n >= warmup:
+                with lock:
+                    timings.append(server_ms(response))
             task = response.json()
             session.post(
                 f"{url}/api/v1/review/tasks/{task['task']}/decision/",
@@ -255,6 +258,7 @@ def _claim_round(*, url: str, slug: str, tokens: list[str], per_reviewer: int) -
 def claiming(small: bool) -> None:
     reviewers = [_user(Role.REVIEWER, f"rev{i}") for i in range(8)]
     results = []
+    p99s: list[float] = []
     sizes = (2_000, 10_000) if small else (10_000, 100_000)
     for pending in sizes:
         use_case, _, _ = _use_case(level="human_only", members=[u for u, _ in reviewers])
@@ -269,23 +273,18 @@ def claiming(small: bool) -> None:
                 per_reviewer=25 if small else 100,
             )
         waiting = ReviewTask.objects.filter(use_case=use_case, state="open").count()
+        p99s.append(pct(timings, 99))
         results.append(
-            [
-                f"{pending:,}",
-                f"{waiting:,}",
-                len(timings),
-                fmt(pct(timings, 50)),
-                fmt(pct(timings, 99)),
-            ]
+            [f"{pending:,}", f"{waiting:,}", len(timings), fmt(pct(timings, 50)), fmt(p99s[-1])]
         )
     table(
         "Claiming: review-next server time, 8 concurrent reviewers",
         ["pending tasks", "still waiting", "claims", "p50 ms", "p99 ms"],
         results,
     )
-    flat = float(results[-1][4]) / max(float(results[0][4]), 1e-9)
+    flat = p99s[-1] / max(p99s[0], 1e-9)
     print(
-        f"target: p99 <= 20 ms -> {'met' if float(results[-1][4]) <= 20 else 'NOT met'}; "
+        f"target: p99 <= 20 ms -> {'met' if p99s[-1] <= 20 else 'NOT met'}; "
         f"p99 at {sizes[-1]:,} / p99 at {sizes[0]:,} = {flat:.2f} (flat is ~1)"
     )
 
