@@ -1,5 +1,6 @@
 """Building blocks for tests: users by role, use cases and models through the real services."""
 
+import functools
 import itertools
 
 import numpy as np
@@ -96,6 +97,7 @@ def training_frame(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, pd.Series
     return frame, pd.Series(label)
 
 
+@functools.cache  # deterministic; training once per process keeps set-ups fast
 def classifier_bytes(seed: int = 0) -> bytes:
     frame, target = training_frame(seed=seed)
     pipeline = Pipeline(
@@ -115,6 +117,7 @@ def classifier_bytes(seed: int = 0) -> bytes:
     return sio.dumps(pipeline.fit(frame, target))
 
 
+@functools.cache  # deterministic; training once per process keeps set-ups fast
 def constant_classifier_bytes(label: str = "office", confidence: float = 0.8) -> bytes:
     """A model that always answers ``label`` with exactly ``confidence`` (a DummyClassifier
     trained on a label distribution with that share)."""
@@ -126,6 +129,7 @@ def constant_classifier_bytes(label: str = "office", confidence: float = 0.8) ->
     return sio.dumps(DummyClassifier(strategy="prior").fit(frame, labels))
 
 
+@functools.cache  # deterministic; training once per process keeps set-ups fast
 def regressor_bytes(seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"x": rng.normal(size=400), "y": rng.normal(size=400)})
