@@ -51,6 +51,7 @@ def main() -> int:
     os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", DEFAULT_BROKER_URL)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # request logs would drown the tables
     fresh_database(os.environ["DATABASE_URL"])
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     if args.only:
