@@ -65,7 +65,9 @@ def main() -> int:
             "import django; django.setup(); "
             f"import benchmarks.{name} as bench; bench.main(small={args.small})"
         )
+        one_started = time.monotonic()
         result = subprocess.run([sys.executable, "-c", code], cwd=HERE.parent, env=os.environ)
+        print(f"--- {name}: {time.monotonic() - one_started:.0f} s", flush=True)
         if result.returncode:
             failed.append(name)
     print(f"\nall benchmarks: {time.monotonic() - started:.0f} s")
