@@ -36,6 +36,7 @@ from deployments.policy.routing import Level
 from deployments.policy.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_CONFIDENCE,
+    DELAY_HORIZON,
     RateJudgement,
     RateTest,
     default_margin,
@@ -325,6 +326,41 @@ class Verdict:
 
 
 JUDGED = {"breached": State.BREACHED, "holding": State.HOLDING, "watching": State.INSUFFICIENT}
+
+
+def limit_promise(limit: Limit) -> str:
+    """What the guardrail guarantees, in a manager's words: its false-alarm rate and how soon it
+    catches a rise to max + margin (median and 90th percentile, from ``detection_delay``)."""
+    kind = limit.kind
+    if not kind.is_rate:
+        return (
+            f"Plain threshold: breaches when the {kind.label} over at least {limit.min_sample} "
+            f"{kind.observations} is above {limit.max:.3g}."
+        )
+    test = limit.test
+    if test.p0 >= 1:
+        return "A rate cannot exceed 100%: this guardrail never breaches."
+    false_alarms = (
+        f"False alarms: ≤{test.alpha * 100:.2g}% of checks while the rate is at or under "
+        f"{test.p0:.1%}."
+    )
+    delay = test.delay()
+    if delay.median is None:
+        return f"{false_alarms} A rise to {test.p1:.1%} takes very long to show: raise the margin."
+    text = (
+        f"{false_alarms} A rise to {test.p1:.1%} is caught within ~{delay.median} "
+        f"{kind.observations} (median; 90% within {_count(delay.p90)})"
+    )
+    if delay.p90 is None or delay.p90 > limit.window:
+        return (
+            f"{text}, longer than the window of {limit.window}: the trend test may miss it; "
+            "widen the window or the margin."
+        )
+    return f"{text}."
+
+
+def _count(steps: int | None) -> str:
+    return f"over {DELAY_HORIZON:,}" if steps is None else str(steps)
 
 
 def guardrail_verdict(*, limit: Limit, reading: Reading) -> Verdict:
