@@ -325,8 +325,8 @@ def _spread(values: list, width: int) -> str:
 
 
 def main(small: bool = False) -> None:
-    streams, items = (150, 1500) if small else (1000, 3000)
-    quiet_streams, jump_streams = (20, 30) if small else (200, 300)
+    streams, items = (150, 1500) if small else (500, 3000)
+    quiet_streams, jump_streams = (20, 30) if small else (100, 200)
     print(
         f"Statistics simulation ({streams} streams of {items} items per error rate; "
         f"policy: partial, threshold {THRESHOLD}, audit rate {ESTIMATION_POLICY.audit_rate})"
