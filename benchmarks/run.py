@@ -3,6 +3,7 @@
 python benchmarks/run.py            full sizes (minutes)
 python benchmarks/run.py --small    CI sizes
 python benchmarks/run.py ingest     only bench_ingest.py
+python benchmarks/run.py statistics the simulation study of intervals and guardrails
 """
 
 import argparse

@@ -43,7 +43,7 @@ from deployments.policy.guardrails import (
     breach_reason,
     guardrails_evaluate,
     guardrails_parse,
-    rate_reading,
+    outcomes_reading,
     step_down_level,
 )
 from deployments.policy.ramp import RampMove, ramp_next
@@ -92,7 +92,10 @@ def guardrails_config(policy: AutomationPolicy) -> GuardrailConfig:
         return GuardrailConfig()
 
 
-# --- readings: counting the observations each guardrail judges ---------------------------------
+# --- readings: the observations each guardrail judges, oldest first ---------------------------
+#
+# Each reader fetches at most ``window`` rows, newest first (the index order), and hands them
+# over reversed: the sequential test reads them in the order they happened.
 
 
 def _since(rows, field_name: str, since: datetime | None):
@@ -112,7 +115,7 @@ def _override_reading(*, use_case: UseCase, since, window: int) -> Reading:
         .order_by("-created_at", "-id")
         .values_list("kind", flat=True)[:window]
     )
-    return rate_reading(events=kinds.count(Decision.Kind.OVERRIDDEN), total=len(kinds))
+    return outcomes_reading(kind == Decision.Kind.OVERRIDDEN for kind in reversed(kinds))
 
 
 def _null_output_reading(*, use_case: UseCase, since, window: int) -> Reading:
@@ -125,7 +128,7 @@ def _null_output_reading(*, use_case: UseCase, since, window: int) -> Reading:
         .order_by("-received_at", "-id")
         .values_list("prediction__error", flat=True)[:window]
     )
-    return rate_reading(events=sum(1 for e in errors if e), total=len(errors))
+    return outcomes_reading(bool(error) for error in reversed(errors))
 
 
 def _audit_error_reading(*, use_case: UseCase, since, window: int) -> Reading:
@@ -139,14 +142,15 @@ def _audit_error_reading(*, use_case: UseCase, since, window: int) -> Reading:
         .values_list("pk", flat=True)[:window]
     )
     wrong = (
-        Disagreement.objects.filter(decision_id__in=audits, kind=Disagreement.Kind.AUDIT)
-        .values("decision_id")
-        .distinct()
-        .count()
+        set(
+            Disagreement.objects.filter(
+                decision_id__in=audits, kind=Disagreement.Kind.AUDIT
+            ).values_list("decision_id", flat=True)
+        )
         if audits
-        else 0
+        else set()
     )
-    return rate_reading(events=wrong, total=len(audits))
+    return outcomes_reading(pk in wrong for pk in reversed(audits))
 
 
 def _drift_reading(*, use_case: UseCase, since, window: int) -> Reading:
@@ -213,12 +217,21 @@ def _status_save(*, use_case: UseCase, verdicts: tuple[Verdict, ...], now) -> No
             "min_sample": v.limit.min_sample,
             "state": v.state.value,
             "text": v.describe(),
+            **_evidence(v),
         }
         for v in verdicts
     }
     GuardrailStatus.objects.update_or_create(
         use_case=use_case, defaults={"evaluated_at": now, "readings": readings}
     )
+
+
+def _evidence(verdict: Verdict) -> dict:
+    """A rate's interval and which rule breached it, for the page."""
+    if verdict.judgement is None:
+        return {}
+    estimate = verdict.judgement.estimate
+    return {"low": estimate.low, "high": estimate.high, "because": verdict.judgement.because}
 
 
 def _breaches_record(*, use_case, verdicts, config, policy, now) -> list[GuardrailBreach]:

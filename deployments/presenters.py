@@ -15,7 +15,14 @@ from deployments.ml.environment import LIBRARIES, library_version, serving_versi
 from deployments.ml.latency import latency_over_budget
 from deployments.models import AutomationPolicy, ModelVersion
 from deployments.policy import Level
-from deployments.policy.guardrails import KINDS, LEVEL_ORDER
+from deployments.policy.guardrails import (
+    KINDS,
+    LEVEL_ORDER,
+    GuardrailsInvalid,
+    guardrails_parse,
+    limit_promise,
+)
+from deployments.policy.sequential import DEFAULT_ALPHA, DEFAULT_CONFIDENCE, default_margin
 
 LEVEL_HELP: dict[str, dict[str, str]] = {
     Level.HUMAN_ONLY: {
@@ -124,31 +131,54 @@ def policy_history_rows(policies: list[AutomationPolicy]) -> list[dict]:
 
 
 def guardrail_form_rows(guardrails: dict, readings: dict) -> list[dict]:
-    """One row per kind of guardrail for the form: its settings (rates in percent) and the
-    last reading."""
+    """One row per kind of guardrail for the form: its settings (rates in percent), what it
+    promises (false alarms, detection delay) when its settings parse, and the last reading."""
     rows = []
     for kind in KINDS:
         configured = guardrails.get(kind.name) or {}
         maximum = configured.get("max")
-        rows.append(
-            {
-                "name": kind.name,
-                "label": kind.label,
-                "observations": kind.observations,
-                "is_rate": kind.is_rate,
-                "enabled": bool(configured),
-                "max": f"{maximum * 100 if kind.is_rate else maximum:.6g}"
-                if maximum is not None
-                else "",
-                "window": configured.get("window", kind.default_window),
-                "min_sample": configured.get("min_sample", ""),
-                "default_min_sample": min(
-                    kind.default_min_sample, configured.get("window", kind.default_window)
-                ),
-                "reading": readings.get(kind.name),
-            }
-        )
+        row = {
+            "name": kind.name,
+            "label": kind.label,
+            "observations": kind.observations,
+            "is_rate": kind.is_rate,
+            "enabled": bool(configured),
+            "max": _form_number(maximum, kind.is_rate),
+            "window": configured.get("window", kind.default_window),
+            "min_sample": configured.get("min_sample", ""),
+            "default_min_sample": min(
+                kind.default_min_sample, configured.get("window", kind.default_window)
+            ),
+            "reading": readings.get(kind.name),
+            "promise": _limit_promise(kind.name, configured),
+        }
+        if kind.is_rate:
+            row.update(
+                margin=_form_number(configured.get("margin"), True),
+                alpha=_form_number(configured.get("alpha"), True),
+                confidence=_form_number(configured.get("confidence"), True),
+                default_margin=_form_number(default_margin(maximum or 0.0), True),
+                default_alpha=_form_number(DEFAULT_ALPHA, True),
+                default_confidence=_form_number(DEFAULT_CONFIDENCE, True),
+            )
+        rows.append(row)
     return rows
+
+
+def _form_number(value, is_rate: bool) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    return f"{value * 100 if is_rate else value:.6g}"
+
+
+def _limit_promise(name: str, configured: dict) -> str:
+    if not configured:
+        return ""
+    try:
+        limit = guardrails_parse({name: configured}).limit(name)
+    except GuardrailsInvalid:
+        return ""
+    return limit_promise(limit)
 
 
 def reading_value(kind_is_rate: bool, value: float | None) -> str:

@@ -23,7 +23,7 @@ from deployments.guardrail_watch import guardrail_breach_resolve, use_case_watch
 from deployments.item_detail import item_detail
 from deployments.models import ModelVersion
 from deployments.overview import spectrum_overview
-from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS
+from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS, RATE_TEST_KEYS
 from deployments.policy.ramp import step_requirements
 from deployments.presenters import (
     LEVEL_HELP,
@@ -320,6 +320,10 @@ def _guardrails_form(post) -> tuple[dict, dict]:
             value = _whole(post, f"{kind.name}-{part}", errors)
             if value is not None:
                 limit[part] = value
+        for part in RATE_TEST_KEYS if kind.is_rate else ():
+            value = _number(post, f"{kind.name}-{part}", errors, scale=100, required=False)
+            if value is not None:
+                limit[part] = round(value, 10)
         guardrails[kind.name] = limit
     webhook = (post.get("webhook_url") or "").strip()
     if webhook:

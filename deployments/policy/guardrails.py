@@ -13,6 +13,18 @@ Each limit may also name ``min_sample``: the fewest observations it is judged on
 guardrail is *insufficient*, neither breached nor holding, so a handful of early items cannot
 trip it (or vouch for a ramp step). Counting the observations is the caller's job; this module
 only compares what it is given, so every rule is testable without a database or a clock.
+
+A rate limit is judged by the evidence, not by the bare rate (``deployments.policy.sequential``):
+it breaches when a sequential test or the window's Wilson lower bound says the rate is over
+the limit, holds only when the Wilson upper bound is under it, and is otherwise still
+watching (shown as insufficient). Three optional keys tune it::
+
+    "override_rate": {"max": 0.05, "window": 1000,
+                      "margin": 0.05,       # catch a rise to max + margin fast (default: 2 x max)
+                      "alpha": 0.001,       # false alarms per check at a rate at the limit
+                      "confidence": 0.95}   # of the interval a hold needs (and shown)
+
+Drift (PSI) is a plain threshold, judged from ``min_sample`` items on.
 """
 
 import math
@@ -21,6 +33,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from deployments.policy.routing import Level
+from deployments.policy.sequential import (
+    DEFAULT_ALPHA,
+    DEFAULT_CONFIDENCE,
+    DELAY_HORIZON,
+    RateJudgement,
+    RateTest,
+    default_margin,
+    rate_judge,
+)
 
 LEVEL_ORDER = (Level.HUMAN_ONLY, Level.SHADOW, Level.ASSISTED, Level.PARTIAL, Level.FULL)
 DEFAULT_FALLBACK = Level.ASSISTED
@@ -48,7 +69,10 @@ KINDS = (
 )
 KIND_BY_NAME = {kind.name: kind for kind in KINDS}
 TOP_LEVEL_KEYS = frozenset({"fallback_level", "webhook_url", *KIND_BY_NAME})
-LIMIT_KEYS = frozenset({"max", "window", "min_sample"})
+RATE_TEST_KEYS = ("margin", "alpha", "confidence")
+LIMIT_KEYS = frozenset({"max", "window", "min_sample", *RATE_TEST_KEYS})
+MAX_ALPHA = 0.1
+CONFIDENCE_RANGE = (0.5, 0.9999)
 
 
 def level_rank(level: Level | str) -> int:
@@ -57,14 +81,31 @@ def level_rank(level: Level | str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
+    """One guardrail's settings. ``margin``/``alpha``/``confidence`` tune a rate's test; left
+    None (as for drift) they take the defaults."""
+
     name: str
     max: float
     window: int
     min_sample: int
+    margin: float | None = None
+    alpha: float | None = None
+    confidence: float | None = None
 
     @property
     def kind(self) -> GuardrailKind:
         return KIND_BY_NAME[self.name]
+
+    @property
+    def test(self) -> RateTest:
+        margin = default_margin(self.max) if self.margin is None else self.margin
+        return RateTest(
+            p0=self.max,
+            p1=min(self.max + margin, 1.0),
+            alpha=DEFAULT_ALPHA if self.alpha is None else self.alpha,
+            confidence=DEFAULT_CONFIDENCE if self.confidence is None else self.confidence,
+            window=self.window,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +153,7 @@ def _limit_parse(kind: GuardrailKind, raw: object) -> tuple[Limit | None, dict]:
     min_sample = raw.get("min_sample")
     if min_sample is not None and (not _whole(min_sample) or not 1 <= min_sample <= MAX_WINDOW):
         errors["min_sample"] = [f"must be a whole number in [1, {MAX_WINDOW}]"]
+    tuning = _rate_test_parse(kind, raw, maximum if "max" not in errors else None, errors)
     if errors:
         return None, errors
     window = int(window)
@@ -119,7 +161,35 @@ def _limit_parse(kind: GuardrailKind, raw: object) -> tuple[Limit | None, dict]:
         min_sample = min(window, kind.default_min_sample)
     if min_sample > window:
         return None, {"min_sample": ["cannot exceed the window"]}
-    return Limit(kind.name, float(maximum), window, int(min_sample)), {}
+    return Limit(kind.name, float(maximum), window, int(min_sample), **tuning), {}
+
+
+def _rate_test_parse(kind: GuardrailKind, raw: dict, maximum, errors: dict) -> dict:
+    """The rate test's keys with their defaults written in (errors added to ``errors``)."""
+    if not kind.is_rate:
+        for key in RATE_TEST_KEYS:
+            if key in raw:
+                errors[key] = ["applies to rate guardrails only (drift is a plain threshold)"]
+        return {}
+    margin = raw.get("margin")
+    if margin is not None and (not _number(margin) or not 0 < margin < 1):
+        errors["margin"] = ["must be a number in (0, 1): the rise over max to catch fast"]
+    elif margin is not None and maximum is not None and maximum < 1 and maximum + margin >= 1:
+        errors["margin"] = ["max + margin must stay under 1"]
+    alpha = raw.get("alpha", DEFAULT_ALPHA)
+    if not _number(alpha) or not 0 < alpha <= MAX_ALPHA:
+        errors["alpha"] = [f"must be a number in (0, {MAX_ALPHA:g}]: false alarms per check"]
+    confidence = raw.get("confidence", DEFAULT_CONFIDENCE)
+    low, high = CONFIDENCE_RANGE
+    if not _number(confidence) or not low <= confidence <= high:
+        errors["confidence"] = [f"must be a number in [{low:g}, {high:g}]"]
+    if errors or maximum is None:
+        return {}
+    return {
+        "margin": float(default_margin(maximum) if margin is None else margin),
+        "alpha": float(alpha),
+        "confidence": float(confidence),
+    }
 
 
 def guardrails_parse(raw: object) -> GuardrailConfig:
@@ -168,6 +238,10 @@ def guardrails_json(config: GuardrailConfig) -> dict:
             "window": limit.window,
             "min_sample": limit.min_sample,
         }
+        if limit.kind.is_rate:
+            test = limit.test
+            margin = default_margin(limit.max) if limit.margin is None else limit.margin
+            body[limit.name].update(margin=margin, alpha=test.alpha, confidence=test.confidence)
     if config.webhook_url:
         body["webhook_url"] = config.webhook_url
     return body
@@ -178,17 +252,33 @@ def guardrails_json(config: GuardrailConfig) -> dict:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """What was observed for one guardrail: ``value`` over ``sample`` observations."""
+    """What was observed for one guardrail: ``value`` over ``sample`` observations; for a
+    rate, its ``events`` and, when their order is known, ``outcomes`` (oldest first)."""
 
     value: float | None
     sample: int
     detail: str = ""  # e.g. which feature drifted most
+    events: int = 0
+    outcomes: tuple[bool, ...] | None = None
 
 
 def rate_reading(*, events: int, total: int) -> Reading:
+    """A rate from counts alone: judged by its Wilson bounds (no order, so no sequential test)."""
     if events < 0 or total < 0 or events > total:
         raise ValueError(f"impossible rate {events}/{total}")
-    return Reading(value=events / total if total else None, sample=total)
+    return Reading(value=events / total if total else None, sample=total, events=events)
+
+
+def outcomes_reading(outcomes) -> Reading:
+    """A rate from its observations in arrival order (oldest first), each True for an event."""
+    ordered = tuple(bool(o) for o in outcomes)
+    events = sum(ordered)
+    return Reading(
+        value=events / len(ordered) if ordered else None,
+        sample=len(ordered),
+        events=events,
+        outcomes=ordered,
+    )
 
 
 class State(StrEnum):
@@ -202,6 +292,7 @@ class Verdict:
     limit: Limit
     reading: Reading
     state: State
+    judgement: RateJudgement | None = None  # a rate's evidence, once there is enough to judge
 
     @property
     def breached(self) -> bool:
@@ -209,31 +300,77 @@ class Verdict:
 
     def describe(self) -> str:
         kind = self.limit.kind
-        value, limit = self.reading.value, self.limit.max
-        if kind.is_rate:
-            shown = f"{value:.1%}" if value is not None else "n/a"
-            bound = f"{limit:.1%}"
-        else:
-            shown = f"{value:.3g}" if value is not None else "n/a"
-            bound = f"{limit:.3g}"
-        sign = ">" if self.breached else "<="
-        if self.state is State.INSUFFICIENT:
+        value, limit, sample = self.reading.value, self.limit.max, self.reading.sample
+        over = f"over the last {sample} {kind.observations}"
+        if self.state is State.INSUFFICIENT and self.judgement is None:
             return (
-                f"{kind.label}: {self.reading.sample} of the {self.limit.min_sample} "
+                f"{kind.label}: {sample} of the {self.limit.min_sample} "
                 f"{kind.observations} needed to judge"
             )
-        text = (
-            f"{kind.label} {shown} {sign} {bound} over the last "
-            f"{self.reading.sample} {kind.observations}"
+        if self.judgement is None:
+            sign = ">" if self.breached else "<="
+            text = f"{kind.label} {value:.3g} {sign} {limit:.3g} {over}"
+            return f"{text} ({self.reading.detail})" if self.reading.detail else text
+        estimate = self.judgement.estimate
+        interval = f"{self.limit.test.confidence:.0%} CI {estimate.low:.1%}–{estimate.high:.1%}"
+        if self.judgement.because == "trend":
+            return (
+                f"{kind.label} rising above {limit:.1%}: the most recent {kind.observations} "
+                f"are well over it ({value:.1%} {over}, {interval}; sequential test)"
+            )
+        if self.breached:
+            return f"{kind.label} {value:.1%} > {limit:.1%} {over} ({interval})"
+        if self.state is State.HOLDING:
+            return f"{kind.label} {value:.1%} < {limit:.1%} {over} ({interval})"
+        return f"{kind.label} {value:.1%} {over} ({interval}): not yet shown under {limit:.1%}"
+
+
+JUDGED = {"breached": State.BREACHED, "holding": State.HOLDING, "watching": State.INSUFFICIENT}
+
+
+def limit_promise(limit: Limit) -> str:
+    """What the guardrail guarantees, in a manager's words: its false-alarm rate and how soon it
+    catches a rise to max + margin (median and 90th percentile, from ``detection_delay``)."""
+    kind = limit.kind
+    if not kind.is_rate:
+        return (
+            f"Plain threshold: breaches when the {kind.label} over at least {limit.min_sample} "
+            f"{kind.observations} is above {limit.max:.3g}."
         )
-        return f"{text} ({self.reading.detail})" if self.reading.detail else text
+    test = limit.test
+    if test.p0 >= 1:
+        return "A rate cannot exceed 100%: this guardrail never breaches."
+    false_alarms = (
+        f"False alarms: ≤{test.alpha * 100:.2g}% of checks while the rate is at or under "
+        f"{test.p0:.1%}."
+    )
+    delay = test.delay()
+    if delay.median is None:
+        return f"{false_alarms} A rise to {test.p1:.1%} takes very long to show: raise the margin."
+    text = (
+        f"{false_alarms} A rise to {test.p1:.1%} is caught within ~{delay.median} "
+        f"{kind.observations} (median; 90% within {_count(delay.p90)})"
+    )
+    if delay.p90 is None or delay.p90 > limit.window:
+        return (
+            f"{text}, longer than the window of {limit.window}: the trend test may miss it; "
+            "widen the window or the margin."
+        )
+    return f"{text}."
+
+
+def _count(steps: int | None) -> str:
+    return f"over {DELAY_HORIZON:,}" if steps is None else str(steps)
 
 
 def guardrail_verdict(*, limit: Limit, reading: Reading) -> Verdict:
     if reading.value is None or reading.sample < limit.min_sample:
         return Verdict(limit, reading, State.INSUFFICIENT)
-    state = State.BREACHED if reading.value > limit.max else State.HOLDING
-    return Verdict(limit, reading, state)
+    if not limit.kind.is_rate:
+        state = State.BREACHED if reading.value > limit.max else State.HOLDING
+        return Verdict(limit, reading, state)
+    judgement = rate_judge(limit.test, reading.outcomes, reading.events, reading.sample)
+    return Verdict(limit, reading, JUDGED[judgement.verdict], judgement)
 
 
 def guardrails_evaluate(

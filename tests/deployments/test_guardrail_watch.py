@@ -59,16 +59,16 @@ def partial_use_case(team, guardrails=OVERRIDES, **policy):
 def test_an_override_rate_over_its_limit_steps_the_level_down_with_the_breach_as_reason(team):
     manager, reviewer = team
     use_case = partial_use_case(team)
-    send(use_case, range(10))
-    assert review_all(use_case, reviewer, overriding(every=2)) == 10
+    send(use_case, range(30))
+    assert review_all(use_case, reviewer, overriding(every=2)) == 30
     result = use_case_watch(use_case_id=use_case.pk)
 
     policy = policy_current(use_case=use_case)
     assert policy == result.policy
     assert (policy.level, policy.changed_by_system, policy.author) == ("assisted", True, "system")
     assert policy.reason == (
-        "guardrail breached: override rate 50.0% > 20.0% over the last 10 reviewed items; "
-        "level stepped down to assisted"
+        "guardrail breached: override rate 50.0% > 20.0% over the last 30 reviewed items "
+        "(95% CI 33.2%–66.8%); level stepped down to assisted"
     )
     breach = GuardrailBreach.objects.get()
     assert (breach.guardrail, breach.observed, breach.limit, breach.window, breach.sample_size) == (
@@ -76,7 +76,7 @@ def test_an_override_rate_over_its_limit_steps_the_level_down_with_the_breach_as
         0.5,
         0.2,
         50,
-        10,
+        30,
     )
     assert breach.policy == policy and breach.resolved_at is None
     assert breach.model_version.version == "v1"
@@ -87,7 +87,7 @@ def test_an_override_rate_over_its_limit_steps_the_level_down_with_the_breach_as
 def test_a_breach_is_acted_on_once(team):
     _, reviewer = team
     use_case = partial_use_case(team)
-    send(use_case, range(10))
+    send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     use_case_watch(use_case_id=use_case.pk)
     again = use_case_watch(use_case_id=use_case.pk)
@@ -111,7 +111,7 @@ def test_too_few_observations_never_trip_a_guardrail(team):
 def test_after_a_manager_restores_the_level_fresh_traffic_is_judged(team):
     manager, reviewer = team
     use_case = partial_use_case(team)
-    send(use_case, range(10))
+    send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     stepped = use_case_watch(use_case_id=use_case.pk).policy
     policy_restore(use_case=use_case, version=stepped.version - 1, actor=manager)
@@ -121,20 +121,30 @@ def test_after_a_manager_restores_the_level_fresh_traffic_is_judged(team):
     assert use_case_watch(use_case_id=use_case.pk).policy is None
     send(use_case, range(100, 110))
     review_all(use_case, reviewer, lambda task: "office")  # all accepted
+    # 0 of 10 is no proof of a rate under 20% (the upper bound is 27.8%): still watching.
+    assert use_case_watch(use_case_id=use_case.pk).resolved == 0
+    send(use_case, range(110, 120))
+    review_all(use_case, reviewer, lambda task: "office")
     healthy = use_case_watch(use_case_id=use_case.pk)
     assert healthy.resolved == 1 and healthy.policy is None
     breach = GuardrailBreach.objects.get()
     assert breach.resolved_at is not None and breach.resolved_by is None
-    assert breach.resolution.startswith("held again: override rate 0.0% <= 20.0%")
+    assert breach.resolution == (
+        "held again: override rate 0.0% < 20.0% over the last 20 reviewed items (95% CI 0.0%–16.1%)"
+    )
 
     send(use_case, range(200, 212))
     review_all(use_case, reviewer, overriding(every=3))
-    assert use_case_watch(use_case_id=use_case.pk).policy is None  # 4 of 22: 18% holds
+    assert use_case_watch(use_case_id=use_case.pk).policy is None  # 4 of 32: no breach
     send(use_case, range(300, 305))
+    review_all(use_case, reviewer, lambda task: "travel")
+    # 9 of 37 (24%) is over the limit, but could be bad luck at 20%: not a breach yet.
+    assert use_case_watch(use_case_id=use_case.pk).policy is None
+    send(use_case, range(400, 415))
     review_all(use_case, reviewer, lambda task: "travel")
     again = use_case_watch(use_case_id=use_case.pk)
     assert again.policy.level == "assisted"
-    assert "override rate 33.3% > 20.0% over the last 27 reviewed items" in again.policy.reason
+    assert "override rate 48.0% > 20.0% over the last 50 reviewed items" in again.policy.reason
     assert GuardrailBreach.objects.count() == 2
 
 
@@ -225,11 +235,11 @@ def test_audits_that_find_the_model_wrong_trip_the_audit_guardrail(team):
             "audit_error_rate": {"max": 0.1, "window": 20, "min_sample": 5},
         },
     )
-    send(use_case, range(6))
+    send(use_case, range(12))
     review_all(use_case, reviewer, overriding(every=2))  # half the audits disagree
     result = use_case_watch(use_case_id=use_case.pk)
     assert result.policy.level == "partial"
-    assert "audit error rate 50.0% > 10.0% over the last 6 audits" in result.policy.reason
+    assert "audit error rate 50.0% > 10.0% over the last 12 audits" in result.policy.reason
 
 
 def test_the_webhook_is_posted_and_retried_until_it_succeeds(
@@ -238,7 +248,7 @@ def test_the_webhook_is_posted_and_retried_until_it_succeeds(
     _, reviewer = team
     receiver = webhook_server(statuses=(503, 200))
     use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": receiver.url})
-    send(use_case, range(10))
+    send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     with django_capture_on_commit_callbacks(execute=True):
         result = use_case_watch(use_case_id=use_case.pk)
@@ -261,7 +271,7 @@ def test_a_dead_webhook_never_blocks_the_step_down(
     settings.GUARDRAIL_WEBHOOK_ATTEMPTS = 3
     dead = "http://127.0.0.1:9/hook"  # the discard port: nothing listens
     use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": dead})
-    send(use_case, range(10))
+    send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     with django_capture_on_commit_callbacks(execute=True):
         use_case_watch(use_case_id=use_case.pk)

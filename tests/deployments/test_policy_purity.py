@@ -10,8 +10,10 @@ ALLOWED_IMPORTS = {
     "collections.abc",
     "dataclasses",
     "enum",
+    "functools",
     "hashlib",
     "math",
+    "statistics",
     "typing",
     "deployments.policy",
 }

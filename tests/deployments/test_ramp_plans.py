@@ -17,7 +17,7 @@ from deployments.selectors import policy_current
 from deployments.services import policy_change
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.roles import Role
-from tests.deployments.helpers import overriding, review_all, send
+from tests.deployments.helpers import review_all, send
 from tests.factories import constant_classifier_bytes, make_use_case, make_user, register_model
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +138,8 @@ def test_a_broken_guardrail_steps_the_plan_back_and_pauses_it(team):
     assert policy_current(use_case=use_case).traffic_percent == 25
 
     send(use_case, range(500, 520))
-    review_all(use_case, reviewer, overriding(every=2))
+    # Every one overridden: 20 of the last 40 (50%), clearly over the 20% limit.
+    review_all(use_case, reviewer, lambda task: "travel")
     result = use_case_watch(use_case_id=use_case.pk)
     policy = policy_current(use_case=use_case)
     assert (policy.level, policy.traffic_percent, policy.changed_by_system) == ("assisted", 5, True)

@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from deployments.guardrail_watch import use_case_watch
 from deployments.models import GuardrailBreach, ModelVersion, RampPlan
+from deployments.policy.guardrails import guardrails_parse
 from deployments.selectors import policy_current
 from deployments.services import model_version_challenge, policy_change
 from reviewapp.core.roles import Role
@@ -178,6 +179,30 @@ def test_guardrails_are_saved_from_the_form_in_percent(client, manager, use_case
     assert bad.status_code == 400
     html = bad.content.decode()
     assert "must be a number in [0, 1]" in html and "must be a whole number in [1, 100000]" in html
+
+
+def test_the_guardrails_page_states_false_alarms_and_detection_delay(client, manager, use_case):
+    page = url("control-guardrails", "invoices")
+    form = {
+        "override_rate-enabled": "1",
+        "override_rate-max": "5",
+        "override_rate-window": "1000",
+        "override_rate-margin": "5",
+        "override_rate-alpha": "0.1",
+        "reason": "tune the override guardrail",
+    }
+    assert client.post(page, form).status_code == 302
+    saved = policy_current(use_case=use_case).guardrails
+    assert saved["override_rate"] == {"max": 0.05, "window": 1000, "margin": 0.05, "alpha": 0.001}
+    delay = guardrails_parse(saved).limit("override_rate").test.delay()
+    html = client.get(page).content.decode()
+    assert (
+        "False alarms: ≤0.1% of checks while the rate is at or under 5.0%. A rise to 10.0% is "
+        f"caught within ~{delay.median} reviewed items (median; 90% within {delay.p90})."
+    ) in html
+    bad = client.post(page, {**form, "override_rate-confidence": "100"})
+    assert bad.status_code == 400
+    assert "confidence: must be a number in [0.5, 0.9999]" in bad.content.decode()
 
 
 def test_a_breach_shows_a_banner_and_can_be_resolved(client, manager):
