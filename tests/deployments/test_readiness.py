@@ -10,6 +10,7 @@ from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask
 from tests.factories import (
     constant_classifier_bytes,
+    logged_in_client,
     make_use_case,
     make_user,
     register_model,
@@ -135,14 +136,14 @@ def readiness(api, user, use_case, **params):
 
 def test_a_model_as_good_as_humans_on_plenty_of_items_is_at_human_level(api, people, shadow_case):
     use_case, version = shadow_case
-    # Model 97% right on 3000 items; humans agree 96% on 600 double reviews.
-    rows = labelled(3000, model_wrong_every=33, double=600, humans_differ_every=25)
+    # Model 97% right on 2000 items; humans agree 96% on 500 double reviews.
+    rows = labelled(2000, model_wrong_every=33, double=500, humans_differ_every=25)
     history(use_case, version, rows, people["reviewers"])
     body = readiness(api, people["analyst"], use_case).json()
     overall = body["overall"]
     assert body["model_version"] == version.version and body["applies"]
     assert overall["verdict"] == "at_human_level"
-    assert overall["model"]["n"] == 3000 and overall["human"]["n"] == 600
+    assert overall["model"]["n"] == 2000 and overall["human"]["n"] == 500
     assert overall["model"]["low"] < overall["model"]["value"] < overall["model"]["high"]
     assert overall["more_needed"] is None
 
@@ -267,3 +268,41 @@ def test_other_use_cases_are_hidden_and_reviewers_refused(api, people, shadow_ca
         assert api(outsider).get(url).status_code == 404
         assert api(people["reviewers"][0]).get(url).status_code == 403
         assert api().get(url).status_code == 401
+
+
+def test_the_page_shows_the_verdict_and_slices_by_a_chosen_feature(people, shadow_case):
+    use_case, version = shadow_case
+    rows = labelled(40, model_wrong_every=20, double=20, humans_differ_every=10)
+    history(use_case, version, rows, people["reviewers"])
+    client = logged_in_client(people["analyst"])
+    url = f"/control/use-cases/{use_case.slug}/readiness/"
+    page = client.get(url).content.decode()
+    assert "Not yet known" in page and "more reviewed items needed" in page
+    assert '<option value="kind"' in page and '<option value="vendor"' not in page
+    sliced = client.get(url, {"feature": "kind"}).content.decode()
+    assert '<th scope="row">a</th>' in sliced and "Readiness" in sliced
+    partial = client.get(url, {"feature": "kind"}, HTTP_HX_REQUEST="true").content.decode()
+    assert partial.lstrip().startswith('<section class="card" id="slices"')
+    assert '<th scope="row">a</th>' in partial
+
+
+def test_the_page_names_a_bad_feature(people, shadow_case):
+    use_case, _ = shadow_case
+    client = logged_in_client(people["analyst"])
+    url = f"/control/use-cases/{use_case.slug}/readiness/"
+    response = client.get(url, {"feature": "amount"})
+    assert response.status_code == 400
+    assert "slices need a categorical one" in response.content.decode()
+    # With htmx the section is swapped in with the message, so the picker stays usable.
+    response = client.get(url, {"feature": "amount"}, HTTP_HX_REQUEST="true")
+    assert (
+        response.status_code == 200 and "slices need a categorical one" in response.content.decode()
+    )
+
+
+def test_reviewers_cannot_open_the_page(people, shadow_case):
+    use_case, _ = shadow_case
+    response = logged_in_client(people["reviewers"][0]).get(
+        f"/control/use-cases/{use_case.slug}/readiness/"
+    )
+    assert response.status_code == 403
