@@ -235,7 +235,9 @@ def _slice_feature_check(use_case: UseCase, feature: str | None) -> str:
     return feature
 
 
-def _grouped(rows: QuerySet, path: str, feature: str, aggregates: dict) -> dict[str, dict]:
+def _grouped(
+    rows: QuerySet, path: str, feature: str, aggregates: dict, *, boolean: bool
+) -> dict[str, dict]:
     """``aggregates`` per value of the feature, at most MAX_SLICES + 1 values read."""
     grouped = (
         rows.annotate(slice_value=KeyTextTransform(feature, path))
@@ -243,12 +245,15 @@ def _grouped(rows: QuerySet, path: str, feature: str, aggregates: dict) -> dict[
         .annotate(**aggregates)
         .order_by("slice_value")[: MAX_SLICES + 1]
     )
-    return {_slice_key(row["slice_value"]): row for row in grouped}
+    return {_slice_key(row["slice_value"], boolean): row for row in grouped}
 
 
-def _slice_key(value) -> str:
+def _slice_key(value, boolean: bool) -> str:
     if value is None or value == "":
         return MISSING
+    if boolean:
+        # SQLite extracts a JSON boolean as 1/0, PostgreSQL as true/false: name them one way.
+        return {"1": "true", "0": "false"}.get(str(value), str(value).lower())
     return str(value)
 
 
@@ -263,6 +268,7 @@ def slices_get(
     """The readiness figures per value of ``feature``, each slice tested against the rest
     (Bonferroni over the slices). Refuses a feature with more than MAX_SLICES values."""
     feature = _slice_feature_check(use_case, feature)
+    boolean = any(f["name"] == feature and f["type"] == "boolean" for f in use_case.features)
     readiness = readiness_get(
         use_case=use_case, model_version=model_version, since=since, until=until
     )
@@ -273,6 +279,7 @@ def slices_get(
             "item__features",
             feature,
             _model_aggregates(use_case),
+            boolean=boolean,
         )
         if version is not None
         else {}
@@ -282,6 +289,7 @@ def slices_get(
         "item__features",
         feature,
         _double_aggregates(use_case),
+        boolean=boolean,
     )
     values = sorted(set(model) | set(human))
     if len(model) > MAX_SLICES or len(human) > MAX_SLICES or len(values) > MAX_SLICES:

@@ -101,6 +101,8 @@ ENDPOINTS = [
     ("skip", "post", "/api/v1/review/tasks/{task}/skip/", None, {R, M, A}),
     ("export disagreements", "get", "/api/v1/use-cases/{slug}/disagreements/", None, {M, ML, A}),
     ("metrics", "get", "/api/v1/use-cases/{slug}/metrics/", None, {M, ML, A}),
+    ("readiness", "get", "/api/v1/use-cases/{slug}/readiness/", None, {M, ML, A}),
+    ("slices", "get", "/api/v1/use-cases/{slug}/slices/?feature=kind", None, {M, ML, A}),
     (
         "start backtest",
         "post",
