@@ -277,6 +277,7 @@ PAGES = [
     ("rollback model page", "post", f"{CONTROL}models/rollback/", None, {M, ML, A}),
     ("item page", "get", f"{CONTROL}items/inv-1/", None, {M, ML, A}),
     ("backtests page", "get", f"{CONTROL}backtests/", None, {M, ML, A}),
+    ("readiness page", "get", f"{CONTROL}readiness/?feature=kind", None, {M, ML, A}),
     (
         "start backtest page",
         "post",

@@ -72,7 +72,7 @@ def traffic(people, django_capture_on_commit_callbacks):
 
 
 def _send_and_review(invoices, amounts, reviewers):
-    for n in range(40):
+    for n in range(24):
         at = T0 + timedelta(minutes=9 * n)
         item_ingest(use_case=invoices, **invoice(n, kind="abc"[n % 3]), now=at)
         item_ingest(
