@@ -31,6 +31,7 @@ urlpatterns = [
         name="control-model-action",
     ),
     path(f"{use_case}items/<str:external_id>/", views.item_page, name="control-item"),
+    path(f"{use_case}readiness/", views.readiness_page, name="control-readiness"),
     path(f"{use_case}backtests/", views.backtests_page, name="control-backtests"),
     path(f"{use_case}backtests/<uuid:job_id>/", views.backtest_page, name="control-backtest"),
 ]

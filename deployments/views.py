@@ -44,6 +44,7 @@ from deployments.ramp_plans import (
     ramp_plan_start,
     ramp_progress,
 )
+from deployments.readiness import readiness_get, slice_features, slices_get
 from deployments.selectors import (
     backtest_get,
     backtest_latest,
@@ -762,3 +763,28 @@ def backtest_page(request, slug, job_id):
         fields=POLICY_FIELDS,
     )
     return _page(request, "deployments/backtest.html", "progress", context)
+
+
+# --- graduation readiness ----------------------------------------------------------------------
+
+
+@require_GET
+@roles_required(MODEL_OWNERS)
+def readiness_page(request, slug):
+    """The verdict, and the slices of the feature in ``?feature=`` (htmx swaps the slices
+    section alone; a bad feature is shown in it, as a 400 without htmx)."""
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    feature = request.GET.get("feature") or ""
+    context = _header(request, use_case)
+    context.update(feature=feature, features=slice_features(use_case), errors={})
+    status = 200
+    try:
+        if feature:
+            sliced = slices_get(use_case=use_case, feature=feature)
+            context.update(readiness=sliced.readiness, slices=sliced)
+        else:
+            context.update(readiness=readiness_get(use_case=use_case), slices=None)
+    except InvalidInput as exc:
+        context.update(readiness=readiness_get(use_case=use_case), slices=None, errors=exc.detail)
+        status = 200 if request.htmx else 400
+    return _page(request, "deployments/readiness.html", "slices", context, status=status)

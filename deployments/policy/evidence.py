@@ -172,3 +172,272 @@ def sample_size_for_half_width(p: float, half_width: float, z: float = Z95) -> i
     """Observations needed for a 95% interval of ±``half_width`` around a rate near ``p``."""
     p = min(max(p, 0.01), 0.99)
     return math.ceil(z * z * p * (1 - p) / (half_width * half_width))
+
+
+# --- comparing a model with the human baseline ------------------------------------------------
+
+# How much worse than humans still counts as "at human level": 2 points of accuracy, or 10% of
+# the humans' own error for regression. Non-inferiority needs a margin: without one, a model
+# exactly as good as humans could never be shown to be so, however many items were reviewed.
+ACCURACY_MARGIN = 0.02
+ERROR_MARGIN_SHARE = 0.10
+# Past this many more items the answer is "more than this": the question is not worth asking.
+MORE_NEEDED_CAP = 1_000_000
+
+AT_HUMAN_LEVEL = "at_human_level"
+BELOW_HUMAN_LEVEL = "below_human_level"
+NOT_YET_KNOWN = "not_yet_known"
+NO_BASELINE = "no_baseline"
+NO_DATA = "no_data"
+
+
+def normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def one_sided_p(z: float | None) -> float | None:
+    """P(Z >= z): the one-sided p-value of a z statistic (None stays None)."""
+    return None if z is None else 1.0 - normal_cdf(z)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """A difference (model minus baseline) with its 95% interval."""
+
+    value: float
+    low: float
+    high: float
+    method: str  # "newcombe" or "welch"
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "low": self.low, "high": self.high, "method": self.method}
+
+
+def newcombe_difference(k1: float, n1: float, k2: float, n2: float) -> Difference | None:
+    """Newcombe's hybrid score interval for p1 - p2 (method 10 of his 1998 paper): it combines
+    the two Wilson intervals, so it keeps its coverage where the Wald difference does not (small
+    n, rates near 1, which is where accurate models and careful humans both live)."""
+    if n1 <= 0 or n2 <= 0:
+        return None
+    a, b = wilson(k1, n1), wilson(k2, n2)
+    d = a.value - b.value
+    low = d - math.sqrt((a.value - a.low) ** 2 + (b.high - b.value) ** 2)
+    high = d + math.sqrt((a.high - a.value) ** 2 + (b.value - b.low) ** 2)
+    return Difference(d, max(-1.0, low), min(1.0, high), "newcombe")
+
+
+def welch_difference(first: "MeanSums", second: "MeanSums") -> Difference | None:
+    """A Welch t interval for mean 1 - mean 2 (unequal variances)."""
+    if first.n < 2 or second.n < 2:
+        return None
+    v1, v2 = first.variance / first.n, second.variance / second.n
+    d = first.mean - second.mean
+    se2 = v1 + v2
+    if se2 == 0:
+        return Difference(d, d, d, "welch")
+    df = se2 * se2 / (v1 * v1 / (first.n - 1) + v2 * v2 / (second.n - 1))
+    half = t_quantile(max(1, int(df))) * math.sqrt(se2)
+    return Difference(d, d - half, d + half, "welch")
+
+
+@dataclass(frozen=True, slots=True)
+class MeanSums:
+    """n, Σx and Σx² of a sample (what the rollups and the readiness queries keep)."""
+
+    n: float
+    total: float
+    total_sq: float
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+    @property
+    def variance(self) -> float:
+        if self.n < 2:
+            return 0.0
+        return max(self.total_sq - self.n * self.mean**2, 0.0) / (self.n - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The model against the human baseline: the verdict and what would settle it."""
+
+    verdict: str  # AT_HUMAN_LEVEL, BELOW_HUMAN_LEVEL, NOT_YET_KNOWN, NO_BASELINE, NO_DATA
+    difference: Difference | None
+    margin: float
+    more_needed: int | None  # more reviewed items to settle it; None when settled or unknowable
+    better: bool = False  # significantly better than humans, not merely within the margin
+
+    def as_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "difference": self.difference.as_dict() if self.difference else None,
+            "margin": self.margin,
+            "more_needed": self.more_needed,
+            "better": self.better,
+        }
+
+
+def _more_needed(
+    *, n_model: float, n_human: float, var_model: float, var_human: float, half_width: float
+) -> int | None:
+    """Reviewed items to add so that z·sqrt(var_m/n_m + var_h/n_h) <= ``half_width``, assuming
+    new items bring human-baseline observations in the share seen so far (double review is a
+    fixed sample of reviewed items). None when no number of items would do."""
+    share = n_human / n_model if n_model > 0 else 0.0
+
+    def enough(extra: int) -> bool:
+        se2 = var_model / (n_model + extra) + var_human / (n_human + share * extra)
+        return Z95 * math.sqrt(se2) <= half_width
+
+    if half_width <= 0 or not enough(MORE_NEEDED_CAP):
+        return None
+    low, high = 0, MORE_NEEDED_CAP
+    while low < high:
+        mid = (low + high) // 2
+        if enough(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return max(low, 1)
+
+
+def _settle(
+    difference: Difference,
+    *,
+    margin: float,
+    higher_is_better: bool,
+    var_model,
+    var_human,
+    n_model,
+    n_human,
+) -> Comparison:
+    # Orient so that positive means "model better": accuracy as is, errors negated.
+    sign = 1.0 if higher_is_better else -1.0
+    d = sign * difference.value
+    low = min(sign * difference.low, sign * difference.high)
+    high = max(sign * difference.low, sign * difference.high)
+    if low >= -margin:
+        return Comparison(AT_HUMAN_LEVEL, difference, margin, None, better=low > 0)
+    if high < 0:
+        return Comparison(BELOW_HUMAN_LEVEL, difference, margin, None)
+    # The interval must shrink until it clears one boundary; aim for the nearer one to the
+    # estimate's far side (-margin when the model looks close enough, 0 when it looks worse).
+    target = max(d + margin, -d)
+    more = _more_needed(
+        n_model=n_model,
+        n_human=n_human,
+        var_model=var_model,
+        var_human=var_human,
+        half_width=target,
+    )
+    return Comparison(NOT_YET_KNOWN, difference, margin, more)
+
+
+def proportion_vs_baseline(
+    *, model_right: float, model_n: float, human_agree: float, human_n: float,
+    margin: float = ACCURACY_MARGIN,
+) -> Comparison:  # fmt: skip
+    """Is the model's accuracy (against human labels) at least the humans' agreement with each
+    other, less ``margin``? At human level when the Newcombe interval of the difference lies
+    above -margin; below when it lies under 0; otherwise not yet known."""
+    if model_n <= 0:
+        return Comparison(NO_DATA, None, margin, None)
+    if human_n <= 0:
+        return Comparison(NO_BASELINE, None, margin, None)
+    difference = newcombe_difference(model_right, model_n, human_agree, human_n)
+    p_m, p_h = model_right / model_n, human_agree / human_n
+    # Variances floored away from 0 and 1: a perfect record so far is not a zero variance.
+    return _settle(
+        difference,
+        margin=margin,
+        higher_is_better=True,
+        var_model=_bernoulli_variance(p_m),
+        var_human=_bernoulli_variance(p_h),
+        n_model=model_n,
+        n_human=human_n,
+    )
+
+
+def _bernoulli_variance(p: float) -> float:
+    p = min(max(p, 0.01), 0.99)
+    return p * (1 - p)
+
+
+def mean_vs_baseline(
+    *, model: MeanSums, human: MeanSums, margin_share: float = ERROR_MARGIN_SHARE
+) -> Comparison:
+    """Is the model's mean error (MAE or MSE against human labels) at most the humans' own
+    (between double reviewers), plus ``margin_share`` of it? Welch interval of the difference."""
+    if model.n <= 0:
+        return Comparison(NO_DATA, None, 0.0, None)
+    if human.n <= 0:
+        return Comparison(NO_BASELINE, None, 0.0, None)
+    margin = margin_share * human.mean
+    difference = welch_difference(model, human)
+    if difference is None:
+        return Comparison(NOT_YET_KNOWN, None, margin, None)
+    return _settle(
+        difference,
+        margin=margin,
+        higher_is_better=False,
+        var_model=model.variance,
+        var_human=human.variance,
+        n_model=model.n,
+        n_human=human.n,
+    )
+
+
+# --- slices -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SliceCounts:
+    """One slice's errors (wrong items, or a sum of errors) against everything outside it."""
+
+    key: str
+    errors: float  # classification: items the model got wrong; regression: Σ|error|
+    n: float
+    sq_errors: float = 0.0  # regression only: Σ error²
+
+
+@dataclass(frozen=True, slots=True)
+class SliceTest:
+    p_value: float | None  # one-sided: this slice's error is above the rest's
+    flagged: bool
+
+
+def slices_flag(
+    slices: Sequence[SliceCounts], *, regression: bool = False, alpha: float = 0.05
+) -> dict[str, SliceTest]:
+    """The one-sided p-value of "this slice's error is worse than the rest's", per slice key;
+    a slice is flagged when its p-value is below ``alpha / m`` (Bonferroni over the m slices
+    tested, so checking 40 regions does not flag two of them by chance)."""
+    total_errors = sum(s.errors for s in slices)
+    total_n = sum(s.n for s in slices)
+    total_sq = sum(s.sq_errors for s in slices)
+    tested = [s for s in slices if 0 < s.n < total_n]
+    threshold = alpha / max(len(tested), 1)
+    out: dict[str, SliceTest] = {}
+    for s in slices:
+        rest_n = total_n - s.n
+        if s.n <= 0 or rest_n <= 0:
+            out[s.key] = SliceTest(None, False)
+            continue
+        rest_errors = total_errors - s.errors
+        if regression:
+            inside = MeanSums(s.n, s.errors, s.sq_errors)
+            outside = MeanSums(rest_n, rest_errors, total_sq - s.sq_errors)
+            se2 = inside.variance / inside.n + outside.variance / outside.n
+            if inside.n < 2 or outside.n < 2:
+                z = None
+            elif se2 == 0:
+                z = 0.0
+            else:
+                z = (inside.mean - outside.mean) / math.sqrt(se2)
+        else:
+            z = two_proportion_z(s.errors, s.n, rest_errors, rest_n)
+        p = one_sided_p(z)
+        out[s.key] = SliceTest(p, p is not None and p < threshold)
+    return out

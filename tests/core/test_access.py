@@ -101,6 +101,8 @@ ENDPOINTS = [
     ("skip", "post", "/api/v1/review/tasks/{task}/skip/", None, {R, M, A}),
     ("export disagreements", "get", "/api/v1/use-cases/{slug}/disagreements/", None, {M, ML, A}),
     ("metrics", "get", "/api/v1/use-cases/{slug}/metrics/", None, {M, ML, A}),
+    ("readiness", "get", "/api/v1/use-cases/{slug}/readiness/", None, {M, ML, A}),
+    ("slices", "get", "/api/v1/use-cases/{slug}/slices/?feature=kind", None, {M, ML, A}),
     (
         "start backtest",
         "post",
@@ -275,6 +277,7 @@ PAGES = [
     ("rollback model page", "post", f"{CONTROL}models/rollback/", None, {M, ML, A}),
     ("item page", "get", f"{CONTROL}items/inv-1/", None, {M, ML, A}),
     ("backtests page", "get", f"{CONTROL}backtests/", None, {M, ML, A}),
+    ("readiness page", "get", f"{CONTROL}readiness/?feature=kind", None, {M, ML, A}),
     (
         "start backtest page",
         "post",
