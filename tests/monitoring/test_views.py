@@ -168,3 +168,43 @@ def test_reviewers_are_refused(client, world):
     use_case, _ = world
     client.force_login(make_user(Role.REVIEWER))
     assert client.get(f"/monitoring/{use_case.slug}/").status_code == 403
+
+
+def test_quality_charts_draw_the_95_percent_interval_as_a_band(client, world):
+    use_case, manager = world
+    client.force_login(manager)
+    response = client.get(f"/monitoring/{use_case.slug}/quality/?range=7d")
+    figures = _figures(response.content.decode())
+    for key in ("fig-override", "fig-accuracy"):
+        traces = figures[key]["data"]
+        upper, lower = traces[0], traces[1]
+        assert upper["name"].endswith("upper") and lower["fill"] == "tonexty"
+        line = traces[2]
+        for low, value, high in zip(lower["y"], line["y"], upper["y"], strict=True):
+            if value is not None:
+                assert low <= value <= high
+    html = response.content.decode()
+    # The cards carry their evidence: 8 of 32 suggestions overridden.
+    assert "25.0%" in html and "n=32" in html
+    assert "Model accuracy, weighted estimate" in html
+    assert "Agreement among reviewed items" in html
+
+
+def test_a_chart_on_too_few_items_says_so(client, people):
+    manager, alice = people["manager"], people["alice"]
+    use_case = make_use_case(members=[manager, alice], level="assisted", actor=manager)
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    for n in range(12):
+        body = invoice(n)
+        item_ingest(use_case=use_case, external_id=body["external_id"], features=body["features"])
+    for n in range(12):
+        task = review_task_claim(use_case=use_case, user=alice)
+        review_task_decide(task=task, user=alice, label="office" if n % 4 else "other")
+    rollups_fold()
+    client.force_login(manager)
+    response = client.get(f"/monitoring/{use_case.slug}/quality/")
+    html = response.content.decode()
+    assert "fig-override" not in _figures(html) and "fig-accuracy" not in _figures(html)
+    assert "Too few items (n=12) for an override rate" in html
+    assert "too few items (n=12)" in html  # the cards too, instead of "25.0%"
+    assert "25.0%" not in html
