@@ -2,7 +2,8 @@
 
 ``{{ estimate|pct_interval }}`` renders "76.7% (74.4–78.9%, n=454)" with a tooltip naming the
 interval's method; ``num_interval`` does the same for an error in value units (MSE, MAE) and
-``count_interval`` for an estimated number of items. A figure built on fewer than
+``count_interval`` for an estimated number of items; where a page holds only the counts,
+``{% rate_interval successes n %}`` makes the Wilson estimate. A figure built on fewer than
 ``MIN_EVIDENCE`` items reads "too few items (n=12)": a bare percentage of a handful of items
 is noise a manager would act on. Each filter takes an ``Estimate`` or its ``as_dict()`` (what
 the metrics API returns).
@@ -14,7 +15,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from deployments.policy.evidence import MIN_EVIDENCE, Estimate
+from deployments.policy.evidence import MIN_EVIDENCE, Estimate, wilson
 
 register = template.Library()
 
@@ -44,7 +45,7 @@ def _count(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def _render(estimate, fmt: Callable[[float], str], unit: str) -> str:
+def _render(estimate, fmt: Callable[[float], str], unit: str, *, value: bool = True) -> str:
     fields = _fields(estimate)
     if fields is None:
         return "—"
@@ -67,12 +68,11 @@ def _render(estimate, fmt: Callable[[float], str], unit: str) -> str:
         )
     high = fields["high"]
     return format_html(
-        '<span class="evidence" title="{}, n = {} items">{}{} '
+        '<span class="evidence" title="{}, n = {} items">{}'
         '<span class="interval">({}–{}{}, n={})</span></span>',
         method,
         f"{n:,}",
-        fmt(fields["value"]),
-        unit,
+        f"{fmt(fields['value'])}{unit} " if value else "",
         fmt(fields["low"]),
         "∞" if high is None or high == float("inf") else fmt(high),
         unit,
@@ -93,3 +93,12 @@ def num_interval(estimate) -> str:
 @register.filter
 def count_interval(estimate) -> str:
     return _render(estimate, _count, "")
+
+
+@register.simple_tag
+def rate_interval(successes, n, value: bool = True) -> str:
+    """``successes`` of ``n`` as a percentage with its Wilson interval (``value=False``: the
+    interval alone, beside a figure the page already shows)."""
+    if n is None or successes is None:
+        return "—"
+    return _render(wilson(successes, n), _pct, "%", value=value)
