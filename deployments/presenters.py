@@ -15,6 +15,7 @@ from deployments.ml.environment import LIBRARIES, library_version, serving_versi
 from deployments.ml.latency import latency_over_budget
 from deployments.models import AutomationPolicy, ModelVersion
 from deployments.policy import Level
+from deployments.policy.evidence import Estimate, wilson
 from deployments.policy.guardrails import (
     KINDS,
     LEVEL_ORDER,
@@ -375,7 +376,17 @@ def whatif_curve(job) -> dict | None:
         "thresholds": result["curve"]["thresholds"],
         "automation_rate": result["curve"]["automation_rate"],
         "error_rate": result["curve"]["error_rate"],
+        # The counts behind each error rate, so the page can give its interval as it moves.
+        "automated": result["curve"]["automated"],
+        "errors": result["curve"]["errors"],
     }
+
+
+def backtest_accuracy(result: dict) -> Estimate:
+    """The backtest's accuracy (or share within tolerance) with its Wilson interval."""
+    share = result.get("accuracy", result.get("within_tolerance"))
+    judged = result.get("judged") or 0
+    return wilson(round(share * judged), judged) if share is not None else wilson(0, 0)
 
 
 def whatif_at(curve: dict | None, threshold: float) -> dict | None:
@@ -388,6 +399,8 @@ def whatif_at(curve: dict | None, threshold: float) -> dict | None:
         "threshold": thresholds[index],
         "automation_rate": curve["automation_rate"][index],
         "error_rate": curve["error_rate"][index],
+        "automated": curve["automated"][index],
+        "errors": curve["errors"][index],
     }
 
 

@@ -28,6 +28,7 @@ from deployments.policy.ramp import step_requirements
 from deployments.presenters import (
     LEVEL_HELP,
     LEVELS,
+    backtest_accuracy,
     calibration_figure,
     guardrail_form_rows,
     policy_history_rows,
@@ -749,6 +750,7 @@ def backtest_page(request, slug, job_id):
         tradeoff=tradeoff_figure(result, current_threshold=threshold) if result else None,
         by_threshold=threshold_figure(result, current_threshold=threshold) if result else None,
         at_threshold=whatif_at(whatif_curve(job), threshold) if result else None,
+        accuracy=backtest_accuracy(result) if result else None,
         # In route order: the stored JSON's key order is not kept by PostgreSQL's jsonb.
         replay_rows=[
             (

@@ -52,6 +52,9 @@ HOURLY_COUNTERS = (
     "error_sum",
     "abs_error_sum",
     "sq_error_sum",
+    "quad_error_sum",
+    "audited",
+    "audited_agree",
     "double_reviewed",
     "double_agree",
     "double_abs_error_sum",
@@ -203,8 +206,8 @@ def _prediction_add(row: dict, use_case: UseCase, p: dict[str, Any]) -> None:
     row["outputs"][key] = row["outputs"].get(key, 0) + 1
 
 
-def _pair_add(row: dict, use_case: UseCase, p: dict[str, Any], human: dict, blind: bool) -> None:
-    """A usable prediction against the item's first human answer."""
+def _pair_add(row: dict, use_case: UseCase, p: dict[str, Any], human: dict, blind: bool) -> bool:
+    """A usable prediction against the item's first human answer; True when they differ."""
     differs = _differs(use_case, p["label"], p["value"], human["label"], human["value"])
     row["labelled"] += 1
     row["agree"] += not differs
@@ -223,11 +226,14 @@ def _pair_add(row: dict, use_case: UseCase, p: dict[str, Any], human: dict, blin
         row["error_sum"] += error
         row["abs_error_sum"] += abs(error)
         row["sq_error_sum"] += error * error
+        # Σe⁴ gives the MSE its t-interval (the MSE is the mean of e², whose square is e⁴).
+        row["quad_error_sum"] += error**4
         predicted, truth = _value_bin(use_case, p["value"]), _value_bin(use_case, human["value"])
         cell = f"{predicted}|{truth}"
         for stat, amount in (("n", 1), ("x", p["value"]), ("y", human["value"])):
             calibration[f"{predicted}:{stat}"] = calibration.get(f"{predicted}:{stat}", 0) + amount
     row["confusion"][cell] = row["confusion"].get(cell, 0) + 1
+    return differs
 
 
 PREDICTION_FIELDS = (
@@ -473,7 +479,12 @@ def decisions_add(
                 shadow = p["id"] != d["item__prediction_id"]
                 blind = shadow or not d["task__show_suggestion"]
                 row = acc.hourly[(d["use_case_id"], p["model_version_id"], shadow, received)]
-                _pair_add(row, use_case, p, human, blind)
+                differs = _pair_add(row, use_case, p, human, blind)
+                if not shadow and d["item__route"] == Route.AUTO:
+                    # The automated items' stratum, labelled only through audits: the weighted
+                    # accuracy estimate needs it apart from the reviewed items.
+                    row["audited"] += 1
+                    row["audited_agree"] += not differs
         elif "double_review" in (d["task__reason"], earliest["task__reason"]):
             differs = _differs(
                 use_case, earliest["label"], earliest["value"], d["label"], d["value"]

@@ -169,10 +169,6 @@ def _flow_after(use_case: UseCase, periods: figures.Periods) -> list[int]:
     return list(reversed(flow))
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
 _num = figures.number
 
 
@@ -187,7 +183,7 @@ def cards_for(tab: str, *, use_case: UseCase, summary: dict, guardrails: dict) -
         policy = policy_current(use_case=use_case)
         return [
             {"label": "Items", "value": f"{summary['items']:,}"},
-            {"label": "Decided by the model", "value": _pct(summary["automation_rate"])},
+            {"label": "Decided by the model", "estimate": summary["evidence"]["automation_rate"]},
             {"label": "Waiting for a human", "value": f"{summary['in_review']:,}"},
             {"label": "Not yet scored", "value": f"{summary['pending']:,}"},
             {
@@ -198,32 +194,54 @@ def cards_for(tab: str, *, use_case: UseCase, summary: dict, guardrails: dict) -
             },
         ]
     if tab == "quality":
+        evidence, estimates = summary["evidence"], summary["estimates"]
         cards = [
             {
                 "label": "Override rate",
-                "value": _pct(summary["override_rate"]),
+                "estimate": evidence["override_rate"],
                 "alert": _over(summary["override_rate"], guardrails, "override_rate"),
+                "note": "overridden / suggestions shown",
             },
         ]
         if use_case.is_classification:
-            cards.append({"label": "Accuracy vs humans", "value": _pct(summary.get("accuracy"))})
-            baseline = summary["human_baseline"]["agreement"]
-            cards.append({"label": "Human vs human", "value": _pct(baseline)})
+            cards += [
+                {
+                    "label": "Model accuracy, weighted estimate",
+                    "estimate": estimates["model_accuracy"],
+                    "note": "all scored items: reviewed ones, and automated ones through audits",
+                },
+                {
+                    "label": "Agreement among reviewed items",
+                    "estimate": estimates["reviewed_agreement"],
+                    "note": "not the model's accuracy: review sees the hard items",
+                },
+                {"label": "Human vs human", "estimate": evidence["human_agreement"]},
+            ]
         else:
-            cards.append({"label": "MSE vs humans", "value": _num(summary.get("mse"))})
-            cards.append({"label": "MAE vs humans", "value": _num(summary.get("mae"))})
-            cards.append(
-                {"label": "Human vs human MAE", "value": _num(summary["human_baseline"]["mae"])}
-            )
-        cards.append({"label": "Labelled items", "value": f"{summary['labelled']:,}"})
-        cards.append(
+            cards += [
+                {
+                    "label": "Within tolerance, weighted estimate",
+                    "estimate": estimates["model_accuracy"],
+                    "note": "all scored items: reviewed ones, and automated ones through audits",
+                },
+                {"label": "MSE vs humans", "estimate": evidence["mse"], "kind": "num"},
+                {"label": "MAE vs humans", "estimate": evidence["mae"], "kind": "num"},
+                {"label": "Human vs human MAE", "value": _num(summary["human_baseline"]["mae"])},
+            ]
+        cards += [
             {
                 "label": "Audit error rate",
-                "value": _pct(summary["audit_error_rate"]),
+                "estimate": evidence["audit_error_rate"],
                 "note": f"{summary['audits']:,} audits",
                 "alert": _over(summary["audit_error_rate"], guardrails, "audit_error_rate"),
-            }
-        )
+            },
+            {
+                "label": "Wrong automated decisions, estimated",
+                "estimate": estimates["wrong_automated_decisions"],
+                "kind": "count",
+                "note": f"of {summary['routes']['auto']:,} automated items",
+            },
+        ]
         return cards
     if tab == "inputs":
         features = summary["features"]
@@ -249,7 +267,7 @@ def cards_for(tab: str, *, use_case: UseCase, summary: dict, guardrails: dict) -
             {
                 "label": "Null outputs",
                 "value": f"{summary['null_outputs']:,}",
-                "note": _pct(summary["null_output_rate"]),
+                "estimate": summary["evidence"]["null_output_rate"],
                 "alert": _over(summary["null_output_rate"], guardrails, "null_output_rate"),
             },
             {"label": "Guardrail breaches", "value": f"{summary['guardrail_breaches']:,}"},

@@ -11,8 +11,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from deployments.models import AutomationPolicy, GuardrailBreach, UseCase
+from deployments.policy.evidence import MIN_EVIDENCE, Estimate, mean_interval, wilson
 from reviewapp.monitoring import aggregation, stats
-from reviewapp.monitoring.selectors import ROUTES, Snapshot, human_baseline_of, quality_of
+from reviewapp.monitoring.selectors import (
+    ROUTES,
+    Snapshot,
+    estimates_of,
+    evidence_of,
+    human_baseline_of,
+    quality_of,
+)
 
 ROUTE_COLOURS = {"auto": "#2456c7", "assisted": "#5fa2f0", "blind": "#9b7fd8", "human": "#98a1b3"}
 ROUTE_NAMES = {
@@ -32,6 +40,7 @@ class Chart:
     reading: str
     figure: dict[str, Any] | None = None
     table: list[dict[str, Any]] = field(default_factory=list)
+    empty: str = "Nothing to draw for this period."
 
     @property
     def element_id(self) -> str:
@@ -108,6 +117,54 @@ def _pct(x: float | None, digits: int = 1) -> str:
 
 def _rate(a: float, b: float) -> float | None:
     return a / b if b else None
+
+
+def _too_few(chart: Chart, n: int, what: str) -> Chart:
+    """A chart whose figure rests on fewer than ``MIN_EVIDENCE`` items draws nothing and says
+    so: a line through a handful of points reads as a trend that is not there."""
+    chart.empty = f"Too few items (n={n}) for {what}; {MIN_EVIDENCE} are needed."
+    chart.reading = f"too few items (n={n})"
+    return chart
+
+
+def _with_interval(estimate: Estimate, text: str) -> str:
+    """``text`` (the figure as a phrase) followed by its 95% interval."""
+    if estimate.low is None:
+        return text
+    if estimate.method == "t":
+        return f"{text} (95% interval {number(estimate.low)}–{number(estimate.high)})"
+    return f"{text} (95% interval {_pct(estimate.low)[:-1]}–{_pct(estimate.high)})"
+
+
+def _band(name: str, x: list, estimates: list[Estimate], colour: str, **extra) -> list[dict]:
+    """A shaded 95% interval: its upper edge, then its lower edge filled up to it. Periods
+    without items leave a gap."""
+    edge = {
+        "type": "scatter",
+        "mode": "lines",
+        "x": x,
+        "line": {"width": 0, "color": colour},
+        "hoverinfo": "skip",
+        "connectgaps": False,
+        "legendgroup": name,
+        **extra,
+    }
+    return [
+        {
+            **edge,
+            "name": f"{name} upper",
+            "y": [e.high if e.high != math.inf else None for e in estimates],
+            "showlegend": False,
+        },
+        {
+            **edge,
+            "name": name,
+            "y": [e.low for e in estimates],
+            "fill": "tonexty",
+            "fillcolor": colour,
+            "opacity": 0.2,
+        },
+    ]
 
 
 # --- time periods -----------------------------------------------------------------------------
@@ -329,8 +386,10 @@ def override_chart(periods: Periods, totals: dict, guardrails: dict) -> Chart:
     )
     if not judged:
         return chart
-    y = [
-        _rate(r["decisions_overridden"], r["decisions_accepted"] + r["decisions_overridden"])
+    if judged < MIN_EVIDENCE:
+        return _too_few(chart, judged, "an override rate")
+    per_period = [
+        wilson(r["decisions_overridden"], r["decisions_accepted"] + r["decisions_overridden"])
         for r in periods.rows
     ]
     limit = guardrail_max(guardrails, "override_rate")
@@ -338,13 +397,15 @@ def override_chart(periods: Periods, totals: dict, guardrails: dict) -> Chart:
     overall = totals["decisions_overridden"] / judged
     chart.figure = {
         "data": [
+            *_band("95% interval", periods.labels, per_period, "rgba(36,86,199,0.25)"),
             _line(
                 "overridden / suggestions shown",
                 periods.labels,
-                y,
+                [e.value for e in per_period],
                 "#2456c7",
-                hovertemplate="%{y:.1%}",
-            )
+                customdata=[e.n for e in per_period],
+                hovertemplate="%{y:.1%} of %{customdata}",
+            ),
         ],
         "layout": _layout(
             x_title=f"Time (UTC, per {periods.unit})",
@@ -358,9 +419,9 @@ def override_chart(periods: Periods, totals: dict, guardrails: dict) -> Chart:
     if limit is not None:
         verdict = " — within" if overall <= limit else " — above"
         verdict += f" the {limit:.0%} guardrail"
+    rate = _with_interval(wilson(totals["decisions_overridden"], judged), _pct(overall))
     chart.reading = (
-        f"Reviewers overrode {_pct(overall)} of the {judged:,} suggestions they were shown"
-        f"{verdict}."
+        f"Reviewers overrode {rate} of the {judged:,} suggestions they were shown{verdict}."
     )
     return chart
 
@@ -376,17 +437,24 @@ def accuracy_chart(use_case: UseCase, periods: Periods, totals: dict, guardrails
     )
     if not quality["labelled"]:
         return chart
+    if quality["labelled"] < MIN_EVIDENCE:
+        return _too_few(chart, quality["labelled"], "a quality figure")
     x = periods.labels
+    evidence = evidence_of(use_case, totals)
+    estimates = estimates_of(use_case, totals)
     data = []
     shapes, notes = [], []
     if classification:
+        per_period = [wilson(r["agree"], r["labelled"]) for r in periods.rows]
+        data += _band("95% interval", x, per_period, "rgba(36,86,199,0.25)")
         data.append(
             _line(
-                "model vs first human label",
+                "agreement with first human label",
                 x,
-                [_rate(r["agree"], r["labelled"]) for r in periods.rows],
+                [e.value for e in per_period],
                 "#2456c7",
-                hovertemplate="%{y:.1%}",
+                customdata=[e.n for e in per_period],
+                hovertemplate="%{y:.1%} of %{customdata}",
             )
         )
         data.append(
@@ -430,24 +498,39 @@ def accuracy_chart(use_case: UseCase, periods: Periods, totals: dict, guardrails
             shapes=shapes,
             annotations=notes,
         )
-        human = baseline["agreement"]
+        human = evidence["human_agreement"]
+        weighted = estimates["model_accuracy"]
         chart.reading = (
-            f"The model agreed with the first human label on {_pct(quality['accuracy'])} of "
-            f"{quality['labelled']:,} labelled items"
+            "The model agreed with the first human label on "
+            + _with_interval(evidence["accuracy"], _pct(quality["accuracy"]))
+            + f" of {quality['labelled']:,} labelled items"
             + (
-                f"; two humans agreed with each other on {_pct(human)} of "
-                f"{baseline['double_reviewed']:,} double-reviewed items."
-                if human is not None
+                "; weighted for how items were sampled for review and audit, its accuracy "
+                "over all scored items is " + _with_interval(weighted, _pct(weighted.value))
+                if weighted.value is not None and not weighted.too_few
+                else ""
+            )
+            + (
+                f"; two humans agreed with each other on {_pct(human.value)} of "
+                f"{human.n:,} double-reviewed items."
+                if human.value is not None
                 else "; no double review in this period gives a human baseline."
             )
         )
     else:
+        per_period = [
+            mean_interval(r["labelled"], r["abs_error_sum"], r["sq_error_sum"])
+            for r in periods.rows
+        ]
+        data += _band("95% interval", x, per_period, "rgba(36,86,199,0.25)")
         data.append(
             _line(
                 "model MAE",
                 x,
-                [_rate(r["abs_error_sum"], r["labelled"]) for r in periods.rows],
+                [e.value for e in per_period],
                 "#2456c7",
+                customdata=[e.n for e in per_period],
+                hovertemplate="%{y:.3g} over %{customdata}",
             )
         )
         data.append(
@@ -465,7 +548,9 @@ def accuracy_chart(use_case: UseCase, periods: Periods, totals: dict, guardrails
         )
         chart.reading = (
             f"Against {quality['labelled']:,} human values the model's MAE is "
-            f"{number(quality['mae'])} and MSE {number(quality['mse'])}"
+            + _with_interval(evidence["mae"], number(quality["mae"]))
+            + " and MSE "
+            + _with_interval(evidence["mse"], number(quality["mse"]))
             + (
                 f"; two humans differ by {number(baseline['mae'])} on average."
                 if baseline["mae"] is not None

@@ -107,6 +107,11 @@ class HourlyRollup(models.Model):
     error_sum = models.FloatField(default=0.0)
     abs_error_sum = models.FloatField(default=0.0)
     sq_error_sum = models.FloatField(default=0.0)
+    quad_error_sum = models.FloatField(default=0.0)  # Σe⁴: the MSE's interval
+    # Items the model decided alone whose first human label came from an audit (labelled in
+    # the item's hour), and how many of those the model got right.
+    audited = models.PositiveIntegerField(default=0)
+    audited_agree = models.PositiveIntegerField(default=0)
     confusion = models.JSONField(default=dict, blank=True)
     calibration = models.JSONField(default=dict, blank=True)
 

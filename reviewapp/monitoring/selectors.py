@@ -17,6 +17,7 @@ from django.utils import timezone
 from deployments.ml.scoring import NUMERIC_TYPES
 from deployments.models import GuardrailBreach, ModelVersion, UseCase
 from deployments.policy import Route
+from deployments.policy.evidence import Estimate, Stratum, mean_interval, stratified, wilson
 from deployments.selectors import champion_get
 from reviewapp.core.errors import NotFound
 from reviewapp.monitoring import aggregation, stats
@@ -238,6 +239,74 @@ def summary_of(use_case: UseCase, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def evidence_of(use_case: UseCase, row: dict[str, Any]) -> dict[str, Estimate]:
+    """Every rate and error figure of a (summed) rollup row with its n and 95% interval."""
+    judged = row["decisions_accepted"] + row["decisions_overridden"]
+    labelled = row["labelled"]
+    out = {
+        "automation_rate": wilson(row["route_auto"], row["items_routed"]),
+        "override_rate": wilson(row["decisions_overridden"], judged),
+        "null_output_rate": wilson(row["null_outputs"], row["predictions"]),
+        "audit_error_rate": wilson(row["audit_errors"], row["audits"]),
+        "human_agreement": wilson(row["double_agree"], row["double_reviewed"]),
+    }
+    if use_case.is_classification:
+        out["accuracy"] = wilson(row["agree"], labelled)
+        out["accuracy_blind"] = wilson(row["agree_blind"], row["labelled_blind"])
+    else:
+        # |e|² = e², so the MAE's second moment is the MSE's first.
+        out["mae"] = mean_interval(labelled, row["abs_error_sum"], row["sq_error_sum"])
+        out["mse"] = mean_interval(labelled, row["sq_error_sum"], row["quad_error_sum"])
+        out["within_tolerance"] = wilson(row["agree"], labelled)
+    return out
+
+
+ESTIMATE_LABELS = {
+    "model_accuracy": "model accuracy, weighted estimate",
+    "reviewed_agreement": "agreement among reviewed items",
+    "automated_error_rate": "error rate of automated decisions, from audits",
+    "wrong_automated_decisions": "wrong automated decisions, estimated",
+}
+
+
+def estimates_of(use_case: UseCase, row: dict[str, Any]) -> dict[str, Estimate]:
+    """The model's quality over *all* items it scored, unbiased under routing.
+
+    Humans label two strata with different, known probabilities: items routed to review carry
+    a label each (probability 1), automated items only when audited (the policy's audit rate,
+    sampled by a deterministic bucket, independent of the prediction). Agreement among labelled
+    items alone over-weights the reviewed, low-confidence ones; weighting each stratum by its
+    share of the scored items removes that bias. The realised labelled share of each stratum
+    stands in for its sampling probability (the ratio form of inverse-propensity weighting):
+    it tracks the audit rate, and still holds while audits or reviews are waiting.
+
+    Read "as routed" rows: a challenger's shadow rows carry no routes to stratify by.
+    """
+    automated = row["route_auto"]
+    scored = row["predictions"] - row["null_outputs"]
+    reviewed = Stratum(
+        population=max(scored - automated, 0),
+        labelled=row["labelled"] - row["audited"],
+        successes=row["agree"] - row["audited_agree"],
+    )
+    audited = Stratum(automated, row["audited"], row["audited_agree"])
+    error = stratified([Stratum(automated, row["audited"], row["audited"] - row["audited_agree"])])
+    return {
+        "model_accuracy": stratified([audited, reviewed]),
+        "reviewed_agreement": wilson(reviewed.successes, reviewed.labelled),
+        "automated_error_rate": error,
+        "wrong_automated_decisions": error.scaled(automated),
+    }
+
+
+def estimates_dict(estimates: dict[str, Estimate]) -> dict[str, dict[str, Any]]:
+    """The estimates as the API gives them: each with the label that says what it is."""
+    return {
+        name: {**estimate.as_dict(), "label": ESTIMATE_LABELS[name]}
+        for name, estimate in estimates.items()
+    }
+
+
 # --- inputs -----------------------------------------------------------------------------------
 
 
@@ -415,6 +484,8 @@ def metrics_summary(
     pending = pending_items(use_case=use_case, window=window)
     totals = snapshot.totals
     breaches = GuardrailBreach.objects.filter(use_case=use_case)
+    evidence = evidence_of(use_case, totals)
+    estimates = estimates_of(use_case, totals)
     if model_version is not None:
         breaches = breaches.filter(model_version=model_version)
     return {
@@ -443,4 +514,6 @@ def metrics_summary(
         "latency_ms": summary["latency_ms"],
         "review_time_ms": summary["review_time_ms"],
         "features": features,
+        "evidence": {name: estimate.as_dict() for name, estimate in evidence.items()},
+        "estimates": estimates_dict(estimates),
     }

@@ -375,7 +375,14 @@ class MetricsApi(APIView):
         responses=OpenApiTypes.OBJECT,
         summary="Automation, quality, latency and input-health figures for a period",
         description="Read from the hourly monitoring rollups, as the dashboards are: `since` "
-        "is rounded down and `until` up to whole hours (`window` says which).",
+        "is rounded down and `until` up to whole hours (`window` says which). `evidence` gives "
+        "every rate and error figure as `{value, low, high, n, method, too_few}`: a 95% "
+        "interval (Wilson for proportions, Student-t for MSE/MAE) and `too_few` under 30 "
+        "items. `estimates` gives the model's quality under routing, each with a `label`: "
+        "`model_accuracy` (over all scored items, reviewed and audited items weighted by their "
+        "sampling probability), `reviewed_agreement` (among reviewed items only, which are the "
+        "hard ones at `partial`), `automated_error_rate` (from audits) and "
+        "`wrong_automated_decisions` (that rate times the automated items).",
     )
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)

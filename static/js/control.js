@@ -63,6 +63,18 @@
     full: "full",
   };
 
+  // The same words as the ``rate_interval`` template tag: a 95% Wilson interval, or "too few
+  // items" under 30 (reviewapp.core.templatetags.evidence).
+  function evidence(successes, n) {
+    if (!n) return "";
+    if (n < 30) return "too few items (n=" + n + ")";
+    var z = 1.959963984540054, p = successes / n, z2 = z * z;
+    var centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+    var half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+    return "(" + (Math.max(0, centre - half) * 100).toFixed(1) + "–" +
+      percent(Math.min(1, centre + half)) + ", n=" + n + ")";
+  }
+
   function nearest(thresholds, value) {
     var best = 0;
     for (var i = 1; i < thresholds.length; i++) {
@@ -83,6 +95,10 @@
     box.querySelector("[data-whatif-threshold]").textContent = curve.thresholds[i].toFixed(2);
     box.querySelector("[data-whatif-automated]").textContent = percent(automated);
     box.querySelector("[data-whatif-error]").textContent = percent(errorRate);
+    var errorEvidence = box.querySelector("[data-whatif-error-evidence]");
+    if (errorEvidence && curve.automated) {
+      errorEvidence.textContent = evidence(curve.errors[i], curve.automated[i]);
+    }
     var ramp = isNaN(traffic) ? 1 : Math.max(0, Math.min(100, traffic)) / 100;
     var line = box.querySelector("[data-whatif-level]");
     if (level === "partial") {

@@ -36,16 +36,17 @@ def world(people):
     )
     register_model(use_case, constant_classifier_bytes("office", 0.8))
     now = timezone.now() - timedelta(hours=3)
-    for n in range(12):
+    # Enough judged suggestions (32) that the override rate is a figure, not "too few items".
+    for n in range(36):
         body = invoice(n)
         item_ingest(
             use_case=use_case, external_id=body["external_id"], features=body["features"], now=now
         )
-    for n in range(8):
+    for n in range(32):
         task = review_task_claim(use_case=use_case, user=alice, now=now)
-        review_task_decide(task=task, user=alice, label="office" if n < 6 else "other", now=now)
+        review_task_decide(task=task, user=alice, label="office" if n < 24 else "other", now=now)
     policy_change(use_case=use_case, actor=manager, changes={"level": "full"}, reason="ramp")
-    for n in range(12, 20):
+    for n in range(36, 60):
         body = invoice(n)
         item_ingest(use_case=use_case, external_id=body["external_id"], features=body["features"])
     rollups_fold()
@@ -85,8 +86,8 @@ def test_automation_shows_the_route_shares_and_the_policy_change(client, world):
     html = client.get(f"/monitoring/{use_case.slug}/?range=24h").content.decode()
     figure = _figures(html)["fig-routes"]
     by_route = {trace["name"]: sum(trace["y"]) for trace in figure["data"]}
-    assert by_route["auto (model decided)"] == 8
-    assert by_route["assisted review"] == 12
+    assert by_route["auto (model decided)"] == 24
+    assert by_route["assisted review"] == 36
     assert any("full" in note["text"] for note in figure["layout"]["annotations"])
 
 
@@ -150,8 +151,8 @@ def test_the_api_returns_the_dashboard_numbers(client, api, world):
         ):
             assert body[key] == summary[key], (tab, key)
         assert body["latency_ms"] == pytest.approx(summary["latency_ms"])
-    assert body["automation_rate"] == pytest.approx(8 / 20)
-    assert body["override_rate"] == pytest.approx(2 / 8)
+    assert body["automation_rate"] == pytest.approx(24 / 60)
+    assert body["override_rate"] == pytest.approx(8 / 32)
     assert body["in_review"] == 4
 
 
@@ -160,10 +161,50 @@ def test_overview_lists_the_use_cases_with_their_figures(client, world):
     client.force_login(manager)
     html = client.get("/monitoring/").content.decode()
     assert use_case.name in html and f"/monitoring/{use_case.slug}/" in html
-    assert "40%" in html  # 8 of 20 items automated
+    assert "40.0%" in html and "n=60" in html  # 24 of 60 items automated
 
 
 def test_reviewers_are_refused(client, world):
     use_case, _ = world
     client.force_login(make_user(Role.REVIEWER))
     assert client.get(f"/monitoring/{use_case.slug}/").status_code == 403
+
+
+def test_quality_charts_draw_the_95_percent_interval_as_a_band(client, world):
+    use_case, manager = world
+    client.force_login(manager)
+    response = client.get(f"/monitoring/{use_case.slug}/quality/?range=7d")
+    figures = _figures(response.content.decode())
+    for key in ("fig-override", "fig-accuracy"):
+        traces = figures[key]["data"]
+        upper, lower = traces[0], traces[1]
+        assert upper["name"].endswith("upper") and lower["fill"] == "tonexty"
+        line = traces[2]
+        for low, value, high in zip(lower["y"], line["y"], upper["y"], strict=True):
+            if value is not None:
+                assert low <= value <= high
+    html = response.content.decode()
+    # The cards carry their evidence: 8 of 32 suggestions overridden.
+    assert "25.0%" in html and "n=32" in html
+    assert "Model accuracy, weighted estimate" in html
+    assert "Agreement among reviewed items" in html
+
+
+def test_a_chart_on_too_few_items_says_so(client, people):
+    manager, alice = people["manager"], people["alice"]
+    use_case = make_use_case(members=[manager, alice], level="assisted", actor=manager)
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    for n in range(12):
+        body = invoice(n)
+        item_ingest(use_case=use_case, external_id=body["external_id"], features=body["features"])
+    for n in range(12):
+        task = review_task_claim(use_case=use_case, user=alice)
+        review_task_decide(task=task, user=alice, label="office" if n % 4 else "other")
+    rollups_fold()
+    client.force_login(manager)
+    response = client.get(f"/monitoring/{use_case.slug}/quality/")
+    html = response.content.decode()
+    assert "fig-override" not in _figures(html) and "fig-accuracy" not in _figures(html)
+    assert "Too few items (n=12) for an override rate" in html
+    assert "too few items (n=12)" in html  # the cards too, instead of "25.0%"
+    assert "25.0%" not in html
