@@ -350,13 +350,14 @@ def main(small: bool = False) -> None:
     )
     for name, limit in LIMITS.items():
         print(f"  {name}: max {limit.max:.0%}, window {limit.window}: {limit_promise(limit)}")
-    print(f"{'error rate':>10}{'guardrail':>18}{'streams alarmed':>17}{'per check':>11}")
+    print(f"{'error rate':>12}{'guardrail':>18}{'streams alarmed':>17}{'per check':>11}")
     for n, rate in enumerate((BASELINE, LIMITS["override_rate"].max)):
         quiet = quiet_study(rate, streams=quiet_streams, items=QUIET_ITEMS, seed=200 + n)
         for name in LIMITS:
             per_check = quiet.alarms[name] / max(quiet.checks[name], 1)
+            shown = f"{rate:.0%}" + (" (limit)" if rate == LIMITS[name].max else "")
             print(
-                f"{rate:>10.0%}{name:>18}{quiet.alarms[name]:>7} of {quiet.streams:<7}"
+                f"{shown:>12}{name:>18}{quiet.alarms[name]:>7} of {quiet.streams:<7}"
                 f"{per_check:>11.3%}"
             )
     horizon = 20_000 if small else 40_000

@@ -56,7 +56,8 @@ def test_the_worker_steps_down_and_retries_the_webhook(
         },
     )
     register_model(use_case, constant_classifier_bytes("office", 0.8))
-    send(use_case, range(12))
+    # Half overridden: from about 30 decisions on, clearly over the 20% limit.
+    send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
 
     from deployments.models import GuardrailStatus
