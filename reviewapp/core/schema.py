@@ -46,3 +46,12 @@ class ReviewAppSchema(AutoSchema):
         if self.view.get_throttles():
             errors[429] = "Too many requests; retry after the Retry-After header's seconds."
         return errors
+
+
+def request_bodies_closed(result, generator, request, public):
+    """Request bodies name every field they take: the API refuses unknown fields (400, naming
+    them) rather than ignoring a typo, so the schema says ``additionalProperties: false``."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component.setdefault("additionalProperties", False)
+    return result

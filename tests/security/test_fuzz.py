@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from reviewapp.core.roles import Role
 from tests.factories import classifier_bytes, make_use_case, make_user, register_model, send_items
@@ -28,6 +29,20 @@ pytestmark = pytest.mark.django_db
 # 4 roles x 300 examples: 1,200 requests, about a minute on one core.
 EXAMPLES_PER_ROLE = 300
 FUZZED_ROLES = [Role.REVIEWER, Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN]
+# Rules the schema cannot state, because they depend on another field or on the use case: a
+# body or query the schema calls valid may rightly get a 400 naming the field. These operations
+# skip only the "schema-valid request accepted" check; every other check still applies.
+DEPENDS_ON_THE_USE_CASE = {
+    "POST /api/v1/use-cases/": "regression needs a tolerance; labels need classification",
+    "PATCH /api/v1/use-cases/{slug}/": "value bounds and labels follow the task type",
+    "PUT /api/v1/use-cases/{slug}/policy/": "guardrails name known metrics with bounded values",
+    "PATCH /api/v1/use-cases/{slug}/policy/": "guardrails name known metrics with bounded values",
+    "GET /api/v1/use-cases/{slug}/disagreements/matrix/": "value filters are for regression",
+    "POST /api/v1/use-cases/{slug}/backtests/": "until must follow since",
+    "POST /api/v1/use-cases/{slug}/items/": "features are the use case's declared features",
+    "POST /api/v1/use-cases/{slug}/items/batch/": "features are the use case's declared features",
+    "POST /api/v1/use-cases/{slug}/models/": "the file must be a loadable skops model",
+}
 
 
 @pytest.fixture
@@ -74,7 +89,12 @@ def _fuzz(api_schema, *, token: str, slug: str, external_id: str) -> tuple[int, 
                 case.path_parameters["external_id"] = external_id
         sent += 1
         try:
-            case.call_and_validate(headers={"Authorization": f"Token {token}"})
+            case.call_and_validate(
+                headers={"Authorization": f"Token {token}"},
+                excluded_checks=[positive_data_acceptance]
+                if case.operation.label in DEPENDS_ON_THE_USE_CASE
+                else [],
+            )
         except FailureGroup as failure:
             for check in failure.exceptions:
                 failures.append(f"{case.operation.label}: {check.title}: {str(failure)[:1200]}")
