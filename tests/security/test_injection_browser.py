@@ -132,3 +132,11 @@ def test_plotly_draws_under_the_policy(signed_in):
     assert result["blocked"] == []
     assert page.locator(".js-plotly-plot .main-svg").count() > 0
     screenshot(page, "security-dashboard-under-csp")
+
+
+def test_the_api_docs_work_under_the_policy(signed_in):
+    page = watched(signed_in(make_user(Role.ADMIN)))
+    result = visit(page, "/api/docs/")
+    page.locator(".opblock").first.wait_for()
+    assert result["blocked"] == []
+    assert page.locator(".opblock").count() > 20  # every operation listed
