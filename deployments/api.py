@@ -3,6 +3,7 @@
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -347,6 +348,7 @@ def _model_version_output(model_version: ModelVersion, *, use_case: UseCase) -> 
 
 class ModelVersionListApi(APIView):
     permission_classes = [RolesAllowed]
+    parser_classes = [MultiPartParser]
     allowed_roles = {"GET": ANALYSTS, "POST": MODEL_OWNERS}
 
     class UploadInput(serializers.Serializer):
@@ -461,12 +463,17 @@ class ModelRollbackApi(_ModelActionApi):
 # --- backtests --------------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
+class MomentField(serializers.CharField):
+    """An ISO 8601 date or date-time, parsed by ``window_params``."""
+
+
 class BacktestInput(serializers.Serializer):
     model_version = serializers.CharField(max_length=64)
-    since = serializers.CharField(
+    since = MomentField(
         required=False, allow_null=True, help_text="ISO 8601 date or date-time (inclusive)"
     )
-    until = serializers.CharField(
+    until = MomentField(
         required=False, allow_null=True, help_text="ISO 8601 date or date-time (exclusive)"
     )
 

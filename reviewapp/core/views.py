@@ -1,8 +1,17 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.http import JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 
 from reviewapp.core.api import REVIEWERS
 from reviewapp.core.roles import user_roles
+from reviewapp.core.throttles import (
+    login_failure_record,
+    login_failures_clear,
+    login_failures_exceeded,
+)
 from reviewapp.reviews.selectors import review_queues_overview
 
 
@@ -19,10 +28,22 @@ def home(request):
     )
 
 
+def page_not_found(request, exception):
+    """API callers get the API's JSON error shape for unknown paths; people get the page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Server error; it has been logged."}, status=500)
+    return defaults.server_error(request)
+
+
 def healthz(request):
     """Liveness and readiness: 200 when the database answers, 503 when it does not."""
     from django.db import connection
-    from django.http import JsonResponse
 
     try:
         with connection.cursor() as cursor:
@@ -30,3 +51,42 @@ def healthz(request):
     except Exception:
         return JsonResponse({"ok": False, "database": "unavailable"}, status=503)
     return JsonResponse({"ok": True})
+
+
+class ThrottledLoginView(LoginView):
+    """Sign-in that refuses (429) a username from an address after LOGIN_FAILURE_LIMIT failed
+    attempts within LOGIN_FAILURE_WINDOW_SECONDS, so passwords cannot be guessed at speed."""
+
+    template_name = "core/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        if login_failures_exceeded(username=username, ip=request.META.get("REMOTE_ADDR", "")):
+            response = render(
+                request,
+                "core/login.html",
+                {
+                    "form": self.get_form(),
+                    "throttled": True,
+                    "retry_minutes": -(-settings.LOGIN_FAILURE_WINDOW_SECONDS // 60),
+                    "next": self.get_redirect_url(),
+                },
+                status=429,
+            )
+            response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW_SECONDS)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        login_failure_record(
+            username=self.request.POST.get("username", ""),
+            ip=self.request.META.get("REMOTE_ADDR", ""),
+        )
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        login_failures_clear(
+            username=form.get_user().get_username(), ip=self.request.META.get("REMOTE_ADDR", "")
+        )
+        return super().form_valid(form)

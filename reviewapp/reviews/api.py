@@ -22,6 +22,7 @@ from reviewapp.core.api import (
 )
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.models import Job
+from reviewapp.core.throttles import IngestRateThrottle
 from reviewapp.monitoring.selectors import metrics_summary, model_version_for
 from reviewapp.reviews.exports import FORMATS
 from reviewapp.reviews.models import Decision, Disagreement
@@ -80,6 +81,7 @@ class ItemOutput(serializers.Serializer):
 
 class ItemIngestApi(APIView):
     permission_classes = [RolesAllowed]
+    throttle_classes = [IngestRateThrottle]
     allowed_roles = {"POST": CALLERS}
 
     @extend_schema(
@@ -104,6 +106,7 @@ class ItemIngestApi(APIView):
 
 class ItemBatchApi(APIView):
     permission_classes = [RolesAllowed]
+    throttle_classes = [IngestRateThrottle]
     allowed_roles = {"POST": CALLERS}
 
     class BatchInput(serializers.Serializer):

@@ -72,3 +72,18 @@ def test_the_sign_in_page_has_the_apps_look_and_labelled_fields(client):
     assert '<label for="id_username">Username</label>' in page
     assert '<label for="id_password">Password</label>' in page
     assert "css/app.css" in page and "cdn" not in page.lower()
+
+
+@pytest.mark.django_db
+def test_unknown_api_paths_answer_in_the_api_error_shape(api):
+    response = api(make_user(Role.MANAGER)).get("/api/v1/use-cases/not%20a%20slug/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.django_db
+def test_unknown_pages_still_get_the_page(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert "text/html" in response["Content-Type"]
