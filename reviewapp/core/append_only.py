@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection, models, transaction
+from django.db.models.signals import pre_delete
 
 # The PostgreSQL triggers read this setting; set_config(..., true) scopes it to the transaction.
 REWRITE_SETTING = "reviewapp.history_rewrite"
@@ -54,6 +55,10 @@ class AppendOnlyQuerySet(models.QuerySet):
         return super()._raw_delete(using)
 
 
+def _refuse_cascade(sender, **kwargs) -> None:
+    _refuse(sender, "delete (a cascade from a deleted parent)")
+
+
 class AppendOnlyModel(models.Model):
     """A row is inserted once; saving it again or deleting it raises AppendOnlyError."""
 
@@ -61,6 +66,12 @@ class AppendOnlyModel(models.Model):
 
     class Meta:
         abstract = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Deleting a parent (a use case, a task) deletes its children with plain DELETE
+        # statements, past the queryset above; pre_delete is the hook Django calls for each one.
+        pre_delete.connect(_refuse_cascade, sender=cls, weak=False)
 
     def save(self, *args, **kwargs):
         if not self._state.adding:

@@ -64,6 +64,14 @@ def test_the_orm_refuses_to_change_or_remove_a_row(history, model):
     assert _snapshot(model) == before
 
 
+def test_deleting_a_parent_would_take_its_history_and_is_refused(history):
+    plan = history["rows"][RampPlanEvent].plan
+    before = {model: _snapshot(model) for model in AUDIT_MODELS}
+    with pytest.raises(AppendOnlyError, match="cascade"), transaction.atomic():
+        plan.delete()
+    assert {model: _snapshot(model) for model in AUDIT_MODELS} == before
+
+
 def test_new_rows_are_still_written(history):
     use_case, manager = history["use_case"], history["manager"]
     before = ModelVersionEvent.objects.count()
