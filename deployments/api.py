@@ -25,6 +25,7 @@ from deployments.selectors import (
 )
 from deployments.services import (
     POLICY_FIELDS,
+    model_upload_read,
     model_version_challenge,
     model_version_promote,
     model_version_register,
@@ -392,7 +393,7 @@ class ModelVersionListApi(APIView):
         model_version = model_version_register(
             use_case=use_case,
             version=data["version"],
-            data=data["file"].read(),
+            data=model_upload_read(upload=data["file"]),
             actor=request.user,
             reference=reference_upload_read(upload=data.get("reference")),
             notes=data["notes"],

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from deployments.policy import Level
+from reviewapp.core.append_only import AppendOnlyModel
 
 
 class UseCase(models.Model):
@@ -93,7 +94,7 @@ class UseCaseMembership(models.Model):
         return f"{self.user} on {self.use_case}"
 
 
-class AutomationPolicy(models.Model):
+class AutomationPolicy(AppendOnlyModel):
     """One version of a use case's policy. Append-only: a change is a new row."""
 
     LEVEL_CHOICES = [(level.value, level.value.replace("_", " ")) for level in Level]
@@ -216,7 +217,7 @@ class ModelVersion(models.Model):
         return f"{self.use_case.slug}@{self.version} ({self.role})"
 
 
-class ModelVersionEvent(models.Model):
+class ModelVersionEvent(AppendOnlyModel):
     """Append-only history of role changes: who promoted what, when and why."""
 
     class Action(models.TextChoices):
@@ -370,7 +371,7 @@ class RampPlan(models.Model):
         return self.steps[self.current_step]
 
 
-class RampPlanEvent(models.Model):
+class RampPlanEvent(AppendOnlyModel):
     """Append-only: every start, step, pause and stop of a ramp plan, with who and why."""
 
     class Kind(models.TextChoices):

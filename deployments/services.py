@@ -26,7 +26,7 @@ from deployments.ml.latency import (
     latency_over_budget,
     latency_probe,
 )
-from deployments.ml.loading import ModelRejected, model_cache, model_load
+from deployments.ml.loading import LoadedModel, ModelRejected, model_cache, model_load
 from deployments.ml.reference import reference_stats_compute
 from deployments.ml.scoring import features_frame, score_rows
 from deployments.models import (
@@ -301,12 +301,22 @@ def artifact_bytes(model_version: ModelVersion) -> bytes | None:
     return None if data is None else bytes(data)
 
 
+def _model_load_limited(*, data: bytes, record_warnings: bool = False) -> LoadedModel:
+    return model_load(
+        data=data,
+        max_bytes=settings.MODEL_UPLOAD_MAX_BYTES,
+        max_uncompressed_bytes=settings.MODEL_UPLOAD_MAX_UNCOMPRESSED_BYTES,
+        timeout_seconds=settings.MODEL_LOAD_TIMEOUT_SECONDS,
+        record_warnings=record_warnings,
+    )
+
+
 def estimator_load(*, model_version: ModelVersion, data: bytes | None):
     """Load ``data`` (the version's artifact) into this process's cache. No database access,
     so it may run on a scoring thread. Raises ModelRejected when it cannot be loaded."""
     if data is None:
         raise ModelRejected(f"{model_version.version} has no artifact: it is served elsewhere")
-    loaded = model_load(data=data, max_bytes=settings.MODEL_UPLOAD_MAX_BYTES)
+    loaded = _model_load_limited(data=data)
     model_cache.put(_cache_key(model_version), loaded.estimator)
     return loaded.estimator
 
@@ -429,6 +439,14 @@ def _reference_frame(*, use_case: UseCase, reference: pd.DataFrame | None) -> pd
 NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"
 
 
+def model_upload_read(*, upload) -> bytes:
+    """The bytes of an uploaded model file, refused by its size before it is read into memory."""
+    limit = settings.MODEL_UPLOAD_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise InvalidInput({"file": [f"the file is {upload.size} bytes; the limit is {limit}"]})
+    return upload.read(limit + 1)
+
+
 def reference_upload_read(*, upload) -> pd.DataFrame | None:
     """An uploaded CSV or Parquet sample of the training features (None when absent)."""
     if upload is None:
@@ -476,9 +494,7 @@ def model_version_register(
     except EnvironmentInvalid as exc:
         raise InvalidInput({"environment": [str(exc)]}) from exc
     try:
-        loaded = model_load(
-            data=data, max_bytes=settings.MODEL_UPLOAD_MAX_BYTES, record_warnings=True
-        )
+        loaded = _model_load_limited(data=data, record_warnings=True)
         if use_case.is_classification and not hasattr(loaded.estimator, "predict_proba"):
             raise ModelRejected("a classifier needs predict_proba")
         frame = _reference_frame(use_case=use_case, reference=reference)

@@ -66,6 +66,7 @@ from deployments.selectors import (
 )
 from deployments.services import (
     POLICY_FIELDS,
+    model_upload_read,
     model_version_challenge,
     model_version_promote,
     model_version_register,
@@ -597,7 +598,7 @@ def models_page(request, slug):
             model_version = model_version_register(
                 use_case=use_case,
                 version=form["version"].strip(),
-                data=upload.read(),
+                data=model_upload_read(upload=upload),
                 actor=request.user,
                 reference=reference_upload_read(upload=request.FILES.get("reference")),
                 notes=form["notes"],

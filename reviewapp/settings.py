@@ -288,6 +288,12 @@ REVIEW_LEASE_SECONDS = int(os.environ.get("REVIEW_LEASE_SECONDS", "300"))
 BATCH_MAX_ITEMS = 10_000
 BATCH_CHUNK_SIZE = int(os.environ.get("BATCH_CHUNK_SIZE", "1000"))
 MODEL_UPLOAD_MAX_BYTES = int(os.environ.get("MODEL_UPLOAD_MAX_BYTES", str(50 * 1024 * 1024)))
+# A .skops upload is a zip: its entries' declared sizes are summed before anything is read (no
+# zip bombs), and loading it runs on a thread the request stops waiting for after the timeout.
+MODEL_UPLOAD_MAX_UNCOMPRESSED_BYTES = int(
+    os.environ.get("MODEL_UPLOAD_MAX_UNCOMPRESSED_BYTES", str(512 * 1024 * 1024))
+)
+MODEL_LOAD_TIMEOUT_SECONDS = float(os.environ.get("MODEL_LOAD_TIMEOUT_SECONDS", "30"))
 # An upload is loaded, scored on its reference rows and timed (single-row calls, stopping at
 # whichever limit comes first) before it is accepted; a model silent for the check's timeout is
 # refused. Realtime scoring under a use case's latency budget runs on a bounded thread pool.

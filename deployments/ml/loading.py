@@ -5,6 +5,15 @@ itself: its size, its entry names (no ``../`` or absolute paths), and its uncomp
 zip bombs). skops then lists every type it would have to construct that is not on its own
 default trust list; we accept those only from scikit-learn, NumPy and SciPy. Anything else, a
 pickle or joblib file included, is refused with a message that says why.
+
+Loading runs on a daemon thread the caller stops waiting for after a timeout (``model_load``).
+A thread rather than a subprocess: a subprocess would have to hand the estimator back, and the
+only way to pass a live Python object between processes is pickle, the very thing this module
+exists to avoid (loading twice, once to check and once to keep, would double every upload's
+wait and still load the bytes in this process). What a thread cannot do, kill a runaway load,
+the checks before it bound: the archive's uncompressed size is capped and only types from
+scikit-learn, NumPy and SciPy are constructed, so an abandoned load holds bounded memory and
+runs no foreign code.
 """
 
 import hashlib
@@ -21,9 +30,24 @@ from typing import Any
 import skops.io as sio
 
 from deployments.ml.environment import LoadWarning, saved_versions_read, warnings_recorded
+from deployments.ml.latency import call_in_own_thread
 
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
-MAX_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
+# Corners of the trusted libraries that read or write files, compile or run code: a model has
+# no business naming them (a FunctionTransformer calling numpy.load on its input, say).
+UNTRUSTED_MODULE_PARTS = frozenset(
+    {
+        "testing", "_testing", "f2py", "distutils", "ctypeslib", "io", "npyio", "_npyio_impl",
+        "_datasource", "externals", "_build_utils", "conftest",
+    }
+)  # fmt: skip
+UNTRUSTED_NAMES = frozenset(
+    f"numpy.{name}"
+    for name in (
+        "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
+        "fromfile", "fromregex", "memmap", "DataSource",
+    )
+)  # fmt: skip
 MAX_COMPRESSION_RATIO = 200
 MAX_ENTRIES = 100_000
 
@@ -45,7 +69,7 @@ class LoadedModel:
     warnings: tuple[LoadWarning, ...] = ()
 
 
-def _check_archive(data: bytes, *, max_bytes: int) -> zipfile.ZipFile:
+def _check_archive(data: bytes, *, max_bytes: int, max_uncompressed: int) -> zipfile.ZipFile:
     if len(data) > max_bytes:
         raise ModelRejected(f"the file is {len(data)} bytes; the limit is {max_bytes}")
     if data[:2] == b"\x80\x04" or data[:1] == b"\x80":
@@ -64,9 +88,9 @@ def _check_archive(data: bytes, *, max_bytes: int) -> zipfile.ZipFile:
         total += entry.file_size
         if entry.compress_size and entry.file_size / entry.compress_size > MAX_COMPRESSION_RATIO:
             raise ModelRejected(f"entry {name!r} is compressed suspiciously well (a zip bomb?)")
-    if total > MAX_UNCOMPRESSED_BYTES:
+    if total > max_uncompressed:
         raise ModelRejected(
-            f"the archive expands to {total} bytes; the limit is {MAX_UNCOMPRESSED_BYTES}"
+            f"the archive expands to {total} bytes; the limit is {max_uncompressed}"
         )
     if "schema.json" not in archive.namelist():
         raise ModelRejected("not a .skops file: schema.json is missing")
@@ -78,22 +102,37 @@ def _refuse_untrusted(data: bytes) -> list[str]:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises many kinds on a malformed archive
         raise ModelRejected(f"not a readable .skops file: {exc}") from exc
-    refused = [name for name in untrusted if not name.startswith(TRUSTED_MODULE_PREFIXES)]
+    refused = [
+        name
+        for name in untrusted
+        if not name.startswith(TRUSTED_MODULE_PREFIXES)
+        or name in UNTRUSTED_NAMES
+        or UNTRUSTED_MODULE_PARTS.intersection(name.split("."))
+    ]
     if refused:
         raise ModelRejected(
-            "the file refers to types outside scikit-learn, NumPy and SciPy, which are "
-            f"never loaded: {', '.join(sorted(refused))}"
+            "the file refers to types or functions outside the trusted parts of scikit-learn, "
+            f"NumPy and SciPy, which are never loaded: {', '.join(sorted(refused))}"
         )
     return untrusted
 
 
-def model_load(*, data: bytes, max_bytes: int, record_warnings: bool = False) -> LoadedModel:
+def model_load(
+    *,
+    data: bytes,
+    max_bytes: int,
+    max_uncompressed_bytes: int,
+    timeout_seconds: float,
+    record_warnings: bool = False,
+) -> LoadedModel:
     """Load a skops artifact, or raise ModelRejected naming the reason.
 
-    With ``record_warnings`` (an upload's check) the warnings raised while loading are kept on
-    the result. The warnings filter is process-wide, so live loads leave it alone.
+    The archive is checked (size, entry names, the sum of its entries' uncompressed sizes) before
+    skops reads a byte of it; a load still running after ``timeout_seconds`` is refused. With
+    ``record_warnings`` (an upload's check) the warnings raised while loading are kept on the
+    result. The warnings filter is process-wide, so live loads leave it alone.
     """
-    archive = _check_archive(data, max_bytes=max_bytes)
+    archive = _check_archive(data, max_bytes=max_bytes, max_uncompressed=max_uncompressed_bytes)
     try:
         schema = json.loads(archive.read("schema.json"))
     except ValueError as exc:
@@ -101,17 +140,23 @@ def model_load(*, data: bytes, max_bytes: int, record_warnings: bool = False) ->
     if not isinstance(schema, dict):
         raise ModelRejected("not a .skops file: schema.json is not an object")
     trusted = _refuse_untrusted(data)
-    caught: list[warnings.WarningMessage] = []
-    try:
+
+    def load() -> tuple[Any, list[warnings.WarningMessage]]:
         with warnings.catch_warnings(record=True) if record_warnings else nullcontext() as seen:
             if record_warnings:
                 warnings.simplefilter("always")
-            estimator = sio.loads(data, trusted=trusted)
-        caught = list(seen or [])
+            loaded = sio.loads(data, trusted=trusted)
+        return loaded, list(seen or [])
+
+    try:
+        outcome = call_in_own_thread(load, timeout=timeout_seconds)
     except Exception as exc:
         raise ModelRejected(
             f"the model could not be loaded in this environment: {type(exc).__name__}: {exc}"
         ) from exc
+    if not outcome.done:
+        raise ModelRejected(f"loading the model took longer than {timeout_seconds:g} s")
+    estimator, caught = outcome.value
     if not hasattr(estimator, "predict"):
         raise ModelRejected("the object in the file has no predict method")
     return LoadedModel(

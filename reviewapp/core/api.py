@@ -18,6 +18,9 @@ class RolesAllowed(BasePermission):
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
+        if not hasattr(view, request.method.lower()):
+            # No such operation: let the view answer 405, which says so, rather than 403.
+            return True
         allowed = view.allowed_roles.get(request.method)
         if allowed is None and request.method in ("HEAD", "OPTIONS"):
             allowed = view.allowed_roles.get("GET")

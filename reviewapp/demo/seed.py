@@ -20,6 +20,7 @@ from deployments.services import (
     policy_change,
     use_case_create,
 )
+from reviewapp.core.append_only import history_rewrite
 from reviewapp.core.roles import Role, role_groups_ensure
 from reviewapp.demo import datasets
 from reviewapp.monitoring.services import rollups_deferred, rollups_fold
@@ -273,7 +274,8 @@ def _model_history_backdate(*, use_case, at) -> None:
     """Registrations and role changes are stamped with the wall clock; in a replayed history
     they belong to the replayed day (guardrails judge a champion from when it took over)."""
     ModelVersion.objects.filter(use_case=use_case, created_at__gt=at).update(created_at=at)
-    ModelVersionEvent.objects.filter(use_case=use_case, created_at__gt=at).update(created_at=at)
+    with history_rewrite():
+        ModelVersionEvent.objects.filter(use_case=use_case, created_at__gt=at).update(created_at=at)
 
 
 def _challenger_catch_up(*, use_case, item_ids, now) -> None:

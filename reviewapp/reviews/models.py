@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from deployments.policy import Route, TaskReason
+from reviewapp.core.append_only import AppendOnlyModel
 
 
 class Item(models.Model):
@@ -179,7 +180,7 @@ class TaskSkip(models.Model):
         return f"{self.user_id} skipped {self.task_id}"
 
 
-class Decision(models.Model):
+class Decision(AppendOnlyModel):
     """A human's answer to a review task. Append-only."""
 
     class Kind(models.TextChoices):

@@ -311,6 +311,13 @@ PAGES = [
         {M, ML, A},
     ),
     ("retraining page", "get", "/datasets/{slug}/retraining/", None, {M, ML, A}),
+    (
+        "delete export page",
+        "post",
+        "/datasets/{slug}/exports/" + NO_SUCH + "/delete/",
+        None,
+        {M, ML, A},
+    ),
 ]
 
 
@@ -352,3 +359,130 @@ def test_use_case_pages_are_404_to_non_members(client, ctx, name, template):
     client.force_login(make_user(Role.MANAGER))
     path = template.format(slug=ctx["use_case"].slug, job=ctx["job"])
     assert client.get(path).status_code == 404, name
+
+
+# URLs open to everyone by design; anything else must appear in ENDPOINTS or PAGES above.
+PUBLIC = {
+    "healthz": "liveness probe, says only whether the database answers",
+    "accounts/login/": "the sign-in form",
+    "accounts/logout/": "signing out",
+    "api/schema/": "the OpenAPI document (no data)",
+    "api/docs/": "Swagger UI for it",
+}
+
+
+def _routes(patterns, prefix=""):
+    from django.urls import URLResolver
+
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern.url_patterns, prefix + str(pattern.pattern))
+        else:
+            yield prefix + str(pattern.pattern)
+
+
+def test_every_url_has_a_declared_access_policy():
+    """A new URL fails here until it is added to ENDPOINTS or PAGES (or, rarely, PUBLIC)."""
+    from django.urls import get_resolver, resolve
+
+    # Django's admin checks is_staff and model permissions itself.
+    served = {
+        route for route in _routes(get_resolver().url_patterns) if not route.startswith("admin/")
+    }
+    declared = {
+        resolve(template.format(slug="s", job=NO_SUCH, task=1).split("?")[0]).route
+        for _name, _method, template, _body, _allowed in [*ENDPOINTS, *PAGES]
+    }
+    assert served - declared - set(PUBLIC) == set()
+    assert set(PUBLIC) <= served
+
+
+def _row_counts() -> dict[str, int]:
+    from django.apps import apps
+
+    return {model._meta.label: model.objects.count() for model in apps.get_models()}
+
+
+SCOPED = [e for e in [*ENDPOINTS, *PAGES] if {"{slug}", "{job}", "{task}"} & set(e[2].split("/"))]
+
+
+def test_objects_of_a_use_case_are_404_to_non_members_and_nothing_changes(api, ctx):
+    """Every role an endpoint admits, once outside the use case, finds nothing there (404,
+    the same answer as for a use case that does not exist) and changes nothing."""
+    from django.test import Client
+
+    from reviewapp.reviews.services.review import review_task_claim
+
+    use_case = ctx["use_case"]
+    task = review_task_claim(use_case=use_case, user=ctx["users"][R])
+    assert len(SCOPED) > 60
+    for name, method, template, body, allowed in SCOPED:
+        path = template.format(slug=use_case.slug, job=ctx["job"], task=task.pk)
+        is_page = not path.startswith(("/api/", "/metrics"))
+        for role in sorted(allowed - {A}):  # an admin sees every use case
+            ctx["n"] += 1
+            outsider = make_user(role)
+            if is_page:
+                client = Client()
+                client.force_login(outsider)
+            else:
+                client = api(outsider)  # makes the outsider's token: before the counting
+            data = body(ctx) if body else None
+            before = _row_counts()
+            if is_page:
+                response = client.get(path) if method == "get" else client.post(path, data or {})
+            else:
+                response = _call(client, method, path, data)
+            assert response.status_code == 404, (name, role, response.status_code)
+            assert _row_counts() == before, (name, role)
+            assert use_case.name not in response.content.decode(), (name, role)
+
+
+HOSTILE_PARAMS = [
+    # (parameters that would select or order rows by a reviewer's password hash, their mirror)
+    ({"reviewer__password__startswith": "pbkdf2"}, {"reviewer__password__startswith": "zz"}),
+    ({"ordering": "reviewer__password"}, {"ordering": "-reviewer__password"}),
+    ({"order_by": "reviewer__password"}, {"order_by": "-reviewer__password"}),
+    ({"sort": "changed_by__password"}, {"sort": "-changed_by__password"}),
+    ({"o": "task__decision__reviewer__password"}, {"o": "-task__decision__reviewer__password"}),
+    ({"created_by__password__regex": "^pbkdf2"}, {"created_by__password__regex": "^zz"}),
+    ({"actor__password__gt": ""}, {"actor__password__lt": ""}),
+]
+
+
+def _decided_and_disagreed(ctx) -> None:
+    """Rows for every list to hold: a human decision that differs from the model."""
+    from reviewapp.reviews.services.review import review_task_claim, review_task_decide
+
+    use_case, reviewer = ctx["use_case"], ctx["users"][R]
+    while (task := review_task_claim(use_case=use_case, user=reviewer)) is not None:
+        suggested = task.item.predictions.values_list("label", flat=True).first()
+        label = next(label for label in use_case.labels if label != suggested)
+        review_task_decide(task=task, user=reviewer, label=label)
+
+
+def test_no_query_parameter_reaches_a_field_outside_the_allowlist(api, ctx):
+    """A filter or ordering on a password hash either is refused (4xx) or has no effect: the
+    answer is the same whichever way it would sort or whichever prefix it would match."""
+    from django.test import Client
+
+    _decided_and_disagreed(ctx)
+    admin = ctx["users"][A]
+    pages = Client()
+    pages.force_login(admin)
+    lists = [(e[0], e[2]) for e in [*ENDPOINTS, *PAGES] if e[1] == "get"]
+    assert len(lists) > 40
+    for name, template in lists:
+        path = template.format(slug=ctx["use_case"].slug, job=ctx["job"], task=1)
+        client = api(admin) if path.startswith(("/api/", "/metrics")) else pages
+        plain = client.get(path)
+        for params, mirror in HOSTILE_PARAMS:
+            one, other = client.get(path, params), client.get(path, mirror)
+            assert one.status_code < 500 and one.status_code == other.status_code, (name, params)
+            body = b"".join(one.streaming_content) if one.streaming else one.content
+            assert b"pbkdf2_" not in body and b"argon2" not in body, (name, params)
+            if one.status_code >= 400:
+                continue
+            assert one.status_code == plain.status_code, (name, params)
+            if path.startswith("/api/") and one["Content-Type"].startswith("application/json"):
+                assert one.json() == other.json(), (name, params)
