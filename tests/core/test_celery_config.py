@@ -29,3 +29,9 @@ def test_the_sweeper_runs_periodically_at_the_configured_interval():
     entry = app.conf.beat_schedule["sweep-unscored-items"]
     assert entry["task"] == sweep_unscored_items.name
     assert entry["schedule"] == settings.SWEEPER_INTERVAL_SECONDS
+
+
+def test_a_hung_broker_times_out_instead_of_holding_a_request():
+    options = app.conf.broker_transport_options
+    assert 0 < options["socket_timeout"] <= 30
+    assert 0 < options["socket_connect_timeout"] <= 30
