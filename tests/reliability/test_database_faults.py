@@ -44,7 +44,8 @@ def test_clients_get_a_retryable_503_and_no_acknowledged_write_is_lost(stack, si
                 send, [row["external_id"]], ledger, deadline=time.monotonic() + 180
             )
 
-    threads = [threading.Thread(target=client, args=(realtime[i::CLIENTS],)) for i in range(3)]
+    shares = [realtime[i::CLIENTS] for i in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
     for thread in threads:
         thread.start()
 
