@@ -1,3 +1,5 @@
+import sys
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
@@ -6,6 +8,8 @@ from django.shortcuts import render
 from django.views import defaults
 
 from reviewapp.core.api import REVIEWERS
+from reviewapp.core.errors import database_unavailable
+from reviewapp.core.middleware import database_unavailable_response
 from reviewapp.core.roles import user_roles
 from reviewapp.core.throttles import (
     login_failure_record,
@@ -36,6 +40,12 @@ def page_not_found(request, exception):
 
 
 def server_error(request):
+    """``handler500``: a lost database is a 503 the caller can retry (errors outside views, e.g.
+    the session read in middleware; see ``DatabaseUnavailableMiddleware``); anything else is a
+    500, in the API's JSON shape under /api/."""
+    exc = sys.exc_info()[1]  # called from inside Django's ``except`` block
+    if exc is not None and database_unavailable(exc):
+        return database_unavailable_response()
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Server error; it has been logged."}, status=500)
     return defaults.server_error(request)
