@@ -1,0 +1,88 @@
+"""Fault-injection scenarios on real processes. They are slow, so they run only when asked:
+
+    RELIABILITY=1 .venv/bin/pytest tests/reliability -p no:randomly
+
+``RELIABILITY_SCALE`` = ``small`` (CI: about a thousand items) or ``full`` (the default by hand:
+ten thousand); ``RELIABILITY_SEEDS`` = how many seeds each scenario repeats over (default 3).
+``RELIABILITY_KEEP_LOGS=1`` keeps each deployment's process logs (their folder is printed).
+"""
+
+import os
+import time
+
+import pytest
+
+from tests.reliability.processes import Stack
+
+SIZES = {"small": 1_000, "full": 10_000}
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("RELIABILITY") == "1":
+        return
+    skip = pytest.mark.skip(reason="fault-injection scenarios run with RELIABILITY=1")
+    for item in items:
+        if "tests/reliability/" in str(item.fspath):
+            item.add_marker(skip)
+
+
+def pytest_generate_tests(metafunc):
+    """Every scenario taking ``seed`` repeats over RELIABILITY_SEEDS seeds."""
+    if "seed" in metafunc.fixturenames:
+        count = int(os.environ.get("RELIABILITY_SEEDS", "3"))
+        metafunc.parametrize("seed", range(1, count + 1))
+
+
+@pytest.fixture(scope="session")
+def scale() -> str:
+    return os.environ.get("RELIABILITY_SCALE", "full")
+
+
+@pytest.fixture(scope="session")
+def size(scale) -> int:
+    """How many items a scenario pushes through."""
+    return SIZES[scale]
+
+
+@pytest.fixture(scope="session")
+def shared_stack():
+    """One deployment for the whole run (starting one costs a minute on a busy machine):
+    two supervised Celery workers of two children each, beat sweeping every 5 s."""
+    stack = Stack(workers=2, concurrency=2, sweeper_seconds=5)
+    stack.__enter__()
+    yield stack
+    if os.environ.get("RELIABILITY_KEEP_LOGS") == "1":
+        print(f"process logs: {stack.dir}")
+    stack.__exit__(None, None, None)
+
+
+@pytest.fixture
+def stack(shared_stack) -> Stack:
+    """The shared deployment, every process up again, whatever the scenario before left."""
+    shared_stack.healthy()
+    return shared_stack
+
+
+@pytest.fixture
+def stack_factory():
+    """``stack_factory(**Stack options)`` starts a deployment; every one is torn down after."""
+    stacks: list[Stack] = []
+
+    def start(**options) -> Stack:
+        stack = Stack(**options)
+        stacks.append(stack)
+        stack.__enter__()
+        return stack
+
+    yield start
+    for stack in stacks:
+        if os.environ.get("RELIABILITY_KEEP_LOGS") == "1":
+            print(f"process logs: {stack.dir}")
+        stack.__exit__(None, None, None)
+
+
+@pytest.fixture
+def clock():
+    """Seconds since the scenario started."""
+    started = time.monotonic()
+    return lambda: time.monotonic() - started
