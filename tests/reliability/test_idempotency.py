@@ -6,30 +6,16 @@ a different decision is refused with 409; a malformed key is a 400 naming the he
 """
 
 import random
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-from rest_framework.authtoken.models import Token
-
-from reviewapp.core.roles import Role
-from reviewapp.reviews.models import Decision, Item
-from tests.factories import LABELS, constant_classifier_bytes, make_use_case, make_user
-from tests.factories import register_model as model_register
+from tests.factories import LABELS
+from tests.reliability import oracle
 from tests.reliability.clients import api_session
-from tests.reliability.recording import reliability_results  # noqa: F401 (a fixture)
-from tests.reliability.serving import gunicorn
-from tests.reliability.sizing import seeds, sized
-
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+from tests.reliability.report import result_append
 
 COPIES = 5
-
-
-@pytest.fixture(scope="module")
-def server(django_db_setup):
-    with gunicorn(workers=2, threads=4) as running:
-        yield running
 
 
 def five_times(send) -> list:
@@ -44,17 +30,24 @@ def answer(response) -> tuple[int, object]:
     return response.status_code, body
 
 
-@pytest.mark.parametrize("seed", seeds())
-def test_items_and_decisions_sent_five_times_are_stored_once(server, seed, reliability_results):
+STORED_ITEMS = """
+    SELECT count(*) FROM reviews_item WHERE use_case_id = %s AND external_id = %s"""
+STORED_AMOUNT = """
+    SELECT (features->>'amount')::float FROM reviews_item
+    WHERE use_case_id = %s AND external_id = %s"""
+DECISIONS_OF_TASK = "SELECT count(*) FROM reviews_decision WHERE task_id = %s"
+
+
+def test_items_and_decisions_sent_five_times_are_stored_once(stack, scale, seed):
     rng = random.Random(seed)
-    count = sized(60, at_least=6)
-    caller = make_user(Role.INTEGRATION, f"caller{seed}")
-    reviewer = make_user(Role.REVIEWER, f"rev{seed}")
-    use_case = make_use_case(members=[caller, reviewer], level="assisted", slug=f"idem-{seed}")
-    model_register(use_case, constant_classifier_bytes("office", 0.7))
-    caller_session = api_session(Token.objects.create(user=caller).key)
-    reviewer_session = api_session(Token.objects.create(user=reviewer).key)
-    base = f"{server.url}/api/v1"
+    count = 60 if scale == "full" else 12
+    world = stack.world(slug=f"idem-{seed}", level="assisted", reviewers=1)
+    use_case, slug = world["use_case_id"], world["slug"]
+    caller_session = api_session(world["manager"])
+    reviewer_session = api_session(world["reviewers"][0])
+    base = f"{stack.web.url}/api/v1"
+    conn = stack.postgres.connect()
+    started = time.monotonic()
     violations: dict[str, list] = {
         "item_answers_differ": [],
         "item_rows_not_one": [],
@@ -75,7 +68,7 @@ def test_items_and_decisions_sent_five_times_are_stored_once(server, seed, relia
         }
         sent = five_times(
             lambda body=body: answer(
-                caller_session.post(f"{base}/use-cases/{use_case.slug}/items/", json=body)
+                caller_session.post(f"{base}/use-cases/{slug}/items/", json=body)
             )
         )
         statuses = sorted(status for status, _ in sent)
@@ -83,20 +76,18 @@ def test_items_and_decisions_sent_five_times_are_stored_once(server, seed, relia
             violations["item_created_not_once"].append((external_id, statuses))
         if len({repr(answer_body) for _, answer_body in sent}) != 1:
             violations["item_answers_differ"].append(external_id)
-        if Item.objects.filter(use_case=use_case, external_id=external_id).count() != 1:
+        if conn.execute(STORED_ITEMS, [use_case, external_id]).fetchone()[0] != 1:
             violations["item_rows_not_one"].append(external_id)
         # Resending a received external_id with other features answers with what was stored.
         other = {**body, "features": {"amount": 9999.0, "kind": "a"}}
-        status, resent = answer(
-            caller_session.post(f"{base}/use-cases/{use_case.slug}/items/", json=other)
-        )
-        stored = Item.objects.get(use_case=use_case, external_id=external_id).features
-        if status != 200 or resent != sent[0][1] or stored["amount"] != body["features"]["amount"]:
+        status, resent = answer(caller_session.post(f"{base}/use-cases/{slug}/items/", json=other))
+        stored = conn.execute(STORED_AMOUNT, [use_case, external_id]).fetchone()[0]
+        if status != 200 or resent != sent[0][1] or stored != body["features"]["amount"]:
             violations["item_changed_by_other_body"].append(external_id)
 
     decided = []
     for _ in range(count):
-        task = reviewer_session.post(f"{base}/use-cases/{use_case.slug}/review/next/").json()
+        task = reviewer_session.post(f"{base}/use-cases/{slug}/review/next/").json()
         url = f"{base}/review/tasks/{task['task']}/decision/"
         key = str(uuid.uuid4())
         label = rng.choice(LABELS)
@@ -113,7 +104,7 @@ def test_items_and_decisions_sent_five_times_are_stored_once(server, seed, relia
         )
         if {status for status, _ in sent} != {201} or len({repr(b) for _, b in sent}) != 1:
             violations["decision_answers_differ"].append((task["task"], sent[0]))
-        if Decision.objects.filter(task_id=task["task"]).count() != 1:
+        if conn.execute(DECISIONS_OF_TASK, [int(task["task"])]).fetchone()[0] != 1:
             violations["decision_rows_not_one"].append(task["task"])
         other_label = next(x for x in LABELS if x != label)
         refused = reviewer_session.post(
@@ -126,10 +117,10 @@ def test_items_and_decisions_sent_five_times_are_stored_once(server, seed, relia
     # a key already spent on one task cannot decide another
     for n in range(3):
         caller_session.post(
-            f"{base}/use-cases/{use_case.slug}/items/",
+            f"{base}/use-cases/{slug}/items/",
             json={"external_id": f"reuse-{seed}-{n}", "features": {"amount": 1.0, "kind": "a"}},
         )
-        task = reviewer_session.post(f"{base}/use-cases/{use_case.slug}/review/next/").json()
+        task = reviewer_session.post(f"{base}/use-cases/{slug}/review/next/").json()
         reused = reviewer_session.post(
             f"{base}/review/tasks/{task['task']}/decision/",
             json={"label": LABELS[0], "lease_token": task["lease_token"]},
@@ -138,15 +129,20 @@ def test_items_and_decisions_sent_five_times_are_stored_once(server, seed, relia
         if reused.status_code != 409:
             violations["key_reused_on_other_task_not_409"].append(task["task"])
 
-    reliability_results(
-        scenario="idempotent_writes",
+    counts = {name: len(found) for name, found in violations.items()}
+    counts.update(oracle.violations(conn))
+    conn.close()
+    result_append(
+        scenario="3 idempotent writes",
+        size=count,
         seed=seed,
-        size={"items": count, "decisions": count, "copies": 2 * COPIES},
-        faults="duplicate sends, 5 concurrent + 5 sequential",
-        violations=violations,
+        faults={"duplicate_sends": count * 2 * (2 * COPIES + 1)},
+        violations=counts,
         load={
             "item_requests": count * (2 * COPIES + 1),
             "decision_requests": count * (2 * COPIES + 2),
         },
+        duration_s=time.monotonic() - started,
     )
     assert not any(violations.values()), violations
+    assert counts == dict.fromkeys(counts, 0)

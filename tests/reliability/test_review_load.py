@@ -1,8 +1,8 @@
-"""Reviewers in separate processes against a real gunicorn on PostgreSQL.
+"""Reviewers against a real deployment (gunicorn, Celery, PostgreSQL).
 
-1. Many reviewers loop claim -> decide over a large queue: no task is ever held by two of them
-   at once, every task ends with exactly one decision, every decision the server acknowledged
-   is stored as sent, and the queue drains.
+1. Reviewers in separate processes loop claim -> decide over a large queue: no task is ever
+   handed to a second reviewer while the first one's lease is live, every task ends with exactly
+   one decision, every decision the server acknowledged is stored as sent, the queue drains.
 2. Lease fencing: a reviewer whose lease ran out and went to someone else is refused (409)
    when they finally submit; the task keeps exactly one decision, the new holder's.
 """
@@ -12,210 +12,188 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-import pytest
-from django.db.models import Count
-from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from tests.factories import LABELS
+from tests.reliability import oracle
+from tests.reliability.client import Api, rows
+from tests.reliability.clients import ReviewerConfig, api_session, reviewers_run
+from tests.reliability.processes import wait_until
+from tests.reliability.report import result_append
 
-from reviewapp.core.roles import Role
-from reviewapp.reviews.models import Decision, Item, ReviewTask
-from reviewapp.reviews.services.ingest import items_store_pending
-from reviewapp.reviews.services.scoring import items_score
-from tests.factories import LABELS, make_use_case, make_user
-from tests.reliability.clients import (
-    ReviewerConfig,
-    api_session,
-    reviewers_run,
-)
-from tests.reliability.recording import reliability_results  # noqa: F401 (a fixture)
-from tests.reliability.serving import gunicorn
-from tests.reliability.sizing import seeds, sized
-
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-SCORE_CHUNK = 1000
+BATCH = 10_000  # the API's limit per batch
 
 
-def queue_fill(*, use_case, count: int, prefix: str) -> None:
-    """``count`` routed items with open review tasks, stored the way a batch stores them."""
-    rows = [(f"{prefix}-{n}", {"amount": float(n), "kind": "abc"[n % 3]}, None) for n in range(count)]
-    ids = items_store_pending(use_case=use_case, rows=rows, now=timezone.now())
-    for start in range(0, len(ids), SCORE_CHUNK):
-        items_score(item_ids=ids[start : start + SCORE_CHUNK])
+def queue_fill(stack, world: dict, *, count: int, prefix: str) -> None:
+    """Send ``count`` items in batches and wait until the workers have routed every one."""
+    api = Api(stack.web.url, world["manager"], world["slug"])
+    for start in range(0, count, BATCH):
+        response = api.batch(rows(start, min(BATCH, count - start), prefix=prefix), timeout=300)
+        assert response.status_code == 202, response.text[:500]
+    with stack.postgres.connect() as conn:
+        wait_until(lambda: oracle.pending_items(conn) == 0, timeout=600, what="routing")
 
 
-def reviewers_make(count: int, *, prefix: str) -> list:
-    return [make_user(Role.REVIEWER, f"{prefix}-{n}") for n in range(count)]
+def reviewer_names(world: dict) -> list[str]:
+    # tests/reliability/world.py names reviewers after the use case, in token order
+    return [f"{world['slug']}-reviewer{i}" for i in range(len(world["reviewers"]))]
 
 
-def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
-
-
-def overlapping_claims(claims) -> list[str]:
+def overlapping_claims(claims) -> int:
     """Tasks handed to a second reviewer while the first one's lease was still live."""
     by_task = defaultdict(list)
     for claim in claims:
         by_task[claim.task].append(claim)
-    overlaps = []
-    for task, held in by_task.items():
+    overlaps = 0
+    for held in by_task.values():
         held.sort(key=lambda c: c.claimed_at)
         for earlier, later in zip(held, held[1:], strict=False):
             expires = datetime.fromisoformat(earlier.lease_expires_at).timestamp()
-            if later.reviewer != earlier.reviewer and later.claimed_at < expires:
-                overlaps.append(task)
+            overlaps += later.reviewer != earlier.reviewer and later.claimed_at < expires
     return overlaps
 
 
-@pytest.fixture(scope="module")
-def server(django_db_setup):
-    with gunicorn(workers=2, threads=4) as running:
-        yield running
+TASKS_WITHOUT_ONE_DECISION = """
+    SELECT count(*) FROM reviews_reviewtask t WHERE t.use_case_id = %s
+    AND (SELECT count(*) FROM reviews_decision d WHERE d.task_id = t.id) <> 1"""
+ITEMS_WITHOUT_HUMAN_DECISION = """
+    SELECT count(*) FROM reviews_item WHERE use_case_id = %s AND decision_source <> 'human'"""
+OPEN_TASKS = "SELECT count(*) FROM reviews_reviewtask WHERE use_case_id = %s AND state = 'open'"
+STORED_DECISIONS = """
+    SELECT d.task_id::text, d.label, u.username FROM reviews_decision d
+    JOIN auth_user u ON u.id = d.reviewer_id WHERE d.use_case_id = %s"""
 
 
-@pytest.mark.parametrize("seed", seeds())
-def test_no_double_claim_and_no_lost_decision(server, seed, reliability_results):
-    items, clients = sized(10_000, at_least=200), sized(32, at_least=8)
-    set_up = time.monotonic()
-    reviewers = reviewers_make(clients, prefix=f"load{seed}")
-    use_case = make_use_case(
-        members=reviewers, level="human_only", double_review_rate=0.05, slug=f"load-{seed}"
+def count(conn, sql: str, *params) -> int:
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def test_no_double_claim_and_no_lost_decision(stack, size, scale, seed):
+    clients = 32 if scale == "full" else 8
+    world = stack.world(
+        slug=f"load-{seed}", level="human_only", reviewers=clients, double_review_rate=0.05
     )
-    queue_fill(use_case=use_case, count=items, prefix=f"s{seed}")
-    total_tasks = ReviewTask.objects.filter(use_case=use_case).count()
+    use_case = world["use_case_id"]
+    queue_fill(stack, world, count=size, prefix=f"load{seed}")
+    with stack.postgres.connect() as conn:
+        total_tasks = count(
+            conn, "SELECT count(*) FROM reviews_reviewtask WHERE use_case_id = %s", use_case
+        )
     configs = [
         ReviewerConfig(
-            base_url=server.url,
-            slug=use_case.slug,
-            token=token_for(user),
-            name=user.username,
+            base_url=stack.web.url,
+            slug=world["slug"],
+            token=token,
+            name=name,
             labels=tuple(LABELS),
             seed=seed * 1000 + n,
         )
-        for n, user in enumerate(reviewers)
+        for n, (token, name) in enumerate(
+            zip(world["reviewers"], reviewer_names(world), strict=True)
+        )
     ]
     started = time.monotonic()
-    set_up = started - set_up
     reports = reviewers_run(configs)
     elapsed = time.monotonic() - started
 
     claims = [claim for report in reports for claim in report.claims]
-    acknowledged = {
-        (task, label, report.name) for report in reports for task, _, label in report.acknowledged
-    }
-    stored = set(
-        Decision.objects.filter(use_case=use_case).values_list(
-            "task_id", "label", "reviewer__username"
-        )
-    )
-    stored = {(str(task), label, name) for task, label, name in stored}
-    violations = {
-        "errors": [e for report in reports for e in report.errors],
-        "double_claims": overlapping_claims(claims),
-        "acknowledged_missing": sorted(acknowledged - stored)[:20],
-        "tasks_without_one_decision": list(
-            ReviewTask.objects.filter(use_case=use_case)
-            .annotate(n=Count("decision"))
-            .exclude(n=1)
-            .values_list("pk", flat=True)[:20]
-        ),
-        "items_undecided": list(
-            Item.objects.filter(use_case=use_case)
-            .exclude(decision_source=Item.Source.HUMAN)
-            .values_list("external_id", flat=True)[:20]
-        ),
-        "queue_left": ReviewTask.objects.filter(
-            use_case=use_case, state=ReviewTask.State.OPEN
-        ).count(),
-    }
-    reliability_results(
-        scenario="no_double_claim",
+    acknowledged = {(t, label, r.name) for r in reports for t, _, label in r.acknowledged}
+    with stack.postgres.connect() as conn:
+        stored = set(conn.execute(STORED_DECISIONS, [use_case]).fetchall())
+        violations = {
+            "client_errors": sum(len(r.errors) for r in reports),
+            "double_claims": overlapping_claims(claims),
+            "acknowledged_missing": len(acknowledged - stored),
+            "tasks_without_one_decision": count(conn, TASKS_WITHOUT_ONE_DECISION, use_case),
+            "items_without_human_decision": count(conn, ITEMS_WITHOUT_HUMAN_DECISION, use_case),
+            "queue_left": count(conn, OPEN_TASKS, use_case),
+            **oracle.violations(conn),
+        }
+    result_append(
+        scenario="1 no double claim, no lost decision",
+        size=size,
         seed=seed,
-        size={"items": items, "tasks": total_tasks, "clients": clients},
-        faults="none",
+        faults={"reviewer_processes": clients},
         violations=violations,
         load={
-            "claims": len(claims),
+            "tasks": total_tasks,
+            "claims_per_s": len(claims) / elapsed,
             "decisions_acknowledged": len(acknowledged),
-            "conflicts": sum(r.conflicts for r in reports),
-            "retries": sum(r.retries for r in reports),
-            "seconds": round(elapsed, 2),
-            "set_up_seconds": round(set_up, 2),
-            "client_seconds_max": round(max(r.seconds for r in reports), 2),
-            "claims_per_second": round(len(claims) / elapsed, 1),
+            "decision_retries": sum(r.retries for r in reports),
+            "conflicts_409": sum(r.conflicts for r in reports),
         },
+        duration_s=elapsed,
     )
-    assert not any(violations.values()), violations
+    assert [r.errors for r in reports if r.errors] == []
+    assert violations == dict.fromkeys(violations, 0)
     assert len(acknowledged) == total_tasks == len(claims)
 
 
-@pytest.mark.parametrize("seed", seeds())
-def test_a_late_reviewer_whose_lease_was_taken_gets_409(seed, reliability_results):
-    pairs = sized(40, at_least=8)
-    lease_seconds = 2
-    late = reviewers_make(pairs, prefix=f"late{seed}")
-    fresh = reviewers_make(pairs, prefix=f"fresh{seed}")
-    use_case = make_use_case(members=[*late, *fresh], level="human_only", slug=f"fence-{seed}")
-    queue_fill(use_case=use_case, count=pairs, prefix=f"f{seed}")
-    late_tokens = [token_for(user) for user in late]
-    fresh_tokens = [token_for(user) for user in fresh]
+def test_a_late_reviewer_whose_lease_was_taken_gets_409(stack, scale, seed):
+    pairs = 40 if scale == "full" else 10
+    world = stack.world(slug=f"fence-{seed}", level="human_only", reviewers=2 * pairs)
+    late_tokens, fresh_tokens = world["reviewers"][:pairs], world["reviewers"][pairs:]
+    queue_fill(stack, world, count=pairs, prefix=f"fence{seed}")
+    base = f"{stack.web.url}/api/v1"
+    started = time.monotonic()
 
-    with gunicorn(env={"REVIEW_LEASE_SECONDS": str(lease_seconds)}) as server:
-        base = server.url + "/api/v1"
+    def claim(token):
+        session = api_session(token)
+        response = session.post(f"{base}/use-cases/{world['slug']}/review/next/", timeout=30)
+        assert response.status_code == 200, response.text[:300]
+        return session, response.json()
 
-        def claim(token):
-            session = api_session(token)
-            response = session.post(f"{base}/use-cases/{use_case.slug}/review/next/", timeout=30)
-            assert response.status_code == 200, response.text
-            return session, response.json()
+    def submit(held, label):
+        session, task = held
+        return session.post(
+            f"{base}/review/tasks/{task['task']}/decision/",
+            json={"label": label, "lease_token": task["lease_token"]},
+            timeout=30,
+        ).status_code
 
-        def submit(held, label):
-            session, task = held
-            return session.post(
-                f"{base}/review/tasks/{task['task']}/decision/",
-                json={"label": label, "lease_token": task["lease_token"]},
-                timeout=30,
-            ).status_code
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            late_held = list(pool.map(claim, late_tokens))
-            time.sleep(lease_seconds + 0.5)  # every late reviewer's lease runs out
-            fresh_held = list(pool.map(claim, fresh_tokens))
-            # both sides submit at once: the fresh holder must win every time
-            late_codes = pool.map(lambda held: submit(held, LABELS[0]), late_held)
-            fresh_codes = pool.map(lambda held: submit(held, LABELS[1]), fresh_held)
-            late_codes, fresh_codes = list(late_codes), list(fresh_codes)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        late_held = list(pool.map(claim, late_tokens))
+        # Every late reviewer's lease runs out (the clock moves past it).
+        with stack.postgres.connect() as conn:
+            conn.execute(
+                "UPDATE reviews_reviewtask SET lease_expires_at = now() - interval '1 second' "
+                "WHERE use_case_id = %s AND state = 'open'",
+                [world["use_case_id"]],
+            )
+        fresh_held = list(pool.map(claim, fresh_tokens))
+        # Both sides submit at once: the new holder must win every time.
+        late_codes = pool.map(lambda held: submit(held, LABELS[0]), late_held)
+        fresh_codes = pool.map(lambda held: submit(held, LABELS[1]), fresh_held)
+        late_codes, fresh_codes = list(late_codes), list(fresh_codes)
 
     retaken = {task["task"] for _, task in fresh_held}
-    violations = {
-        "late_not_409": [
-            (task["task"], code)
-            for (_, task), code in zip(late_held, late_codes, strict=True)
-            if task["task"] in retaken and code != 409
-        ],
-        "fresh_not_201": [code for code in fresh_codes if code != 201],
-        "tasks_without_one_decision": list(
-            ReviewTask.objects.filter(use_case=use_case)
-            .annotate(n=Count("decision"))
-            .exclude(n=1)
-            .values_list("pk", flat=True)
-        ),
-        "decided_by_late_reviewer": list(
-            Decision.objects.filter(use_case=use_case, label=LABELS[0]).values_list(
-                "task_id", flat=True
-            )
-        ),
-    }
-    reliability_results(
-        scenario="lease_fencing",
+    with stack.postgres.connect() as conn:
+        violations = {
+            "late_submit_not_409": sum(
+                code != 409
+                for (_, task), code in zip(late_held, late_codes, strict=True)
+                if task["task"] in retaken
+            ),
+            "new_holder_not_201": sum(code != 201 for code in fresh_codes),
+            "tasks_without_one_decision": count(
+                conn, TASKS_WITHOUT_ONE_DECISION, world["use_case_id"]
+            ),
+            "decided_by_late_reviewer": count(
+                conn,
+                "SELECT count(*) FROM reviews_decision WHERE use_case_id = %s AND label = %s",
+                world["use_case_id"],
+                LABELS[0],
+            ),
+        }
+    result_append(
+        scenario="2 lease fencing",
+        size=pairs,
         seed=seed,
-        size={"tasks": pairs, "clients": 2 * pairs},
-        faults=f"lease expiry ({lease_seconds}s) then re-claim",
+        faults={"leases_expired_and_retaken": len(retaken)},
         violations=violations,
         load={
             "late_409": sum(code == 409 for code in late_codes),
-            "fresh_201": sum(code == 201 for code in fresh_codes),
+            "new_holder_201": sum(code == 201 for code in fresh_codes),
         },
+        duration_s=time.monotonic() - started,
     )
     assert len(retaken) == pairs
-    assert not any(violations.values()), violations
+    assert violations == dict.fromkeys(violations, 0)
