@@ -76,12 +76,15 @@ def test_a_batch_is_all_or_nothing_and_safe_to_resend_after_a_crash(stack, size,
     killed = stack.web.kill_workers()
     in_flight.join(timeout=320)
     wait_until(stack.web.ready, timeout=120, what="gunicorn's new workers")
+    timed = time.monotonic()
     after_kill = resend_until_accepted(api, killed_batch)
+    accept_seconds = time.monotonic() - timed
 
     # The client hangs up before the answer comes.
     dropped_batch = rows(0, size, prefix=f"drop{seed}")
     try:
-        dropped = api.batch(dropped_batch, timeout=rng.uniform(0.05, 0.5)).status_code
+        hang_up = rng.uniform(0.1, 0.8) * accept_seconds
+        dropped = api.batch(dropped_batch, timeout=hang_up).status_code
     except requests.RequestException as exc:
         dropped = type(exc).__name__
     after_drop = resend_until_accepted(api, dropped_batch)
@@ -111,6 +114,7 @@ def test_a_batch_is_all_or_nothing_and_safe_to_resend_after_a_crash(stack, size,
         violations=violations,
         load={
             "bad_batch_request_s": request_seconds,
+            "batch_accept_s": accept_seconds,
             "killed_request_answered": int(bool(answers) and isinstance(answers[0], int)),
         },
         duration_s=time.monotonic() - started,
