@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from reviewapp.core import views as core_views
 from reviewapp.monitoring import api as monitoring_api
 
+handler500 = "reviewapp.core.views.server_error"
+
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),

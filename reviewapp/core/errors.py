@@ -46,19 +46,29 @@ def _as_body(detail: Any) -> Any:
     return {"detail": str(detail)}
 
 
+DATABASE_RETRY_AFTER = "2"
+DATABASE_UNAVAILABLE_BODY = {
+    "detail": "The database is unavailable; nothing was saved. Retry shortly.",
+    "code": "database_unavailable",
+}
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database went away (restarted, connection terminated, unreachable): the request's
+    transaction did not commit, so the caller may safely retry."""
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         return Response(_as_body(exc.detail), status=exc.status_code)
-    from django.db import DatabaseError, InterfaceError, OperationalError
-
-    if isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DatabaseError) and "terminat" in str(exc).lower()
-    ):
-        # The database went away mid-request: nothing was committed, the caller may retry.
+    if database_unavailable(exc):
         return Response(
-            {"detail": "The database is unavailable; nothing was saved. Retry shortly."},
+            DATABASE_UNAVAILABLE_BODY,
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
         )
     return exception_handler(exc, context)
 
@@ -76,6 +86,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "ServiceUnavailable",
+    "database_unavailable",
     "api_exception_handler",
     "raise_for_serializer",
 ]

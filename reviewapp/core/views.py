@@ -1,7 +1,12 @@
+import sys
+
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.views.defaults import server_error as default_server_error
 
 from reviewapp.core.api import REVIEWERS
+from reviewapp.core.errors import database_unavailable
+from reviewapp.core.middleware import database_unavailable_response
 from reviewapp.core.roles import user_roles
 from reviewapp.reviews.selectors import review_queues_overview
 
@@ -30,3 +35,12 @@ def healthz(request):
     except Exception:
         return JsonResponse({"ok": False, "database": "unavailable"}, status=503)
     return JsonResponse({"ok": True})
+
+
+def server_error(request):
+    """``handler500``: an unhandled error that is a lost database is a 503 the caller can
+    retry (see ``DatabaseUnavailableMiddleware``); anything else is Django's plain 500."""
+    exc = sys.exc_info()[1]  # called from inside Django's ``except`` block
+    if exc is not None and database_unavailable(exc):
+        return database_unavailable_response()
+    return default_server_error(request)

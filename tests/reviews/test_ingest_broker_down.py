@@ -1,0 +1,58 @@
+"""When the broker is down after the items are committed, ingestion still answers 2xx: the
+items are stored, the failure to queue is logged, and the sweeper scores them later."""
+
+import logging
+
+import pytest
+
+from reviewapp.celery import app as celery_app
+from reviewapp.reviews.models import Item
+from reviewapp.reviews.services.scoring import unscored_sweep
+from tests.factories import classifier_bytes, invoice, make_use_case, register_model
+
+DEAD_BROKER = "redis://127.0.0.1:9/0"  # the discard port: nothing listens there
+
+
+@pytest.fixture
+def broker_down():
+    """Publishing goes to a real broker address with nothing listening."""
+    saved = {
+        key: celery_app.conf[key]
+        for key in ("broker_url", "task_always_eager", "broker_connection_timeout")
+    }
+    celery_app.conf.update(
+        broker_url=DEAD_BROKER, task_always_eager=False, broker_connection_timeout=1
+    )
+    _connections_reset()
+    yield
+    celery_app.conf.update(saved)
+    _connections_reset()
+
+
+def _connections_reset() -> None:
+    """Pools are built from ``broker_url`` on first use: drop them (as Celery does after a
+    fork) so the next publish connects to the configured broker."""
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_is_accepted_when_the_broker_is_down_and_the_sweeper_scores_it(
+    api, manager, broker_down, caplog
+):
+    use_case = make_use_case(members=[manager], level="partial", actor=manager)
+    register_model(use_case, classifier_bytes())
+    rows = [invoice(n) for n in range(5)]
+
+    with caplog.at_level(logging.ERROR, logger="reviewapp.celery"):
+        response = api(manager).post(
+            f"/api/v1/use-cases/{use_case.slug}/items/batch/", {"items": rows}, format="json"
+        )
+
+    assert response.status_code == 202, response.content
+    assert Item.objects.filter(use_case=use_case, status=Item.Status.PENDING).count() == 5
+    assert "left to the sweeper" in caplog.text
+
+    celery_app.conf.task_always_eager = True  # the broker is back
+    assert unscored_sweep(older_than_seconds=0)["pending"] == 5
+    assert not Item.objects.filter(use_case=use_case, status=Item.Status.PENDING).exists()
