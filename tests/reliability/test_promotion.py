@@ -128,13 +128,13 @@ def test_promote_and_rollback_under_load_keep_one_champion(stack, seed):
     sampler.start()
     scorer.start()
     time.sleep(1.0)  # scoring is under way before the first change
-    calls = [rng.choice(["promote/v2", "promote/v3", "rollback"]) for _ in range(CALLS)]
+    calls = [rng.choice(["v2/promote", "v3/promote", "rollback"]) for _ in range(CALLS)]
     barrier = threading.Barrier(CALLS)
     sessions = [api_session(world["manager"]) for _ in calls]
 
     def call(index_and_path):
         n, path = index_and_path
-        url = f"{base}/models/{path}/" if path.startswith("promote") else f"{base}/models/rollback/"
+        url = f"{base}/models/{path}/"
         barrier.wait(timeout=60)
         return sessions[n].post(url, json={"reason": f"seed {seed} call {n}"}, timeout=120)
 
