@@ -20,6 +20,7 @@ from tests.reliability.clients import api_session
 from tests.reliability.report import result_append
 
 CALLS = 20
+SCORERS = 3  # upstream callers sending realtime items throughout
 # Constant models: whatever the item, each answers with its own label and confidence, so a
 # prediction shows which version really made it.
 SIGNATURES = {"v2": ("travel", 0.9), "v3": ("other", 0.8)}
@@ -124,9 +125,13 @@ def test_promote_and_rollback_under_load_keep_one_champion(stack, seed):
     changes_before = conn.execute(CHANGES, [use_case]).fetchone()[0]
 
     sampler = ChampionSampler(stack, use_case)
-    scorer = Scorer(api_session(world["manager"]), base, prefix=f"promo{seed}")
+    scorers = [
+        Scorer(api_session(world["manager"]), base, prefix=f"promo{seed}-{n}")
+        for n in range(SCORERS)
+    ]
     sampler.start()
-    scorer.start()
+    for scorer in scorers:
+        scorer.start()
     time.sleep(1.0)  # scoring is under way before the first change
     calls = [rng.choice(["v2/promote", "v3/promote", "rollback"]) for _ in range(CALLS)]
     barrier = threading.Barrier(CALLS)
@@ -143,8 +148,10 @@ def test_promote_and_rollback_under_load_keep_one_champion(stack, seed):
         answers = list(pool.map(call, enumerate(calls)))
     storm = time.monotonic() - started
     time.sleep(1.0)  # and goes on after the last
-    scorer.done.set()
-    scorer.join(timeout=60)
+    for scorer in scorers:
+        scorer.done.set()
+        scorer.join(timeout=60)
+    answered = {ext: answer for scorer in scorers for ext, answer in scorer.answers.items()}
     sampler.done.set()
     sampler.join(timeout=60)
 
@@ -165,12 +172,12 @@ def test_promote_and_rollback_under_load_keep_one_champion(stack, seed):
         ),
         "answer_names_other_version": sum(
             answer is not None and routing.get(ext) != answer["model_version"]
-            for ext, answer in scorer.answers.items()
+            for ext, answer in answered.items()
         ),
         "changes_without_audit_row": abs(
             conn.execute(CHANGES, [use_case]).fetchone()[0] - changes_before - applied
         ),
-        "scoring_failures": scorer.failures,
+        "scoring_failures": sum(scorer.failures for scorer in scorers),
         **oracle.violations(conn),
     }
     conn.close()
@@ -183,11 +190,11 @@ def test_promote_and_rollback_under_load_keep_one_champion(stack, seed):
         load={
             "changes_applied": applied,
             "conflicts_409": refused,
-            "items_scored": len(scorer.answers),
+            "items_scored": len(answered),
             "champion_samples": sampler.samples,
             "storm_s": storm,
         },
         duration_s=storm + 2,
     )
     assert violations == dict.fromkeys(violations, 0), violations
-    assert len(scorer.answers) > 0 and sampler.samples > CALLS
+    assert answered and sampler.samples > CALLS
