@@ -36,13 +36,15 @@ def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
     """Run one bulk statement; return the rows it returned and the row count.
 
     On PostgreSQL the arrays go as binary parameters bound on the server: Django's default
-    client-side binding would render every value into the SQL text.
+    client-side binding would render every value into the SQL text. The raw cursor's errors
+    are wrapped as Django's (a terminated connection is an ``OperationalError``, answered 503,
+    and marks the connection for replacement), like every other query's.
     """
     if connection.vendor == "postgresql":
         import psycopg
 
         connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params, binary=True)
             rows = cursor.fetchall() if cursor.description else []
             return rows, cursor.rowcount

@@ -4,9 +4,11 @@ never a 500, and never a success for a write that was not saved."""
 import contextlib
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import OperationalError, close_old_connections, connection
+from django.utils import timezone
 
 from reviewapp.reviews.models import Item
+from reviewapp.reviews.services.ingest import items_store_pending
 from tests.factories import (
     classifier_bytes,
     invoice,
@@ -61,16 +63,32 @@ def test_a_page_while_the_database_is_down_is_a_503(manager):
     assert client.get("/").status_code == 200
 
 
+def _terminate_own_connection() -> None:
+    with connection.cursor() as cursor:
+        pid = cursor.connection.info.backend_pid
+    with contextlib.closing(connection.copy()) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_bulk_write_on_a_terminated_connection_raises_the_error_answered_with_503(manager):
+    use_case = make_use_case(members=[manager], actor=manager)
+    _terminate_own_connection()
+    with pytest.raises(OperationalError):
+        items_store_pending(
+            use_case=use_case, rows=[("inv-1", {"amount": 1.0}, None)], now=timezone.now()
+        )
+    # The error marked the connection unusable: the next request's check replaces it.
+    close_old_connections()
+    assert connection.connection is None
+
+
 def test_a_terminated_connection_is_a_503_and_the_retry_is_saved(api, manager):
     use_case = make_use_case(members=[manager], level="partial", actor=manager)
     register_model(use_case, classifier_bytes())
     client = api(manager)
     url = f"/api/v1/use-cases/{use_case.slug}/items/"
     assert client.post(url, invoice(1), format="json").status_code == 201
-    with connection.cursor() as cursor:
-        pid = cursor.connection.info.backend_pid
-    with contextlib.closing(connection.copy()) as admin, admin.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    _terminate_own_connection()
 
     _assert_retryable_503(client.post(url, invoice(2), format="json"))
     # A server checks its connection as each request starts and replaces a dead one (the test

@@ -5,10 +5,16 @@
 ``RELIABILITY_SCALE`` = ``small`` (CI: about a thousand items) or ``full`` (the default by hand:
 ten thousand); ``RELIABILITY_SEEDS`` = how many seeds each scenario repeats over (default 3).
 ``RELIABILITY_KEEP_LOGS=1`` keeps each deployment's process logs (their folder is printed).
+``RELIABILITY_PG_PORT``, ``RELIABILITY_REDIS_PORT``, ``RELIABILITY_WEB_PORT`` fix the ports
+(free ones by default). Run without ``-n``: the scenarios share one deployment and load it.
+
+A scenario takes ``stack`` (the shared deployment, healthy again), ``size`` and ``seed``;
+builds its own use case with ``stack.world(slug=...)``; injects faults through
+``stack.postgres`` / ``stack.redis`` / ``stack.web`` / ``stack.celery[i]``; checks
+``oracle.violations(conn)``; and records a row with ``report.result_append``.
 """
 
 import os
-import time
 
 import pytest
 
@@ -79,10 +85,3 @@ def stack_factory():
         if os.environ.get("RELIABILITY_KEEP_LOGS") == "1":
             print(f"process logs: {stack.dir}")
         stack.__exit__(None, None, None)
-
-
-@pytest.fixture
-def clock():
-    """Seconds since the scenario started."""
-    started = time.monotonic()
-    return lambda: time.monotonic() - started

@@ -56,8 +56,12 @@ def pending_items(conn, *, older_than_seconds: float = 0) -> int:
     ).fetchone()[0]
 
 
-def item_count(conn) -> int:
-    return conn.execute("SELECT count(*) FROM reviews_item").fetchone()[0]
+def item_count(conn, *, use_case_id: int | None = None) -> int:
+    if use_case_id is None:
+        return conn.execute("SELECT count(*) FROM reviews_item").fetchone()[0]
+    return conn.execute(
+        "SELECT count(*) FROM reviews_item WHERE use_case_id = %s", [use_case_id]
+    ).fetchone()[0]
 
 
 def missing_external_ids(conn, *, slug: str, external_ids: Iterable[str]) -> int:

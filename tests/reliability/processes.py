@@ -162,6 +162,14 @@ class Process:
         self.stop()
         self.start()
 
+    def pause(self) -> None:
+        """SIGSTOP the group: the process keeps its sockets but answers nothing (a hung
+        server); ``resume`` continues it."""
+        os.killpg(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.popen.pid, signal.SIGCONT)
+
 
 class Postgres(Process):
     """A private PostgreSQL cluster: its own data directory, port and socket directory.
@@ -434,6 +442,40 @@ class CeleryBeat(AppProcess):
         ]
 
 
+class BlackHole:
+    """A TCP listener that accepts connections and never answers: a server that hangs. Put on
+    a stopped server's port, it holds every client in the middle of a call."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._loop, name=f"blackhole-{port}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._sockets.append(conn)  # held open, never read from or written to
+
+    def __enter__(self) -> "BlackHole":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in [self._listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
 class Supervisor:
     """Restarts any watched process that is not running, every ``interval`` seconds, like a
     process manager's restart policy. ``restarts`` counts what it did."""
@@ -497,6 +539,8 @@ class Stack:
             "SWEEPER_INTERVAL_SECONDS": str(sweeper_seconds),
             "CELERY_TASK_TIME_LIMIT": str(task_time_limit),
             "EXPORT_ROOT": str(self.dir / "exports"),
+            # Small scoring tasks, so a kill loses (and the sweeper re-finds) a small batch.
+            "BATCH_CHUNK_SIZE": "100",
             **(extra_env or {}),
         }
         base_port = int(os.environ.get("RELIABILITY_WEB_PORT", "0")) or free_port()
