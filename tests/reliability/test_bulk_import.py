@@ -90,7 +90,9 @@ def test_a_batch_is_all_or_nothing_and_safe_to_resend_after_a_crash(stack, size,
         dropped = type(exc).__name__
     after_drop = resend_until_accepted(api, dropped_batch)
 
-    wait_until(lambda: oracle.pending_items(conn) == 0, timeout=600, what="scoring")
+    wait_until(
+        lambda: oracle.pending_items(conn, use_case_id=use_case) == 0, timeout=600, what="scoring"
+    )
     violations = {
         "bad_batch_not_400": int(refused.status_code != 400),
         "bad_row_not_named": int(list(named) != [str(bad_at)]),

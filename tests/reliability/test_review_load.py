@@ -29,7 +29,11 @@ def queue_fill(stack, world: dict, *, count: int, prefix: str) -> None:
         response = api.batch(rows(start, min(BATCH, count - start), prefix=prefix), timeout=300)
         assert response.status_code == 202, response.text[:500]
     with stack.postgres.connect() as conn:
-        wait_until(lambda: oracle.pending_items(conn) == 0, timeout=600, what="routing")
+        wait_until(
+            lambda: oracle.pending_items(conn, use_case_id=world["use_case_id"]) == 0,
+            timeout=600,
+            what="routing",
+        )
 
 
 def reviewer_names(world: dict) -> list[str]:
