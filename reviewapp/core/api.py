@@ -70,6 +70,31 @@ def choice_param(params, name: str, choices, default=None):
     return raw
 
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# Stored beside the decision (``Decision.idempotency_key``); longer keys would not fit.
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def idempotency_key_header(request) -> str | None:
+    """The request's Idempotency-Key, or None when it sent none.
+
+    A key is 1 to 200 visible ASCII characters (a UUID fits): anything else is refused with a
+    400 naming the header, before any write, so a retry with a fixed key can still succeed.
+    """
+    raw = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if raw is None:
+        return None
+    if not raw or len(raw) > IDEMPOTENCY_KEY_MAX or not all("!" <= ch <= "~" for ch in raw):
+        raise InvalidInput(
+            {
+                IDEMPOTENCY_KEY_HEADER: [
+                    f"1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters, no spaces"
+                ]
+            }
+        )
+    return raw
+
+
 def body_fields_check(data, allowed: set[str]) -> dict:
     """The JSON body as a dict; unknown top-level fields are named, not ignored."""
     if not isinstance(data, dict):

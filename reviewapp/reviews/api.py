@@ -18,6 +18,7 @@ from reviewapp.core.api import (
     RolesAllowed,
     body_fields_check,
     choice_param,
+    idempotency_key_header,
     window_params,
 )
 from reviewapp.core.errors import InvalidInput, NotFound
@@ -267,7 +268,8 @@ class DecisionApi(APIView):
                 OpenApiParameter.HEADER,
                 required=False,
                 description="Sending the same decision again with the same key returns the "
-                "first answer; the same key with a different decision is refused (409).",
+                "first answer; the same key with a different decision is refused (409). "
+                "1 to 200 visible ASCII characters (400 otherwise).",
             )
         ],
         responses={
@@ -297,7 +299,7 @@ class DecisionApi(APIView):
             comment=comment,
             lease_token=data.get("lease_token"),
             time_spent_ms=spent,
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            idempotency_key=idempotency_key_header(request),
         )
         return Response(DecisionOutput(result.decision).data, status=status.HTTP_201_CREATED)
 

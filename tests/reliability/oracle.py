@@ -48,12 +48,18 @@ def violations(conn, names: Iterable[str] | None = None) -> dict[str, int]:
     return {name: conn.execute(CHECKS[name]).fetchone()[0] for name in (names or CHECKS.keys())}
 
 
-def pending_items(conn, *, older_than_seconds: float = 0) -> int:
-    return conn.execute(
+def pending_items(conn, *, older_than_seconds: float = 0, use_case_id: int | None = None) -> int:
+    """Items still waiting to be routed (of one use case, when given: scenarios share a
+    deployment, and another's leftovers are not this one's to wait for)."""
+    sql = (
         "SELECT count(*) FROM reviews_item WHERE status = 'pending' "
-        "AND received_at < now() - make_interval(secs => %s)",
-        [older_than_seconds],
-    ).fetchone()[0]
+        "AND received_at < now() - make_interval(secs => %s)"
+    )
+    params: list = [older_than_seconds]
+    if use_case_id is not None:
+        sql += " AND use_case_id = %s"
+        params.append(use_case_id)
+    return conn.execute(sql, params).fetchone()[0]
 
 
 def item_count(conn, *, use_case_id: int | None = None) -> int:

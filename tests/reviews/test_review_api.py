@@ -186,6 +186,24 @@ def test_idempotency_key_replays_the_same_answer_and_refuses_a_different_body(ap
     assert Decision.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "bad_key",
+    ["k" * 201, "has space", "tab\tinside", "", "caf\u00e9"],
+    ids=["too-long", "space", "control", "empty", "non-ascii"],
+)
+def test_a_malformed_idempotency_key_is_a_400_naming_the_header(api, team, bad_key):
+    caller, alice, _ = team
+    use_case = seeded(api, caller, [alice], n=1)
+    task = claim(api, alice, use_case).json()
+    response = decide(api, alice, task["task"], {"label": "travel"}, HTTP_IDEMPOTENCY_KEY=bad_key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()
+    # nothing was written: the task is still held, and a good key decides it
+    assert not Decision.objects.exists()
+    fixed = decide(api, alice, task["task"], {"label": "travel"}, HTTP_IDEMPOTENCY_KEY="k" * 200)
+    assert fixed.status_code == 201
+
+
 def test_skip_gives_the_task_to_someone_else_first(api, team):
     caller, alice, bob = team
     use_case = seeded(api, caller, [alice, bob], n=2)
