@@ -164,8 +164,10 @@ def _agrees(use_case: UseCase, label: str, value: str, other_label: str, other_v
     )
 
 
-def _error(value: str, other: str, *, absolute=False, squared=False):
+def _error(value: str, other: str, *, absolute=False, squared=False, fourth=False):
     diff = F(value) - F(other)
+    if fourth:
+        return Sum(diff * diff * diff * diff, output_field=FloatField())
     if squared:
         return Sum(diff * diff, output_field=FloatField())
     return Sum(Abs(diff) if absolute else diff, output_field=FloatField())
@@ -248,6 +250,26 @@ def _pairs(source: Source, path: str, *, blind_always: bool) -> list[Figure]:
             source,
             _regression(lambda uc: _error(f"{p}value", "first_value", squared=True)),
         ),
+        Figure(
+            "quad_error_sum",
+            source,
+            _regression(lambda uc: _error(f"{p}value", "first_value", fourth=True)),
+        ),
+    ]
+
+
+def _automated_pairs() -> list[Figure]:
+    """The automated items' stratum of the routing pairs: labelled only through audits."""
+    automated = Q(route=Route.AUTO)
+
+    def agree(uc):
+        return _agrees(uc, "prediction__label", "prediction__value", "first_label", "first_value")
+
+    return [
+        Figure("audited", ROUTING_PAIRS, lambda uc: Count("id", filter=automated)),
+        Figure(
+            "audited_agree", ROUTING_PAIRS, lambda uc: Count("id", filter=automated & agree(uc))
+        ),
     ]
 
 
@@ -284,6 +306,7 @@ FIGURES: list[Figure] = [
     ),
     *_pairs(ROUTING_PAIRS, "prediction", blind_always=False),
     *_pairs(SHADOW_PAIRS, "", blind_always=True),
+    *_automated_pairs(),
     Figure("double_reviewed", SECOND_OPINIONS, lambda uc: Count("id")),
     Figure(
         "double_agree",

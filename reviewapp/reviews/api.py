@@ -331,7 +331,9 @@ class DisagreementExportApi(APIView):
             OpenApiParameter("until", OpenApiTypes.DATETIME),
             OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.BINARY},
+        responses={
+            (200, content_type): OpenApiTypes.BINARY for content_type, _ in FORMATS.values()
+        },
         summary="Stream the disagreements (CSV, JSONL or Parquet)",
     )
     def get(self, request, slug):

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from deployments.services import model_version_challenge, policy_change
 from reviewapp.core.roles import Role
@@ -83,11 +84,9 @@ def test_every_dashboard_draws_its_charts_with_data(signed_in):
         if tab != "Automation":
             page.get_by_role("link", name=tab, exact=True).click()
             page.wait_for_url(f"**/monitoring/{use_case.slug}/{tab.lower()}/**")
-        page.wait_for_function(
-            "document.querySelectorAll('.chart .plot').length > 0 && "
-            "Array.from(document.querySelectorAll('.chart .plot'))"
-            ".every(p => p.classList.contains('js-plotly-plot'))"
-        )
+        # Locators, not wait_for_function: the page's CSP forbids evaluating strings.
+        expect(page.locator(".chart .plot").first).to_be_attached()
+        expect(page.locator(".chart .plot:not(.js-plotly-plot)")).to_have_count(0)
         charts = _charts_drawn(page)
         assert charts, tab
         for chart in charts:
