@@ -14,8 +14,11 @@ DEAD_BROKER = "redis://127.0.0.1:9/0"  # the discard port: nothing listens there
 
 
 @pytest.fixture
-def broker_down():
+def broker_down(monkeypatch):
     """Publishing goes to a real broker address with nothing listening."""
+    # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
     saved = {
         key: celery_app.conf[key]
         for key in ("broker_url", "task_always_eager", "broker_connection_timeout")
