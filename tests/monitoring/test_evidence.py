@@ -20,7 +20,7 @@ from tests.factories import (
     make_use_case,
     register_model,
 )
-from tests.monitoring.test_rollups import decide_next, send
+from tests.monitoring.test_rollups import decide_next, regression_judged, send
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -38,24 +38,9 @@ def _holds_its_value(block: dict) -> None:
 
 def test_the_rollups_keep_the_fourth_power_sum_for_the_mse_interval(people, api):
     alice, manager = people["alice"], people["manager"]
-    use_case = make_use_case(
-        members=[alice, manager], level="assisted", task_type="regression", audit_rate=0
-    )
-    use_case.prediction_source = "external"
-    use_case.save(update_fields=["prediction_source"])
     predicted = [10.0 + n for n in range(40)]
     human = [value + (n % 5) - 2 for n, value in enumerate(predicted)]  # errors 2, 1, 0, -1, -2
-    for n, value in enumerate(predicted):
-        item_ingest(
-            use_case=use_case,
-            external_id=f"r-{n}",
-            features={"x": float(n), "y": 1.0},
-            prediction={"value": value, "model_version": "edge-1"},
-            now=T0,
-        )
-    for value in human:
-        decide_next(use_case, alice, value=value, at=T0 + timedelta(minutes=5))
-    rollups_fold()
+    use_case = regression_judged([alice, manager], alice, predicted, human)
     errors = np.array(predicted) - np.array(human)
     row = HourlyRollup.objects.get(use_case=use_case, shadow=False)
     assert row.quad_error_sum == pytest.approx(float(np.sum(errors**4)))

@@ -46,6 +46,28 @@ def decide_next(use_case, user, label=None, *, at, value=None):
     return task
 
 
+def regression_judged(members, reviewer, predicted, human):
+    """A regression use case fed external predictions, each judged by ``reviewer`` with the
+    matching ``human`` value, and folded into the rollups."""
+    use_case = make_use_case(
+        members=members, level="assisted", task_type="regression", audit_rate=0
+    )
+    use_case.prediction_source = "external"
+    use_case.save(update_fields=["prediction_source"])
+    for n, value in enumerate(predicted):
+        item_ingest(
+            use_case=use_case,
+            external_id=f"r-{n}",
+            features={"x": float(n), "y": 1.0},
+            prediction={"value": value, "model_version": "edge-1"},
+            now=T0,
+        )
+    for value in human:
+        decide_next(use_case, reviewer, value=value, at=T0 + timedelta(minutes=5))
+    rollups_fold()
+    return use_case
+
+
 def test_automation_override_and_accuracy_match_the_hand_count(people):
     alice = people["alice"]
     use_case = make_use_case(members=[alice], level="assisted", audit_rate=0)
@@ -97,23 +119,8 @@ def test_latency_percentiles_come_back_within_a_bucket(people):
 
 def test_mse_and_mae_against_human_values(people, api):
     alice = people["alice"]
-    use_case = make_use_case(
-        members=[alice, people["caller"]], level="assisted", task_type="regression", audit_rate=0
-    )
-    use_case.prediction_source = "external"
-    use_case.save(update_fields=["prediction_source"])
     predicted, human = [10.0, 20.0, 30.0, 40.0], [12.0, 17.0, 30.0, 44.0]
-    for n, value in enumerate(predicted):
-        item_ingest(
-            use_case=use_case,
-            external_id=f"r-{n}",
-            features={"x": float(n), "y": 1.0},
-            prediction={"value": value, "model_version": "edge-1"},
-            now=T0,
-        )
-    for value in human:
-        decide_next(use_case, alice, value=value, at=T0 + timedelta(minutes=5))
-    rollups_fold()
+    use_case = regression_judged([alice, people["caller"]], alice, predicted, human)
     figures = metrics_summary(use_case=use_case)
     errors = np.array(predicted) - np.array(human)  # -2, 3, 0, -4
     assert figures["mse"] == pytest.approx((4 + 9 + 0 + 16) / 4)
