@@ -19,7 +19,8 @@ from deployments.models import ModelVersion, UseCase
 from deployments.policy import TaskReason
 from deployments.policy import evidence as ev
 from deployments.selectors import champion_get, policy_current
-from reviewapp.core.errors import InvalidInput, NotFound
+from reviewapp.core.errors import InvalidInput
+from reviewapp.monitoring.selectors import model_version_for
 from reviewapp.reviews.models import Decision, Item, Prediction
 
 # Feature types whose values name groups; numbers would need binning, which is another question.
@@ -170,12 +171,7 @@ def _quality(use_case: UseCase, model: dict, human: dict) -> Quality:
 
 
 def _version(use_case: UseCase, version: str | None) -> ModelVersion | None:
-    if not version:
-        return champion_get(use_case=use_case)
-    found = ModelVersion.objects.filter(use_case=use_case, version=version).only("id", "version")
-    if not found:
-        raise NotFound({"model_version": [f"No model version {version!r} for {use_case.slug}."]})
-    return found[0]
+    return model_version_for(use_case=use_case, version=version) or champion_get(use_case=use_case)
 
 
 def readiness_get(
