@@ -11,6 +11,7 @@ import os
 import pathlib
 import pickle
 import struct
+import threading
 import zipfile
 
 import joblib
@@ -19,7 +20,6 @@ import pytest
 import skops.io as sio
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.preprocessing import FunctionTransformer
 
 from deployments.models import ModelVersion
@@ -191,14 +191,22 @@ def test_the_uncompressed_size_limit_is_checked_on_the_entries(
     assert _upload(api, engineer, use_case, data).status_code == 201
 
 
-def test_a_load_over_the_time_limit_is_refused(api, engineer_and_use_case, settings):
+def test_a_load_over_the_time_limit_is_refused(api, engineer_and_use_case, settings, monkeypatch):
     engineer, use_case = engineer_and_use_case
-    # Fifty trees take a quarter of a second or more to rebuild; a fast machine stays far above
-    # the limit, and a loaded one only further.
-    forest = RandomForestClassifier(n_estimators=50, max_depth=2, random_state=0)
-    forest.fit(np.arange(20).reshape(-1, 1), ["office", "travel"] * 10)
-    settings.MODEL_LOAD_TIMEOUT_SECONDS = 0.02
-    response = _upload(api, engineer, use_case, sio.dumps(forest))
+    # The load blocks until the test releases it, so the limit is passed on any machine speed.
+    released = threading.Event()
+    real_loads = sio.loads
+
+    def slow_loads(data, **kwargs):
+        released.wait(timeout=10)
+        return real_loads(data, **kwargs)
+
+    monkeypatch.setattr("deployments.ml.loading.sio.loads", slow_loads)
+    settings.MODEL_LOAD_TIMEOUT_SECONDS = 0.05
+    try:
+        response = _upload(api, engineer, use_case, classifier_bytes())
+    finally:
+        released.set()
     assert response.status_code == 400
     assert "loading the model took longer than" in response.json()["file"][0]
     assert not ModelVersion.objects.exists()
