@@ -140,10 +140,10 @@ def main(small: bool = False) -> dict:
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
-    from deployments.backtests import backtest_start
     from deployments.selectors import champion_get
     from deployments.services import estimator_for
     from reviewapp.celery import app as celery_app
+    from reviewapp.control.backtests import backtest_start
     from reviewapp.core.models import Job
 
     n = 5_000 if small else 100_000

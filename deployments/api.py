@@ -7,16 +7,13 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deployments.backtests import backtest_start
-from deployments.models import AutomationPolicy, ModelVersion, UseCase
-from deployments.policy import Level
-from deployments.presenters import (
+from deployments.model_version_presenters import (
     model_version_environment_public,
     model_version_latency_public,
 )
+from deployments.models import AutomationPolicy, ModelVersion, UseCase
+from deployments.policy import Level
 from deployments.selectors import (
-    backtest_get,
-    backtests_list,
     model_versions_list,
     policy_current,
     policy_history,
@@ -42,10 +39,8 @@ from reviewapp.core.api import (
     MODEL_OWNERS,
     RolesAllowed,
     body_fields_check,
-    window_params,
 )
 from reviewapp.core.errors import InvalidInput, raise_for_serializer
-from reviewapp.core.models import Job
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -459,99 +454,3 @@ class ModelRollbackApi(_ModelActionApi):
                 use_case=use_case, actor=request.user, reason=self._reason(request)
             )
         return Response(_model_version_output(model_version, use_case=use_case))
-
-
-# --- backtests --------------------------------------------------------------------------------
-
-
-@extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
-class MomentField(serializers.CharField):
-    """An ISO 8601 date or date-time, parsed by ``window_params``."""
-
-
-class BacktestInput(serializers.Serializer):
-    model_version = serializers.CharField(max_length=64)
-    since = MomentField(
-        required=False, allow_null=True, help_text="ISO 8601 date or date-time (inclusive)"
-    )
-    until = MomentField(
-        required=False, allow_null=True, help_text="ISO 8601 date or date-time (exclusive)"
-    )
-
-
-class BacktestOutput(serializers.ModelSerializer):
-    job = serializers.UUIDField(source="id")
-    model_version = serializers.SerializerMethodField()
-    since = serializers.SerializerMethodField()
-    until = serializers.SerializerMethodField()
-    created_by = serializers.StringRelatedField()
-
-    class Meta:
-        model = Job
-        fields = [
-            "job",
-            "state",
-            "done",
-            "total",
-            "model_version",
-            "since",
-            "until",
-            "result",
-            "error",
-            "created_by",
-            "created_at",
-            "finished_at",
-        ]
-
-    def get_model_version(self, job) -> str:
-        return job.params.get("model_version")
-
-    def get_since(self, job) -> str | None:
-        return job.params.get("since")
-
-    def get_until(self, job) -> str | None:
-        return job.params.get("until")
-
-
-class BacktestListApi(APIView):
-    permission_classes = [RolesAllowed]
-    allowed_roles = {"GET": ANALYSTS, "POST": MODEL_OWNERS}
-
-    @extend_schema(
-        request=BacktestInput,
-        responses={202: OpenApiResponse(description='{"job": "<id>"}; follow /api/v1/jobs/{id}/')},
-        summary="Backtest a model version over a window of human-labelled history",
-        description="When done, the job's result holds the trade-off curve (for each of 100 "
-        "thresholds the automation rate and the error rate against human labels) and the "
-        "replay of the window's items through the current policy.",
-    )
-    def post(self, request, slug):
-        use_case = use_case_get_for(user=request.user, slug=slug)
-        body_fields_check(request.data, set(BacktestInput().fields))
-        serializer = BacktestInput(data=request.data)
-        raise_for_serializer(serializer)
-        data = serializer.validated_data
-        since, until = window_params(data)
-        job = backtest_start(
-            use_case=use_case,
-            actor=request.user,
-            model_version=data["model_version"],
-            since=since,
-            until=until,
-        )
-        return Response({"job": str(job.pk)}, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(responses=BacktestOutput(many=True), summary="Recent backtests, newest first")
-    def get(self, request, slug):
-        use_case = use_case_get_for(user=request.user, slug=slug)
-        return Response(BacktestOutput(backtests_list(use_case=use_case), many=True).data)
-
-
-class BacktestDetailApi(APIView):
-    permission_classes = [RolesAllowed]
-    allowed_roles = {"GET": ANALYSTS}
-
-    @extend_schema(responses=BacktestOutput, summary="A backtest's progress and result")
-    def get(self, request, slug, job_id):
-        use_case = use_case_get_for(user=request.user, slug=slug)
-        return Response(BacktestOutput(backtest_get(use_case=use_case, job_id=job_id)).data)

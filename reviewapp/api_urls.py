@@ -1,7 +1,7 @@
 from django.urls import path
 
 from deployments import api as deployments_api
-from deployments import readiness_api
+from reviewapp.control import api as control_api
 from reviewapp.datasets import api as datasets_api
 from reviewapp.reviews import api as reviews_api
 
@@ -34,16 +34,16 @@ urlpatterns = [
     ),
     path(
         f"{use_case}backtests/",
-        deployments_api.BacktestListApi.as_view(),
+        control_api.BacktestListApi.as_view(),
         name="api-backtests",
     ),
     path(
         f"{use_case}backtests/<str:job_id>/",
-        deployments_api.BacktestDetailApi.as_view(),
+        control_api.BacktestDetailApi.as_view(),
         name="api-backtest",
     ),
-    path(f"{use_case}readiness/", readiness_api.ReadinessApi.as_view(), name="api-readiness"),
-    path(f"{use_case}slices/", readiness_api.SlicesApi.as_view(), name="api-slices"),
+    path(f"{use_case}readiness/", control_api.ReadinessApi.as_view(), name="api-readiness"),
+    path(f"{use_case}slices/", control_api.SlicesApi.as_view(), name="api-slices"),
     path(f"{use_case}items/", reviews_api.ItemIngestApi.as_view(), name="api-items"),
     path(f"{use_case}items/batch/", reviews_api.ItemBatchApi.as_view(), name="api-items-batch"),
     path(

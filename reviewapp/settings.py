@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "reviewapp.core",
     "deployments.apps.DeploymentsConfig",
     "reviewapp.reviews",
+    "reviewapp.control",
     "reviewapp.demo",
     "reviewapp.monitoring",
     "reviewapp.datasets",

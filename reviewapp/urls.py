@@ -13,7 +13,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("", include("reviewapp.reviews.urls")),
-    path("control/", include("deployments.urls")),
+    path("control/", include("reviewapp.control.urls")),
     path("datasets/", include("reviewapp.datasets.urls")),
     path("api/v1/", include("reviewapp.api_urls")),
     path("monitoring/", include("reviewapp.monitoring.urls")),

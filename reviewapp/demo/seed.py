@@ -341,9 +341,9 @@ DEMO_GUARDRAILS = {
 def control_room_seed(*, actor, log=print) -> None:
     """Guardrails on every demo use case, and a backtest of each champion over the seeded
     history, so the policy editor's what-if and the trade-off curve have data at once."""
-    from deployments.backtests import backtest_start
-    from deployments.guardrail_watch import use_case_watch
     from deployments.selectors import champion_get
+    from reviewapp.control.backtests import backtest_start
+    from reviewapp.control.guardrail_watch import use_case_watch
 
     for use_case in UseCase.objects.filter(slug__in=TIMELINES).order_by("slug"):
         policy_change(

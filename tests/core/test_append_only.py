@@ -9,12 +9,12 @@ from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from deployments.models import AutomationPolicy, ModelVersion, ModelVersionEvent, RampPlanEvent
-from deployments.ramp_plans import ramp_plan_start
 from deployments.services import model_version_promote
+from reviewapp.control.ramp_plans import ramp_plan_start
 from reviewapp.core.append_only import AppendOnlyError, history_rewrite
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Decision
-from tests.deployments.helpers import review_all, send
+from tests.control.helpers import review_all, send
 from tests.factories import constant_classifier_bytes, make_use_case, make_user, register_model
 
 pytestmark = pytest.mark.django_db

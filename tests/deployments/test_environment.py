@@ -216,7 +216,7 @@ def test_a_server_upgraded_since_the_upload_shows_the_new_mismatch(api, setup, m
     engineer, use_case = setup
     upload(api, engineer, use_case, classifier_bytes())
     upgraded = {**environment.serving_versions(), "scikit-learn": "99.0"}
-    monkeypatch.setattr("deployments.presenters.serving_versions", lambda: upgraded)
+    monkeypatch.setattr("deployments.model_version_presenters.serving_versions", lambda: upgraded)
     env = api(engineer).get(f"/api/v1/use-cases/{use_case.slug}/models/").json()[0]["environment"]
     assert env["serving"]["scikit-learn"] == "99.0"
     assert env["checked_with"]["scikit-learn"] == sklearn.__version__

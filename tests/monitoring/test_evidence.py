@@ -13,7 +13,7 @@ from reviewapp.monitoring.models import HourlyRollup
 from reviewapp.monitoring.services import rollups_fold, rollups_rebuild
 from reviewapp.reviews.models import Item, Prediction
 from reviewapp.reviews.services.ingest import item_ingest
-from tests.deployments.helpers import review_all, truth
+from tests.control.helpers import review_all, truth
 from tests.factories import (
     classifier_bytes,
     constant_classifier_bytes,

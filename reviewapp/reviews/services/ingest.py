@@ -9,7 +9,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.latency import budget_error, budget_timeouts
 from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
@@ -23,6 +22,7 @@ from deployments.services import (
     model_version_external_get_or_register,
     realtime_scoring_pool,
 )
+from reviewapp.control.guardrail_watch import use_case_watch_soon
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress

@@ -17,8 +17,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from deployments.guardrail_watch import use_case_watch_soon
 from deployments.models import UseCase
+from reviewapp.control.guardrail_watch import use_case_watch_soon
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.monitoring.logs import event_log
 from reviewapp.monitoring.services import rollup_decision_record

@@ -9,12 +9,12 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.scoring import score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets
 from deployments.selectors import challengers_list, policy_current
 from deployments.services import estimator_for
+from reviewapp.control.guardrail_watch import use_case_watch_soon
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress

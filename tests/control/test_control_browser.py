@@ -1,0 +1,195 @@
+"""The control room in Chromium: change the level with a reason, restore a version, run a
+backtest and see its curve; screenshots of the overview, the editor and the curve."""
+
+import numpy as np
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from deployments.selectors import policy_current
+from deployments.services import model_version_challenge, policy_change
+from reviewapp.control.backtests import backtest_start
+from reviewapp.control.guardrail_watch import use_case_watch
+from reviewapp.control.ramp_plans import ramp_plan_start
+from reviewapp.core.roles import Role
+from reviewapp.reviews.services.ingest import items_store_pending
+from reviewapp.reviews.services.scoring import items_score
+from tests.conftest import screenshot
+from tests.control.helpers import review_all, truth
+from tests.factories import (
+    classifier_bytes,
+    constant_classifier_bytes,
+    make_use_case,
+    make_user,
+    register_model,
+    training_frame,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def labelled_traffic(use_case, reviewer, *, n: int, seed: int, prefix: str) -> None:
+    frame, _ = training_frame(n=n, seed=seed)
+    rows = [(f"{prefix}-{i}", row, None) for i, row in enumerate(frame.to_dict(orient="records"))]
+    with transaction.atomic():
+        ids = items_store_pending(use_case=use_case, rows=rows, now=timezone.now())
+    items_score(item_ids=ids)
+    rng = np.random.default_rng(seed)
+    review_all(
+        use_case,
+        reviewer,
+        lambda task: truth(task.item.features) if rng.random() > 0.08 else "other",
+    )
+
+
+@pytest.fixture
+def control_room():
+    manager = make_user(Role.MANAGER, "maria")
+    reviewer = make_user(Role.REVIEWER, "rosa")
+    invoices = make_use_case(
+        actor=manager, slug="invoices", members=[reviewer], level="assisted", audit_rate=0.05
+    )
+    register_model(invoices, classifier_bytes())
+    register_model(invoices, classifier_bytes(seed=5), version="v2")
+    model_version_challenge(use_case=invoices, version="v2", actor=manager, reason="retrained")
+    labelled_traffic(invoices, reviewer, n=120, seed=1, prefix="inv")
+    policy_change(
+        use_case=invoices,
+        actor=manager,
+        changes={
+            "level": "partial",
+            "confidence_threshold": 0.9,
+            "guardrails": {"override_rate": {"max": 0.25, "window": 200}},
+        },
+        reason="suggestions accepted 93% of the time for a week",
+    )
+    backtest_start(use_case=invoices, actor=manager, model_version="v1")  # runs on commit
+    ramp_plan_start(
+        use_case=invoices,
+        actor=manager,
+        steps=[5, 25, 50, 100],
+        advance_after_items=200,
+        reason="automate confident items gradually",
+    )
+
+    claims = make_use_case(
+        actor=manager,
+        slug="claims",
+        members=[reviewer],
+        level="partial",
+        confidence_threshold=0.9,
+        audit_rate=0.0,
+        guardrails={
+            "fallback_level": "assisted",
+            "override_rate": {"max": 0.2, "window": 100, "min_sample": 10},
+        },
+    )
+    claims.name = "Claims triage"
+    claims.save(update_fields=["name"])
+    register_model(claims, constant_classifier_bytes("office", 0.8))
+    labelled_traffic(claims, reviewer, n=30, seed=2, prefix="clm")
+    use_case_watch(use_case_id=claims.pk)
+
+    estimate = make_use_case(actor=manager, slug="amounts", task_type="regression", level="shadow")
+    return manager, invoices, claims, estimate
+
+
+def test_overview_shows_every_use_case_on_the_spectrum(signed_in, control_room):
+    manager, invoices, claims, _ = control_room
+    for width in (1280, 390):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/")
+        page.get_by_role("heading", name="Control room").wait_for()
+        assert page.get_by_role("alert").filter(has_text="guardrail breach").is_visible()
+        row = page.get_by_role("row").filter(has_text="Claims triage")
+        assert row.get_by_label("Level: Assisted").is_visible()  # stepped down by the system
+        assert row.get_by_role("link", name="breach").is_visible()
+        invoice_row = page.get_by_role("row").filter(has_text="Invoice category")
+        assert invoice_row.get_by_label("Level: Partial").is_visible()
+        assert invoice_row.get_by_text("plan step 1 of 4").is_visible()
+        screenshot(page, f"control-overview-{width}")
+
+
+def test_a_manager_changes_the_level_with_a_reason(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    page = signed_in(manager)
+    page.goto(page.base_url + "/control/use-cases/invoices/")
+    page.get_by_role("heading", name="Change the policy").wait_for()
+
+    # The what-if follows the threshold as it moves.
+    automated = page.locator("[data-whatif-automated]")
+    page.get_by_label("Confidence threshold", exact=True).fill("0.5")
+    at_half = automated.text_content()
+    page.get_by_label("Confidence threshold", exact=True).fill("0.99")
+    assert automated.text_content() != at_half
+    assert page.locator("[data-whatif-threshold]").text_content() == "0.99"
+    page.get_by_label("Confidence threshold", exact=True).fill("0.9")
+
+    page.get_by_label("Full").check()
+    assert "threshold is not used" in page.locator("[data-whatif-level]").text_content()
+    page.get_by_role("button", name="Save as version").click()
+    page.get_by_text("a reason is required").wait_for()  # refused without a reason
+    assert policy_current(use_case=invoices).level == "partial"
+
+    page.get_by_label("Assisted").check()
+    page.get_by_label("Reason").fill("audits found three wrong automated items; back to assisted")
+    page.get_by_role("button", name="Save as version").click()
+    page.get_by_role("status").filter(has_text="Saved as version").wait_for()
+    policy = policy_current(use_case=invoices)
+    assert (policy.level, policy.changed_by) == ("assisted", manager)
+    first_row = page.locator(".history-table tbody tr").first
+    assert "audits found three wrong automated items" in first_row.text_content()
+    assert "Partial → Assisted" in " ".join(first_row.text_content().split())
+    assert page.url.endswith("/control/use-cases/invoices/")  # htmx swapped, no reload
+    screenshot(page, "control-editor-1280")
+    small = signed_in(manager, width=390)
+    small.goto(page.base_url + "/control/use-cases/invoices/")
+    small.get_by_role("heading", name="Change the policy").wait_for()
+    screenshot(small, "control-editor-390")
+
+
+def test_a_manager_restores_an_earlier_version_in_one_click(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    policy_change(use_case=invoices, actor=manager, changes={"level": "full"}, reason="try full")
+    page = signed_in(manager)
+    page.goto(page.base_url + "/control/use-cases/invoices/")
+    page.get_by_role("button", name="Restore version 3").click()
+    page.get_by_role("status").filter(has_text="Version 3 restored").wait_for()
+    policy = policy_current(use_case=invoices)
+    assert (policy.level, policy.restored_from.version) == ("partial", 3)
+    assert "restores v3" in page.locator(".history-table tbody tr").first.text_content()
+
+
+def test_a_backtest_is_started_and_its_curve_drawn(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    page = signed_in(manager)
+    page.goto(page.base_url + "/control/use-cases/invoices/backtests/")
+    page.get_by_label("Model version", exact=True).select_option("v2")
+    page.get_by_role("button", name="Start the backtest").click()
+    page.get_by_role("heading", name="Backtest of v2").wait_for()
+    page.locator("[data-figure=tradeoff-figure] .main-svg").first.wait_for()
+    page.locator("[data-figure=threshold-figure] .main-svg").first.wait_for()
+    assert page.get_by_text("current threshold 0.9").count() >= 1  # the legend of the marker
+    assert page.get_by_role("heading", name="Replay through the current policy").is_visible()
+    screenshot(page, "control-backtest-curve-1280")
+    small = signed_in(manager, width=390)
+    small.goto(page.url)
+    small.locator("[data-figure=tradeoff-figure] .main-svg").first.wait_for()
+    screenshot(small, "control-backtest-curve-390")
+
+
+def test_the_other_pages_render_for_screenshots(signed_in, control_room):
+    manager, invoices, claims, _ = control_room
+    for width in (1280, 390):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/use-cases/claims/guardrails/")
+        page.get_by_role("heading", name="Breaches").wait_for()
+        screenshot(page, f"control-guardrails-{width}")
+        page.goto(page.base_url + "/control/use-cases/invoices/ramp/")
+        page.get_by_role("heading", name="Ramp plan").first.wait_for()
+        screenshot(page, f"control-ramp-{width}")
+        page.goto(page.base_url + "/control/use-cases/invoices/models/")
+        page.locator("[data-figure=calibration-figure] .main-svg").first.wait_for()
+        page.locator("table.differences tbody a").first.click()
+        page.locator("#item-panel .item-detail").wait_for()
+        screenshot(page, f"control-models-{width}")

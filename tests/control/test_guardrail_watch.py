@@ -1,0 +1,317 @@
+"""Guardrails watched over real traffic: readings, step-downs, breaches, webhooks, throttling."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deployments.models import GuardrailBreach, GuardrailStatus
+from deployments.selectors import policy_current
+from deployments.services import policy_change, policy_restore, use_case_create
+from reviewapp.control.guardrail_watch import (
+    guardrail_breach_resolve,
+    use_case_watch,
+    use_case_watch_soon,
+)
+from reviewapp.core.errors import Conflict
+from reviewapp.core.roles import Role
+from reviewapp.reviews.services.ingest import item_ingest
+from tests.control.helpers import overriding, review_all, send
+from tests.factories import (
+    FEATURES,
+    LABELS,
+    classifier_bytes,
+    constant_classifier_bytes,
+    make_use_case,
+    make_user,
+    register_model,
+    training_frame,
+)
+
+pytestmark = pytest.mark.django_db
+
+OVERRIDES = {
+    "fallback_level": "assisted",
+    "override_rate": {"max": 0.2, "window": 50, "min_sample": 10},
+}
+
+
+@pytest.fixture
+def team():
+    return make_user(Role.MANAGER), make_user(Role.REVIEWER)
+
+
+def partial_use_case(team, guardrails=OVERRIDES, **policy):
+    manager, reviewer = team
+    policy = {"confidence_threshold": 0.9, "audit_rate": 0.0, **policy}
+    use_case = make_use_case(
+        actor=manager,
+        members=[reviewer],
+        level=policy.pop("level", "partial"),
+        guardrails=guardrails,
+        **policy,
+    )
+    # Confidence 0.8 is under the threshold: every item goes to a reviewer with the suggestion.
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    return use_case
+
+
+def test_an_override_rate_over_its_limit_steps_the_level_down_with_the_breach_as_reason(team):
+    manager, reviewer = team
+    use_case = partial_use_case(team)
+    send(use_case, range(30))
+    assert review_all(use_case, reviewer, overriding(every=2)) == 30
+    result = use_case_watch(use_case_id=use_case.pk)
+
+    policy = policy_current(use_case=use_case)
+    assert policy == result.policy
+    assert (policy.level, policy.changed_by_system, policy.author) == ("assisted", True, "system")
+    assert policy.reason == (
+        "guardrail breached: override rate 50.0% > 20.0% over the last 30 reviewed items "
+        "(95% CI 33.2%–66.8%); level stepped down to assisted"
+    )
+    breach = GuardrailBreach.objects.get()
+    assert (breach.guardrail, breach.observed, breach.limit, breach.window, breach.sample_size) == (
+        "override_rate",
+        0.5,
+        0.2,
+        50,
+        30,
+    )
+    assert breach.policy == policy and breach.resolved_at is None
+    assert breach.model_version.version == "v1"
+    readings = GuardrailStatus.objects.get(use_case=use_case).readings
+    assert readings["override_rate"]["state"] == "breached"
+
+
+def test_a_breach_is_acted_on_once(team):
+    _, reviewer = team
+    use_case = partial_use_case(team)
+    send(use_case, range(30))
+    review_all(use_case, reviewer, overriding(every=2))
+    use_case_watch(use_case_id=use_case.pk)
+    again = use_case_watch(use_case_id=use_case.pk)
+    assert again.policy is None and again.breaches == []
+    assert GuardrailBreach.objects.count() == 1
+    assert use_case.policies.filter(changed_by_system=True).count() == 1
+
+
+def test_too_few_observations_never_trip_a_guardrail(team):
+    _, reviewer = team
+    use_case = partial_use_case(team)
+    send(use_case, range(9))
+    review_all(use_case, reviewer, lambda task: "travel")  # 9 of 9 overridden, min_sample 10
+    result = use_case_watch(use_case_id=use_case.pk)
+    assert result.policy is None and not GuardrailBreach.objects.exists()
+    assert (
+        result.verdicts[0].describe() == "override rate: 9 of the 10 reviewed items needed to judge"
+    )
+
+
+def test_after_a_manager_restores_the_level_fresh_traffic_is_judged(team):
+    manager, reviewer = team
+    use_case = partial_use_case(team)
+    send(use_case, range(30))
+    review_all(use_case, reviewer, overriding(every=2))
+    stepped = use_case_watch(use_case_id=use_case.pk).policy
+    policy_restore(use_case=use_case, version=stepped.version - 1, actor=manager)
+    assert policy_current(use_case=use_case).level == "partial"
+
+    # The bad window was consumed by the breach: nothing to judge yet, no second step-down.
+    assert use_case_watch(use_case_id=use_case.pk).policy is None
+    send(use_case, range(100, 110))
+    review_all(use_case, reviewer, lambda task: "office")  # all accepted
+    # 0 of 10 is no proof of a rate under 20% (the upper bound is 27.8%): still watching.
+    assert use_case_watch(use_case_id=use_case.pk).resolved == 0
+    send(use_case, range(110, 120))
+    review_all(use_case, reviewer, lambda task: "office")
+    healthy = use_case_watch(use_case_id=use_case.pk)
+    assert healthy.resolved == 1 and healthy.policy is None
+    breach = GuardrailBreach.objects.get()
+    assert breach.resolved_at is not None and breach.resolved_by is None
+    assert breach.resolution == (
+        "held again: override rate 0.0% < 20.0% over the last 20 reviewed items (95% CI 0.0%–16.1%)"
+    )
+
+    send(use_case, range(200, 212))
+    review_all(use_case, reviewer, overriding(every=3))
+    assert use_case_watch(use_case_id=use_case.pk).policy is None  # 4 of 32: no breach
+    send(use_case, range(300, 305))
+    review_all(use_case, reviewer, lambda task: "travel")
+    # 9 of 37 (24%) is over the limit, but could be bad luck at 20%: not a breach yet.
+    assert use_case_watch(use_case_id=use_case.pk).policy is None
+    send(use_case, range(400, 415))
+    review_all(use_case, reviewer, lambda task: "travel")
+    again = use_case_watch(use_case_id=use_case.pk)
+    assert again.policy.level == "assisted"
+    assert "override rate 48.0% > 20.0% over the last 50 reviewed items" in again.policy.reason
+    assert GuardrailBreach.objects.count() == 2
+
+
+def test_a_breach_at_or_below_the_fallback_is_recorded_without_a_new_version(team):
+    _, reviewer = team
+    use_case = partial_use_case(team, level="assisted")
+    versions = use_case.policies.count()
+    send(use_case, range(10))
+    review_all(use_case, reviewer, lambda task: "travel")
+    result = use_case_watch(use_case_id=use_case.pk)
+    assert result.policy is None and len(result.breaches) == 1
+    assert result.breaches[0].policy is None
+    assert use_case.policies.count() == versions
+    # The same breach, still open, on fresh bad traffic: not news, nothing new recorded.
+    send(use_case, range(100, 110))
+    review_all(use_case, reviewer, lambda task: "travel")
+    assert use_case_watch(use_case_id=use_case.pk).breaches == []
+    assert GuardrailBreach.objects.count() == 1
+
+
+def test_null_outputs_from_an_external_model_trip_their_guardrail(team):
+    manager, _ = team
+    use_case = use_case_create(
+        actor=manager,
+        slug="ext",
+        name="External",
+        task_type="classification",
+        features=FEATURES,
+        labels=LABELS,
+        prediction_source="external",
+    )
+    policy_change(
+        use_case=use_case,
+        actor=manager,
+        reason="watch the edge model",
+        changes={
+            "level": "assisted",
+            "guardrails": {
+                "fallback_level": "shadow",
+                "null_output_rate": {"max": 0.05, "window": 20},
+            },
+        },
+    )
+    for n in range(20):
+        label = "nonsense" if n % 4 == 0 else "office"  # 25% unusable
+        item_ingest(
+            use_case=use_case,
+            external_id=f"e{n}",
+            features={"amount": 1.0},
+            prediction={"label": label, "confidence": 0.9, "model_version": "edge-1"},
+        )
+    result = use_case_watch(use_case_id=use_case.pk)
+    assert result.policy.level == "shadow"
+    assert result.breaches[0].guardrail == "null_output_rate"
+    assert "null-output rate 25.0% > 5.0% over the last 20 model outputs" in result.policy.reason
+
+
+def test_input_drift_against_the_champion_reference_trips_its_guardrail(team):
+    manager, _ = team
+    use_case = make_use_case(
+        actor=manager,
+        level="partial",
+        guardrails={"drift_psi": {"max": 0.25, "window": 100, "min_sample": 50}},
+    )
+    register_model(use_case, classifier_bytes())  # reference: training_frame(seed=0)
+    frame, _ = training_frame(n=100, seed=7)  # the same distribution, other draws
+    for n, row in enumerate(frame.to_dict(orient="records")):
+        # Free text (vendor, a string feature) takes new values all the time: not drift.
+        features = {**row, "vendor": f"New vendor {n}"}
+        item_ingest(use_case=use_case, external_id=f"same-{n}", features=features)
+    calm = use_case_watch(use_case_id=use_case.pk)
+    assert calm.policy is None and calm.verdicts[0].state == "holding"
+    send(use_case, range(1000, 1060), amount=50_000.0, vendor="ACME")
+    shifted = use_case_watch(use_case_id=use_case.pk)
+    assert shifted.breaches and shifted.breaches[0].guardrail == "drift_psi"
+    assert "(worst feature: amount)" in shifted.breaches[0].detail
+    assert policy_current(use_case=use_case).level == "assisted"  # the default fallback
+
+
+def test_audits_that_find_the_model_wrong_trip_the_audit_guardrail(team):
+    _, reviewer = team
+    use_case = partial_use_case(
+        team,
+        level="full",
+        audit_rate=1.0,
+        guardrails={
+            "fallback_level": "partial",
+            "audit_error_rate": {"max": 0.1, "window": 20, "min_sample": 5},
+        },
+    )
+    send(use_case, range(12))
+    review_all(use_case, reviewer, overriding(every=2))  # half the audits disagree
+    result = use_case_watch(use_case_id=use_case.pk)
+    assert result.policy.level == "partial"
+    assert "audit error rate 50.0% > 10.0% over the last 12 audits" in result.policy.reason
+
+
+def test_the_webhook_is_posted_and_retried_until_it_succeeds(
+    team, webhook_server, django_capture_on_commit_callbacks
+):
+    _, reviewer = team
+    receiver = webhook_server(statuses=(503, 200))
+    use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": receiver.url})
+    send(use_case, range(30))
+    review_all(use_case, reviewer, overriding(every=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        result = use_case_watch(use_case_id=use_case.pk)
+    assert len(receiver.received) == 2  # the 503, then the retry that got a 200
+    body = receiver.received[-1]["body"]
+    assert receiver.received[-1]["content_type"] == "application/json"
+    assert body["event"] == "guardrail.breached" and body["use_case"] == use_case.slug
+    assert (body["guardrail"], body["observed"], body["limit"]) == ("override_rate", 0.5, 0.2)
+    assert body["policy"]["level"] == "assisted"
+    assert body["policy"]["version"] == result.policy.version
+    breach = GuardrailBreach.objects.get()
+    assert breach.notify_attempts == 2 and breach.notified_at is not None
+    assert breach.notify_error == ""
+
+
+def test_a_dead_webhook_never_blocks_the_step_down(
+    team, settings, django_capture_on_commit_callbacks
+):
+    _, reviewer = team
+    settings.GUARDRAIL_WEBHOOK_ATTEMPTS = 3
+    dead = "http://127.0.0.1:9/hook"  # the discard port: nothing listens
+    use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": dead})
+    send(use_case, range(30))
+    review_all(use_case, reviewer, overriding(every=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        use_case_watch(use_case_id=use_case.pk)
+    assert policy_current(use_case=use_case).level == "assisted"
+    breach = GuardrailBreach.objects.get()
+    assert breach.notify_attempts == 3 and breach.notified_at is None
+    assert "ConnectionError" in breach.notify_error
+
+
+def test_a_manager_resolves_a_breach_by_hand(team):
+    manager, reviewer = team
+    use_case = partial_use_case(team, level="assisted")
+    send(use_case, range(10))
+    review_all(use_case, reviewer, lambda task: "travel")
+    breach = use_case_watch(use_case_id=use_case.pk).breaches[0]
+    guardrail_breach_resolve(use_case=use_case, breach_id=breach.pk, actor=manager, note="known")
+    breach.refresh_from_db()
+    assert (breach.resolved_by, breach.resolution) == (manager, "known")
+    with pytest.raises(Conflict):
+        guardrail_breach_resolve(use_case=use_case, breach_id=breach.pk, actor=manager)
+
+
+def test_checks_are_queued_at_most_once_per_interval(team, settings):
+    settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 30
+    use_case = partial_use_case(team)
+    now = timezone.now()
+    assert use_case_watch_soon(use_case_id=use_case.pk, now=now) is True
+    assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=29)) is False
+    assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=30)) is True
+
+
+def test_a_guardrail_schema_error_is_a_400_naming_the_field(api, team):
+    manager, _ = team
+    use_case = make_use_case(actor=manager)
+    url = f"/api/v1/use-cases/{use_case.slug}/policy/"
+    bad = {"override_rate": {"max": 3, "window": 200}, "webhook_url": "https://"}
+    response = api(manager).patch(url, {"guardrails": bad, "reason": "x"}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["guardrails"]
+    assert "max" in errors["override_rate"] and "webhook_url" in errors
+    good = {"fallback_level": "shadow", "override_rate": {"max": 0.3}}
+    response = api(manager).patch(url, {"guardrails": good, "reason": "x"}, format="json")
+    assert response.status_code == 200 and response.json()["guardrails"] == good
