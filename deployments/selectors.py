@@ -96,12 +96,14 @@ def challengers_list(*, use_case: UseCase) -> list[ModelVersion]:
     )
 
 
-def model_version_get(*, use_case: UseCase, version: str) -> ModelVersion:
+def model_version_get(*, use_case: UseCase, version: str, field: str = "version") -> ModelVersion:
+    """The named version (its artifact deferred); NotFound names ``field``, the caller's
+    name for the version it was given."""
     model_version = (
         ModelVersion.objects.filter(use_case=use_case, version=version).defer("artifact").first()
     )
     if model_version is None:
-        raise NotFound({"version": [f"No model version {version!r} for {use_case.slug}."]})
+        raise NotFound({field: [f"No model version {version!r} for {use_case.slug}."]})
     return model_version
 
 

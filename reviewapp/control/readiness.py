@@ -18,9 +18,8 @@ from django.db.models.functions import Abs
 from deployments.models import ModelVersion, UseCase
 from deployments.policy import TaskReason
 from deployments.policy import evidence as ev
-from deployments.selectors import champion_get, policy_current
+from deployments.selectors import champion_get, model_version_get, policy_current
 from reviewapp.core.errors import InvalidInput
-from reviewapp.monitoring.selectors import model_version_for
 from reviewapp.reviews.models import Decision, Item, Prediction
 
 # Feature types whose values name groups; numbers would need binning, which is another question.
@@ -171,7 +170,9 @@ def _quality(use_case: UseCase, model: dict, human: dict) -> Quality:
 
 
 def _version(use_case: UseCase, version: str | None) -> ModelVersion | None:
-    return model_version_for(use_case=use_case, version=version) or champion_get(use_case=use_case)
+    if not version:
+        return champion_get(use_case=use_case)
+    return model_version_get(use_case=use_case, version=version, field="model_version")
 
 
 def readiness_get(

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
-from deployments.selectors import policy_current
+from deployments.selectors import model_version_get, policy_current
 from reviewapp.core.errors import InvalidInput
 from reviewapp.monitoring import figures
 from reviewapp.monitoring.models import HourlyRollup
@@ -17,7 +17,6 @@ from reviewapp.monitoring.selectors import (
     breaches_list,
     feature_health,
     metrics_summary,
-    model_version_for,
     queue_now,
     reference_model_for,
     snapshot_read,
@@ -59,7 +58,8 @@ def filters_clean(*, use_case: UseCase, params, now: datetime) -> Filters:
     if chosen not in RANGES:
         raise InvalidInput({"range": [f"must be one of {', '.join(RANGES)}"]})
     try:
-        model_version = model_version_for(use_case=use_case, version=params.get("version"))
+        version = params.get("version")
+        model_version = model_version_get(use_case=use_case, version=version) if version else None
     except Exception as exc:  # NotFound names the version; on a filter it is bad input
         raise InvalidInput({"version": [f"no model version {params.get('version')!r}"]}) from exc
     span = RANGES[chosen][1]

@@ -19,7 +19,6 @@ from deployments.models import GuardrailBreach, ModelVersion, UseCase
 from deployments.policy import Route
 from deployments.policy.evidence import Estimate, Stratum, mean_interval, stratified, wilson
 from deployments.selectors import champion_get
-from reviewapp.core.errors import NotFound
 from reviewapp.monitoring import aggregation, stats
 from reviewapp.monitoring.models import FeatureRollup, HourlyRollup
 from reviewapp.reviews.models import Item
@@ -76,17 +75,6 @@ class Window:
         if self.until is not None:
             rows = rows.filter(**{f"{field_name}__lt": self.until})
         return rows
-
-
-def model_version_for(*, use_case: UseCase, version: str | None) -> ModelVersion | None:
-    if not version:
-        return None
-    found = (
-        ModelVersion.objects.filter(use_case=use_case, version=version).defer("artifact").first()
-    )
-    if found is None:
-        raise NotFound({"model_version": [f"No model version {version!r} for {use_case.slug}."]})
-    return found
 
 
 @dataclass

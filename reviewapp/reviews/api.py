@@ -9,7 +9,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deployments.selectors import can_view_pii, use_case_get_for, use_cases_visible_to
+from deployments.selectors import (
+    can_view_pii,
+    model_version_get,
+    use_case_get_for,
+    use_cases_visible_to,
+)
 from reviewapp.core.api import (
     ANALYSTS,
     CALLERS,
@@ -24,7 +29,7 @@ from reviewapp.core.api import (
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.models import Job
 from reviewapp.core.throttles import IngestRateThrottle
-from reviewapp.monitoring.selectors import metrics_summary, model_version_for
+from reviewapp.monitoring.selectors import metrics_summary
 from reviewapp.reviews.exports import FORMATS
 from reviewapp.reviews.models import Decision, Disagreement
 from reviewapp.reviews.presenters import disagreement_stream, task_public
@@ -394,8 +399,11 @@ class MetricsApi(APIView):
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
         since, until = window_params(request.query_params)
-        model_version = model_version_for(
-            use_case=use_case, version=request.query_params.get("model_version")
+        version = request.query_params.get("model_version")
+        model_version = (
+            model_version_get(use_case=use_case, version=version, field="model_version")
+            if version
+            else None
         )
         return Response(
             metrics_summary(
