@@ -5,11 +5,9 @@ action is a plain POST that redirects, so the pages work without JavaScript too.
 """
 
 import math
-from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -18,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from deployments.selectors import can_view_pii, use_case_get_for, use_cases_visible_to
 from reviewapp.core.api import ANALYSTS
-from reviewapp.core.errors import DomainError, InvalidInput, NotFound
-from reviewapp.core.roles import user_roles
+from reviewapp.core.errors import DomainError, InvalidInput
+from reviewapp.core.pages import page
 from reviewapp.datasets.filters import filters_as_query, filters_clean
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.datasets.selectors import (
@@ -44,22 +42,6 @@ EXPORTS_SHOWN = 50
 RUNS_SHOWN = 30
 
 
-def analyst_page(view):
-    """Signed-in ML engineers, managers and admins; others get 403."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not user_roles(request.user) & ANALYSTS:
-            raise PermissionDenied("Your role does not allow this page.")
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound as exc:
-            raise Http404(str(exc.detail)) from exc
-
-    return wrapper
-
-
 def _errors_text(errors: dict) -> str:
     return "; ".join(
         f"{field.replace('_', ' ')}: {' '.join(map(str, problems))}"
@@ -68,14 +50,14 @@ def _errors_text(errors: dict) -> str:
 
 
 @require_GET
-@analyst_page
+@page(roles=ANALYSTS)
 def index(request):
     use_cases = list(use_cases_visible_to(request.user).order_by("name"))
     return render(request, "datasets/index.html", {"rows": datasets_overview(use_cases=use_cases)})
 
 
 @require_GET
-@analyst_page
+@page(roles=ANALYSTS)
 def explorer(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     errors: dict = {}
@@ -140,7 +122,7 @@ def _pii_choices(user, use_case) -> list[tuple[str, str]]:
 
 
 @require_GET
-@analyst_page
+@page(roles=ANALYSTS)
 def item(request, slug, external_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     history = item_history(use_case=use_case, external_id=external_id, user=request.user)
@@ -174,7 +156,7 @@ def _pixels(use_case, features: list[dict]) -> dict | None:
 
 
 @require_http_methods(["GET", "POST"])
-@analyst_page
+@page(roles=ANALYSTS)
 def exports(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if request.method == "POST":
@@ -212,7 +194,7 @@ def _export_start(request, use_case):
 
 
 @require_GET
-@analyst_page
+@page(roles=ANALYSTS)
 def export_download(request, slug, export_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     export = export_get(use_case=use_case, export_id=export_id)
@@ -227,7 +209,7 @@ def export_download(request, slug, export_id):
 
 
 @require_GET
-@analyst_page
+@page(roles=ANALYSTS)
 def export_manifest(request, slug, export_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     export = export_get(use_case=use_case, export_id=export_id)
@@ -239,7 +221,7 @@ def export_manifest(request, slug, export_id):
 
 
 @require_POST
-@analyst_page
+@page(roles=ANALYSTS)
 def export_remove(request, slug, export_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     export = export_get(use_case=use_case, export_id=export_id)
@@ -253,7 +235,7 @@ def export_remove(request, slug, export_id):
 
 
 @require_http_methods(["GET", "POST"])
-@analyst_page
+@page(roles=ANALYSTS)
 def retraining(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if request.method == "POST":

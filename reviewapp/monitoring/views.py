@@ -1,8 +1,6 @@
 """Monitoring pages: the use cases at a glance, and per use case a dashboard in tabs whose
 panel htmx swaps in place (each tab and filter is also a plain link)."""
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
@@ -14,8 +12,8 @@ from deployments.selectors import (
     use_cases_visible_to,
 )
 from reviewapp.core.api import ANALYSTS
-from reviewapp.core.errors import InvalidInput, NotFound
-from reviewapp.core.roles import user_roles
+from reviewapp.core.errors import InvalidInput
+from reviewapp.core.pages import page
 from reviewapp.monitoring.dashboards import (
     RANGES,
     TABS,
@@ -25,14 +23,8 @@ from reviewapp.monitoring.dashboards import (
 from reviewapp.monitoring.selectors import metrics_summary
 
 
-def _analyst_required(request) -> None:
-    if not user_roles(request.user) & ANALYSTS:
-        raise PermissionDenied("Monitoring is for managers, ML engineers and admins.")
-
-
-@login_required
+@page(roles=ANALYSTS)
 def overview(request):
-    _analyst_required(request)
     since = timezone.now() - RANGES["7d"][1]
     rows = []
     for use_case in use_cases_visible_to(request.user).order_by("name"):
@@ -46,15 +38,11 @@ def overview(request):
     return render(request, "monitoring/overview.html", {"rows": rows})
 
 
-@login_required
+@page(roles=ANALYSTS)
 def dashboard(request, slug: str, tab: str = "automation"):
-    _analyst_required(request)
     if tab not in TABS:
         raise Http404("No such dashboard.")
-    try:
-        use_case = use_case_get_for(user=request.user, slug=slug)
-    except NotFound as exc:
-        raise Http404("No such use case.") from exc
+    use_case = use_case_get_for(user=request.user, slug=slug)
     now = timezone.now()
     context = {"use_case": use_case, "tab": tab, "tabs": TABS, "ranges": RANGES}
     try:
