@@ -6,19 +6,16 @@ page, and every action also works as a plain POST followed by a redirect.
 """
 
 from datetime import datetime
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from deployments.models import ModelVersion
-from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS, RATE_TEST_KEYS
+from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS
 from deployments.policy.ramp import step_requirements
 from deployments.selectors import (
     backtest_get,
@@ -52,6 +49,13 @@ from deployments.services import (
 )
 from reviewapp.control.backtests import ROUTES, backtest_start, backtest_window_default
 from reviewapp.control.comparison import SHOW_CHOICES, differences_shown, model_comparison
+from reviewapp.control.forms import (
+    BacktestForm,
+    GuardrailsForm,
+    ModelUploadForm,
+    PolicyForm,
+    RampForm,
+)
 from reviewapp.control.guardrail_watch import guardrail_breach_resolve, use_case_watch
 from reviewapp.control.item_detail import item_detail
 from reviewapp.control.overview import spectrum_overview
@@ -76,32 +80,13 @@ from reviewapp.control.ramp_plans import (
     ramp_progress,
 )
 from reviewapp.control.readiness import readiness_get, slice_features, slices_get
-from reviewapp.core.api import MANAGERS, MODEL_OWNERS, datetime_param
-from reviewapp.core.errors import Conflict, InvalidInput, NotFound
+from reviewapp.core.api import MANAGERS, MODEL_OWNERS
+from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.pages import page
 from reviewapp.core.roles import user_roles
 
 HISTORY_SHOWN = 30
 DIFFERENCES_PER_PAGE = 25
-
-
-def roles_required(allowed):
-    """Admit signed-in users with one of ``allowed`` roles (403 otherwise); a use case the
-    user may not see is a 404, like a missing one."""
-
-    def decorator(view):
-        @login_required
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not user_roles(request.user) & allowed:
-                raise PermissionDenied
-            try:
-                return view(request, *args, **kwargs)
-            except NotFound as exc:
-                raise Http404(str(exc.detail)) from exc
-
-        return wrapped
-
-    return decorator
 
 
 def _flat_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -114,30 +99,6 @@ def _flat_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(detail, list) and all(isinstance(x, str) for x in detail):
         return {prefix or "non_field_errors": detail}
     return {prefix or "non_field_errors": [str(detail)]}
-
-
-def _number(post, name: str, errors: dict, *, scale: float = 1.0, required=True) -> float | None:
-    raw = (post.get(name) or "").strip()
-    if raw == "":
-        if required:
-            errors[name] = ["required"]
-        return None
-    try:
-        return float(raw) / scale
-    except ValueError:
-        errors[name] = ["must be a number"]
-        return None
-
-
-def _whole(post, name: str, errors: dict) -> int | None:
-    raw = (post.get(name) or "").strip()
-    if raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        errors[name] = ["must be a whole number"]
-        return None
 
 
 def _page(request, template: str, partial: str | None, context: dict, status: int = 200):
@@ -159,7 +120,7 @@ def _header(request, use_case) -> dict:
 
 
 @require_GET
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def overview(request):
     rows = spectrum_overview(use_cases=use_cases_visible_to(request.user))
     breaches = [breach for row in rows for breach in row.breaches]
@@ -171,7 +132,7 @@ def overview(request):
 
 
 @require_GET
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def models_index(request):
     use_cases = list(use_cases_visible_to(request.user).order_by("name"))
     roles = model_roles_for(use_cases)
@@ -224,44 +185,32 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
 
 
 @require_GET
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def policy_page(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     return render(request, "control/policy.html", _policy_context(request, use_case))
 
 
-def _policy_form(post) -> tuple[dict, dict, dict]:
-    """(values to show again, changes for policy_change, errors by field)."""
-    errors: dict[str, list[str]] = {}
-    form = {name: post.get(name, "") for name in ("level", "reason")}
-    changes: dict[str, Any] = {"level": form["level"]}
-    for name, scale in (
-        ("confidence_threshold", 1),
-        ("traffic_percent", 1),
-        ("audit_rate", 100),
-        ("double_review_rate", 100),
-    ):
-        form[name] = post.get(name, "")
-        value = _number(post, name, errors, scale=scale)
-        if value is not None:
-            changes[name] = value
-    return form, changes, errors
-
-
 @require_POST
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def policy_change_view(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
-    form, changes, errors = _policy_form(request.POST)
-    current = policy_current(use_case=use_case)
-    if not errors and all(getattr(current, k) == v for k, v in changes.items()):
-        errors["non_field_errors"] = [
-            f"Nothing changed: these are the values of version {current.version}."
-        ]
+    form = PolicyForm(request.POST)
+    errors = form.errors_by_field()
+    if not errors:
+        changes = form.changes()
+        current = policy_current(use_case=use_case)
+        if all(getattr(current, k) == v for k, v in changes.items()):
+            errors["non_field_errors"] = [
+                f"Nothing changed: these are the values of version {current.version}."
+            ]
     if not errors:
         try:
             policy = policy_change(
-                use_case=use_case, actor=request.user, changes=changes, reason=form["reason"]
+                use_case=use_case,
+                actor=request.user,
+                changes=changes,
+                reason=form.cleaned_data["reason"],
             )
         except InvalidInput as exc:
             errors = _flat_errors(exc.detail)
@@ -272,14 +221,14 @@ def policy_change_view(request, slug):
                 return redirect("control-policy", slug=slug)
             context = _policy_context(request, use_case, notice=notice)
             return _page(request, "control/policy.html", "panel", context)
-    context = _policy_context(request, use_case, form=form, errors=errors)
+    context = _policy_context(request, use_case, form=form.values(), errors=errors)
     return _page(
         request, "control/policy.html", "panel", context, status=200 if request.htmx else 400
     )
 
 
 @require_POST
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def policy_restore_view(request, slug, version):
     use_case = use_case_get_for(user=request.user, slug=slug)
     try:
@@ -306,36 +255,6 @@ def policy_restore_view(request, slug, version):
 # --- guardrails --------------------------------------------------------------------------------
 
 
-def _guardrails_form(post) -> tuple[dict, dict]:
-    """(the guardrails JSON the form describes, parse errors by form field)."""
-    errors: dict[str, list[str]] = {}
-    guardrails: dict[str, Any] = {"fallback_level": post.get("fallback_level") or "assisted"}
-    for kind in KINDS:
-        if not post.get(f"{kind.name}-enabled"):
-            continue
-        limit: dict[str, Any] = {}
-        maximum = _number(
-            post, f"{kind.name}-max", errors, scale=100 if kind.is_rate else 1, required=True
-        )
-        if maximum is not None:
-            limit["max"] = round(maximum, 10)
-        for part in ("window", "min_sample"):
-            value = _whole(post, f"{kind.name}-{part}", errors)
-            if value is not None:
-                limit[part] = value
-        for part in RATE_TEST_KEYS if kind.is_rate else ():
-            value = _number(post, f"{kind.name}-{part}", errors, scale=100, required=False)
-            if value is not None:
-                limit[part] = round(value, 10)
-        guardrails[kind.name] = limit
-    webhook = (post.get("webhook_url") or "").strip()
-    if webhook:
-        guardrails["webhook_url"] = webhook
-    if len(guardrails) == 1 and "webhook_url" not in guardrails:
-        guardrails = {}  # no limit, no webhook: no guardrails (the fallback alone means nothing)
-    return guardrails, errors
-
-
 def _guardrails_context(request, use_case, *, guardrails=None, errors=None, notice="") -> dict:
     context = _header(request, use_case)
     status = guardrail_status_get(use_case=use_case)
@@ -360,19 +279,21 @@ def _guardrails_context(request, use_case, *, guardrails=None, errors=None, noti
 
 
 @require_http_methods(["GET", "POST"])
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def guardrails_page(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if request.method == "GET":
         return render(request, "control/guardrails.html", _guardrails_context(request, use_case))
-    guardrails, errors = _guardrails_form(request.POST)
+    form = GuardrailsForm(request.POST)
+    errors = form.errors_by_field()
+    guardrails = form.guardrails()
     if not errors:
         try:
             policy = policy_change(
                 use_case=use_case,
                 actor=request.user,
                 changes={"guardrails": guardrails},
-                reason=request.POST.get("reason", ""),
+                reason=form.cleaned_data["reason"],
             )
         except InvalidInput as exc:
             errors = {
@@ -407,7 +328,7 @@ def _guardrail_field(name: str) -> str:
 
 
 @require_POST
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def guardrails_check(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     result = use_case_watch(use_case_id=use_case.pk)
@@ -424,7 +345,7 @@ def guardrails_check(request, slug):
 
 
 @require_POST
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def breach_resolve(request, slug, breach_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     try:
@@ -473,28 +394,22 @@ def _ramp_context(request, use_case, *, form=None, errors=None) -> dict:
 
 
 @require_http_methods(["GET", "POST"])
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def ramp_page(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if request.method == "GET":
         return _page(request, "control/ramp.html", "plan", _ramp_context(request, use_case))
-    form = {k: request.POST.get(k, "") for k in ("steps", "items", "hours", "reason")}
-    errors: dict[str, list[str]] = {}
-    try:
-        steps = [float(s) for s in form["steps"].replace("%", "").replace("→", ",").split(",")]
-    except ValueError:
-        errors["steps"] = ["a list of percentages separated by commas, e.g. 1, 5, 25, 50, 100"]
-    items = _whole(request.POST, "items", errors)
-    hours = _number(request.POST, "hours", errors, required=False)
+    form = RampForm(request.POST)
+    errors = form.errors_by_field()
     if not errors:
         try:
             ramp_plan_start(
                 use_case=use_case,
                 actor=request.user,
-                steps=steps,
-                advance_after_items=items,
-                advance_after_seconds=None if hours is None else round(hours * 3600),
-                reason=form["reason"],
+                steps=form.cleaned_data["steps"],
+                advance_after_items=form.cleaned_data["items"],
+                advance_after_seconds=form.advance_after_seconds(),
+                reason=form.cleaned_data["reason"],
             )
         except InvalidInput as exc:
             errors = _flat_errors(exc.detail)
@@ -507,7 +422,7 @@ def ramp_page(request, slug):
         else:
             messages.success(request, "Ramp plan started.")
             return redirect("control-ramp", slug=slug)
-    context = _ramp_context(request, use_case, form=form, errors=errors)
+    context = _ramp_context(request, use_case, form=form.values(), errors=errors)
     return _page(request, "control/ramp.html", "plan", context, status=200 if request.htmx else 400)
 
 
@@ -515,7 +430,7 @@ RAMP_ACTIONS = {"pause": ramp_plan_pause, "resume": ramp_plan_resume, "cancel": 
 
 
 @require_POST
-@roles_required(MANAGERS)
+@page(roles=MANAGERS)
 def ramp_action(request, slug, action):
     use_case = use_case_get_for(user=request.user, slug=slug)
     service = RAMP_ACTIONS.get(action)
@@ -576,26 +491,24 @@ def _models_context(request, use_case, *, form=None, errors=None) -> dict:
 
 
 @require_http_methods(["GET", "POST"])
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def models_page(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if request.method == "GET":
         partial = "comparison" if request.GET.get("partial") == "comparison" else None
         return _page(request, "control/models.html", partial, _models_context(request, use_case))
-    form = {"version": request.POST.get("version", ""), "notes": request.POST.get("notes", "")}
-    errors: dict[str, list[str]] = {}
-    upload = request.FILES.get("file")
-    if upload is None:
-        errors["file"] = ["choose a .skops file"]
-    else:
+    form = ModelUploadForm(request.POST, request.FILES)
+    errors = form.errors_by_field()
+    if not errors:
+        data = form.cleaned_data
         try:
             model_version = model_version_register(
                 use_case=use_case,
-                version=form["version"].strip(),
-                data=model_upload_read(upload=upload),
+                version=data["version"],
+                data=model_upload_read(upload=data["file"]),
                 actor=request.user,
-                reference=reference_upload_read(upload=request.FILES.get("reference")),
-                notes=form["notes"],
+                reference=reference_upload_read(upload=data["reference"]),
+                notes=data["notes"],
             )
         except InvalidInput as exc:
             errors = _flat_errors(exc.detail)
@@ -604,7 +517,7 @@ def models_page(request, slug):
                 request, f"Version {model_version.version} registered as {model_version.role}."
             )
             return redirect("control-models", slug=slug)
-    context = _models_context(request, use_case, form=form, errors=errors)
+    context = _models_context(request, use_case, form=form.values(), errors=errors)
     return render(request, "control/models.html", context, status=400)
 
 
@@ -616,7 +529,7 @@ MODEL_ACTIONS = {
 
 
 @require_POST
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def model_action(request, slug, version, action):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if action not in MODEL_ACTIONS:
@@ -636,7 +549,7 @@ def model_action(request, slug, version, action):
 
 
 @require_POST
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def model_rollback(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     try:
@@ -650,7 +563,7 @@ def model_rollback(request, slug):
 
 
 @require_GET
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def item_page(request, slug, external_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     detail = item_detail(
@@ -706,30 +619,26 @@ def _backtests_context(request, use_case, *, form=None, errors=None) -> dict:
 
 
 @require_http_methods(["GET", "POST"])
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def backtests_page(request, slug):
     use_case = use_case_get_for(user=request.user, slug=slug)
     if request.method == "GET":
         return render(request, "control/backtests.html", _backtests_context(request, use_case))
-    form = {k: request.POST.get(k, "") for k in ("model_version", "since", "until")}
-    try:
-        since = datetime_param(request.POST, "since")
-        until = datetime_param(request.POST, "until")
-        job = backtest_start(
-            use_case=use_case,
-            actor=request.user,
-            model_version=form["model_version"],
-            since=since,
-            until=until,
-        )
-    except InvalidInput as exc:
-        context = _backtests_context(request, use_case, form=form, errors=_flat_errors(exc.detail))
-        return render(request, "control/backtests.html", context, status=400)
-    return redirect("control-backtest", slug=slug, job_id=job.pk)
+    form = BacktestForm(request.POST)
+    errors = form.errors_by_field()
+    if not errors:
+        try:
+            job = backtest_start(use_case=use_case, actor=request.user, **form.cleaned_data)
+        except InvalidInput as exc:
+            errors = _flat_errors(exc.detail)
+        else:
+            return redirect("control-backtest", slug=slug, job_id=job.pk)
+    context = _backtests_context(request, use_case, form=form.values(), errors=errors)
+    return render(request, "control/backtests.html", context, status=400)
 
 
 @require_GET
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def backtest_page(request, slug, job_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     job = backtest_get(use_case=use_case, job_id=job_id)
@@ -766,7 +675,7 @@ def backtest_page(request, slug, job_id):
 
 
 @require_GET
-@roles_required(MODEL_OWNERS)
+@page(roles=MODEL_OWNERS)
 def readiness_page(request, slug):
     """The verdict, and the slices of the feature in ``?feature=`` (htmx swaps the slices
     section alone; a bad feature is shown in it, as a 400 without htmx)."""
