@@ -1,0 +1,259 @@
+"""The policy editor and its history, and the guardrails a policy carries."""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS
+from deployments.selectors import (
+    backtest_latest,
+    breaches_list,
+    champion_get,
+    guardrail_status_get,
+    policy_current,
+    policy_history,
+    use_case_get_for,
+)
+from deployments.services import (
+    policy_change,
+    policy_restore,
+)
+from reviewapp.control.forms import (
+    GuardrailsForm,
+    PolicyForm,
+)
+from reviewapp.control.guardrail_watch import guardrail_breach_resolve, use_case_watch
+from reviewapp.control.presenters import (
+    LEVEL_HELP,
+    LEVELS,
+    guardrail_form_rows,
+    policy_history_rows,
+    whatif_at,
+    whatif_curve,
+)
+from reviewapp.control.views.shared import flat_errors, page_or_part, use_case_header
+from reviewapp.core.api import MANAGERS
+from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.pages import page
+
+HISTORY_SHOWN = 30
+
+
+# --- policy editor -----------------------------------------------------------------------------
+
+
+def _whatif(use_case) -> dict | None:
+    champion = champion_get(use_case=use_case)
+    job = None
+    if champion is not None:
+        job = backtest_latest(use_case=use_case, model_version=champion.version)
+    return whatif_curve(job or backtest_latest(use_case=use_case))
+
+
+def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> dict:
+    context = use_case_header(request, use_case)
+    policy = context["policy"]
+    show_all = request.GET.get("history") == "all"
+    history = list(policy_history(use_case=use_case))
+    curve = _whatif(use_case)
+    values = form or {
+        "level": policy.level,
+        "confidence_threshold": f"{policy.confidence_threshold:g}",
+        "traffic_percent": f"{policy.traffic_percent:g}",
+        "audit_rate": f"{policy.audit_rate * 100:.6g}",
+        "double_review_rate": f"{policy.double_review_rate * 100:.6g}",
+        "reason": "",
+    }
+    try:
+        threshold = float(values.get("confidence_threshold"))
+    except (TypeError, ValueError):
+        threshold = None
+    context.update(
+        levels=LEVELS,
+        form=values,
+        errors=errors or {},
+        notice=notice,
+        history=policy_history_rows(history)[: None if show_all else HISTORY_SHOWN],
+        history_hidden=max(0, len(history) - HISTORY_SHOWN) if not show_all else 0,
+        whatif=curve,
+        whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
+    )
+    return context
+
+
+@require_GET
+@page(roles=MANAGERS)
+def policy_page(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    return render(request, "control/policy.html", _policy_context(request, use_case))
+
+
+@require_POST
+@page(roles=MANAGERS)
+def policy_change_view(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    form = PolicyForm(request.POST)
+    errors = form.errors_by_field()
+    if not errors:
+        changes = form.changes()
+        current = policy_current(use_case=use_case)
+        if all(getattr(current, k) == v for k, v in changes.items()):
+            errors["non_field_errors"] = [
+                f"Nothing changed: these are the values of version {current.version}."
+            ]
+    if not errors:
+        try:
+            policy = policy_change(
+                use_case=use_case,
+                actor=request.user,
+                changes=changes,
+                reason=form.cleaned_data["reason"],
+            )
+        except InvalidInput as exc:
+            errors = flat_errors(exc.detail)
+        else:
+            notice = f"Saved as version {policy.version}."
+            if not request.htmx:
+                messages.success(request, notice)
+                return redirect("control-policy", slug=slug)
+            context = _policy_context(request, use_case, notice=notice)
+            return page_or_part(request, "control/policy.html", "panel", context)
+    context = _policy_context(request, use_case, form=form.values(), errors=errors)
+    return page_or_part(
+        request, "control/policy.html", "panel", context, status=200 if request.htmx else 400
+    )
+
+
+@require_POST
+@page(roles=MANAGERS)
+def policy_restore_view(request, slug, version):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    try:
+        policy = policy_restore(
+            use_case=use_case,
+            version=version,
+            actor=request.user,
+            reason=(request.POST.get("reason") or "").strip(),
+        )
+    except InvalidInput as exc:
+        raise Http404(str(exc.detail)) from exc
+    notice = f"Version {version} restored as version {policy.version}."
+    if not request.htmx:
+        messages.success(request, notice)
+        return redirect("control-policy", slug=slug)
+    return page_or_part(
+        request,
+        "control/policy.html",
+        "panel",
+        _policy_context(request, use_case, notice=notice),
+    )
+
+
+# --- guardrails --------------------------------------------------------------------------------
+
+
+def _guardrails_context(request, use_case, *, guardrails=None, errors=None, notice="") -> dict:
+    context = use_case_header(request, use_case)
+    status = guardrail_status_get(use_case=use_case)
+    configured = context["policy"].guardrails if guardrails is None else guardrails
+    context.update(
+        rows=guardrail_form_rows(configured, status.readings if status else {}),
+        fallback=configured.get("fallback_level", "assisted"),
+        fallback_levels=[(level.value, LEVEL_HELP[level]["title"]) for level in FALLBACK_LEVELS],
+        webhook_url=configured.get("webhook_url", ""),
+        status=status,
+        readings=[
+            (kind.name, status.readings[kind.name])
+            for kind in KINDS
+            if status and kind.name in status.readings
+        ],
+        breaches=breaches_list(use_case=use_case),
+        errors=errors or {},
+        notice=notice,
+        reason=request.POST.get("reason", "") if errors else "",
+    )
+    return context
+
+
+@require_http_methods(["GET", "POST"])
+@page(roles=MANAGERS)
+def guardrails_page(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    if request.method == "GET":
+        return render(request, "control/guardrails.html", _guardrails_context(request, use_case))
+    form = GuardrailsForm(request.POST)
+    errors = form.errors_by_field()
+    guardrails = form.guardrails()
+    if not errors:
+        try:
+            policy = policy_change(
+                use_case=use_case,
+                actor=request.user,
+                changes={"guardrails": guardrails},
+                reason=form.cleaned_data["reason"],
+            )
+        except InvalidInput as exc:
+            errors = {
+                _guardrail_field(name): problems
+                for name, problems in flat_errors(exc.detail).items()
+            }
+        else:
+            notice = f"Guardrails saved as policy version {policy.version}."
+            if not request.htmx:
+                messages.success(request, notice)
+                return redirect("control-guardrails", slug=slug)
+            context = _guardrails_context(request, use_case, notice=notice)
+            return page_or_part(request, "control/guardrails.html", "settings", context)
+    context = _guardrails_context(request, use_case, guardrails=guardrails, errors=errors)
+    return page_or_part(
+        request,
+        "control/guardrails.html",
+        "settings",
+        context,
+        status=200 if request.htmx else 400,
+    )
+
+
+def _guardrail_field(name: str) -> str:
+    """``guardrails.override_rate.max`` -> the form's ``override_rate-max``."""
+    parts = name.split(".")
+    if parts[0] == "guardrails":
+        parts = parts[1:]
+    if len(parts) == 2:
+        return f"{parts[0]}-{parts[1]}"
+    return parts[0] if parts else name
+
+
+@require_POST
+@page(roles=MANAGERS)
+def guardrails_check(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    result = use_case_watch(use_case_id=use_case.pk)
+    notice = (
+        f"Breached: {'; '.join(b.detail for b in result.breaches)}"
+        if result.breaches
+        else "Checked just now."
+    )
+    if not request.htmx:
+        messages.info(request, notice)
+        return redirect("control-guardrails", slug=slug)
+    context = _guardrails_context(request, use_case, notice=notice)
+    return page_or_part(request, "control/guardrails.html", "settings", context)
+
+
+@require_POST
+@page(roles=MANAGERS)
+def breach_resolve(request, slug, breach_id):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    try:
+        guardrail_breach_resolve(
+            use_case=use_case,
+            breach_id=breach_id,
+            actor=request.user,
+            note=request.POST.get("note", ""),
+        )
+        messages.success(request, "Breach resolved. The level stays where it is.")
+    except Conflict as exc:
+        messages.info(request, exc.detail["detail"])
+    return redirect("control-guardrails", slug=slug)
