@@ -9,6 +9,22 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         # Carry the request id from a web request into the Celery tasks it enqueues, so a
         # batch's worker logs join up with the request that sent it.
-        from reviewapp.monitoring import request_context
+        from reviewapp.core import request_context
+        from reviewapp.monitoring import receivers
+        from reviewapp.reviews import signals
 
         request_context.celery_hooks_connect()
+
+        # Rollups follow the facts, inside the writer's transaction.
+        signals.items_routed.connect(receivers.on_items_routed, dispatch_uid="monitoring.items")
+        signals.decision_recorded.connect(
+            receivers.on_decision_recorded, dispatch_uid="monitoring.decision"
+        )
+        signals.predictions_recorded.connect(
+            receivers.on_predictions_recorded, dispatch_uid="monitoring.predictions"
+        )
+        # This connects the guardrail watch (deployments.guardrail_watch); it belongs to the
+        # manager's control screens and moves to their app's ready() once that app exists.
+        signals.use_case_facts_changed.connect(
+            receivers.on_use_case_facts_changed, dispatch_uid="guardrail_watch.facts_changed"
+        )

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.latency import budget_error, budget_timeouts
 from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
@@ -30,6 +29,7 @@ from reviewapp.core.models import Job
 from reviewapp.reviews.models import Item
 from reviewapp.reviews.selectors import item_get
 from reviewapp.reviews.services.routing import items_route, pending_item, prediction_unsaved
+from reviewapp.reviews.signals import use_case_facts_changed
 
 MAX_EXTERNAL_ID = 200
 
@@ -289,7 +289,7 @@ def item_ingest(
         return IngestResult(
             item=item_get(use_case=use_case, external_id=external_id), created=False
         )
-    use_case_watch_soon(use_case_id=use_case.pk)
+    use_case_facts_changed.send(sender=Item, use_case_id=use_case.pk)
     for name, value in routed.values.items():
         setattr(item, name, value)
     if routed.prediction_id is not None:

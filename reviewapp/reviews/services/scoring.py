@@ -9,7 +9,6 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from deployments.guardrail_watch import use_case_watch_soon
 from deployments.ml.scoring import score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets
@@ -18,7 +17,6 @@ from deployments.services import estimator_for
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress
-from reviewapp.monitoring.services import rollup_predictions_record
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
@@ -33,6 +31,7 @@ from reviewapp.reviews.services.routing import (
     output_assess,
     prediction_columns,
 )
+from reviewapp.reviews.signals import predictions_recorded, use_case_facts_changed
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def items_score(*, item_ids: list[int], now=None) -> int:
         for job_id, count in Counter(row[7] for row in rows if row[7]).items():
             job_progress(job_id=job_id, done=count)
     for use_case_id in by_use_case:
-        use_case_watch_soon(use_case_id=use_case_id)
+        use_case_facts_changed.send(sender=Item, use_case_id=use_case_id)
     return len(rows)
 
 
@@ -186,7 +185,8 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
                 predictions=[by_item[decision.item_id]],
                 routing_prediction_id=None,
             )
-        rollup_predictions_record(
+        predictions_recorded.send(
+            sender=Prediction,
             use_case_id=use_case.pk,
             pairs=[
                 (p.pk, first[item_id].pk if item_id in first else None)
