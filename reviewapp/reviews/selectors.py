@@ -6,7 +6,8 @@ from typing import Any
 from django.db.models import Count, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from deployments.models import UseCase
+from deployments.models import AutomationPolicy, UseCase
+from deployments.selectors import use_cases_visible_to
 from reviewapp.core.errors import NotFound
 from reviewapp.reviews.models import (
     Decision,
@@ -16,6 +17,7 @@ from reviewapp.reviews.models import (
     Prediction,
     ReviewTask,
 )
+from reviewapp.reviews.services.disagreements import answers_differ
 
 
 def item_get(*, use_case: UseCase, external_id: str) -> Item:
@@ -80,9 +82,6 @@ def review_queues_overview(*, user, now=None) -> list[dict[str, Any]]:
     """The use cases ``user`` works on with their current level and queue: waiting, in
     progress, escalated, the oldest waiting age, and what the user decided today. Four
     queries whatever the number of use cases."""
-    from deployments.models import AutomationPolicy
-    from deployments.selectors import use_cases_visible_to
-
     now = now or timezone.now()
     latest_level = (
         AutomationPolicy.objects.filter(use_case=OuterRef("pk"))
@@ -191,9 +190,6 @@ def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
     median time per item this week, and over the last 30 days their agreement with the model
     (accepted suggestions; blind answers that matched the silent model) and, where the same
     item was double-reviewed, with the other reviewers."""
-    from deployments.models import UseCase
-    from reviewapp.reviews.services.disagreements import answers_differ
-
     now = now or timezone.now()
     day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     week_start = day_start - timedelta(days=day_start.weekday())

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from deployments.models import UseCase
+from deployments.selectors import use_cases_visible_to
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
@@ -101,8 +102,6 @@ def review_task_claim(
 
 def review_task_get_for(*, task_id: Any, user) -> ReviewTask:
     """The task, if it exists in a use case the user works on (else NotFound)."""
-    from deployments.selectors import use_cases_visible_to
-
     try:
         task_id = int(task_id)
     except (TypeError, ValueError):
