@@ -15,7 +15,6 @@ from deployments.ml.environment import LIBRARIES, library_version, serving_versi
 from deployments.ml.latency import latency_over_budget
 from deployments.models import AutomationPolicy, ModelVersion
 from deployments.policy import Level
-from deployments.policy.evidence import Estimate, wilson
 from deployments.policy.guardrails import (
     KINDS,
     LEVEL_ORDER,
@@ -23,7 +22,8 @@ from deployments.policy.guardrails import (
     guardrails_parse,
     limit_promise,
 )
-from deployments.policy.sequential import DEFAULT_ALPHA, DEFAULT_CONFIDENCE, default_margin
+from deployments.statistics.evidence import Estimate, wilson
+from deployments.statistics.sequential import DEFAULT_ALPHA, DEFAULT_CONFIDENCE, default_margin
 
 LEVEL_HELP: dict[str, dict[str, str]] = {
     Level.HUMAN_ONLY: {
