@@ -2,6 +2,7 @@ import sys
 
 from django.conf import settings
 from django.contrib.auth.views import LoginView
+from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import defaults
@@ -36,8 +37,6 @@ def server_error(request):
 
 def healthz(request):
     """Liveness and readiness: 200 when the database answers, 503 when it does not."""
-    from django.db import connection
-
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

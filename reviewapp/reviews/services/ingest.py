@@ -230,6 +230,7 @@ def _champion_score(
 
 
 def challengers_enqueue(*, use_case: UseCase, item_ids: list[int]) -> None:
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.reviews.tasks import score_challenger
 
     if use_case.prediction_source != UseCase.PredictionSource.REGISTRY:
@@ -393,6 +394,7 @@ def items_batch_accept(*, use_case: UseCase, rows: Any, actor=None, now=None) ->
     All or nothing: a bad row refuses the batch. Items whose ``external_id`` was already
     received are left as they are (resending a batch is safe); they count as done at once.
     """
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.reviews.tasks import score_items
 
     cleaned = batch_rows_clean(use_case=use_case, rows=rows)

@@ -5,6 +5,7 @@ import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -199,8 +200,7 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
 def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:
     """Re-enqueue work a lost message left undone: pending items older than the threshold, and
     recent items a challenger has not scored. Returns what was enqueued."""
-    from django.conf import settings
-
+    # The tasks module imports this service to run it, so the tasks are imported here.
     from reviewapp.reviews.tasks import score_challenger, score_items
 
     now = now or timezone.now()
