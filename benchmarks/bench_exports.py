@@ -334,7 +334,7 @@ def floor() -> dict:
     from django.db import connection
 
     from deployments.models import UseCase
-    from reviewapp.reviews.selectors import disagreement_export_table, disagreements_filtered
+    from reviewapp.datasets.export_tables import disagreement_export_table, disagreements_filtered
 
     use_case = UseCase.objects.get(slug=SLUG)
     table = disagreement_export_table(

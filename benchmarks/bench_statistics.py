@@ -42,13 +42,13 @@ from deployments.policy import (  # noqa: E402
     item_buckets,
     route,
 )
-from deployments.policy.evidence import Stratum, stratified, wilson  # noqa: E402
 from deployments.policy.guardrails import (  # noqa: E402
     Limit,
     guardrail_verdict,
     limit_promise,
     outcomes_reading,
 )
+from deployments.statistics.evidence import Stratum, stratified, wilson  # noqa: E402
 
 ERROR_RATES = (0.02, 0.05, 0.10)
 THRESHOLD = 0.9

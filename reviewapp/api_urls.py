@@ -2,7 +2,9 @@ from django.urls import path
 
 from deployments import api as deployments_api
 from reviewapp.control import api as control_api
+from reviewapp.core import jobs_api
 from reviewapp.datasets import api as datasets_api
+from reviewapp.monitoring import api as monitoring_api
 from reviewapp.reviews import api as reviews_api
 
 use_case = "use-cases/<slug:slug>/"
@@ -60,11 +62,11 @@ urlpatterns = [
     path("review/tasks/<str:task_id>/skip/", reviews_api.SkipApi.as_view(), name="api-review-skip"),
     path(
         f"{use_case}disagreements/",
-        reviews_api.DisagreementExportApi.as_view(),
+        datasets_api.DisagreementExportApi.as_view(),
         name="api-disagreements",
     ),
-    path(f"{use_case}metrics/", reviews_api.MetricsApi.as_view(), name="api-metrics"),
-    path("jobs/<str:job_id>/", reviews_api.JobDetailApi.as_view(), name="api-job"),
+    path(f"{use_case}metrics/", monitoring_api.MetricsApi.as_view(), name="api-metrics"),
+    path("jobs/<str:job_id>/", jobs_api.JobDetailApi.as_view(), name="api-job"),
     path(
         f"{use_case}disagreements/matrix/",
         datasets_api.DisagreementMatrixApi.as_view(),

@@ -342,7 +342,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     # One JSON object per line, with the request id (LOG_FORMAT=text for plain lines).
     "formatters": {
-        "json": {"()": "reviewapp.monitoring.logs.JsonFormatter"},
+        "json": {"()": "reviewapp.core.logs.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {

@@ -5,9 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from reviewapp.core import views as core_views
 from reviewapp.monitoring import api as monitoring_api
+from reviewapp.reviews import views as reviews_views
 
 urlpatterns = [
-    path("", core_views.home, name="home"),
+    path("", reviews_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/login/", core_views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -14,10 +14,10 @@ guardrail is *insufficient*, neither breached nor holding, so a handful of early
 trip it (or vouch for a ramp step). Counting the observations is the caller's job; this module
 only compares what it is given, so every rule is testable without a database or a clock.
 
-A rate limit is judged by the evidence, not by the bare rate (``deployments.policy.sequential``):
-it breaches when a sequential test or the window's Wilson lower bound says the rate is over
-the limit, holds only when the Wilson upper bound is under it, and is otherwise still
-watching (shown as insufficient). Three optional keys tune it::
+A rate limit is judged by the evidence, not by the bare rate
+(``deployments.statistics.sequential``): it breaches when a sequential test or the window's
+Wilson lower bound says the rate is over the limit, holds only when the Wilson upper bound is
+under it, and is otherwise still watching (shown as insufficient). Three optional keys tune it::
 
     "override_rate": {"max": 0.05, "window": 1000,
                       "margin": 0.05,       # catch a rise to max + margin fast (default: 2 x max)
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from deployments.policy.routing import Level
-from deployments.policy.sequential import (
+from deployments.statistics.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_CONFIDENCE,
     DELAY_HORIZON,

@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 
 from deployments.models import AutomationPolicy
 from deployments.policy import Level
-from deployments.policy.evidence import Estimate, wilson
 from deployments.policy.guardrails import (
     KINDS,
     LEVEL_ORDER,
@@ -19,7 +18,8 @@ from deployments.policy.guardrails import (
     guardrails_parse,
     limit_promise,
 )
-from deployments.policy.sequential import DEFAULT_ALPHA, DEFAULT_CONFIDENCE, default_margin
+from deployments.statistics.evidence import Estimate, wilson
+from deployments.statistics.sequential import DEFAULT_ALPHA, DEFAULT_CONFIDENCE, default_margin
 from reviewapp.control.comparison import Comparison
 
 LEVEL_HELP: dict[str, dict[str, str]] = {

@@ -4,7 +4,7 @@ The model's answers are scored against the items' final human decisions; the hum
 how often two reviewers of the same double-reviewed item agree (for regression, how far apart
 their values are). Both come straight from the raw rows in a few grouped queries, because a
 slice is a value of an input feature, which the hourly rollups do not keep. The statistics and
-the verdict are pure (``deployments.policy.evidence``).
+the verdict are pure (``deployments.statistics.evidence``).
 """
 
 from dataclasses import dataclass, field
@@ -17,8 +17,8 @@ from django.db.models.functions import Abs
 
 from deployments.models import ModelVersion, UseCase
 from deployments.policy import TaskReason
-from deployments.policy import evidence as ev
 from deployments.selectors import champion_get, model_version_get, policy_current
+from deployments.statistics import evidence as ev
 from reviewapp.core.errors import InvalidInput
 from reviewapp.reviews.models import Decision, Item, Prediction
 

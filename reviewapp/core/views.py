@@ -1,35 +1,19 @@
 import sys
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
+from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import defaults
 
-from reviewapp.core.api import REVIEWERS
 from reviewapp.core.errors import database_unavailable
 from reviewapp.core.middleware import database_unavailable_response
-from reviewapp.core.roles import user_roles
 from reviewapp.core.throttles import (
     login_failure_record,
     login_failures_clear,
     login_failures_exceeded,
 )
-from reviewapp.reviews.selectors import review_queues_overview
-
-
-@login_required
-def home(request):
-    """The use cases this user works on, with their queues; reviewers start reviewing here."""
-    return render(
-        request,
-        "core/home.html",
-        {
-            "rows": review_queues_overview(user=request.user),
-            "can_review": bool(user_roles(request.user) & REVIEWERS),
-        },
-    )
 
 
 def page_not_found(request, exception):
@@ -53,8 +37,6 @@ def server_error(request):
 
 def healthz(request):
     """Liveness and readiness: 200 when the database answers, 503 when it does not."""
-    from django.db import connection
-
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

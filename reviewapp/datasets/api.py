@@ -1,7 +1,8 @@
 """REST API for what the datasets pages do: exports (start, list, read, download, delete),
-retraining (start, list, read), and the explorer's matrix and item history."""
+retraining (start, list, read), and the explorer's matrix and item history; and the
+disagreements streamed straight to the caller."""
 
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -9,9 +10,21 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deployments.selectors import use_case_get_for
-from reviewapp.core.api import ANALYSTS, RolesAllowed, body_fields_check
+from deployments.selectors import can_view_pii, use_case_get_for
+from reviewapp.core.api import (
+    ANALYSTS,
+    RolesAllowed,
+    body_fields_check,
+    choice_param,
+    window_params,
+)
 from reviewapp.core.errors import InvalidInput, raise_for_serializer
+from reviewapp.datasets.export_formats import FORMATS
+from reviewapp.datasets.export_tables import (
+    DISAGREEMENT_KINDS,
+    disagreement_stream,
+    disagreements_filtered,
+)
 from reviewapp.datasets.filters import FILTER_NAMES, filters_clean
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.datasets.selectors import (
@@ -26,7 +39,6 @@ from reviewapp.datasets.selectors import (
 )
 from reviewapp.datasets.services.exports import export_delete, export_start
 from reviewapp.datasets.services.retraining import HOLDOUT_DEFAULT, training_run_start
-from reviewapp.reviews.exports import FORMATS
 
 LIST_LIMIT = 100
 
@@ -411,3 +423,48 @@ class ItemHistoryApi(APIView):
                 ],
             }
         )
+
+
+class DisagreementExportApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=list(FORMATS), default="csv"),
+            OpenApiParameter("model_version", str),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
+        ],
+        responses={
+            (200, content_type): OpenApiTypes.BINARY for content_type, _ in FORMATS.values()
+        },
+        summary="Stream the disagreements (CSV, JSONL or Parquet)",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        params = request.query_params
+        fmt = choice_param(params, "format", list(FORMATS), default="csv")
+        since, until = window_params(params)
+        rows = disagreements_filtered(
+            use_case=use_case,
+            model_version=params.get("model_version") or None,
+            since=since,
+            until=until,
+            kind=choice_param(params, "kind", DISAGREEMENT_KINDS),
+        )
+        content_type, extension = FORMATS[fmt]
+        response = StreamingHttpResponse(
+            disagreement_stream(
+                use_case=use_case,
+                rows=rows,
+                fmt=fmt,
+                include_pii=can_view_pii(user=request.user, use_case=use_case),
+            ),
+            content_type=content_type,
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{use_case.slug}-disagreements.{extension}"'
+        )
+        return response

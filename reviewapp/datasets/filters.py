@@ -13,7 +13,7 @@ from typing import Any
 from deployments.models import ModelVersion, UseCase
 from reviewapp.core.api import datetime_param
 from reviewapp.core.errors import InvalidInput
-from reviewapp.reviews.selectors import DISAGREEMENT_KINDS, RowFilters
+from reviewapp.datasets.export_tables import DISAGREEMENT_KINDS, RowFilters
 
 FILTER_NAMES = tuple(field.name for field in fields(RowFilters))
 _NUMBERS = (

@@ -1,6 +1,6 @@
 """Keys for the hashes that stand in for PII values in exports asked to keep rows joinable.
 
-The database computes the hashes (``reviews.sql.JsonHmac``). HMAC-SHA256 under a key derived
+The database computes the hashes (``datasets.sql.JsonHmac``). HMAC-SHA256 under a key derived
 per use case from ``EXPORT_HASH_KEY``: the same value gives
 the same hash in every export of that use case (so exports join on it), nobody without the
 server's key can compute or test a guess at it, and the use cases cannot be linked to each

@@ -21,10 +21,10 @@ from django.db.models import (
 from deployments.models import ModelVersion, UseCase
 from deployments.selectors import can_view_pii
 from reviewapp.core.errors import InvalidInput, NotFound
+from reviewapp.datasets.export_tables import RowFilters, disagreements_filtered, rows_page
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.reviews.models import Decision, Disagreement, Item, Prediction
 from reviewapp.reviews.presenters import features_visible
-from reviewapp.reviews.selectors import RowFilters, disagreements_filtered, rows_page
 
 PAGE_SIZE = 50
 VALUE_BINS = 6

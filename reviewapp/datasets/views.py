@@ -18,6 +18,8 @@ from deployments.selectors import can_view_pii, use_case_get_for, use_cases_visi
 from reviewapp.core.api import ANALYSTS
 from reviewapp.core.errors import DomainError, InvalidInput
 from reviewapp.core.pages import page
+from reviewapp.datasets.export_formats import FORMATS
+from reviewapp.datasets.export_tables import RowFilters
 from reviewapp.datasets.filters import filters_as_query, filters_clean
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.datasets.selectors import (
@@ -35,8 +37,6 @@ from reviewapp.datasets.selectors import (
 )
 from reviewapp.datasets.services.exports import export_delete, export_start
 from reviewapp.datasets.services.retraining import HOLDOUT_DEFAULT, training_run_start
-from reviewapp.reviews.exports import FORMATS
-from reviewapp.reviews.selectors import RowFilters
 
 EXPORTS_SHOWN = 50
 RUNS_SHOWN = 30

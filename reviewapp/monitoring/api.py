@@ -1,19 +1,21 @@
-"""Prometheus' scrape endpoint."""
+"""Prometheus' scrape endpoint and the metrics API (the dashboards' figures as JSON)."""
 
 import hmac
 
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deployments.models import UseCase
-from deployments.selectors import use_cases_visible_to
-from reviewapp.core.api import ANALYSTS, RolesAllowed
+from deployments.selectors import model_version_get, use_case_get_for, use_cases_visible_to
+from reviewapp.core.api import ANALYSTS, RolesAllowed, window_params
 from reviewapp.monitoring.prometheus import metrics_registry
+from reviewapp.monitoring.selectors import metrics_summary
 
 
 def scrape_token_presented(request) -> bool:
@@ -51,3 +53,46 @@ class PrometheusMetricsApi(APIView):
             ids = list(use_cases_visible_to(request.user).values_list("id", flat=True))
         body = generate_latest(metrics_registry(use_case_ids=ids))
         return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": ANALYSTS}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "model_version",
+                str,
+                description="Only this version's predictions (a challenger's in shadow too); "
+                "by default every version as it routed the items.",
+            ),
+        ],
+        responses=OpenApiTypes.OBJECT,
+        summary="Automation, quality, latency and input-health figures for a period",
+        description="Read from the hourly monitoring rollups, as the dashboards are: `since` "
+        "is rounded down and `until` up to whole hours (`window` says which). `evidence` gives "
+        "every rate and error figure as `{value, low, high, n, method, too_few}`: a 95% "
+        "interval (Wilson for proportions, Student-t for MSE/MAE) and `too_few` under 30 "
+        "items. `estimates` gives the model's quality under routing, each with a `label`: "
+        "`model_accuracy` (over all scored items, reviewed and audited items weighted by their "
+        "sampling probability), `reviewed_agreement` (among reviewed items only, which are the "
+        "hard ones at `partial`), `automated_error_rate` (from audits) and "
+        "`wrong_automated_decisions` (that rate times the automated items).",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        since, until = window_params(request.query_params)
+        version = request.query_params.get("model_version")
+        model_version = (
+            model_version_get(use_case=use_case, version=version, field="model_version")
+            if version
+            else None
+        )
+        return Response(
+            metrics_summary(
+                use_case=use_case, model_version=model_version, since=since, until=until
+            )
+        )

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from deployments.models import AutomationPolicy, GuardrailBreach, UseCase
-from deployments.policy.evidence import MIN_EVIDENCE, Estimate, mean_interval, wilson
+from deployments.statistics.evidence import MIN_EVIDENCE, Estimate, mean_interval, wilson
 from reviewapp.monitoring import aggregation, stats
 from reviewapp.monitoring.selectors import (
     ROUTES,

@@ -4,9 +4,9 @@ Prometheus histogram, and one JSON access-log line."""
 import logging
 import time
 
-from reviewapp.monitoring.logs import event_log
+from reviewapp.core.logs import event_log
+from reviewapp.core.request_context import HEADER, request_id_clean, request_id_var
 from reviewapp.monitoring.prometheus import request_observe
-from reviewapp.monitoring.request_context import HEADER, request_id_clean, request_id_var
 
 
 class RequestIdMiddleware:

@@ -17,8 +17,8 @@ from django.utils import timezone
 from deployments.ml.scoring import NUMERIC_TYPES
 from deployments.models import GuardrailBreach, ModelVersion, UseCase
 from deployments.policy import Route
-from deployments.policy.evidence import Estimate, Stratum, mean_interval, stratified, wilson
 from deployments.selectors import champion_get
+from deployments.statistics.evidence import Estimate, Stratum, mean_interval, stratified, wilson
 from reviewapp.monitoring import aggregation, stats
 from reviewapp.monitoring.models import FeatureRollup, HourlyRollup
 from reviewapp.reviews.models import Item

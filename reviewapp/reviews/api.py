@@ -1,44 +1,24 @@
-"""REST API for items, jobs, the review queue, disagreement exports and metrics."""
+"""REST API for items and the review queue."""
 
-import uuid
-
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deployments.selectors import (
-    can_view_pii,
-    model_version_get,
-    use_case_get_for,
-    use_cases_visible_to,
-)
+from deployments.selectors import can_view_pii, use_case_get_for
 from reviewapp.core.api import (
-    ANALYSTS,
     CALLERS,
-    EVERYONE,
     REVIEWERS,
     RolesAllowed,
     body_fields_check,
-    choice_param,
     idempotency_key_header,
-    window_params,
 )
-from reviewapp.core.errors import InvalidInput, NotFound
-from reviewapp.core.models import Job
+from reviewapp.core.errors import InvalidInput
 from reviewapp.core.throttles import IngestRateThrottle
-from reviewapp.monitoring.selectors import metrics_summary
-from reviewapp.reviews.exports import FORMATS
 from reviewapp.reviews.models import Decision, Disagreement
-from reviewapp.reviews.presenters import disagreement_stream, task_public
-from reviewapp.reviews.selectors import (
-    DISAGREEMENT_KINDS,
-    disagreements_filtered,
-    item_get,
-    item_public,
-)
+from reviewapp.reviews.presenters import task_public
+from reviewapp.reviews.selectors import item_get, item_public
 from reviewapp.reviews.services.ingest import item_ingest, items_batch_accept
 from reviewapp.reviews.services.review import (
     review_task_claim,
@@ -142,46 +122,6 @@ class ItemDetailApi(APIView):
         return Response(
             item_public(item_get(use_case=use_case, external_id=external_id), use_case=use_case)
         )
-
-
-class JobOutput(serializers.ModelSerializer):
-    use_case = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-
-    class Meta:
-        model = Job
-        fields = [
-            "id",
-            "kind",
-            "use_case",
-            "state",
-            "done",
-            "total",
-            "result",
-            "error",
-            "created_at",
-            "started_at",
-            "finished_at",
-        ]
-
-
-class JobDetailApi(APIView):
-    permission_classes = [RolesAllowed]
-    allowed_roles = {"GET": EVERYONE}
-
-    @extend_schema(responses=JobOutput, summary="A job's state and progress")
-    def get(self, request, job_id):
-        try:
-            job_id = uuid.UUID(str(job_id))
-        except ValueError:
-            raise NotFound({"detail": "No such job."}) from None
-        job = (
-            Job.objects.filter(pk=job_id, use_case__in=use_cases_visible_to(request.user))
-            .select_related("use_case")
-            .first()
-        )
-        if job is None:
-            raise NotFound({"detail": "No such job."})
-        return Response(JobOutput(job).data)
 
 
 class SuggestionBody(serializers.Serializer):
@@ -322,91 +262,3 @@ class SkipApi(APIView):
         data = body_fields_check(request.data, {"lease_token"})
         review_task_skip(task=task, user=request.user, lease_token=data.get("lease_token"))
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class DisagreementExportApi(APIView):
-    permission_classes = [RolesAllowed]
-    allowed_roles = {"GET": ANALYSTS}
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("format", str, enum=list(FORMATS), default="csv"),
-            OpenApiParameter("model_version", str),
-            OpenApiParameter("since", OpenApiTypes.DATETIME),
-            OpenApiParameter("until", OpenApiTypes.DATETIME),
-            OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
-        ],
-        responses={
-            (200, content_type): OpenApiTypes.BINARY for content_type, _ in FORMATS.values()
-        },
-        summary="Stream the disagreements (CSV, JSONL or Parquet)",
-    )
-    def get(self, request, slug):
-        use_case = use_case_get_for(user=request.user, slug=slug)
-        params = request.query_params
-        fmt = choice_param(params, "format", list(FORMATS), default="csv")
-        since, until = window_params(params)
-        rows = disagreements_filtered(
-            use_case=use_case,
-            model_version=params.get("model_version") or None,
-            since=since,
-            until=until,
-            kind=choice_param(params, "kind", DISAGREEMENT_KINDS),
-        )
-        content_type, extension = FORMATS[fmt]
-        response = StreamingHttpResponse(
-            disagreement_stream(
-                use_case=use_case,
-                rows=rows,
-                fmt=fmt,
-                include_pii=can_view_pii(user=request.user, use_case=use_case),
-            ),
-            content_type=content_type,
-        )
-        response["Content-Disposition"] = (
-            f'attachment; filename="{use_case.slug}-disagreements.{extension}"'
-        )
-        return response
-
-
-class MetricsApi(APIView):
-    permission_classes = [RolesAllowed]
-    allowed_roles = {"GET": ANALYSTS}
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("since", OpenApiTypes.DATETIME),
-            OpenApiParameter("until", OpenApiTypes.DATETIME),
-            OpenApiParameter(
-                "model_version",
-                str,
-                description="Only this version's predictions (a challenger's in shadow too); "
-                "by default every version as it routed the items.",
-            ),
-        ],
-        responses=OpenApiTypes.OBJECT,
-        summary="Automation, quality, latency and input-health figures for a period",
-        description="Read from the hourly monitoring rollups, as the dashboards are: `since` "
-        "is rounded down and `until` up to whole hours (`window` says which). `evidence` gives "
-        "every rate and error figure as `{value, low, high, n, method, too_few}`: a 95% "
-        "interval (Wilson for proportions, Student-t for MSE/MAE) and `too_few` under 30 "
-        "items. `estimates` gives the model's quality under routing, each with a `label`: "
-        "`model_accuracy` (over all scored items, reviewed and audited items weighted by their "
-        "sampling probability), `reviewed_agreement` (among reviewed items only, which are the "
-        "hard ones at `partial`), `automated_error_rate` (from audits) and "
-        "`wrong_automated_decisions` (that rate times the automated items).",
-    )
-    def get(self, request, slug):
-        use_case = use_case_get_for(user=request.user, slug=slug)
-        since, until = window_params(request.query_params)
-        version = request.query_params.get("model_version")
-        model_version = (
-            model_version_get(use_case=use_case, version=version, field="model_version")
-            if version
-            else None
-        )
-        return Response(
-            metrics_summary(
-                use_case=use_case, model_version=model_version, since=since, until=until
-            )
-        )

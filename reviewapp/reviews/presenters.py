@@ -1,13 +1,11 @@
-"""How review tasks and disagreement exports look to their readers (API and pages alike)."""
+"""How review tasks look to their readers (API and pages alike)."""
 
-from collections.abc import Iterator
 from typing import Any
 
 from django.utils import timezone
 
 from deployments.models import UseCase
 from reviewapp.reviews.models import ReviewTask
-from reviewapp.reviews.selectors import ExportSummary, disagreement_export_table, export_chunks
 
 
 def features_visible(features: dict, *, use_case: UseCase, show_pii: bool) -> tuple[dict, list]:
@@ -44,13 +42,6 @@ def task_public(task: ReviewTask, *, use_case: UseCase, show_pii: bool) -> dict[
         "lease_token": str(task.lease_token),
         "lease_expires_at": task.lease_expires_at,
     }
-
-
-def disagreement_stream(*, use_case: UseCase, rows, fmt: str, include_pii: bool) -> Iterator[bytes]:
-    table = disagreement_export_table(
-        use_case=use_case, rows=rows, include_pii=include_pii, fmt=fmt
-    )
-    return export_chunks(table=table, fmt=fmt, summary=ExportSummary())
 
 
 # --- the reviewer's workspace -------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The reviewer's workspace: the queue, My work, and the managers' escalation list.
+"""The reviewer's workspace: the home page's queues, the queue, My work, and the managers'
+escalation list.
 
 Every action is a plain form POST answered with a redirect; when htmx sends it, the answer is
 the ``task`` partial of the queue page instead, holding the next item, so the page swaps it in
@@ -6,6 +7,7 @@ without a load.
 """
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -15,6 +17,7 @@ from deployments.selectors import can_view_pii, use_case_get_for, use_cases_visi
 from reviewapp.core.api import MANAGERS, REVIEWERS
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.pages import page
+from reviewapp.core.roles import user_roles
 from reviewapp.reviews.forms import (
     DecisionForm,
     EscalationForm,
@@ -29,6 +32,7 @@ from reviewapp.reviews.selectors import (
     escalations_list,
     escalations_raised_by,
     queue_stats,
+    review_queues_overview,
     reviewer_work_summary,
 )
 from reviewapp.reviews.services.escalations import escalation_resolve
@@ -42,6 +46,19 @@ from reviewapp.reviews.services.queue import (
 
 TASK_PARTIAL = "reviews/queue.html#task"
 MESSAGE_LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "warning": messages.WARNING}
+
+
+@login_required
+def home(request):
+    """The use cases this user works on, with their queues; reviewers start reviewing here."""
+    return render(
+        request,
+        "reviews/home.html",
+        {
+            "rows": review_queues_overview(user=request.user),
+            "can_review": bool(user_roles(request.user) & REVIEWERS),
+        },
+    )
 
 
 def _see_other(url: str) -> HttpResponseRedirect:

@@ -13,6 +13,8 @@ from django.conf import settings
 
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.models import Job
+from reviewapp.datasets import export_tables
+from reviewapp.datasets.export_tables import RowFilters
 from reviewapp.datasets.models import Export
 from reviewapp.datasets.services.exports import (
     MANIFEST_SUFFIX,
@@ -21,9 +23,7 @@ from reviewapp.datasets.services.exports import (
     export_storage,
     export_write,
 )
-from reviewapp.reviews import selectors
 from reviewapp.reviews.models import Disagreement, Item
-from reviewapp.reviews.selectors import RowFilters
 from tests.datasets.conftest import PII_MARK, build_world
 from tests.factories import make_use_case
 
@@ -225,7 +225,7 @@ def test_hashed_pii_is_an_hmac_that_joins_across_exports_and_not_across_use_case
 
     other = make_use_case(slug="other-invoices", members=[world.analyst])
     from reviewapp.datasets.pii import use_case_key
-    from reviewapp.reviews.sql import hmac_hex
+    from reviewapp.datasets.sql import hmac_hex
 
     value = vendors["inv-0"]
     assert hmac_hex(use_case_key(slug=other.slug), value) != hmac_hex(
@@ -287,7 +287,7 @@ def test_small_batches_lose_and_repeat_nothing_even_with_equal_times(world, monk
     # a shadow and a challenger disagreement on one decision share their decided_at
     times = list(Disagreement.objects.values_list("decided_at", flat=True))
     assert len(times) > len(set(times))
-    monkeypatch.setattr(selectors, "_batch_rows", lambda table: 2)
+    monkeypatch.setattr(export_tables, "_batch_rows", lambda table: 2)
     seen = []
     export = export_create(use_case=world.use_case, actor=world.analyst, fmt="csv")
     export = export_write(export_id=export.pk, on_progress=lambda done, total: seen.append(done))
@@ -354,7 +354,7 @@ def test_deleting_removes_the_file_unless_a_training_run_used_it(world):
 
 def test_a_bigger_world_exports_in_many_batches(monkeypatch):
     world = build_world(items_per_phase=12)
-    monkeypatch.setattr(selectors, "_batch_rows", lambda table: 7)
+    monkeypatch.setattr(export_tables, "_batch_rows", lambda table: 7)
     for fmt in FORMATS:
         export = run_export(world, fmt=fmt, scope="labelled")
         assert_rows_equal(read_back(export), labelled_rows_in_db(world.use_case))

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from reviewapp.core.errors import InvalidInput
+from reviewapp.datasets.export_tables import RowFilters
 from reviewapp.datasets.filters import filters_as_json, filters_clean, filters_from_json
-from reviewapp.reviews.selectors import RowFilters
 from tests.factories import constant_classifier_bytes, make_use_case, register_model
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reviewapp.datasets.pii import key_fingerprint, use_case_key
-from reviewapp.reviews.sql import hmac_hex
+from reviewapp.datasets.sql import hmac_hex
 
 
 @given(value=st.text(), slug=st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True))

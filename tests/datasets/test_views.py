@@ -9,10 +9,10 @@ from django.db.models import Count
 from django.test import Client
 
 from reviewapp.core.roles import Role
+from reviewapp.datasets.export_tables import RowFilters
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.datasets.selectors import disagreement_page
 from reviewapp.reviews.models import Decision, Disagreement, Item, Prediction
-from reviewapp.reviews.selectors import RowFilters
 from tests.datasets.conftest import PII_MARK, build_world
 from tests.factories import make_use_case, make_user
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from django.db.models import Sum
 
-from deployments.policy.evidence import MIN_EVIDENCE
+from deployments.statistics.evidence import MIN_EVIDENCE
 from reviewapp.monitoring.models import HourlyRollup
 from reviewapp.monitoring.services import rollups_fold, rollups_rebuild
 from reviewapp.reviews.models import Item, Prediction

@@ -6,8 +6,8 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reviewapp.core.logs import JsonFormatter
 from reviewapp.core.roles import Role
-from reviewapp.monitoring.logs import JsonFormatter
 from reviewapp.monitoring.services import rollups_fold
 from tests.factories import (
     constant_classifier_bytes,

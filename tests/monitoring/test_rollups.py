@@ -15,10 +15,11 @@ from reviewapp.monitoring.aggregation import FEATURE_COUNTERS, HOURLY_COUNTERS, 
 from reviewapp.monitoring.models import FeatureRollup, HourlyRollup, RollupEvent
 from reviewapp.monitoring.selectors import metrics_summary
 from reviewapp.monitoring.services import rollups_fold, rollups_rebuild
-from reviewapp.reviews.models import Prediction
+from reviewapp.reviews.models import Decision, Prediction
 from reviewapp.reviews.services.ingest import item_ingest
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from reviewapp.reviews.services.scoring import challenger_score
+from reviewapp.reviews.signals import decision_recorded
 from tests.factories import (
     classifier_bytes,
     constant_classifier_bytes,
@@ -289,3 +290,30 @@ def test_windows_over_partial_days_count_each_item_once(people):
             sum(1 for n in inside if n % 3 == 0) / len(inside)
         )
         assert kind["checked"] == len(inside) - sum(1 for n in inside if n % 3 == 0)
+
+
+def test_a_decision_that_rolls_back_records_no_rollup_and_a_committed_one_does(people):
+    """The facts' signals run in the writer's transaction: what fails after the rollup receiver
+    takes the rollup event down with the decision."""
+    alice = people["alice"]
+    use_case = make_use_case(members=[alice], level="assisted", audit_rate=0)
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    send(use_case, 1, at=T0)
+    task = review_task_claim(use_case=use_case, user=alice, now=T0)
+
+    def fail_after_the_rollup(sender, **kwargs):
+        raise RuntimeError("the decision's transaction fails after the rollup receiver ran")
+
+    decisions = RollupEvent.objects.filter(kind=RollupEvent.Kind.DECISION)
+    decision_recorded.connect(fail_after_the_rollup, dispatch_uid="test.fail")
+    try:
+        with pytest.raises(RuntimeError):
+            review_task_decide(task=task, user=alice, label="office", now=T0)
+    finally:
+        decision_recorded.disconnect(dispatch_uid="test.fail")
+    assert not Decision.objects.filter(task=task).exists()
+    assert not decisions.exists()
+
+    review_task_decide(task=task, user=alice, label="office", now=T0)
+    decision = Decision.objects.get(task=task)
+    assert list(decisions.values_list("object_id", flat=True)) == [decision.pk]

@@ -27,11 +27,8 @@ from deployments.selectors import can_view_pii
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job
-from reviewapp.datasets.filters import filters_as_json, filters_from_json
-from reviewapp.datasets.models import Export
-from reviewapp.datasets.pii import ALGORITHM, key_fingerprint, use_case_key
-from reviewapp.reviews.exports import FORMATS
-from reviewapp.reviews.selectors import (
+from reviewapp.datasets.export_formats import FORMATS
+from reviewapp.datasets.export_tables import (
     ExportSummary,
     ExportTable,
     RowFilters,
@@ -41,6 +38,9 @@ from reviewapp.reviews.selectors import (
     labelled_export_table,
     labelled_items_filtered,
 )
+from reviewapp.datasets.filters import filters_as_json, filters_from_json
+from reviewapp.datasets.models import Export
+from reviewapp.datasets.pii import ALGORITHM, key_fingerprint, use_case_key
 
 logger = logging.getLogger(__name__)
 

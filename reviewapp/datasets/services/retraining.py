@@ -26,9 +26,13 @@ from deployments.services import estimator_for, model_version_challenge, model_v
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job
+from reviewapp.datasets.export_tables import (
+    RowFilters,
+    export_feature_columns,
+    labelled_items_filtered,
+)
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.datasets.services.exports import export_create, export_storage, export_write
-from reviewapp.reviews.selectors import RowFilters, export_feature_columns, labelled_items_filtered
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from deployments.services import (
     model_version_external_get_or_register,
     realtime_scoring_pool,
 )
-from reviewapp.control.guardrail_watch import use_case_watch_soon
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
@@ -30,6 +29,7 @@ from reviewapp.core.models import Job
 from reviewapp.reviews.models import Item
 from reviewapp.reviews.selectors import item_get
 from reviewapp.reviews.services.routing import items_route, pending_item, prediction_unsaved
+from reviewapp.reviews.signals import use_case_facts_changed
 
 MAX_EXTERNAL_ID = 200
 
@@ -230,6 +230,7 @@ def _champion_score(
 
 
 def challengers_enqueue(*, use_case: UseCase, item_ids: list[int]) -> None:
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.reviews.tasks import score_challenger
 
     if use_case.prediction_source != UseCase.PredictionSource.REGISTRY:
@@ -289,7 +290,7 @@ def item_ingest(
         return IngestResult(
             item=item_get(use_case=use_case, external_id=external_id), created=False
         )
-    use_case_watch_soon(use_case_id=use_case.pk)
+    use_case_facts_changed.send(sender=Item, use_case_id=use_case.pk)
     for name, value in routed.values.items():
         setattr(item, name, value)
     if routed.prediction_id is not None:
@@ -393,6 +394,7 @@ def items_batch_accept(*, use_case: UseCase, rows: Any, actor=None, now=None) ->
     All or nothing: a bad row refuses the batch. Items whose ``external_id`` was already
     received are left as they are (resending a batch is safe); they count as done at once.
     """
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.reviews.tasks import score_items
 
     cleaned = batch_rows_clean(use_case=use_case, rows=rows)

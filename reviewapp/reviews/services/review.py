@@ -18,12 +18,12 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from deployments.models import UseCase
-from reviewapp.control.guardrail_watch import use_case_watch_soon
+from deployments.selectors import use_cases_visible_to
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
-from reviewapp.monitoring.logs import event_log
-from reviewapp.monitoring.services import rollup_decision_record
+from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
+from reviewapp.reviews.signals import decision_recorded, use_case_facts_changed
 
 CLAIM_ATTEMPTS = 5
 
@@ -102,8 +102,6 @@ def review_task_claim(
 
 def review_task_get_for(*, task_id: Any, user) -> ReviewTask:
     """The task, if it exists in a use case the user works on (else NotFound)."""
-    from deployments.selectors import use_cases_visible_to
-
     try:
         task_id = int(task_id)
     except (TypeError, ValueError):
@@ -268,7 +266,9 @@ def review_task_decide(
                 predictions=predictions,
                 routing_prediction_id=item.prediction_id,
             )
-            rollup_decision_record(decision=decision, prediction_ids=[p.pk for p in predictions])
+            decision_recorded.send(
+                sender=Decision, decision=decision, prediction_ids=[p.pk for p in predictions]
+            )
     except IntegrityError:
         if idempotency_key:
             replay = _replay(
@@ -282,7 +282,7 @@ def review_task_decide(
             if replay:
                 return replay
         raise Conflict({"detail": "This task was already decided.", "code": "decided"}) from None
-    use_case_watch_soon(use_case_id=use_case.pk)
+    use_case_facts_changed.send(sender=Decision, use_case_id=use_case.pk)
     routing = next((p for p in predictions if p.pk == item.prediction_id), None)
     event_log(
         "decision",

@@ -20,9 +20,9 @@ from deployments.policy import (
 )
 from deployments.services import policy_spec
 from reviewapp.core.bulk import rows_insert, rows_update
-from reviewapp.monitoring.logs import event_log
-from reviewapp.monitoring.services import rollup_items_record
+from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
+from reviewapp.reviews.signals import items_routed
 
 
 def output_assess(*, use_case: UseCase, raw: RawOutput) -> ModelOutput | NullOutput:
@@ -199,7 +199,9 @@ def items_route(
             tasks["created_at"].append(now)
     rows_insert(ReviewTask, tasks)
     rows_update(Item, [entry.item_id for entry in routed], updates)
-    rollup_items_record(use_case_id=use_case.pk, item_ids=[entry.item_id for entry in routed])
+    items_routed.send(
+        sender=Item, use_case_id=use_case.pk, item_ids=[entry.item_id for entry in routed]
+    )
     _routed_log(use_case=use_case, items=items, routed=routed, outputs=outputs)
     return routed
 

@@ -5,6 +5,7 @@ import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -14,11 +15,9 @@ from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets
 from deployments.selectors import challengers_list, policy_current
 from deployments.services import estimator_for
-from reviewapp.control.guardrail_watch import use_case_watch_soon
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress
-from reviewapp.monitoring.services import rollup_predictions_record
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
@@ -33,6 +32,7 @@ from reviewapp.reviews.services.routing import (
     output_assess,
     prediction_columns,
 )
+from reviewapp.reviews.signals import predictions_recorded, use_case_facts_changed
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def items_score(*, item_ids: list[int], now=None) -> int:
         for job_id, count in Counter(row[7] for row in rows if row[7]).items():
             job_progress(job_id=job_id, done=count)
     for use_case_id in by_use_case:
-        use_case_watch_soon(use_case_id=use_case_id)
+        use_case_facts_changed.send(sender=Item, use_case_id=use_case_id)
     return len(rows)
 
 
@@ -186,7 +186,8 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
                 predictions=[by_item[decision.item_id]],
                 routing_prediction_id=None,
             )
-        rollup_predictions_record(
+        predictions_recorded.send(
+            sender=Prediction,
             use_case_id=use_case.pk,
             pairs=[
                 (p.pk, first[item_id].pk if item_id in first else None)
@@ -199,8 +200,7 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
 def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:
     """Re-enqueue work a lost message left undone: pending items older than the threshold, and
     recent items a challenger has not scored. Returns what was enqueued."""
-    from django.conf import settings
-
+    # The tasks module imports this service to run it, so the tasks are imported here.
     from reviewapp.reviews.tasks import score_challenger, score_items
 
     now = now or timezone.now()

@@ -5,12 +5,12 @@ import shutil
 from django.core.management.base import BaseCommand, CommandError
 
 from reviewapp.core.errors import InvalidInput
+from reviewapp.datasets.export_formats import FORMATS
 from reviewapp.datasets.filters import FILTER_NAMES, filters_clean
 from reviewapp.datasets.management.progress import ProgressBar
 from reviewapp.datasets.management.targets import use_case_and_user
 from reviewapp.datasets.models import Export
 from reviewapp.datasets.services.exports import export_create, export_storage, export_write
-from reviewapp.reviews.exports import FORMATS
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 from django.template import Context, Template
 
-from deployments.policy.evidence import Stratum, empty, mean_interval, stratified, wilson
+from deployments.statistics.evidence import Stratum, empty, mean_interval, stratified, wilson
 
 
 def render(source: str, **context) -> str:

@@ -15,7 +15,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from deployments.policy.evidence import MIN_EVIDENCE, Estimate, wilson
+from deployments.statistics.evidence import MIN_EVIDENCE, Estimate, wilson
 
 register = template.Library()
 

@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from reviewapp.monitoring.request_context import request_id_var
+from reviewapp.core.request_context import request_id_var
 
 events_logger = logging.getLogger("reviewapp.events")
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

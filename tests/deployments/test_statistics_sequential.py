@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployments.policy.sequential import (
+from deployments.statistics.sequential import (
     RateTest,
     cusum_peak,
     cusum_threshold,

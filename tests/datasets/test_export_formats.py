@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
-from reviewapp.reviews.exports import arrow_schema, table_chunks
+from reviewapp.datasets.export_formats import arrow_schema, table_chunks
 
 COLUMNS = [
     ("id", "string"),
@@ -53,10 +53,10 @@ def test_jsonl_writes_one_object_per_line_and_no_invalid_json():
 
 
 def test_parquet_keeps_types_and_splits_row_groups():
-    from reviewapp.reviews import exports
+    from reviewapp.datasets import export_formats
 
     batches = [ROWS] * 5
-    data = b"".join(exports.parquet_chunks(batches, arrow_schema(COLUMNS), row_group_rows=6))
+    data = b"".join(export_formats.parquet_chunks(batches, arrow_schema(COLUMNS), row_group_rows=6))
     parquet = pq.ParquetFile(io.BytesIO(data))
     assert parquet.metadata.num_rows == 15
     assert parquet.metadata.num_row_groups == 3

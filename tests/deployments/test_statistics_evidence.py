@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from deployments.policy import evidence
-from deployments.policy.evidence import Stratum
+from deployments.statistics import evidence
+from deployments.statistics.evidence import Stratum
 
 
 def test_wilson_matches_the_textbook_values():

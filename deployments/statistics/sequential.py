@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 
-from deployments.policy.evidence import Estimate, wilson
+from deployments.statistics.evidence import Estimate, wilson
 
 DEFAULT_ALPHA = 0.001
 DEFAULT_CONFIDENCE = 0.95
