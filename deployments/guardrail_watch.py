@@ -60,7 +60,7 @@ from deployments.selectors import (
     policy_current,
     ramp_plan_open,
 )
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
 from reviewapp.core.errors import Conflict, NotFound
 from reviewapp.reviews.models import Decision, Disagreement, Item
 

@@ -13,7 +13,7 @@ from deployments.models import AutomationPolicy, RampPlan, RampPlanEvent, UseCas
 from deployments.policy.ramp import Move, RampMove, RampPlanSpec, StepProgress, ramp_next
 from deployments.policy.ramp import ramp_plan_problems as _problems
 from deployments.selectors import policy_current, ramp_plan_open
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
 from reviewapp.core.errors import Conflict, InvalidInput
 
 

@@ -64,18 +64,15 @@ from deployments.selectors import (
     use_case_get_for,
     use_cases_visible_to,
 )
-from deployments.services import (
-    POLICY_FIELDS,
-    model_upload_read,
+from deployments.services.model_uploads import model_upload_read, reference_upload_read
+from deployments.services.model_versions import (
     model_version_challenge,
     model_version_promote,
     model_version_register,
     model_version_retire,
     model_version_rollback,
-    policy_change,
-    policy_restore,
-    reference_upload_read,
 )
+from deployments.services.policies import POLICY_FIELDS, policy_change, policy_restore
 from reviewapp.core.api import MANAGERS, MODEL_OWNERS, datetime_param
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.roles import user_roles

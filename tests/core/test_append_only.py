@@ -10,7 +10,7 @@ from django.test import Client
 
 from deployments.models import AutomationPolicy, ModelVersion, ModelVersionEvent, RampPlanEvent
 from deployments.ramp_plans import ramp_plan_start
-from deployments.services import model_version_promote
+from deployments.services.model_versions import model_version_promote
 from reviewapp.core.append_only import AppendOnlyError, history_rewrite
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Decision

@@ -10,7 +10,8 @@ from deployments.backtests import backtest_start
 from deployments.guardrail_watch import use_case_watch
 from deployments.ramp_plans import ramp_plan_start
 from deployments.selectors import policy_current
-from deployments.services import model_version_challenge, policy_change
+from deployments.services.model_versions import model_version_challenge
+from deployments.services.policies import policy_change
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.scoring import items_score

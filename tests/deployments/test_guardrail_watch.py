@@ -12,7 +12,8 @@ from deployments.guardrail_watch import (
 )
 from deployments.models import GuardrailBreach, GuardrailStatus
 from deployments.selectors import policy_current
-from deployments.services import policy_change, policy_restore, use_case_create
+from deployments.services.policies import policy_change, policy_restore
+from deployments.services.use_cases import use_case_create
 from reviewapp.core.errors import Conflict
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import item_ingest

@@ -14,7 +14,7 @@ from deployments.ramp_plans import (
     ramp_plan_start,
 )
 from deployments.selectors import policy_current
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.roles import Role
 from tests.deployments.helpers import review_all, send
