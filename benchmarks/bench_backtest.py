@@ -72,7 +72,9 @@ def _seed(n: int):
     from django.utils import timezone
 
     from deployments.policy import item_buckets
-    from deployments.services import model_version_register, policy_change, use_case_create
+    from deployments.services.model_versions import model_version_register
+    from deployments.services.policies import policy_change
+    from deployments.services.use_cases import use_case_create
     from reviewapp.reviews.models import Item
 
     use_case = use_case_create(
@@ -141,7 +143,7 @@ def main(small: bool = False) -> dict:
     from django.test.utils import setup_test_environment, teardown_test_environment
 
     from deployments.selectors import champion_get
-    from deployments.services import estimator_for
+    from deployments.services.estimators import estimator_for
     from reviewapp.celery import app as celery_app
     from reviewapp.control.backtests import backtest_start
     from reviewapp.core.models import Job

@@ -72,7 +72,9 @@ def use_case_make():
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from deployments.models import UseCaseMembership
-    from deployments.services import model_version_register, policy_change, use_case_create
+    from deployments.services.model_versions import model_version_register
+    from deployments.services.policies import policy_change
+    from deployments.services.use_cases import use_case_create
     from reviewapp.core.roles import Role, role_groups_ensure
 
     groups = role_groups_ensure()

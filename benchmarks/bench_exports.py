@@ -189,7 +189,7 @@ def setup(rows: int) -> dict:
     from django.db import DatabaseError, connection
 
     from deployments.models import ModelVersion
-    from deployments.services import use_case_create
+    from deployments.services.use_cases import use_case_create
     from reviewapp.core.roles import Role, role_groups_ensure
 
     started = time.perf_counter()

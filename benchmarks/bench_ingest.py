@@ -22,7 +22,8 @@ from rest_framework.authtoken.models import Token
 
 from benchmarks.harness import celery_workers, fmt, gunicorn, pct, server_ms, table
 from deployments.models import UseCaseMembership
-from deployments.services import model_version_register, use_case_create
+from deployments.services.model_versions import model_version_register
+from deployments.services.use_cases import use_case_create
 from reviewapp.core.roles import Role, role_groups_ensure
 from reviewapp.demo import datasets
 from reviewapp.reviews.models import ReviewTask
@@ -51,7 +52,7 @@ def _use_case(*, level: str, members, **policy):
         level=level,
     )
     if policy:
-        from deployments.services import policy_change
+        from deployments.services.policies import policy_change
 
         policy_change(use_case=use_case, actor=manager, changes=policy, reason="benchmark")
     for user in members:

@@ -51,7 +51,9 @@ def _setup(budget_ms: int):
     import skops.io as sio
     from rest_framework.authtoken.models import Token
 
-    from deployments.services import model_version_register, policy_change, use_case_create
+    from deployments.services.model_versions import model_version_register
+    from deployments.services.policies import policy_change
+    from deployments.services.use_cases import use_case_create
     from reviewapp.core.roles import Role, role_groups_ensure
     from reviewapp.demo import datasets
 

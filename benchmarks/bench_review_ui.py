@@ -67,7 +67,9 @@ def _populate(pending: int):
     from django.utils import timezone
 
     from deployments.models import UseCaseMembership
-    from deployments.services import model_version_register, policy_change, use_case_create
+    from deployments.services.model_versions import model_version_register
+    from deployments.services.policies import policy_change
+    from deployments.services.use_cases import use_case_create
     from reviewapp.core.roles import Role, role_groups_ensure
     from reviewapp.reviews.services.ingest import items_store_pending
     from reviewapp.reviews.services.review import review_task_claim

@@ -20,18 +20,15 @@ from deployments.selectors import (
     use_case_get_for,
     use_cases_visible_to,
 )
-from deployments.services import (
-    POLICY_FIELDS,
-    model_upload_read,
+from deployments.services.model_uploads import model_upload_read, reference_upload_read
+from deployments.services.model_versions import (
     model_version_challenge,
     model_version_promote,
     model_version_register,
     model_version_rollback,
-    policy_change,
-    reference_upload_read,
-    use_case_create,
-    use_case_update,
 )
+from deployments.services.policies import POLICY_FIELDS, policy_change
+from deployments.services.use_cases import use_case_create, use_case_update
 from reviewapp.core.api import (
     ANALYSTS,
     EVERYONE,

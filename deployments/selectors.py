@@ -156,12 +156,24 @@ def breaches_open(*, use_cases) -> QuerySet[GuardrailBreach]:
     )
 
 
-def breaches_list(*, use_case: UseCase, limit: int = 50) -> list[GuardrailBreach]:
-    return list(
-        GuardrailBreach.objects.filter(use_case=use_case)
-        .select_related("policy", "model_version", "resolved_by")
-        .order_by("-detected_at", "-id")[:limit]
+def breaches_list(
+    *,
+    use_case: UseCase,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    newest_first: bool = True,
+    limit: int = 50,
+) -> list[GuardrailBreach]:
+    """A use case's breaches detected in [``since``, ``until``), newest first unless told."""
+    rows = GuardrailBreach.objects.filter(use_case=use_case).select_related(
+        "policy", "model_version", "resolved_by"
     )
+    if since is not None:
+        rows = rows.filter(detected_at__gte=since)
+    if until is not None:
+        rows = rows.filter(detected_at__lt=until)
+    order = ("-detected_at", "-id") if newest_first else ("detected_at", "id")
+    return list(rows.order_by(*order)[:limit])
 
 
 def breach_last_per_guardrail(*, use_case: UseCase) -> dict[str, datetime]:

@@ -15,7 +15,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from deployments.models import UseCase, UseCaseMembership
-from deployments.services import model_version_register, policy_change, use_case_create
+from deployments.services.model_versions import model_version_register
+from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_create
 from reviewapp.core.roles import Role, role_groups_ensure
 
 _counter = itertools.count(1)

@@ -26,7 +26,8 @@ from deployments.ml.scoring import features_frame, score_columns
 from deployments.models import ModelVersion, UseCase
 from deployments.policy import Buckets, NullOutput, Route, TaskReason, assess_output, route
 from deployments.selectors import model_version_get, policy_current
-from deployments.services import estimator_for, policy_spec
+from deployments.services.estimators import estimator_for
+from deployments.services.policies import policy_spec
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job

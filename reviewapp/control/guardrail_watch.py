@@ -54,7 +54,8 @@ from deployments.selectors import (
     policy_current,
     ramp_plan_open,
 )
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_lock
 from reviewapp.control.ramp_plans import (
     ramp_plan_spec,
     ramp_plan_step_back,
@@ -312,7 +313,7 @@ def use_case_watch(*, use_case_id: int, now=None) -> WatchResult:
         config=config, readings=guardrail_readings(use_case=use_case, limits=config.limits)
     )
     with transaction.atomic():
-        UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
+        use_case_lock(use_case_id=use_case.pk)
         if policy_current(use_case=use_case).pk != policy.pk:
             return WatchResult(verdicts=verdicts)  # changed meanwhile: the next watch judges it
         plan = ramp_plan_open(use_case=use_case)

@@ -13,7 +13,8 @@ from deployments.models import AutomationPolicy, RampPlan, RampPlanEvent, UseCas
 from deployments.policy.ramp import Move, RampMove, RampPlanSpec, StepProgress, ramp_next
 from deployments.policy.ramp import ramp_plan_problems as _problems
 from deployments.selectors import policy_current, ramp_plan_open
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import Conflict, InvalidInput
 
 
@@ -50,10 +51,6 @@ def _event(plan: RampPlan, kind: str, *, actor, reason: str, now, policy=None) -
         reason=reason,
         created_at=now,
     )
-
-
-def _lock(use_case: UseCase) -> None:
-    UseCase.objects.select_for_update().filter(pk=use_case.pk).first()
 
 
 def _open_plan_or_conflict(use_case: UseCase) -> RampPlan:
@@ -98,7 +95,7 @@ def ramp_plan_start(
     )
     if problems:
         raise InvalidInput(problems)
-    _lock(use_case)
+    use_case_lock(use_case_id=use_case.pk)
     if ramp_plan_open(use_case=use_case) is not None:
         raise Conflict({"detail": "A ramp plan is already in progress; cancel it first."})
     try:
@@ -131,7 +128,7 @@ def ramp_plan_start(
 @transaction.atomic
 def ramp_plan_pause(*, use_case: UseCase, actor, reason: str = "", now=None) -> RampPlan:
     now = now or timezone.now()
-    _lock(use_case)
+    use_case_lock(use_case_id=use_case.pk)
     plan = _open_plan_or_conflict(use_case)
     if plan.state == RampPlan.State.PAUSED:
         return plan
@@ -152,7 +149,7 @@ def ramp_plan_resume(*, use_case: UseCase, actor, reason: str = "", now=None) ->
     """Resume at the current step with a fresh count: evidence gathered while paused (perhaps
     at other traffic) does not count towards the next step. Traffic returns to the step's."""
     now = now or timezone.now()
-    _lock(use_case)
+    use_case_lock(use_case_id=use_case.pk)
     plan = _open_plan_or_conflict(use_case)
     if plan.state == RampPlan.State.ACTIVE:
         return plan
@@ -176,7 +173,7 @@ def ramp_plan_resume(*, use_case: UseCase, actor, reason: str = "", now=None) ->
 def ramp_plan_cancel(*, use_case: UseCase, actor, reason: str = "", now=None) -> RampPlan:
     """Stop the plan; the traffic stays where it is."""
     now = now or timezone.now()
-    _lock(use_case)
+    use_case_lock(use_case_id=use_case.pk)
     plan = _open_plan_or_conflict(use_case)
     plan.state = RampPlan.State.CANCELLED
     plan.finished_at = now

@@ -13,13 +13,13 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase, UseCaseMembership
-from deployments.services import (
+from deployments.services.model_versions import (
     model_version_challenge,
     model_version_promote,
     model_version_register,
-    policy_change,
-    use_case_create,
 )
+from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_create
 from reviewapp.core.append_only import history_rewrite
 from reviewapp.core.roles import Role, role_groups_ensure
 from reviewapp.demo import datasets

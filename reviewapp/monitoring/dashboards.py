@@ -8,13 +8,12 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
-from deployments.selectors import model_version_get, policy_current
+from deployments.selectors import breaches_list, model_version_get, policy_current, policy_history
 from reviewapp.core.errors import InvalidInput
 from reviewapp.monitoring import figures
 from reviewapp.monitoring.models import HourlyRollup
 from reviewapp.monitoring.selectors import (
     Window,
-    breaches_list,
     feature_health,
     metrics_summary,
     queue_now,
@@ -68,7 +67,7 @@ def filters_clean(*, use_case: UseCase, params, now: datetime) -> Filters:
 
 
 def _policies(use_case: UseCase) -> list[AutomationPolicy]:
-    return list(AutomationPolicy.objects.filter(use_case=use_case).order_by("version")[1:])
+    return list(policy_history(use_case=use_case).order_by("version")[1:])
 
 
 def panel_build(
@@ -109,7 +108,13 @@ def panel_build(
             figures.missing_chart(features),
         ]
     elif tab == "outputs":
-        breaches = breaches_list(use_case=use_case, window=filters.window)
+        breaches = breaches_list(
+            use_case=use_case,
+            since=filters.window.since,
+            until=filters.window.until,
+            newest_first=False,
+            limit=500,
+        )
         if filters.model_version is not None:
             breaches = [b for b in breaches if b.model_version_id == filters.model_version.pk]
         panel["charts"] = [

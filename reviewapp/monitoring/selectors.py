@@ -443,11 +443,6 @@ def pending_items(*, use_case: UseCase, window: Window) -> int:
     ).count()
 
 
-def breaches_list(*, use_case: UseCase, window: Window) -> list[GuardrailBreach]:
-    rows = GuardrailBreach.objects.filter(use_case=use_case).select_related("model_version")
-    return list(window.filter(rows, "detected_at").order_by("detected_at")[:500])
-
-
 # --- the metrics API --------------------------------------------------------------------------
 
 

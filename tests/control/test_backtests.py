@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Item, Prediction
 from reviewapp.reviews.services.ingest import item_ingest, items_store_pending

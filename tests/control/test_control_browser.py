@@ -7,7 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployments.selectors import policy_current
-from deployments.services import model_version_challenge, policy_change
+from deployments.services.model_versions import model_version_challenge
+from deployments.services.policies import policy_change
 from reviewapp.control.backtests import backtest_start
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.control.ramp_plans import ramp_plan_start

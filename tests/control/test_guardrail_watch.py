@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from deployments.models import GuardrailBreach, GuardrailStatus
 from deployments.selectors import policy_current
-from deployments.services import policy_change, policy_restore, use_case_create
+from deployments.services.policies import policy_change, policy_restore
+from deployments.services.use_cases import use_case_create
 from reviewapp.control.guardrail_watch import (
     guardrail_breach_resolve,
     use_case_watch,

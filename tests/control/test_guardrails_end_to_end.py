@@ -8,7 +8,7 @@ system's policy version, record the breach and POST the webhook to a real local 
 import pytest
 
 from deployments.models import GuardrailBreach
-from deployments.services import model_version_promote
+from deployments.services.model_versions import model_version_promote
 from reviewapp.core.roles import Role
 from tests.control.helpers import truth
 from tests.factories import (

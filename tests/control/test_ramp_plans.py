@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from deployments.models import RampPlan, RampPlanEvent
 from deployments.selectors import policy_current
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.control.ramp_plans import (
     ramp_plan_cancel,

@@ -7,7 +7,8 @@ from django.urls import reverse
 from deployments.models import GuardrailBreach, ModelVersion, RampPlan
 from deployments.policy.guardrails import guardrails_parse
 from deployments.selectors import policy_current
-from deployments.services import model_version_challenge, policy_change
+from deployments.services.model_versions import model_version_challenge
+from deployments.services.policies import policy_change
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.core.roles import Role
 from tests.control.helpers import review_all, send

@@ -9,7 +9,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
 from deployments.models import AutomationPolicy, ModelVersion, ModelVersionEvent, RampPlanEvent
-from deployments.services import model_version_promote
+from deployments.services.model_versions import model_version_promote
 from reviewapp.control.ramp_plans import ramp_plan_start
 from reviewapp.core.append_only import AppendOnlyError, history_rewrite
 from reviewapp.core.roles import Role

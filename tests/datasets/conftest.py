@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deployments.services import model_version_challenge, policy_change
+from deployments.services.model_versions import model_version_challenge
+from deployments.services.policies import policy_change
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Disagreement, Item
 from reviewapp.reviews.services.ingest import item_ingest

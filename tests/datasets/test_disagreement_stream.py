@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from deployments.services import model_version_challenge
+from deployments.services.model_versions import model_version_challenge
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Disagreement
 from tests.factories import (

@@ -372,7 +372,7 @@ MIXED = [
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_missing_values_of_every_type_export_as_missing(fmt):
     """Human-only items (no model at all) whose optional features are sometimes absent."""
-    from deployments.services import use_case_create
+    from deployments.services.use_cases import use_case_create
     from reviewapp.core.roles import Role
     from reviewapp.reviews.services.ingest import item_ingest
     from reviewapp.reviews.services.review import review_task_claim, review_task_decide

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from deployments.ml.scoring import features_frame
 from deployments.models import ModelVersion, ModelVersionEvent
-from deployments.services import estimator_for
+from deployments.services.estimators import estimator_for
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.models import Job
 from reviewapp.core.roles import Role

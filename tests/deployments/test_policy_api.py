@@ -1,6 +1,6 @@
 import pytest
 
-from deployments.services import policy_change, policy_restore
+from deployments.services.policies import policy_change, policy_restore
 from reviewapp.core.roles import Role
 from tests.factories import make_use_case, make_user
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from deployments.services import model_version_challenge
+from deployments.services.model_versions import model_version_challenge
 from reviewapp.monitoring.aggregation import HOURLY_COUNTERS
 from reviewapp.monitoring.models import HourlyRollup
 from reviewapp.monitoring.reconcile import FIGURES

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from deployments.ml.reference import numeric_bin_fractions, psi
-from deployments.services import model_version_challenge, policy_change
+from deployments.services.model_versions import model_version_challenge
+from deployments.services.policies import policy_change
 from reviewapp.monitoring import stats
 from reviewapp.monitoring.aggregation import FEATURE_COUNTERS, HOURLY_COUNTERS, HOURLY_MAPS
 from reviewapp.monitoring.models import FeatureRollup, HourlyRollup, RollupEvent

@@ -8,7 +8,7 @@ from html import unescape
 import pytest
 from django.utils import timezone
 
-from deployments.services import policy_change
+from deployments.services.policies import policy_change
 from reviewapp.core.roles import Role
 from reviewapp.monitoring.services import rollups_fold
 from reviewapp.reviews.services.ingest import item_ingest

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployments.services import model_version_challenge
+from deployments.services.model_versions import model_version_challenge
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Disagreement, Prediction
 from tests.factories import (

@@ -17,7 +17,9 @@ from sklearn.dummy import DummyRegressor
 
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import BUCKETS
-from deployments.services import model_version_promote, policy_change, use_case_update
+from deployments.services.model_versions import model_version_promote
+from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_update
 from reviewapp.core.errors import Conflict
 from reviewapp.core.roles import Role
 from reviewapp.monitoring.services import rollups_fold
@@ -587,7 +589,7 @@ def test_a_use_case_scored_here_cannot_take_an_external_version_as_champion(api)
     manager = make_user(Role.MANAGER)
     uc = make_use_case(members=[manager])
     use_case_update(use_case=uc, changes={"prediction_source": "external"})
-    from deployments.services import model_version_external_get_or_register
+    from deployments.services.model_versions import model_version_external_get_or_register
 
     model_version_external_get_or_register(use_case=uc, version="edge-1")
     use_case_update(use_case=uc, changes={"prediction_source": "registry"})

@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from deployments.models import UseCaseMembership
-from deployments.services import policy_change, use_case_create
+from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_create
 from reviewapp.core.roles import Role
 from reviewapp.demo import datasets
 from reviewapp.reviews.models import Decision, Disagreement, ReviewTask

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from deployments.models import UseCaseMembership
-from deployments.services import use_case_create
+from deployments.services.use_cases import use_case_create
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Decision, Disagreement, Escalation, ReviewTask, TaskSkip
 from reviewapp.reviews.services.ingest import item_ingest

@@ -12,9 +12,7 @@ from deployments.selectors import (
     model_versions_list,
     use_case_get_for,
 )
-from deployments.services import (
-    POLICY_FIELDS,
-)
+from deployments.services.policies import POLICY_FIELDS
 from reviewapp.control.backtests import ROUTES, backtest_start, backtest_window_default
 from reviewapp.control.forms import (
     BacktestForm,

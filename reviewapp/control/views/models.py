@@ -12,14 +12,13 @@ from deployments.selectors import (
     model_versions_list,
     use_case_get_for,
 )
-from deployments.services import (
-    model_upload_read,
+from deployments.services.model_uploads import model_upload_read, reference_upload_read
+from deployments.services.model_versions import (
     model_version_challenge,
     model_version_promote,
     model_version_register,
     model_version_retire,
     model_version_rollback,
-    reference_upload_read,
 )
 from reviewapp.control.comparison import SHOW_CHOICES, differences_shown, model_comparison
 from reviewapp.control.forms import (

@@ -15,10 +15,7 @@ from deployments.selectors import (
     policy_history,
     use_case_get_for,
 )
-from deployments.services import (
-    policy_change,
-    policy_restore,
-)
+from deployments.services.policies import policy_change, policy_restore
 from reviewapp.control.forms import (
     GuardrailsForm,
     PolicyForm,

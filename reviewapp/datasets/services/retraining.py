@@ -22,7 +22,8 @@ from django.utils import timezone
 from deployments.ml.scoring import NUMERIC_TYPES
 from deployments.models import ModelVersion, UseCase
 from deployments.selectors import champion_get, model_version_get
-from deployments.services import estimator_for, model_version_challenge, model_version_register
+from deployments.services.estimators import estimator_for
+from deployments.services.model_versions import model_version_challenge, model_version_register
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job

@@ -15,13 +15,13 @@ from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import consults_model, item_buckets
 from deployments.schema import FeaturesValidator, item_features_clean
 from deployments.selectors import challengers_list, champion_get, policy_current
-from deployments.services import (
+from deployments.services.estimators import (
     artifact_bytes,
     estimator_cached,
     estimator_load,
-    model_version_external_get_or_register,
     realtime_scoring_pool,
 )
+from deployments.services.model_versions import model_version_external_get_or_register
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress

@@ -18,7 +18,7 @@ from deployments.policy import (
     assess_output,
     route,
 )
-from deployments.services import policy_spec
+from deployments.services.policies import policy_spec
 from reviewapp.core.bulk import rows_insert, rows_update
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Item, Prediction, ReviewTask

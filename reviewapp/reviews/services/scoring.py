@@ -14,7 +14,7 @@ from deployments.ml.scoring import score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets
 from deployments.selectors import challengers_list, policy_current
-from deployments.services import estimator_for
+from deployments.services.estimators import estimator_for
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_progress

@@ -1,0 +1,128 @@
+"""Writing automation policies: new versions, restoring earlier ones, checking guardrails."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+from django.utils import timezone
+
+from deployments.models import AutomationPolicy, UseCase
+from deployments.policy import Level, PolicySpec
+from deployments.policy.guardrails import GuardrailsInvalid, guardrails_parse
+from deployments.selectors import policy_current
+from deployments.services.use_cases import use_case_lock
+from reviewapp.core.errors import InvalidInput
+
+POLICY_FIELDS = (
+    "level",
+    "confidence_threshold",
+    "traffic_percent",
+    "audit_rate",
+    "double_review_rate",
+    "guardrails",
+)
+
+
+def policy_spec(policy: AutomationPolicy) -> PolicySpec:
+    return PolicySpec(
+        level=Level(policy.level),
+        confidence_threshold=policy.confidence_threshold,
+        traffic_percent=policy.traffic_percent,
+        audit_rate=policy.audit_rate,
+        double_review_rate=policy.double_review_rate,
+    )
+
+
+def guardrails_problems(raw: dict) -> dict:
+    """What is wrong with a guardrails object, by field (empty when it is fine)."""
+    try:
+        guardrails_parse(raw)
+        errors = {}
+    except GuardrailsInvalid as exc:
+        errors = dict(exc.errors)
+    url = raw.get("webhook_url")
+    if isinstance(url, str) and url and "webhook_url" not in errors:
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            errors["webhook_url"] = ["not a valid http(s) URL"]
+    return errors
+
+
+def _policy_values_check(values: dict[str, Any]) -> None:
+    errors = {}
+    if values["level"] not in [level.value for level in Level]:
+        errors["level"] = [f"must be one of {', '.join(level.value for level in Level)}"]
+    for field, low, high in (
+        ("confidence_threshold", 0, 1),
+        ("traffic_percent", 0, 100),
+        ("audit_rate", 0, 1),
+        ("double_review_rate", 0, 1),
+    ):
+        value = values[field]
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not low <= value <= high
+        ):
+            errors[field] = [f"must be a number in [{low}, {high}]"]
+    if not isinstance(values["guardrails"], dict):
+        errors["guardrails"] = ["must be an object"]
+    else:
+        problems = guardrails_problems(values["guardrails"])
+        if problems:
+            errors["guardrails"] = problems
+    if errors:
+        raise InvalidInput(errors)
+
+
+@transaction.atomic
+def policy_change(
+    *,
+    use_case: UseCase,
+    actor,
+    changes: dict[str, Any],
+    reason: str,
+    now=None,
+    restored_from: AutomationPolicy | None = None,
+) -> AutomationPolicy:
+    """Write a new policy version from the current one with ``changes`` applied.
+
+    ``actor`` None means the system made the change (a guardrail breach, a ramp plan step).
+    The use case row is locked so concurrent changes get consecutive versions.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput({"reason": ["a reason is required for every policy change"]})
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise InvalidInput({name: ["not a policy field"] for name in sorted(unknown)})
+    use_case_lock(use_case_id=use_case.pk)
+    current = policy_current(use_case=use_case)
+    values = {field: getattr(current, field) for field in POLICY_FIELDS}
+    values.update(changes)
+    _policy_values_check(values)
+    return AutomationPolicy.objects.create(
+        use_case=use_case,
+        version=current.version + 1,
+        changed_by=actor,
+        changed_by_system=actor is None,
+        changed_at=now or timezone.now(),
+        reason=reason.strip(),
+        restored_from=restored_from,
+        **values,
+    )
+
+
+def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") -> AutomationPolicy:
+    """Make an earlier version current again, as a new version that points back at it."""
+    earlier = AutomationPolicy.objects.filter(use_case=use_case, version=version).first()
+    if earlier is None:
+        raise InvalidInput({"version": [f"no policy version {version}"]})
+    return policy_change(
+        use_case=use_case,
+        actor=actor,
+        changes={field: getattr(earlier, field) for field in POLICY_FIELDS},
+        reason=reason or f"restored version {version}",
+        restored_from=earlier,
+    )
