@@ -12,3 +12,7 @@ class MonitoringConfig(AppConfig):
         from reviewapp.monitoring import request_context
 
         request_context.celery_hooks_connect()
+        # Worker and beat processes report themselves (heartbeats.py).
+        from reviewapp.monitoring import heartbeats
+
+        heartbeats.celery_signals_connect()
