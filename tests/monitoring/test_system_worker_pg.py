@@ -119,3 +119,25 @@ def test_broker_queue_lengths_and_oldest_age_are_read_from_redis():
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         client.delete(queue, *[f"{queue}\x06\x16{p}" for p in (3, 6, 9)])
         client.close()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db
+def test_a_queue_nobody_consumes_raises_a_banner(settings, client):
+    from reviewapp.core.roles import Role
+    from tests.factories import make_user
+
+    queue = f"stuck-{uuid.uuid4().hex[:8]}"
+    settings.SYSTEM_BROKER_QUEUES = [queue]
+    settings.SYSTEM_QUEUE_STALL_SECONDS = -1  # any waiting message counts as stalled
+    celery_app.send_task("monitoring.fold_rollups", queue=queue)
+    try:
+        client.force_login(make_user(Role.MANAGER))
+        page = client.get("/monitoring/system/").content.decode()
+        assert f"Queue {queue}: 1 message, the oldest waiting" in page
+    finally:
+        import redis
+
+        redis_client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        redis_client.delete(queue)
+        redis_client.close()
