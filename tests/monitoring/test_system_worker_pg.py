@@ -123,7 +123,7 @@ def test_broker_queue_lengths_and_oldest_age_are_read_from_redis():
 
 @pytest.mark.worker
 @pytest.mark.django_db
-def test_a_queue_nobody_consumes_raises_a_banner(settings, client):
+def test_a_queue_nobody_consumes_raises_a_banner_and_is_exported(settings, client):
     from reviewapp.core.roles import Role
     from tests.factories import make_user
 
@@ -135,6 +135,8 @@ def test_a_queue_nobody_consumes_raises_a_banner(settings, client):
         client.force_login(make_user(Role.MANAGER))
         page = client.get("/monitoring/system/").content.decode()
         assert f"Queue {queue}: 1 message, the oldest waiting" in page
+        metrics = client.get("/metrics").content.decode()
+        assert f'reviewapp_celery_queue_length{{queue="{queue}"}} 1.0' in metrics
     finally:
         import redis
 
