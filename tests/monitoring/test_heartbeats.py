@@ -136,3 +136,14 @@ def test_old_samples_are_deleted(settings):
     heartbeat_record(probe=probe, now=T0 + timedelta(minutes=1))
     result = system_watch(now=T0 + timedelta(days=30, seconds=60))
     assert result["samples_deleted"] == 1 and ProcessSample.objects.count() == 1
+
+
+def test_a_gunicorn_worker_that_exits_cleanly_removes_its_heartbeat():
+    from reviewapp.monitoring import gunicorn
+
+    gunicorn.post_fork(server=None, worker=None)
+    probe = heartbeats.current_probe()
+    heartbeat_record(probe=probe, now=T0)
+    assert ProcessHeartbeat.objects.filter(key=probe.key).exists()
+    gunicorn.worker_exit(server=None, worker=None)
+    assert not ProcessHeartbeat.objects.exists() and heartbeats.current_probe() is None
