@@ -28,7 +28,12 @@ import psutil
 from django.conf import settings
 from django.db import connection, transaction
 
-from reviewapp.monitoring.models import ProcessHeartbeat, ProcessSample
+from reviewapp.monitoring.models import (
+    ProcessHeartbeat,
+    ProcessRollup,
+    ProcessSample,
+    ViewRequestRollup,
+)
 
 logger = logging.getLogger(__name__)
 # Upper bounds of the request-latency buckets kept per view in each sample, in seconds (the
@@ -78,6 +83,7 @@ class ProcessProbe:
         self._sampled_at = self.started_at
         self._sampled_cpu = 0.0
         self._sampled_tasks = 0
+        self.connections = 0
 
     # --- bumped by middleware and signals ---------------------------------------------------
     def request_count(self, *, view: str, status: int, seconds: float) -> None:
@@ -106,23 +112,25 @@ class ProcessProbe:
             self.tasks_last[name] = now.isoformat()
 
     # --- read by the heartbeat ---------------------------------------------------------------
-    def read(self) -> dict:
-        """The process's and host's figures now (psutil; about 0.1 ms)."""
+    def read(self, *, connections: bool = True) -> dict:
+        """The process's and host's figures now (psutil). Counting connections scans the
+        host's socket tables, most of a reading's cost: done once a minute, with the sample."""
         with self.process.oneshot():
             memory = self.process.memory_info()
             cpu = self.process.cpu_times()
             threads = self.process.num_threads()
-        try:
-            connections = len(self.process.net_connections(kind="inet"))
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            connections = 0
+        if connections:
+            try:
+                self.connections = len(self.process.net_connections(kind="inet"))
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
+                self.connections = 0
         load1, load5, load15 = os.getloadavg()
         host_memory = psutil.virtual_memory()
         return {
             "rss_bytes": memory.rss,
             "cpu_seconds": cpu.user + cpu.system,
             "threads": threads,
-            "connections": connections,
+            "connections": self.connections,
             "load1": load1,
             "load5": load5,
             "load15": load15,
@@ -130,9 +138,9 @@ class ProcessProbe:
             "host_memory_available_bytes": host_memory.available,
         }
 
-    def sample_take(self, *, now: datetime, reading: dict) -> dict | None:
-        """The figures for a sample row if this heartbeat opens a new minute, else None; the
-        counters since the previous sample restart from zero."""
+    def sample_take(self, *, now: datetime, reading: dict) -> tuple[dict, dict] | None:
+        """The figures for a sample row and the requests by view if this heartbeat opens a new
+        minute, else None; the counters since the previous sample restart from zero."""
         minute = int(now.timestamp() // 60)
         if minute == self._sampled_minute:
             return None
@@ -149,16 +157,15 @@ class ProcessProbe:
             "errors_4xx": int(sum(v[1] for v in views.values())),
             "errors_5xx": int(sum(v[2] for v in views.values())),
             "request_seconds": sum(v[3] for v in views.values()),
-            "views": {name: [round(x, 6) for x in row] for name, row in views.items()},
         }
         self._sampled_minute, self._sampled_at = minute, now
         self._sampled_cpu, self._sampled_tasks = reading["cpu_seconds"], tasks_done
-        return sample
+        return sample, views
 
-    def sample_restore(self, sample: dict) -> None:
-        """Put a sample's request counts back after its write failed (the next one has them)."""
+    def sample_restore(self, views: dict[str, list[float]]) -> None:
+        """Put a minute's request counts back after its write failed (the next one has them)."""
         with self._lock:
-            for name, row in sample["views"].items():
+            for name, row in views.items():
                 mine = self._views.setdefault(name, [0] * len(row))
                 for i, value in enumerate(row):
                     mine[i] += value
@@ -166,11 +173,12 @@ class ProcessProbe:
 
 
 def heartbeat_record(*, probe: ProcessProbe, now: datetime | None = None) -> ProcessHeartbeat:
-    """Write the process's heartbeat (and a sample if a minute started). Call outside any
-    transaction of the caller's: it commits on its own."""
+    """Write the process's heartbeat (and, when a minute started, its sample and its requests
+    by view). Call outside any transaction of the caller's: it commits on its own."""
     now = now or _now()
-    reading = probe.read()
-    sample = probe.sample_take(now=now, reading=reading)
+    minute_starts = int(now.timestamp() // 60) != probe._sampled_minute
+    reading = probe.read(connections=minute_starts)
+    taken = probe.sample_take(now=now, reading=reading)
     with probe._lock:
         counters = {
             "requests": dict(probe.requests),
@@ -196,7 +204,8 @@ def heartbeat_record(*, probe: ProcessProbe, now: datetime | None = None) -> Pro
                     **counters,
                 },
             )
-            if sample is not None:
+            if taken is not None:
+                sample, views = taken
                 ProcessSample.objects.create(
                     kind=probe.kind,
                     host=probe.host,
@@ -206,11 +215,65 @@ def heartbeat_record(*, probe: ProcessProbe, now: datetime | None = None) -> Pro
                     host_memory_available_bytes=reading["host_memory_available_bytes"],
                     **sample,
                 )
+                process_rollup_add(kind=probe.kind, host=probe.host, sample=sample, reading=reading)
+                view_rollups_add(hour=now.replace(minute=0, second=0, microsecond=0), views=views)
     except Exception:
-        if sample is not None:
-            probe.sample_restore(sample)
+        if taken is not None:
+            probe.sample_restore(taken[1])
         raise
     return heartbeat
+
+
+_VIEW_COUNTS = ["requests", "errors_4xx", "errors_5xx", "seconds"] + [
+    f"le_{i}" for i in range(len(REQUEST_BUCKETS))
+]
+_PROCESS_COUNTS = [
+    "samples",
+    "seconds",
+    "cpu_seconds",
+    "rss_bytes",
+    "load1",
+    "tasks_in_flight",
+    "tasks_done",
+    "requests",
+    "errors_4xx",
+    "errors_5xx",
+    "request_seconds",
+]
+
+
+def view_rollups_add(*, hour: datetime, views: dict[str, list[float]]) -> None:
+    """Add one minute's requests by view to the hour's rows."""
+    stamp = connection.ops.adapt_datetimefield_value(hour)
+    rows = [[stamp, name[:200], *row] for name, row in sorted(views.items())]
+    _upsert_adding(ViewRequestRollup, keys=["hour", "view"], counts=_VIEW_COUNTS, rows=rows)
+
+
+def process_rollup_add(*, kind: str, host: str, sample: dict, reading: dict) -> None:
+    """Add one process-minute to its kind and host's quarter hour."""
+    quarter = sample["minute"] - sample["minute"] % 15
+    figures = {**sample, "samples": 1, "rss_bytes": reading["rss_bytes"], "load1": reading["load1"]}
+    row = [quarter, kind, host, *(figures[c] for c in _PROCESS_COUNTS)]
+    _upsert_adding(
+        ProcessRollup, keys=["minute", "kind", "host"], counts=_PROCESS_COUNTS, rows=[row]
+    )
+
+
+def _upsert_adding(model, *, keys: list[str], counts: list[str], rows: list[list]) -> None:
+    """Insert rows, or add their counts to the rows already there: one statement, the same
+    SQL on PostgreSQL and SQLite (Django's upsert replaces values, it cannot add)."""
+    if not rows:
+        return
+    table = model._meta.db_table
+    one_row = "(" + ", ".join(["%s"] * (len(keys) + len(counts))) + ")"
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(keys + counts)}) "
+            f"VALUES {', '.join([one_row] * len(rows))} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
+            [value for row in rows for value in row],
+        )
 
 
 def heartbeat_remove(*, probe: ProcessProbe) -> None:
@@ -243,7 +306,7 @@ class HeartbeatThread(threading.Thread):
         finally:
             # This thread's own connection: closed after each beat, so a fork (a new pool
             # process) never inherits an open socket and a database restart costs one beat.
-            connection.close()
+            _connection_close()
 
 
 # --- one probe per process -------------------------------------------------------------------
@@ -287,8 +350,14 @@ def process_stop() -> None:
     except Exception:
         logger.warning("heartbeat of %s not removed", probe.key, exc_info=True)
     finally:
-        connection.close()
+        _connection_close()
     _probe, _thread = None, None
+
+
+def _connection_close() -> None:
+    # Never under a caller's transaction (a test's, or a hook run inside one).
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 _last_watch = 0.0

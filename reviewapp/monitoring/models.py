@@ -287,14 +287,87 @@ class ProcessSample(models.Model):
     errors_4xx = models.PositiveIntegerField(default=0)
     errors_5xx = models.PositiveIntegerField(default=0)
     request_seconds = models.FloatField(default=0)
-    # {view name: [requests, 4xx, 5xx, seconds, count per latency bucket...]}
-    views = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["minute", "kind"])]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.host}:{self.pid} minute {self.minute}"
+
+
+class ProcessRollup(models.Model):
+    """The samples of every process of one kind on one host, added up per quarter hour: what
+    the System page's charts read for a day or more (a few rows per quarter however many
+    processes run), while the last hours come from ``ProcessSample`` minute by minute.
+
+    ``minute`` is the quarter's first minute since the Unix epoch (a multiple of 15); every
+    figure is a sum over ``samples`` process-minutes (``rss_bytes`` and ``load1`` too: divide
+    by the minutes for a mean).
+    """
+
+    minute = models.BigIntegerField()
+    kind = models.CharField(max_length=8, choices=ProcessHeartbeat.Kind.choices)
+    host = models.CharField(max_length=255)
+    samples = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    cpu_seconds = models.FloatField(default=0)
+    rss_bytes = models.BigIntegerField(default=0)
+    load1 = models.FloatField(default=0)
+    tasks_in_flight = models.BigIntegerField(default=0)
+    tasks_done = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    errors_4xx = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    request_seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "kind", "host"], name="one_process_rollup_per_quarter"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.host} minute {self.minute}"
+
+
+class ViewRequestRollup(models.Model):
+    """Requests to one view in one hour, over every web process: what the System page's table
+    of views reads (a handful of rows per view, however many processes served them).
+
+    Each web process adds its minute's counts with one upsert per view it served
+    (``heartbeats.view_rollups_add``). ``le_<n>`` count requests by latency bucket, the upper
+    bounds of ``heartbeats.REQUEST_BUCKETS`` (the Prometheus request histogram's).
+    """
+
+    hour = models.DateTimeField()
+    view = models.CharField(max_length=200)
+    requests = models.BigIntegerField(default=0)
+    errors_4xx = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    le_0 = models.BigIntegerField(default=0)
+    le_1 = models.BigIntegerField(default=0)
+    le_2 = models.BigIntegerField(default=0)
+    le_3 = models.BigIntegerField(default=0)
+    le_4 = models.BigIntegerField(default=0)
+    le_5 = models.BigIntegerField(default=0)
+    le_6 = models.BigIntegerField(default=0)
+    le_7 = models.BigIntegerField(default=0)
+    le_8 = models.BigIntegerField(default=0)
+    le_9 = models.BigIntegerField(default=0)
+    le_10 = models.BigIntegerField(default=0)
+    le_11 = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "view"], name="one_request_rollup_per_view_hour"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.view} {self.hour:%Y-%m-%d %H}:00"
 
 
 class SystemAlert(models.Model):

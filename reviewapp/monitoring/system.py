@@ -12,11 +12,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Avg, BigIntegerField, Count, ExpressionWrapper, F, Sum
+from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Sum
 
 from reviewapp.monitoring.heartbeats import PUBLISHED_HEADER, REQUEST_BUCKETS, stale_seconds
 from reviewapp.monitoring.logs import event_log
-from reviewapp.monitoring.models import ProcessHeartbeat, ProcessSample, SystemAlert
+from reviewapp.monitoring.models import (
+    ProcessHeartbeat,
+    ProcessRollup,
+    ProcessSample,
+    SystemAlert,
+    ViewRequestRollup,
+)
 
 logger = logging.getLogger(__name__)
 SWEEPER_TASK = "reviews.sweep_unscored_items"
@@ -279,6 +285,10 @@ def system_watch(*, now: datetime) -> dict:
     forgotten, _ = ProcessHeartbeat.objects.filter(seen_at__lt=forget_before).delete()
     oldest_minute = int((now - timedelta(days=settings.HEARTBEAT_SAMPLE_DAYS)).timestamp() // 60)
     samples, _ = ProcessSample.objects.filter(minute__lt=oldest_minute).delete()
+    ProcessRollup.objects.filter(minute__lt=oldest_minute - 15).delete()
+    ViewRequestRollup.objects.filter(
+        hour__lt=now - timedelta(days=settings.HEARTBEAT_SAMPLE_DAYS, hours=1)
+    ).delete()
     raised, cleared = alerts_sync(alerts=health_read(now=now).alerts, now=now)
     return {
         "gone": gone,
@@ -333,21 +343,23 @@ def system_range_clean(params) -> str:
 
 
 def samples_by_bucket(*, now: datetime, range_key: str) -> tuple[list[dict], int, int]:
-    """Per time bucket, kind and host: sums over the samples (SQL does the grouping).
+    """Per time bucket, kind and host: sums over the process-minutes (SQL does the grouping),
+    from the minute samples for short ranges and the quarter-hour rollups for a day or more.
     Returns the rows, the first bucket and the bucket's length in minutes."""
     _label, span, step = SYSTEM_RANGES[range_key]
     current = int(now.timestamp() // 60)
     first = (current - int(span.total_seconds() // 60)) // step + 1
+    source = ProcessRollup if step % 15 == 0 else ProcessSample
     bucket = ExpressionWrapper(F("minute") / step, output_field=BigIntegerField())
     rows = list(
-        ProcessSample.objects.filter(minute__gte=first * step)
+        source.objects.filter(minute__gte=first * step)
         .annotate(bucket=bucket)
         .values("bucket", "kind", "host")
         .annotate(
-            minutes=Count("minute", distinct=True),
             rss=Sum("rss_bytes"),
             cpu=Sum("cpu_seconds"),
-            load=Avg("load1"),
+            load_sum=Sum("load1"),
+            samples=Sum("samples") if source is ProcessRollup else Count("id"),
             requests=Sum("requests"),
             e4=Sum("errors_4xx"),
             e5=Sum("errors_5xx"),
@@ -357,40 +369,44 @@ def samples_by_bucket(*, now: datetime, range_key: str) -> tuple[list[dict], int
         )
         .order_by("bucket")
     )
+    # Sums become per-minute means over the bucket's minutes so far (the current bucket is
+    # still filling); load is a mean over the process-minutes.
+    for row in rows:
+        row["minutes"] = max(min(step, current - row["bucket"] * step + 1), 1)
+        row["load"] = row["load_sum"] / row["samples"] if row["samples"] else 0.0
     return rows, first, step
 
 
 def views_table(*, now: datetime, range_key: str, limit: int = 30) -> list[dict]:
-    """Requests, errors and latency by view over the range, busiest first."""
+    """Requests, errors and latency by view over the range (whole hours), busiest first."""
     _label, span, _step = SYSTEM_RANGES[range_key]
-    since = int((now - span).timestamp() // 60)
-    merged: dict[str, list[float]] = {}
-    for views in ProcessSample.objects.filter(
-        minute__gt=since, kind=ProcessHeartbeat.Kind.WEB
-    ).values_list("views", flat=True):
-        for name, row in (views or {}).items():
-            mine = merged.get(name)
-            if mine is None:
-                merged[name] = list(row)
-            else:
-                for i, value in enumerate(row):
-                    mine[i] += value
-    minutes = span.total_seconds() / 60
-    table = []
-    for name, row in sorted(merged.items(), key=lambda kv: -kv[1][0])[:limit]:
-        n = row[0]
-        table.append(
-            {
-                "view": name,
-                "requests": int(n),
-                "per_minute": n / minutes,
-                "errors_4xx": int(row[1]),
-                "errors_5xx": int(row[2]),
-                "mean_ms": row[3] / n * 1000 if n else None,
-                "p95_ms": _bucket_quantile(row[4:], 0.95),
-            }
+    since = (now - span).replace(minute=0, second=0, microsecond=0)
+    buckets = [f"le_{i}" for i in range(len(REQUEST_BUCKETS))]
+    rows = (
+        ViewRequestRollup.objects.filter(hour__gte=since)
+        .values("view")
+        .annotate(
+            n=Sum("requests"),
+            e4=Sum("errors_4xx"),
+            e5=Sum("errors_5xx"),
+            spent=Sum("seconds"),
+            **{b: Sum(b) for b in buckets},
         )
-    return table
+        .order_by("-n", "view")[:limit]
+    )
+    minutes = (now - since).total_seconds() / 60
+    return [
+        {
+            "view": row["view"],
+            "requests": row["n"],
+            "per_minute": row["n"] / minutes,
+            "errors_4xx": row["e4"],
+            "errors_5xx": row["e5"],
+            "mean_ms": row["spent"] / row["n"] * 1000 if row["n"] else None,
+            "p95_ms": _bucket_quantile([row[b] for b in buckets], 0.95),
+        }
+        for row in rows
+    ]
 
 
 def _bucket_quantile(counts: list[float], q: float) -> float | None:

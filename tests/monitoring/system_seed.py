@@ -1,9 +1,13 @@
 """Heartbeats and samples of a fleet of processes, as a day of running would leave them."""
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from reviewapp.monitoring.heartbeats import REQUEST_BUCKETS
+from reviewapp.monitoring.heartbeats import (
+    REQUEST_BUCKETS,
+    process_rollup_add,
+    view_rollups_add,
+)
 from reviewapp.monitoring.models import ProcessHeartbeat, ProcessSample
 
 VIEWS = ("reviews:queue", "api-items", "monitoring:dashboard-tab", "metrics", "api-batch")
@@ -68,25 +72,32 @@ def fleet_seed(
                     spent = k * rng.uniform(0.01, 0.08)
                     views[view] = [k, int(v4), int(v5), spent, *buckets]
                     requests, e4, e5, seconds = requests + k, e4 + v4, e5 + v5, seconds + spent
-            samples.append(
-                ProcessSample(
-                    minute=m,
-                    kind=kind,
-                    host=host,
-                    pid=1000 + n,
-                    seconds=60,
-                    cpu_seconds=rng.uniform(1, 12),
-                    rss_bytes=rss + rng.randint(0, 20) * 1024 * 1024,
-                    load1=rng.uniform(0.5, 2.5),
-                    host_memory_available_bytes=5 * 1024**3,
-                    tasks_in_flight=rng.randint(0, 2) if kind == "worker" else 0,
-                    tasks_done=rng.randint(5, 40) if kind == "worker" else 0,
-                    requests=requests,
-                    errors_4xx=e4,
-                    errors_5xx=e5,
-                    request_seconds=seconds,
-                    views=views,
-                )
+            sample = ProcessSample(
+                minute=m,
+                kind=kind,
+                host=host,
+                pid=1000 + n,
+                seconds=60,
+                cpu_seconds=rng.uniform(1, 12),
+                rss_bytes=rss + rng.randint(0, 20) * 1024 * 1024,
+                load1=rng.uniform(0.5, 2.5),
+                host_memory_available_bytes=5 * 1024**3,
+                tasks_in_flight=rng.randint(0, 2) if kind == "worker" else 0,
+                tasks_done=rng.randint(5, 40) if kind == "worker" else 0,
+                requests=requests,
+                errors_4xx=e4,
+                errors_5xx=e5,
+                request_seconds=seconds,
+            )
+            samples.append(sample)
+            process_rollup_add(
+                kind=kind,
+                host=host,
+                sample={f.name: getattr(sample, f.name) for f in ProcessSample._meta.fields},
+                reading={"rss_bytes": sample.rss_bytes, "load1": sample.load1},
+            )
+            view_rollups_add(
+                hour=datetime.fromtimestamp(m * 60, UTC).replace(minute=0), views=views
             )
     ProcessHeartbeat.objects.bulk_create(beats)
     ProcessSample.objects.bulk_create(samples, batch_size=5000)

@@ -9,12 +9,23 @@ import pytest
 from reviewapp.core.roles import Role
 from reviewapp.monitoring import heartbeats
 from reviewapp.monitoring.heartbeats import HeartbeatThread, ProcessProbe, heartbeat_record
-from reviewapp.monitoring.models import ProcessHeartbeat, ProcessSample, SystemAlert
+from reviewapp.monitoring.models import (
+    ProcessHeartbeat,
+    ProcessSample,
+    SystemAlert,
+    ViewRequestRollup,
+)
 from reviewapp.monitoring.system import health_read, system_watch
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _tasks_in_process(settings):
+    """No "no worker" alert: tasks run in process, as without a broker."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
 def worker_probe(name="celery@box") -> ProcessProbe:
@@ -51,7 +62,10 @@ def test_one_row_per_process_and_one_sample_per_minute_with_the_minutes_requests
     assert (first.requests, first.errors_5xx) == (1, 0)
     assert (second.requests, second.errors_4xx, second.errors_5xx) == (2, 1, 1)
     assert second.minute - first.minute == 1 and second.seconds == 60
-    assert second.views["home"][:3] == [1, 0, 1] and second.views["metrics"][:3] == [1, 1, 0]
+    by_view = {r.view: r for r in ViewRequestRollup.objects.all()}
+    assert (by_view["home"].requests, by_view["home"].errors_5xx) == (2, 1)
+    assert (by_view["metrics"].requests, by_view["metrics"].errors_4xx) == (1, 1)
+    assert by_view["home"].le_1 == 0 and by_view["home"].le_2 == 1 and by_view["home"].le_6 == 1
     row = ProcessHeartbeat.objects.get()
     assert row.requests == {"2xx": 1, "3xx": 0, "4xx": 1, "5xx": 1}  # since the start
 
@@ -147,3 +161,21 @@ def test_a_gunicorn_worker_that_exits_cleanly_removes_its_heartbeat():
     assert ProcessHeartbeat.objects.filter(key=probe.key).exists()
     gunicorn.worker_exit(server=None, worker=None)
     assert not ProcessHeartbeat.objects.exists() and heartbeats.current_probe() is None
+
+
+def test_the_quarter_hour_rollup_adds_up_every_process_of_a_kind_on_a_host():
+    from reviewapp.monitoring.models import ProcessRollup
+
+    first, second = ProcessProbe(kind="web", name="a"), ProcessProbe(kind="web", name="b")
+    second.key += ":other"
+    for probe in (first, second):
+        probe.request_count(view="home", status=500, seconds=0.01)
+        heartbeat_record(probe=probe, now=T0)
+        probe.request_count(view="home", status=200, seconds=0.01)
+        heartbeat_record(probe=probe, now=T0 + timedelta(minutes=1))
+    (rollup,) = ProcessRollup.objects.all()
+    samples = ProcessSample.objects.all()
+    assert rollup.samples == 4 and rollup.minute % 15 == 0
+    assert (rollup.requests, rollup.errors_5xx) == (4, 2)
+    assert rollup.rss_bytes == sum(s.rss_bytes for s in samples)
+    assert rollup.cpu_seconds == pytest.approx(sum(s.cpu_seconds for s in samples))
