@@ -16,6 +16,7 @@ Where the probes start:
 A clean shutdown deletes the process's row; a killed process stops writing and goes stale.
 """
 
+import atexit
 import logging
 import os
 import socket
@@ -420,6 +421,8 @@ def _worker_start(sender=None, **kwargs) -> None:
 
 def _beat_start(sender=None, **kwargs) -> None:
     process_start(kind=ProcessHeartbeat.Kind.BEAT, name="beat")
+    # Beat sends no shutdown signal; it exits through SystemExit on SIGTERM/SIGINT.
+    atexit.register(process_stop)
 
 
 def _stop(**kwargs) -> None:

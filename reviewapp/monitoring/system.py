@@ -10,10 +10,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Sum
 
+from reviewapp.core.errors import InvalidInput
 from reviewapp.monitoring.heartbeats import PUBLISHED_HEADER, REQUEST_BUCKETS, stale_seconds
 from reviewapp.monitoring.logs import event_log
 from reviewapp.monitoring.models import (
@@ -66,8 +68,6 @@ def broker_queues(*, now: datetime, names: list[str] | None = None) -> list[Queu
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    import redis
-
     names = broker_queue_names() if names is None else names
     timeout = settings.BROKER_SOCKET_TIMEOUT
     try:
@@ -336,8 +336,6 @@ def alerts_sync(*, alerts: list[dict], now: datetime) -> tuple[int, int]:
 def system_range_clean(params) -> str:
     chosen = params.get("range") or DEFAULT_SYSTEM_RANGE
     if chosen not in SYSTEM_RANGES:
-        from reviewapp.core.errors import InvalidInput
-
         raise InvalidInput({"range": [f"must be one of {', '.join(SYSTEM_RANGES)}"]})
     return chosen
 
