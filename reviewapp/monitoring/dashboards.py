@@ -23,7 +23,7 @@ from reviewapp.monitoring.selectors import (
     snapshot_read,
 )
 from reviewapp.monitoring.system import health_read
-from reviewapp.monitoring.system_page import software_cards
+from reviewapp.monitoring.system_page import software_cards, software_charts
 
 TABS = {
     "automation": "Automation",
@@ -148,6 +148,7 @@ def panel_build(
         health = health_read(now=now)
         panel["alerts"] = health.alerts
         panel["cards"] += software_cards(health)
+        panel["charts"] += software_charts(now=now)
     return panel
 
 

@@ -45,6 +45,27 @@ def system_page_build(*, now: datetime, range_key: str) -> dict:
     }
 
 
+def software_charts(*, now: datetime) -> list[Chart]:
+    """The Software tab's process charts: the last 24 hours of the whole app (the processes
+    serve every use case), only those with something to draw."""
+    rows, first, step = samples_by_bucket(now=now, range_key="24h")
+    if not rows:
+        return []
+    buckets = list(range(first, int(now.timestamp() // 60) // step + 1))
+    x = [datetime.fromtimestamp(b * step * 60, UTC).isoformat() for b in buckets]
+    unit = f"{step} min"
+    charts = [
+        memory_chart(rows, buckets, x, unit),
+        cpu_chart(rows, buckets, x, unit),
+        requests_chart(rows, buckets, x, unit),
+        tasks_chart(rows, buckets, x, unit),
+    ]
+    for chart in charts:
+        chart.key = f"process-{chart.key}"
+        chart.title += " (whole app, last 24 h)"
+    return [chart for chart in charts if chart.figure is not None]
+
+
 def software_cards(health: Health) -> list[dict]:
     """The few figures the Software tab shows above its charts (the System page has more)."""
     return cards_of(health)[:4]
@@ -61,13 +82,14 @@ def cards_of(health: Health) -> list[dict]:
         {
             "label": "Web processes",
             "value": str(len(web)),
-            "note": f"on {len({p.host for p in web})} host(s)",
+            "note": "on " + _count(len({p.host for p in web}), "host"),
             "alert": not web,
         },
         {
             "label": "Celery workers",
             "value": str(len(health.workers)),
-            "note": f"{len(workers)} processes, {health.tasks_in_flight} tasks in flight",
+            "note": f"{_count(len(workers), 'process', 'processes')}, "
+            f"{_count(health.tasks_in_flight, 'task')} in flight",
             "alert": any(a["kind"] in {"no_worker", "process_missing"} for a in health.alerts),
         },
         {
@@ -90,6 +112,10 @@ def cards_of(health: Health) -> list[dict]:
         },
         {"label": "Rollups last folded", "value": _since(health.now, fold)},
     ]
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def _since(now: datetime, then: datetime | None) -> str:

@@ -77,3 +77,5 @@ def test_the_software_tab_shows_the_processes_and_links_the_system_page(manager_
     page = manager_client.get(f"/monitoring/{use_case.slug}/software/").content.decode()
     assert "Web processes" in page and "Celery workers" in page and "Broker messages" in page
     assert 'href="/monitoring/system/"' in page
+    for key in ("process-memory", "process-cpu", "process-requests", "process-tasks"):
+        assert f'data-chart="{key}"' in page, key
