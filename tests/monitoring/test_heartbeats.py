@@ -179,3 +179,15 @@ def test_the_quarter_hour_rollup_adds_up_every_process_of_a_kind_on_a_host():
     assert (rollup.requests, rollup.errors_5xx) == (4, 2)
     assert rollup.rss_bytes == sum(s.rss_bytes for s in samples)
     assert rollup.cpu_seconds == pytest.approx(sum(s.cpu_seconds for s in samples))
+
+
+def test_a_probe_that_cannot_start_never_fails_a_request(client, monkeypatch, caplog):
+    def broken(**kwargs):
+        raise PermissionError("no /proc here")
+
+    monkeypatch.setattr(heartbeats, "current_probe", lambda: None)
+    monkeypatch.setattr(heartbeats, "process_start", broken)
+    client.force_login(make_user(Role.MANAGER))
+    with caplog.at_level(logging.WARNING):
+        assert client.get("/monitoring/").status_code == 200
+    assert "process probe not started" in caplog.text
