@@ -368,3 +368,26 @@ CELERY_BEAT_SCHEDULE["watch-guardrails-and-ramp-plans"] = {
     "task": "deployments.watch_use_cases",
     "schedule": int(os.environ.get("GUARDRAIL_SWEEP_SECONDS", "60")),
 }
+
+# --- software health: every process reports itself (monitoring/heartbeats.py) -----------------
+# Each web process, worker process and beat writes a heartbeat this often (0: never, as in
+# tests) and one sample row a minute; a heartbeat older than the stale limit means the process
+# is gone (a banner, an event), and its row is deleted after the forget limit.
+HEARTBEAT_INTERVAL_SECONDS = float(os.environ.get("HEARTBEAT_INTERVAL_SECONDS", "10"))
+HEARTBEAT_STALE_SECONDS = float(
+    os.environ.get("HEARTBEAT_STALE_SECONDS") or max(3 * HEARTBEAT_INTERVAL_SECONDS, 30)
+)
+HEARTBEAT_FORGET_SECONDS = float(os.environ.get("HEARTBEAT_FORGET_SECONDS", "3600"))
+HEARTBEAT_SAMPLE_DAYS = int(os.environ.get("HEARTBEAT_SAMPLE_DAYS", "30"))
+# Banners on the System page and the Software tab (and a logged event when one is raised):
+# the share of 5xx answers over the last five minutes (with at least the minimum requests),
+# and a broker queue whose oldest message has waited longer than this.
+SYSTEM_5XX_RATE_ALERT = float(os.environ.get("SYSTEM_5XX_RATE_ALERT", "0.05"))
+SYSTEM_5XX_MIN_REQUESTS = int(os.environ.get("SYSTEM_5XX_MIN_REQUESTS", "20"))
+SYSTEM_QUEUE_STALL_SECONDS = float(os.environ.get("SYSTEM_QUEUE_STALL_SECONDS", "300"))
+# Queues measured on the broker besides the default one and those live workers consume.
+SYSTEM_BROKER_QUEUES = env_list("SYSTEM_BROKER_QUEUES", [])
+CELERY_BEAT_SCHEDULE["watch-system"] = {
+    "task": "monitoring.watch_system",
+    "schedule": int(os.environ.get("SYSTEM_WATCH_SECONDS", "60")),
+}

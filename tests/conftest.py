@@ -21,6 +21,8 @@ def _eager_tasks_and_fresh_cache(settings):
     """Celery runs in process during tests unless a test starts a real worker; models are
     reloaded per test so no estimator leaks between databases."""
     celery_app.conf.task_always_eager = True
+    # No heartbeat thread in the test process: tests write heartbeats with a clock of theirs.
+    settings.HEARTBEAT_INTERVAL_SECONDS = 0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     model_cache.clear()
     yield

@@ -98,3 +98,11 @@ def test_compose_runs_the_full_stack_with_health_checks():
 @pytest.mark.django_db
 def test_healthz_answers(client):
     assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_flower_is_for_operators_only():
+    """Flower can revoke tasks and stop pools: an opt-in profile, behind a password, local."""
+    flower = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["flower"]
+    assert flower["profiles"] == ["ops"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+    assert any(part.startswith("--basic-auth=") for part in flower["command"])

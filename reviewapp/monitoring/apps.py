@@ -23,3 +23,8 @@ class MonitoringConfig(AppConfig):
         signals.predictions_recorded.connect(
             receivers.on_predictions_recorded, dispatch_uid="monitoring.predictions"
         )
+
+        # Worker and beat processes report themselves (heartbeats.py).
+        from reviewapp.monitoring import heartbeats
+
+        heartbeats.celery_signals_connect()

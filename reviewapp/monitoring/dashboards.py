@@ -20,6 +20,8 @@ from reviewapp.monitoring.selectors import (
     reference_model_for,
     snapshot_read,
 )
+from reviewapp.monitoring.system import health_read
+from reviewapp.monitoring.system_page import software_cards, software_charts
 
 TABS = {
     "automation": "Automation",
@@ -147,6 +149,11 @@ def panel_build(
             figures.queue_chart(periods, queue["depth"], flow, queue),
             figures.reviewers_chart(totals, names, hours),
         ]
+        # The processes doing the work, shared by every use case (the System page has more).
+        health = health_read(now=now)
+        panel["alerts"] = health.alerts
+        panel["cards"] += software_cards(health)
+        panel["charts"] += software_charts(now=now)
     return panel
 
 

@@ -1,9 +1,10 @@
-"""Gunicorn hooks for Prometheus multiprocess mode.
+"""Gunicorn hooks: Prometheus multiprocess mode and each worker's heartbeat.
 
 Run gunicorn with ``--config python:reviewapp.monitoring.gunicorn``.
 Each worker writes its request-latency samples to files in ``PROMETHEUS_MULTIPROC_DIR``; the
 directory is emptied when the server starts (stale files would resurrect old counts) and a
-dead worker's live gauges are dropped.
+dead worker's live gauges are dropped. Each worker starts its heartbeat as soon as it is forked
+(an idle worker is alive too) and removes it when it exits cleanly.
 """
 
 import os
@@ -23,3 +24,19 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+    django.setup()
+    from reviewapp.monitoring.heartbeats import process_start
+
+    process_start(kind="web", name="gunicorn")
+
+
+def worker_exit(server, worker) -> None:
+    from reviewapp.monitoring.heartbeats import process_stop
+
+    process_stop()

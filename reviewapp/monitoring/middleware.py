@@ -1,11 +1,13 @@
 """Per request: the request id (honouring an incoming X-Request-ID), its latency in the
-Prometheus histogram, and one JSON access-log line."""
+Prometheus histogram and in this process's heartbeat counters (memory only: the heartbeat
+thread writes them), and one JSON access-log line."""
 
 import logging
 import time
 
 from reviewapp.core.logs import event_log
 from reviewapp.core.request_context import HEADER, request_id_clean, request_id_var
+from reviewapp.monitoring.heartbeats import web_request_count
 from reviewapp.monitoring.prometheus import request_observe
 
 
@@ -29,6 +31,7 @@ class RequestIdMiddleware:
             match = getattr(request, "resolver_match", None)
             view = match.view_name if match else "unmatched"
             request_observe(method=request.method, view=view, status=status, seconds=elapsed)
+            web_request_count(view=view, status=status, seconds=elapsed)
             event_log(
                 "request",
                 level=logging.INFO if status < 500 else logging.ERROR,

@@ -206,3 +206,187 @@ class FeatureRollup(models.Model):
     @property
     def rollup_key(self) -> tuple:
         return (self.use_case_id, self.model_version_id, self.grain, self.hour, self.feature)
+
+
+# --- the processes doing the work (see heartbeats.py) ---------------------------------------
+
+
+class ProcessHeartbeat(models.Model):
+    """One process of the app (a web process, a Celery worker process or beat), rewritten by
+    the process itself every ``HEARTBEAT_INTERVAL_SECONDS``.
+
+    A row not rewritten for ``HEARTBEAT_STALE_SECONDS`` belongs to a process that is gone: the
+    watcher stamps ``gone_at`` (and logs it once), and deletes the row
+    ``HEARTBEAT_FORGET_SECONDS`` later. Counters (CPU, requests, tasks) are cumulative since
+    the process started, as Prometheus expects of a counter with a ``pid`` label.
+    """
+
+    class Kind(models.TextChoices):
+        WEB = "web", "Web"
+        WORKER = "worker", "Celery worker"
+        BEAT = "beat", "Celery beat"
+
+    # host:pid:start time — a pid alone is reused after a restart.
+    key = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # The Celery node name (queue@host) for workers, "gunicorn"/"runserver" for web processes.
+    name = models.CharField(max_length=255)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+    gone_at = models.DateTimeField(null=True, blank=True)
+    rss_bytes = models.BigIntegerField(default=0)
+    cpu_seconds = models.FloatField(default=0)
+    threads = models.PositiveIntegerField(default=0)
+    connections = models.PositiveIntegerField(default=0)
+    tasks_in_flight = models.PositiveIntegerField(default=0)
+    tasks_done = models.BigIntegerField(default=0)
+    last_task_at = models.DateTimeField(null=True, blank=True)
+    # {task name: ISO time it last finished} — the sweeper's last run is read from here.
+    tasks_last = models.JSONField(default=dict, blank=True)
+    # The Celery queues a worker consumes from (the System page measures them on the broker).
+    queues = models.JSONField(default=list, blank=True)
+    # {"2xx": n, "3xx": n, "4xx": n, "5xx": n} since the process started.
+    requests = models.JSONField(default=dict, blank=True)
+    load1 = models.FloatField(default=0)
+    load5 = models.FloatField(default=0)
+    load15 = models.FloatField(default=0)
+    host_memory_total_bytes = models.BigIntegerField(default=0)
+    host_memory_available_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.host}:{self.pid}"
+
+
+class ProcessSample(models.Model):
+    """What one process did during about a minute: a row per process per minute while it runs,
+    deleted after ``HEARTBEAT_SAMPLE_DAYS``. Sums over rows are meaningful (CPU seconds over wall
+    seconds is the CPU share; requests, errors and request seconds add up), so charts group
+    by time bucket, kind and host in SQL.
+
+    ``minute`` is whole minutes since the Unix epoch: integer division buckets it the same way
+    on SQLite and PostgreSQL.
+    """
+
+    minute = models.BigIntegerField()
+    kind = models.CharField(max_length=8, choices=ProcessHeartbeat.Kind.choices)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    seconds = models.FloatField()  # wall time since the process's previous sample
+    cpu_seconds = models.FloatField(default=0)
+    rss_bytes = models.BigIntegerField(default=0)
+    load1 = models.FloatField(default=0)
+    host_memory_available_bytes = models.BigIntegerField(default=0)
+    tasks_in_flight = models.PositiveIntegerField(default=0)
+    tasks_done = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    errors_4xx = models.PositiveIntegerField(default=0)
+    errors_5xx = models.PositiveIntegerField(default=0)
+    request_seconds = models.FloatField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["minute", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.host}:{self.pid} minute {self.minute}"
+
+
+class ProcessRollup(models.Model):
+    """The samples of every process of one kind on one host, added up per quarter hour: what
+    the System page's charts read for a day or more (a few rows per quarter however many
+    processes run), while the last hours come from ``ProcessSample`` minute by minute.
+
+    ``minute`` is the quarter's first minute since the Unix epoch (a multiple of 15); every
+    figure is a sum over ``samples`` process-minutes (``rss_bytes`` and ``load1`` too: divide
+    by the minutes for a mean).
+    """
+
+    minute = models.BigIntegerField()
+    kind = models.CharField(max_length=8, choices=ProcessHeartbeat.Kind.choices)
+    host = models.CharField(max_length=255)
+    samples = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    cpu_seconds = models.FloatField(default=0)
+    rss_bytes = models.BigIntegerField(default=0)
+    load1 = models.FloatField(default=0)
+    tasks_in_flight = models.BigIntegerField(default=0)
+    tasks_done = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    errors_4xx = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    request_seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "kind", "host"], name="one_process_rollup_per_quarter"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.host} minute {self.minute}"
+
+
+class ViewRequestRollup(models.Model):
+    """Requests to one view in one hour, over every web process: what the System page's table
+    of views reads (a handful of rows per view, however many processes served them).
+
+    Each web process adds its minute's counts with one upsert per view it served
+    (``heartbeats.view_rollups_add``). ``le_<n>`` count requests by latency bucket, the upper
+    bounds of ``heartbeats.REQUEST_BUCKETS`` (the Prometheus request histogram's).
+    """
+
+    hour = models.DateTimeField()
+    view = models.CharField(max_length=200)
+    requests = models.BigIntegerField(default=0)
+    errors_4xx = models.BigIntegerField(default=0)
+    errors_5xx = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    le_0 = models.BigIntegerField(default=0)
+    le_1 = models.BigIntegerField(default=0)
+    le_2 = models.BigIntegerField(default=0)
+    le_3 = models.BigIntegerField(default=0)
+    le_4 = models.BigIntegerField(default=0)
+    le_5 = models.BigIntegerField(default=0)
+    le_6 = models.BigIntegerField(default=0)
+    le_7 = models.BigIntegerField(default=0)
+    le_8 = models.BigIntegerField(default=0)
+    le_9 = models.BigIntegerField(default=0)
+    le_10 = models.BigIntegerField(default=0)
+    le_11 = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "view"], name="one_request_rollup_per_view_hour"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.view} {self.hour:%Y-%m-%d %H}:00"
+
+
+class SystemAlert(models.Model):
+    """A condition managers must see (a worker gone, a queue not consumed, too many 5xx), from
+    when the watcher first saw it until it cleared. Raising and clearing are logged as events;
+    the open rows are what a webhook would publish."""
+
+    key = models.CharField(max_length=255)
+    kind = models.CharField(max_length=32)
+    message = models.TextField()
+    raised_at = models.DateTimeField()
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(cleared_at__isnull=True), name="one_open_alert_per_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.message

@@ -5,6 +5,9 @@ Two sources, chosen so the numbers are right however many processes serve the ap
   with several workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by
   them: prometheus-client then writes each process's samples to memory-mapped files there
   and every scrape, whichever worker answers it, merges all of them.
+- The processes themselves (memory, CPU, liveness, responses by status, Celery workers and
+  tasks) come from the heartbeat table and the broker queues from the broker, also at scrape
+  time (``system_metrics.SystemCollector``): one web process answers for every process.
 - Everything about the work (predictions, null outputs, routes, decisions, prediction
   latency, queue depth) is read from the database at scrape time: the rollups and the review
   queue. Batch and challenger scoring happen in Celery workers, often on other machines, whose
@@ -25,6 +28,7 @@ from prometheus_client.core import (
 )
 
 from reviewapp.monitoring import stats
+from reviewapp.monitoring.system_metrics import SystemCollector
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REQUEST_LATENCY = Histogram(
@@ -174,4 +178,5 @@ def metrics_registry(*, use_case_ids: list[int]) -> CollectorRegistry:
         registry.register(REQUEST_LATENCY)
         ProcessCollector(registry=registry)
     registry.register(DatabaseCollector(use_case_ids))
+    registry.register(SystemCollector())
     return registry

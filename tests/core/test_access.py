@@ -287,6 +287,7 @@ PAGES = [
     ),
     ("backtest page", "get", CONTROL + "backtests/{job}/", None, {M, ML, A}),
     ("monitoring overview", "get", "/monitoring/", None, {M, ML, A}),
+    ("system page", "get", "/monitoring/system/", None, {M, A}),
     ("dashboard", "get", "/monitoring/{slug}/", None, {M, ML, A}),
     *[
         (f"dashboard {tab}", "get", f"/monitoring/{{slug}}/{tab}/", None, {M, ML, A})
