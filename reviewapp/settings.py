@@ -218,8 +218,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "reviewapp.core.schema.ReviewAppSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON only; the one file upload (model versions) names its multipart parser itself.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, checked for what the database and the models can take before any view sees
+    # it (reviewapp.core.json_input); the one file upload (model versions) names its
+    # multipart parser itself.
+    "DEFAULT_PARSER_CLASSES": ["reviewapp.core.json_input.JSONBodyParser"],
     "EXCEPTION_HANDLER": "reviewapp.core.errors.api_exception_handler",
     # ``?format=csv`` selects the export format, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
@@ -231,6 +233,13 @@ if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
         "rest_framework.renderers.BrowsableAPIRenderer"
     )
+
+# Hostile input: a JSON body larger than this is refused with a 413 before it is read whole,
+# one whose arrays and objects nest deeper than this with a 400 before it is parsed, and an
+# error message repeats at most this many characters of any name or value that was sent.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(20 * 1024 * 1024)))
+API_MAX_JSON_DEPTH = int(os.environ.get("API_MAX_JSON_DEPTH", "32"))
+API_ERROR_EXCERPT_CHARS = int(os.environ.get("API_ERROR_EXCERPT_CHARS", "200"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Review app API",

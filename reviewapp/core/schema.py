@@ -43,6 +43,7 @@ class ReviewAppSchema(AutoSchema):
             errors[404] = "Nothing at this path (or the caller may not see it)."
         if self.method in _WRITES:
             errors[409] = "The request conflicts with the current state."
+            errors[413] = "The body is larger than API_MAX_BODY_BYTES."
         if self.view.get_throttles():
             errors[429] = "Too many requests; retry after the Retry-After header's seconds."
         return errors
