@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "reviewapp.core.schema.request_bodies_closed",
+        "reviewapp.core.schema.empty_query_dates_allowed",
     ],
 }
 

@@ -43,7 +43,6 @@ class ReviewAppSchema(AutoSchema):
             errors[404] = "Nothing at this path (or the caller may not see it)."
         if self.method in _WRITES:
             errors[409] = "The request conflicts with the current state."
-            errors[413] = "The body is larger than API_MAX_BODY_BYTES."
         if self.view.get_throttles():
             errors[429] = "Too many requests; retry after the Retry-After header's seconds."
         return errors
@@ -55,4 +54,16 @@ def request_bodies_closed(result, generator, request, public):
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
             component.setdefault("additionalProperties", False)
+    return result
+
+
+def empty_query_dates_allowed(result, generator, request, public):
+    """An empty date query parameter (``?since=``, as a filter form sends it) means no bound,
+    so the schema lets a date or date-time parameter be empty too."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "query" and schema.get("format") in ("date", "date-time"):
+                    parameter["schema"] = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
     return result
