@@ -286,6 +286,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 SWEEPER_INTERVAL_SECONDS = int(os.environ.get("SWEEPER_INTERVAL_SECONDS", "60"))
+# A pending item whose scoring failed this many times (its batch's task, then each sweep) is
+# routed to a human as a null output naming the error instead of being retried again. Two
+# keeps the promise that an accepted item is routed within two sweeper intervals.
+SCORING_MAX_ATTEMPTS = int(os.environ.get("SCORING_MAX_ATTEMPTS", "2"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-unscored-items": {
         "task": "reviews.sweep_unscored_items",
