@@ -68,12 +68,16 @@ def detail_bounded(detail: Any) -> Any:
     ``ERROR_ENTRIES_SHOWN`` entries per object or list: whatever was sent (a 1 MB field name,
     a 1 MB value echoed in a message), the answer stays small."""
     if isinstance(detail, dict):
+        # A "more" the raiser wrote (a batch counts its bad rows) is kept as it is.
+        entries = [(key, value) for key, value in detail.items() if key != "more"]
         shown = {
-            excerpt(key): detail_bounded(value)
-            for key, value in list(detail.items())[:ERROR_ENTRIES_SHOWN]
+            excerpt(key): detail_bounded(value) for key, value in entries[:ERROR_ENTRIES_SHOWN]
         }
-        if len(detail) > ERROR_ENTRIES_SHOWN:
-            shown.setdefault("more", [f"{len(detail) - ERROR_ENTRIES_SHOWN} more have errors"])
+        hidden = len(entries) - ERROR_ENTRIES_SHOWN
+        if "more" in detail:
+            shown["more"] = detail_bounded(detail["more"])
+        elif hidden > 0:
+            shown["more"] = [f"{hidden} more have errors"]
         return shown
     if isinstance(detail, list):
         shown = [detail_bounded(value) for value in detail[:ERROR_ENTRIES_SHOWN]]

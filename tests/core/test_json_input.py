@@ -189,3 +189,12 @@ def test_a_decision_comment_with_nul_is_named(api, setup):
     assert response.status_code == 400
     assert "NUL" in response.json()["comment"][0]
     assert Item.objects.get().status == "in_review"
+
+
+def test_a_batch_still_counts_its_bad_rows_past_the_hundred_it_names(api, setup):
+    caller, _, use_case = setup
+    rows = [{**invoice(n), "external_id": ""} for n in range(150)]
+    response = _post(api(caller), _batch(use_case), {"items": rows})
+    assert response.status_code == 400
+    errors = response.json()["items"]
+    assert len(errors) == 101 and errors["more"] == ["50 more rows have errors"]
