@@ -89,24 +89,23 @@ class BodyTooLarge(APIException):
     default_code = "too_large"
 
 
-def _nesting_depth(data: bytes, limit: int) -> int:
-    """How deep the body's arrays and objects nest, counted on the raw bytes (brackets inside
-    strings do not count); stops counting past ``limit``."""
+def _nests_too_deep(data: bytes, limit: int) -> bool:
+    """Whether the body's arrays and objects nest deeper than ``limit``, read on the raw bytes
+    (brackets inside strings do not count), without recursion."""
     if data.count(b"[") + data.count(b"{") <= limit:
-        return 0  # too few brackets to nest past the limit
-    # Strings first, so the brackets left are the structure's; then a running depth.
-    structure = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", data)
-    depth = deepest = 0
-    for byte in structure.translate(None, delete=_NOT_BRACKETS):
-        depth += 1 if byte in _OPENING else -1
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                break
-    return deepest
+        return False  # too few brackets to nest past the limit
+    # Strings first, so the brackets left are the structure's; then each round removes the
+    # innermost pairs: what is left after ``limit`` rounds nests deeper.
+    structure = _STRINGS.sub(b"", data).translate(None, delete=_NOT_BRACKETS)
+    for _ in range(limit):
+        if not structure:
+            return False
+        structure = structure.replace(b"[]", b"").replace(b"{}", b"")
+    # Brackets that never pair up are malformed JSON, which the parser names as such.
+    return b"[]" in structure or b"{}" in structure
 
 
-_OPENING = frozenset(b"[{")
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -131,7 +130,7 @@ class JSONBodyParser(BaseParser):
         if len(data) > limit:
             raise BodyTooLarge({"non_field_errors": [f"the body is over {limit} bytes"]})
         depth_limit = settings.API_MAX_JSON_DEPTH
-        if _nesting_depth(data, depth_limit) > depth_limit:
+        if _nests_too_deep(data, depth_limit):
             raise ParseError(
                 {"non_field_errors": [f"arrays and objects nest at most {depth_limit} deep"]}
             )
