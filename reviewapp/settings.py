@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "reviewapp.core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "reviewapp.core.middleware.ContentSecurityPolicyMiddleware",
+    "reviewapp.core.url_input.UnstorableUrlTextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

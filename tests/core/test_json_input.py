@@ -198,3 +198,14 @@ def test_a_batch_still_counts_its_bad_rows_past_the_hundred_it_names(api, setup)
     assert response.status_code == 400
     errors = response.json()["items"]
     assert len(errors) == 101 and errors["more"] == ["50 more rows have errors"]
+
+
+def test_nul_in_a_path_or_a_query_parameter_is_named(api, setup):
+    caller, manager, use_case = setup
+    response = api(caller).get(f"/api/v1/use-cases/{use_case.slug}/items/a%00b/")
+    assert response.status_code == 400
+    assert "NUL" in response.json()["path"][0]
+    url = f"/api/v1/use-cases/{use_case.slug}/disagreements/?model_version=a%00b"
+    response = api(manager).get(url)
+    assert response.status_code == 400
+    assert "NUL" in response.json()["model_version"][0]
