@@ -5,6 +5,8 @@ import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -69,8 +71,6 @@ def items_score(*, item_ids: list[int], now=None) -> int:
 def _outage(exc: Exception) -> bool:
     """The database or the broker went away: retrying the same work later will do, and
     splitting it would only fail again."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
     return database_unavailable(exc) or isinstance(exc, ConnectionError | SoftTimeLimitExceeded)
 
 
@@ -81,8 +81,6 @@ def item_scoring_failed(*, item_id: int, error: Exception, now) -> int:
     The count is committed first, on its own: should routing the null output fail too, the
     attempt is still counted and the failure logged, and the other items are not held back.
     """
-    from django.conf import settings
-
     reason = f"scoring failed: {type(error).__name__}: {error}"[:1000]
     with transaction.atomic():
         item = _pending_locked(item_id=item_id)
@@ -302,8 +300,6 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
 def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:
     """Re-enqueue work a lost message left undone: pending items older than the threshold, and
     recent items a challenger has not scored. Returns what was enqueued."""
-    from django.conf import settings
-
     from reviewapp.reviews.tasks import score_challenger, score_items
 
     now = now or timezone.now()
