@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from reviewapp.core.errors import InvalidInput
+from reviewapp.core.json_input import number_problem, text_problem
 
 FEATURE_TYPES = ("number", "integer", "boolean", "string", "category")
 FEATURE_KEYS = frozenset({"name", "type", "required", "min", "max", "categories", "pii"})
@@ -137,6 +138,8 @@ class FeaturesValidator:
                     continue
                 if value != value or value in (math.inf, -math.inf):
                     errors[name] = ["must be a finite number (not NaN or infinity)"]
+                elif problem := number_problem(value):
+                    errors[name] = [problem]
                 elif kind == "integer" and value != int(value):
                     errors[name] = ["must be a whole number"]
                 elif low is not None and value < low:
@@ -154,6 +157,8 @@ class FeaturesValidator:
                 errors[name] = ["must be a string"]
             elif len(value) > MAX_STRING_LENGTH:
                 errors[name] = [f"must be at most {MAX_STRING_LENGTH} characters"]
+            elif problem := text_problem(value):
+                errors[name] = [problem]
             elif categories is not None and value not in categories:
                 errors[name] = [f"must be one of {', '.join(ordered[:20])}"]
             else:

@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "reviewapp.core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "reviewapp.core.middleware.ContentSecurityPolicyMiddleware",
+    "reviewapp.core.url_input.UnstorableUrlTextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -219,8 +220,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "reviewapp.core.schema.ReviewAppSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # JSON only; the one file upload (model versions) names its multipart parser itself.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, checked for what the database and the models can take before any view sees
+    # it (reviewapp.core.json_input); the one file upload (model versions) names its
+    # multipart parser itself.
+    "DEFAULT_PARSER_CLASSES": ["reviewapp.core.json_input.JSONBodyParser"],
     "EXCEPTION_HANDLER": "reviewapp.core.errors.api_exception_handler",
     # ``?format=csv`` selects the export format, not a DRF renderer.
     "URL_FORMAT_OVERRIDE": None,
@@ -232,6 +235,13 @@ if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
         "rest_framework.renderers.BrowsableAPIRenderer"
     )
+
+# Hostile input: a JSON body larger than this is refused with a 413 before it is read whole,
+# one whose arrays and objects nest deeper than this with a 400 before it is parsed, and an
+# error message repeats at most this many characters of any name or value that was sent.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(20 * 1024 * 1024)))
+API_MAX_JSON_DEPTH = int(os.environ.get("API_MAX_JSON_DEPTH", "32"))
+API_ERROR_EXCERPT_CHARS = int(os.environ.get("API_ERROR_EXCERPT_CHARS", "200"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Review app API",
@@ -248,6 +258,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "reviewapp.core.schema.request_bodies_closed",
+        "reviewapp.core.schema.empty_query_dates_allowed",
     ],
 }
 
@@ -277,6 +288,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 SWEEPER_INTERVAL_SECONDS = int(os.environ.get("SWEEPER_INTERVAL_SECONDS", "60"))
+# A pending item whose scoring failed this many times (its batch's task, then each sweep) is
+# routed to a human as a null output naming the error instead of being retried again. Two
+# keeps the promise that an accepted item is routed within two sweeper intervals.
+SCORING_MAX_ATTEMPTS = int(os.environ.get("SCORING_MAX_ATTEMPTS", "2"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-unscored-items": {
         "task": "reviews.sweep_unscored_items",

@@ -146,10 +146,47 @@ def score_rows(
     task_type: str,
     tolerance: float | None = None,
 ) -> list[RawOutput]:
-    """Score feature dicts as stored on items: the frame is built the way live traffic is."""
-    return score_frame(
-        estimator, features_frame(rows, features), task_type=task_type, tolerance=tolerance
+    """Score feature dicts as stored on items: the frame is built the way live traffic is.
+
+    A row whose values cannot be read as its features' types (a number beyond a double, text
+    where a number belongs, stored before the schema said otherwise) is a null output naming
+    why; the other rows are scored as usual.
+    """
+    try:
+        frame = features_frame(rows, features)
+    except Exception:
+        return _score_readable_rows(
+            estimator, rows, features, task_type=task_type, tolerance=tolerance
+        )
+    return score_frame(estimator, frame, task_type=task_type, tolerance=tolerance)
+
+
+def _score_readable_rows(
+    estimator: Any,
+    rows: Sequence[dict[str, Any]],
+    features: Sequence[dict],
+    *,
+    task_type: str,
+    tolerance: float | None,
+) -> list[RawOutput]:
+    outputs: list[RawOutput | None] = []
+    readable: list[dict[str, Any]] = []
+    for row in rows:
+        try:
+            features_frame([row], features)
+        except Exception as exc:
+            outputs.append(RawOutput(error=f"features could not be read: {_describe(exc)}"))
+        else:
+            outputs.append(None)
+            readable.append(row)
+    scored = iter(
+        score_frame(
+            estimator, features_frame(readable, features), task_type=task_type, tolerance=tolerance
+        )
+        if readable
+        else []
     )
+    return [output if output is not None else next(scored) for output in outputs]
 
 
 def _with_latency(output: RawOutput, latency_ms: float) -> RawOutput:

@@ -6,7 +6,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
 from rest_framework.permissions import BasePermission
 
-from reviewapp.core.errors import InvalidInput
+from reviewapp.core.errors import InvalidInput, excerpt
 from reviewapp.core.roles import Role, user_roles
 
 
@@ -101,5 +101,5 @@ def body_fields_check(data, allowed: set[str]) -> dict:
         raise InvalidInput({"non_field_errors": ["the body must be a JSON object"]})
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise InvalidInput({name: ["unknown field"] for name in unknown})
+        raise InvalidInput({excerpt(name): ["unknown field"] for name in unknown})
     return data

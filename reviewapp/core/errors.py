@@ -4,12 +4,13 @@ Services raise these; API views and pages translate them. Each names the field i
 the caller can fix the request: ``{"features": {"age": ["required"]}}``.
 """
 
+import re
 from typing import Any
 
+from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class DomainError(Exception):
@@ -46,6 +47,49 @@ def _as_body(detail: Any) -> Any:
     return {"detail": str(detail)}
 
 
+# Characters a JSON response cannot carry as UTF-8 (unpaired surrogates) or that a log or
+# terminal shows badly (NUL): an excerpt spells them as escapes.
+_UNRENDERABLE = re.compile("[\x00\ud800-\udfff]")
+# An error body names at most this many fields per object or list; the rest are counted.
+ERROR_ENTRIES_SHOWN = 100
+
+
+def excerpt(text: Any, *, limit: int | None = None) -> str:
+    """``text`` as at most ``limit`` characters (``API_ERROR_EXCERPT_CHARS``), unrenderable
+    characters spelled as escapes, so an error message never repeats a whole hostile value."""
+    limit = limit or settings.API_ERROR_EXCERPT_CHARS
+    text = str(text)
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return _UNRENDERABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", cut)
+
+
+def detail_bounded(detail: Any) -> Any:
+    """An error body with every name and message cut to an excerpt and at most
+    ``ERROR_ENTRIES_SHOWN`` entries per object or list: whatever was sent (a 1 MB field name,
+    a 1 MB value echoed in a message), the answer stays small."""
+    if isinstance(detail, dict):
+        # A "more" the raiser wrote (a batch counts its bad rows) is kept as it is.
+        entries = [(key, value) for key, value in detail.items() if key != "more"]
+        shown = {
+            excerpt(key): detail_bounded(value) for key, value in entries[:ERROR_ENTRIES_SHOWN]
+        }
+        hidden = len(entries) - ERROR_ENTRIES_SHOWN
+        if "more" in detail:
+            shown["more"] = detail_bounded(detail["more"])
+        elif hidden > 0:
+            shown["more"] = [f"{hidden} more have errors"]
+        return shown
+    if isinstance(detail, list):
+        shown = [detail_bounded(value) for value in detail[:ERROR_ENTRIES_SHOWN]]
+        if len(detail) > ERROR_ENTRIES_SHOWN:
+            shown.append(f"{len(detail) - ERROR_ENTRIES_SHOWN} more")
+        return shown
+    if isinstance(detail, str):
+        # An ErrorDetail keeps its code; a cut message is plain text.
+        return detail if len(detail) <= settings.API_ERROR_EXCERPT_CHARS else excerpt(detail)
+    return detail
+
+
 DATABASE_RETRY_AFTER = "2"
 DATABASE_UNAVAILABLE_BODY = {
     "detail": "The database is unavailable; nothing was saved. Retry shortly.",
@@ -63,14 +107,21 @@ def database_unavailable(exc: BaseException) -> bool:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(_as_body(exc.detail), status=exc.status_code)
+        return Response(detail_bounded(_as_body(exc.detail)), status=exc.status_code)
     if database_unavailable(exc):
         return Response(
             DATABASE_UNAVAILABLE_BODY,
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": DATABASE_RETRY_AFTER},
         )
-    return exception_handler(exc, context)
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES when imported, and the
+    # parser it names (reviewapp.core.json_input) raises this module's errors.
+    from rest_framework.views import exception_handler
+
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict | list):
+        response.data = detail_bounded(response.data)
+    return response
 
 
 def raise_for_serializer(serializer) -> None:
@@ -87,6 +138,8 @@ __all__ = [
     "NotFound",
     "ServiceUnavailable",
     "database_unavailable",
+    "detail_bounded",
+    "excerpt",
     "api_exception_handler",
     "raise_for_serializer",
 ]

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from django.db.models import F
-from django.db.models.functions import Least
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from reviewapp.core.models import Job
@@ -30,9 +30,12 @@ def job_progress(*, job_id, done: int) -> None:
     if done <= 0:
         return
     Job.objects.filter(pk=job_id).update(done=Least(F("done") + done, F("total")))
+    now = timezone.now()
     Job.objects.filter(pk=job_id, done__gte=F("total")).exclude(
         state__in=[Job.State.DONE, Job.State.FAILED]
-    ).update(state=Job.State.DONE, finished_at=timezone.now())
+    ).update(
+        state=Job.State.DONE, started_at=Coalesce(F("started_at"), Value(now)), finished_at=now
+    )
 
 
 def job_finish(*, job_id, result: dict[str, Any] | None = None) -> None:

@@ -55,3 +55,15 @@ def request_bodies_closed(result, generator, request, public):
         if name.endswith("Request") and component.get("type") == "object":
             component.setdefault("additionalProperties", False)
     return result
+
+
+def empty_query_dates_allowed(result, generator, request, public):
+    """An empty date query parameter (``?since=``, as a filter form sends it) means no bound,
+    so the schema lets a date or date-time parameter be empty too."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "query" and schema.get("format") in ("date", "date-time"):
+                    parameter["schema"] = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+    return result

@@ -51,6 +51,11 @@ class Item(models.Model):
     job = models.ForeignKey(
         "core.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
     )
+    # Attempts to score this pending item that failed (not counting a database outage), and
+    # the last failure; after SCORING_MAX_ATTEMPTS the item is routed as a null output.
+    # Database defaults: batches insert items with plain SQL.
+    scoring_failures = models.PositiveSmallIntegerField(default=0, db_default=0)
+    scoring_error = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         constraints = [

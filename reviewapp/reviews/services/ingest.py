@@ -25,6 +25,7 @@ from deployments.services.model_versions import model_version_external_get_or_re
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
+from reviewapp.core.json_input import text_problem
 from reviewapp.core.models import Job
 from reviewapp.reviews.models import Item
 from reviewapp.reviews.selectors import item_get
@@ -51,6 +52,8 @@ def external_id_clean(external_id: Any, *, field: str = "external_id") -> str:
         raise InvalidInput({field: ["a non-empty string is required"]})
     if len(external_id) > MAX_EXTERNAL_ID:
         raise InvalidInput({field: [f"at most {MAX_EXTERNAL_ID} characters"]})
+    if problem := text_problem(external_id):
+        raise InvalidInput({field: [problem]})
     return external_id
 
 

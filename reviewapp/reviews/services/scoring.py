@@ -5,19 +5,20 @@ import logging
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from deployments.ml.scoring import score_rows
+from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
-from deployments.policy import Buckets
-from deployments.selectors import challengers_list, policy_current
+from deployments.policy import Buckets, consults_model
+from deployments.selectors import challengers_list, champion_get, policy_current
 from deployments.services.estimators import estimator_for
 from reviewapp.core.bulk import rows_insert
-from reviewapp.core.errors import InvalidInput
-from reviewapp.core.jobs import job_progress
+from reviewapp.core.errors import InvalidInput, database_unavailable
+from reviewapp.core.jobs import job_progress, job_start
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
@@ -30,6 +31,7 @@ from reviewapp.reviews.services.routing import (
     PendingItem,
     items_route,
     output_assess,
+    pending_item,
     prediction_columns,
 )
 from reviewapp.reviews.signals import predictions_recorded, use_case_facts_changed
@@ -42,8 +44,105 @@ def items_score(*, item_ids: list[int], now=None) -> int:
 
     Idempotent and safe to run twice at once: items already routed are skipped, and rows being
     routed by another worker are skipped (PostgreSQL row locks; SQLite serialises writers).
+
+    One item must not hold the others back: when scoring the whole list fails (for any reason
+    but the database or the broker being away, which the task retries), each half is scored
+    on its own, down to the single item that fails. That item's failure is counted; after
+    ``SCORING_MAX_ATTEMPTS`` it is routed as a null output naming the error (to a human), so
+    the sweeper does not retry it forever.
     """
     now = now or timezone.now()
+    try:
+        return _items_score_together(item_ids=item_ids, now=now)
+    except Exception as exc:
+        if _outage(exc):
+            raise
+        if len(item_ids) > 1:
+            half = len(item_ids) // 2
+            return items_score(item_ids=item_ids[:half], now=now) + items_score(
+                item_ids=item_ids[half:], now=now
+            )
+        if not item_ids:
+            raise
+        return item_scoring_failed(item_id=item_ids[0], error=exc, now=now)
+
+
+def _outage(exc: Exception) -> bool:
+    """The database or the broker went away: retrying the same work later will do, and
+    splitting it would only fail again."""
+    return database_unavailable(exc) or isinstance(exc, ConnectionError | SoftTimeLimitExceeded)
+
+
+def item_scoring_failed(*, item_id: int, error: Exception, now) -> int:
+    """Count a failed attempt to score one pending item; at ``SCORING_MAX_ATTEMPTS`` route it
+    as a null output with the error, so it reaches a human. Returns how many were routed.
+
+    The count is committed first, on its own: should routing the null output fail too, the
+    attempt is still counted and the failure logged, and the other items are not held back.
+    """
+    reason = f"scoring failed: {type(error).__name__}: {error}"[:1000]
+    with transaction.atomic():
+        item = _pending_locked(item_id=item_id)
+        if item is None:
+            return 0
+        item.scoring_failures += 1
+        item.scoring_error = reason
+        item.save(update_fields=["scoring_failures", "scoring_error"])
+    attempts, limit = item.scoring_failures, settings.SCORING_MAX_ATTEMPTS
+    logger.warning(
+        "item %s failed to score (attempt %s of %s): %s", item_id, attempts, limit, reason
+    )
+    if attempts < limit:
+        return 0
+    try:
+        return _item_park(item_id=item_id, reason=reason, attempts=attempts, now=now)
+    except Exception as exc:
+        if _outage(exc):
+            raise
+        logger.exception("item %s could not be routed as a null output either", item_id)
+        return 0
+
+
+def _pending_locked(*, item_id: int) -> Item | None:
+    return (
+        Item.objects.select_for_update(skip_locked=True)
+        .filter(pk=item_id, status=Item.Status.PENDING)
+        .select_related("use_case")
+        .first()
+    )
+
+
+def _item_park(*, item_id: int, reason: str, attempts: int, now) -> int:
+    with transaction.atomic():
+        item = _pending_locked(item_id=item_id)
+        if item is None:
+            return 0
+        use_case = item.use_case
+        policy = policy_current(use_case=use_case)
+        parked = RawOutput(error=f"parked after {attempts} failed attempts: {reason}"[:1000])
+        # A use case scored here keeps the null output as its champion's prediction, counted
+        # with the others; an external one has no model of its own to hold it.
+        champion = (
+            champion_get(use_case=use_case)
+            if use_case.prediction_source == UseCase.PredictionSource.REGISTRY
+            else None
+        )
+        items_route(
+            use_case=use_case,
+            policy=policy,
+            items=[pending_item(item)],
+            outputs=[(champion, parked) if consults_model(policy.level) else None],
+            now=now,
+        )
+        if item.job_id:
+            job_start(job_id=item.job_id)
+            job_progress(job_id=item.job_id, done=1)
+    logger.warning("item %s routed to a human as a null output: %s", item_id, parked.error)
+    use_case_facts_changed.send(sender=Item, use_case_id=use_case.pk)
+    return 1
+
+
+def _items_score_together(*, item_ids: list[int], now) -> int:
     with transaction.atomic():
         rows = list(
             Item.objects.select_for_update(skip_locked=True)
@@ -90,6 +189,7 @@ def items_score(*, item_ids: list[int], now=None) -> int:
             items_route(use_case=use_case, policy=policy, items=pending, outputs=outputs, now=now)
             challengers_enqueue(use_case=use_case, item_ids=[row[0] for row in group])
         for job_id, count in Counter(row[7] for row in rows if row[7]).items():
+            job_start(job_id=job_id)
             job_progress(job_id=job_id, done=count)
     for use_case_id in by_use_case:
         use_case_facts_changed.send(sender=Item, use_case_id=use_case_id)
