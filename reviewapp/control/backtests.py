@@ -31,6 +31,7 @@ from deployments.services.policies import policy_spec
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job
+from reviewapp.reviews.models import Item
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ ROUTES = [r.value for r in Route]
 
 
 def _labelled_items(use_case: UseCase, params: dict[str, Any]):
-    from reviewapp.reviews.models import Item
-
     items = Item.objects.filter(use_case=use_case, decision_source=Item.Source.HUMAN)
     if params.get("since"):
         items = items.filter(received_at__gte=datetime.fromisoformat(params["since"]))
@@ -79,6 +78,7 @@ def backtest_start(
         "since": since.isoformat() if since else None,
         "until": until.isoformat(),
     }
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.control.tasks import run_backtest
 
     job = job_create(

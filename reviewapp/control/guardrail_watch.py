@@ -254,6 +254,7 @@ def _breaches_record(*, use_case, verdicts, config, policy, now) -> list[Guardra
         for v in verdicts
     )
     if config.webhook_url:
+        # The tasks module imports this service to run it, so the task is imported here.
         from reviewapp.control.tasks import notify_guardrail_breach
 
         for breach in breaches:
@@ -368,6 +369,7 @@ def use_case_watch_soon(*, use_case_id: int, now=None) -> bool:
     exactly one of many concurrent callers wins. The watch runs after the caller's commit and
     can never fail the caller (a guardrail check must not lose a decision).
     """
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.control.tasks import watch_use_case
 
     now = now or timezone.now()

@@ -16,6 +16,7 @@ from deployments.selectors import policy_current, ramp_plan_open
 from deployments.services.policies import policy_change
 from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.reviews.models import Decision
 
 
 def ramp_plan_spec(plan: RampPlan) -> RampPlanSpec:
@@ -28,8 +29,6 @@ def ramp_plan_spec(plan: RampPlan) -> RampPlanSpec:
 
 def ramp_progress(*, plan: RampPlan, use_case: UseCase, now) -> StepProgress:
     """How far the plan's current step has come: decisions made and time passed since it began."""
-    from reviewapp.reviews.models import Decision
-
     reviewed = Decision.objects.filter(
         use_case=use_case, created_at__gte=plan.step_started_at
     ).count()

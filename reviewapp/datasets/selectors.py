@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.files.storage import storages
 from django.db.models import (
     Case,
     Count,
@@ -61,11 +62,9 @@ def export_download_allowed(*, user, export: Export) -> bool:
 
 
 def export_file_open(*, export: Export):
-    from reviewapp.datasets.services.exports import export_storage
-
     if export.state != Export.State.READY:
         raise NotFound({"detail": f"This export is {export.state}, not ready."})
-    return export_storage().open(export.file_name, "rb")
+    return storages["exports"].open(export.file_name, "rb")
 
 
 def training_runs_list(*, use_case: UseCase) -> QuerySet[TrainingRun]:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase, UseCaseMembership
+from deployments.selectors import challengers_list, champion_get
 from deployments.services.model_versions import (
     model_version_challenge,
     model_version_promote,
@@ -20,6 +21,8 @@ from deployments.services.model_versions import (
 )
 from deployments.services.policies import policy_change
 from deployments.services.use_cases import use_case_create
+from reviewapp.control.backtests import backtest_start
+from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.core.append_only import history_rewrite
 from reviewapp.core.roles import Role, role_groups_ensure
 from reviewapp.demo import datasets
@@ -27,7 +30,7 @@ from reviewapp.monitoring.services import rollups_deferred, rollups_fold
 from reviewapp.reviews.models import ReviewTask
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
-from reviewapp.reviews.services.scoring import items_score
+from reviewapp.reviews.services.scoring import challenger_score, items_score
 
 USERS = [
     ("admin", Role.ADMIN),
@@ -279,9 +282,6 @@ def _model_history_backdate(*, use_case, at) -> None:
 
 
 def _challenger_catch_up(*, use_case, item_ids, now) -> None:
-    from deployments.selectors import challengers_list
-    from reviewapp.reviews.services.scoring import challenger_score
-
     for challenger in challengers_list(use_case=use_case):
         challenger_score(model_version_id=challenger.pk, item_ids=item_ids, now=now)
 
@@ -341,10 +341,6 @@ DEMO_GUARDRAILS = {
 def control_room_seed(*, actor, log=print) -> None:
     """Guardrails on every demo use case, and a backtest of each champion over the seeded
     history, so the policy editor's what-if and the trade-off curve have data at once."""
-    from deployments.selectors import champion_get
-    from reviewapp.control.backtests import backtest_start
-    from reviewapp.control.guardrail_watch import use_case_watch
-
     for use_case in UseCase.objects.filter(slug__in=TIMELINES).order_by("slug"):
         policy_change(
             use_case=use_case,

@@ -371,6 +371,7 @@ def _watch_without_beat(now: datetime) -> None:
     if not settings.CELERY_TASK_ALWAYS_EAGER or time.monotonic() - _last_watch < 60:
         return
     _last_watch = time.monotonic()
+    # system.py reads this module's constants, so its watcher is imported when first run.
     from reviewapp.monitoring.system import system_watch
 
     system_watch(now=now)
@@ -409,6 +410,7 @@ def _worker_named(sender=None, **kwargs) -> None:
 
 
 def _worker_start(sender=None, **kwargs) -> None:
+    # The Celery app module imports Django's settings, which name this module's hooks.
     from reviewapp.celery import app
 
     try:

@@ -27,8 +27,11 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from deployments.models import UseCase
 from reviewapp.monitoring import stats
+from reviewapp.monitoring.models import FoldLock, HourlyRollup, RollupEvent
 from reviewapp.monitoring.system_metrics import SystemCollector
+from reviewapp.reviews.models import ReviewTask
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REQUEST_LATENCY = Histogram(
@@ -53,10 +56,6 @@ class DatabaseCollector:
         self.use_case_ids = use_case_ids
 
     def collect(self):
-        from deployments.models import UseCase
-        from reviewapp.monitoring.models import FoldLock, HourlyRollup, RollupEvent
-        from reviewapp.reviews.models import ReviewTask
-
         rows = HourlyRollup.objects.filter(use_case_id__in=self.use_case_ids)
         predictions = CounterMetricFamily(
             "reviewapp_predictions",

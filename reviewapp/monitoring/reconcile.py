@@ -31,7 +31,7 @@ from django.db.models.functions import Abs
 from django.db.models.lookups import LessThanOrEqual
 
 from deployments.ml.latency import LATENCY_BUDGET_EXCEEDED
-from deployments.models import UseCase
+from deployments.models import ModelVersion, UseCase
 from deployments.policy import Route, TaskReason
 from reviewapp.monitoring.models import HourlyRollup, RollupEvent
 from reviewapp.monitoring.selectors import Window
@@ -403,8 +403,6 @@ def metrics_reconcile(
 ) -> Reconciliation:
     """Compare the rollups of [since, until) (rounded out to whole hours, as the dashboards
     read them) with the same figures recounted from the raw rows."""
-    from deployments.models import ModelVersion
-
     window = Window.of(since, until)
     mismatches: list[Mismatch] = []
     checked = 0

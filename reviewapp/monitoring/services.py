@@ -27,12 +27,14 @@ from django.utils import timezone
 from reviewapp.monitoring import aggregation
 from reviewapp.monitoring.aggregation import Accumulator, Context
 from reviewapp.monitoring.models import FeatureRollup, FoldLock, HourlyRollup, RollupEvent
+from reviewapp.reviews.models import Decision, Item, Prediction
 
 logger = logging.getLogger(__name__)
 _deferred = threading.local()
 
 
 def _fold_after_commit() -> None:
+    # The Celery app autodiscovers the tasks module, which imports this service.
     from reviewapp.celery import app
 
     if getattr(_deferred, "depth", 0) or not app.conf.task_always_eager:
@@ -256,8 +258,6 @@ def rollups_rebuild(*, use_case, chunk: int = 5000) -> dict[str, Any]:
     Safe while traffic flows: one transaction, one snapshot, holding the fold lock; the
     pending events it covers are deleted with the old rows.
     """
-    from reviewapp.reviews.models import Decision, Item, Prediction
-
     with transaction.atomic():
         _repeatable_read()
         _fold_lock()

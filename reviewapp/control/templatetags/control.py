@@ -2,6 +2,8 @@
 
 from django import template
 
+from reviewapp.control.presenters import LEVEL_HELP
+
 register = template.Library()
 
 
@@ -44,8 +46,6 @@ def get(mapping, key):
 @register.filter
 def level_title(level) -> str:
     """ "human_only" -> "Human only"."""
-    from reviewapp.control.presenters import LEVEL_HELP
-
     try:
         return LEVEL_HELP[level]["title"]
     except KeyError:

@@ -128,6 +128,7 @@ def export_create(
 
 def export_start(**kwargs) -> Export:
     """``export_create``, then write it on a worker once the request commits."""
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.datasets.tasks import write_export
 
     with transaction.atomic():

@@ -110,6 +110,7 @@ def training_run_create(
 
 def training_run_start(**kwargs) -> TrainingRun:
     """``training_run_create``, then run it on a worker once the request commits."""
+    # The tasks module imports this service to run it, so the task is imported here.
     from reviewapp.datasets.tasks import retrain
 
     with transaction.atomic():
