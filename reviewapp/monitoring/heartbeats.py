@@ -29,6 +29,7 @@ import psutil
 from django.conf import settings
 from django.db import connection, transaction
 
+from reviewapp.celery import app
 from reviewapp.monitoring.models import (
     ProcessHeartbeat,
     ProcessRollup,
@@ -410,9 +411,6 @@ def _worker_named(sender=None, **kwargs) -> None:
 
 
 def _worker_start(sender=None, **kwargs) -> None:
-    # The Celery app module imports Django's settings, which name this module's hooks.
-    from reviewapp.celery import app
-
     try:
         queues = sorted(app.amqp.queues.consume_from or app.amqp.queues)
     except Exception:

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from reviewapp.celery import app
 from reviewapp.monitoring import aggregation
 from reviewapp.monitoring.aggregation import Accumulator, Context
 from reviewapp.monitoring.models import FeatureRollup, FoldLock, HourlyRollup, RollupEvent
@@ -34,9 +35,6 @@ _deferred = threading.local()
 
 
 def _fold_after_commit() -> None:
-    # The Celery app autodiscovers the tasks module, which imports this service.
-    from reviewapp.celery import app
-
     if getattr(_deferred, "depth", 0) or not app.conf.task_always_eager:
         return
     from reviewapp.monitoring.tasks import fold_rollups
