@@ -4,6 +4,7 @@ from deployments import api as deployments_api
 from deployments import readiness_api
 from reviewapp.datasets import api as datasets_api
 from reviewapp.reviews import api as reviews_api
+from reviewapp.reviews import outcomes_api
 
 use_case = "use-cases/<slug:slug>/"
 
@@ -63,6 +64,7 @@ urlpatterns = [
         reviews_api.DisagreementExportApi.as_view(),
         name="api-disagreements",
     ),
+    path(f"{use_case}outcomes/", outcomes_api.OutcomeFeedApi.as_view(), name="api-outcomes"),
     path(f"{use_case}metrics/", reviews_api.MetricsApi.as_view(), name="api-metrics"),
     path("jobs/<str:job_id>/", reviews_api.JobDetailApi.as_view(), name="api-job"),
     path(

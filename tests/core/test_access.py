@@ -38,6 +38,7 @@ ENDPOINTS = [
         {M, A},
     ),
     ("read policy", "get", "/api/v1/use-cases/{slug}/policy/", None, EVERYONE),
+    ("outcome feed", "get", "/api/v1/use-cases/{slug}/outcomes/", None, {M, ML, IN, A}),
     (
         "change policy",
         "patch",

@@ -20,9 +20,11 @@ from django.utils import timezone
 from deployments.guardrail_watch import use_case_watch_soon
 from deployments.models import UseCase
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
+from reviewapp.core.events import event_record
 from reviewapp.monitoring.logs import event_log
 from reviewapp.monitoring.services import rollup_decision_record
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
+from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 
 CLAIM_ATTEMPTS = 5
@@ -165,6 +167,21 @@ def _kind(*, task: ReviewTask, suggestion: Prediction | None, label: str, value)
     return Decision.Kind.OVERRIDDEN if differs else Decision.Kind.ACCEPTED
 
 
+def _outcome(*, use_case: UseCase, item: Item, user) -> dict:
+    """The ``outcome.decided`` payload of an item a person just settled."""
+    return outcome_payload(
+        use_case=use_case,
+        external_id=item.external_id,
+        label=item.decision_label,
+        value=item.decision_value,
+        source=Item.Source.HUMAN,
+        by=user.get_username(),
+        model_version=None,
+        route=item.route,
+        decided_at=item.decided_at,
+    )
+
+
 def review_task_decide(
     *,
     task: ReviewTask,
@@ -260,6 +277,11 @@ def review_task_decide(
                         "decided_at",
                         "status",
                     ]
+                )
+                event_record(
+                    type=OUTCOME_DECIDED,
+                    use_case_id=use_case.pk,
+                    data=_outcome(use_case=use_case, item=item, user=user),
                 )
             disagreements_record(
                 use_case=use_case,

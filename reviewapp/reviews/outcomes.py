@@ -1,0 +1,118 @@
+"""Final outcomes back to the caller: the ``outcome.decided`` payload and the feed that reads it.
+
+An item's final answer is recorded as an ``outcome.decided`` event in the transaction that
+gives it (the model's decision when routing automates the item, the human decision that
+settles it), so the feed is the outbox read in position order for one use case
+(``reviewapp.core.events`` argues why no position is skipped or repeated).
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Q
+
+from deployments.models import UseCase
+from reviewapp.core.events import (
+    Position,
+    change_counter,
+    events_after,
+    position_of,
+)
+from reviewapp.core.models import Event
+
+OUTCOME_DECIDED = "outcome.decided"
+ITEM_ESCALATED = "item.escalated"
+FEED_LIMIT_MAX = 1000
+WAIT_MAX_SECONDS = 30
+# While waiting, how often the change counter (a cache key, not the database) is looked at,
+# and the longest the feed goes without re-reading when the counter cannot be trusted (a
+# commit older transactions still hide, or a cache that is down).
+WAIT_TICK_SECONDS = 0.1
+WAIT_REREAD_SECONDS = 2.0
+
+
+def outcome_payload(
+    *,
+    use_case: UseCase,
+    external_id: str,
+    label: str,
+    value: float | None,
+    source: str,
+    by: str | None,
+    model_version: str | None,
+    route: str,
+    decided_at: datetime,
+) -> dict:
+    answer = {"label": label} if use_case.is_classification else {"value": value}
+    return {
+        "external_id": external_id,
+        "decision": {**answer, "source": source, "by": by, "model_version": model_version},
+        "route": route,
+        "decided_at": decided_at.isoformat(),
+    }
+
+
+def escalation_payload(*, external_id: str, task_id: int, raised_by: str, comment: str) -> dict:
+    return {
+        "external_id": external_id,
+        "task": task_id,
+        "raised_by": raised_by,
+        "comment": comment,
+    }
+
+
+@dataclass(frozen=True)
+class OutcomePage:
+    outcomes: list[dict]
+    next: Position
+
+
+def outcomes_after(*, use_case: UseCase, after: Position, limit: int) -> OutcomePage:
+    """The next ``limit`` final outcomes of the use case after ``after``, each with its cursor."""
+    rows = events_after(
+        after=after,
+        limit=limit,
+        filters=_feed_filter(use_case),
+    )
+    return _page(rows, after)
+
+
+def outcomes_wait(
+    *, use_case: UseCase, after: Position, limit: int, wait: float, sleep=time.sleep
+) -> OutcomePage:
+    """Like ``outcomes_after``, but wait up to ``wait`` seconds for an outcome to arrive.
+
+    While waiting the database connection is given back (closed, or returned to the pool) and
+    only the use case's change counter in the cache is watched; the feed is read again when
+    it moves, and every ``WAIT_REREAD_SECONDS`` in any case: a commit can bump the counter
+    while an older transaction still hides it, and the cache may be down.
+    """
+    page = outcomes_after(use_case=use_case, after=after, limit=limit)
+    if page.outcomes or wait <= 0:
+        return page
+    deadline = time.monotonic() + wait
+    seen = change_counter(use_case.pk)
+    last_read = time.monotonic()
+    while time.monotonic() < deadline:
+        if not connection.in_atomic_block:
+            connection.close()
+        sleep(min(WAIT_TICK_SECONDS, max(0.0, deadline - time.monotonic())))
+        counter = change_counter(use_case.pk)
+        now = time.monotonic()
+        if counter != seen or now - last_read >= WAIT_REREAD_SECONDS:
+            seen, last_read = counter, now
+            page = outcomes_after(use_case=use_case, after=after, limit=limit)
+            if page.outcomes:
+                return page
+    return page
+
+
+def _feed_filter(use_case: UseCase) -> Q:
+    return Q(use_case_id=use_case.pk, type=OUTCOME_DECIDED)
+
+
+def _page(rows: list[Event], after: Position) -> OutcomePage:
+    outcomes = [{**row.data, "cursor": position_of(row).token()} for row in rows]
+    return OutcomePage(outcomes=outcomes, next=position_of(rows[-1]) if rows else after)
