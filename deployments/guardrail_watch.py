@@ -62,6 +62,7 @@ from deployments.selectors import (
 )
 from deployments.services import policy_change
 from reviewapp.core.errors import Conflict, NotFound
+from reviewapp.core.events import events_record
 from reviewapp.reviews.models import Decision, Disagreement, Item
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,11 @@ def _breaches_record(*, use_case, verdicts, config, policy, now) -> list[Guardra
             webhook_url=config.webhook_url,
         )
         for v in verdicts
+    )
+    events_record(
+        type="guardrail.breached",
+        use_case_id=use_case.pk,
+        datas=[breach_payload(b) for b in breaches],
     )
     if config.webhook_url:
         from deployments.tasks import notify_guardrail_breach

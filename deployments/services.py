@@ -41,6 +41,7 @@ from deployments.policy.guardrails import GuardrailsInvalid, guardrails_parse
 from deployments.schema import feature_schema_clean, schema_example_rows
 from deployments.selectors import champion_get, model_version_get, policy_current
 from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.events import event_record
 
 POLICY_FIELDS = (
     "level",
@@ -258,7 +259,7 @@ def policy_change(
     values = {field: getattr(current, field) for field in POLICY_FIELDS}
     values.update(changes)
     _policy_values_check(values)
-    return AutomationPolicy.objects.create(
+    policy = AutomationPolicy.objects.create(
         use_case=use_case,
         version=current.version + 1,
         changed_by=actor,
@@ -268,6 +269,21 @@ def policy_change(
         restored_from=restored_from,
         **values,
     )
+    event_record(type="policy.changed", use_case_id=use_case.pk, data=_policy_changed(policy))
+    return policy
+
+
+def _policy_changed(policy: AutomationPolicy) -> dict:
+    """The ``policy.changed`` event's payload: who (None: a guardrail or ramp step), why, what."""
+    return {
+        "use_case": policy.use_case.slug,
+        "version": policy.version,
+        "level": policy.level,
+        "by": policy.changed_by.get_username() if policy.changed_by else None,
+        "by_system": policy.changed_by_system,
+        "reason": policy.reason,
+        "restored_from": policy.restored_from.version if policy.restored_from else None,
+    }
 
 
 def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") -> AutomationPolicy:
@@ -560,6 +576,11 @@ def _model_version_store(*, model_version: ModelVersion, actor) -> None:
         action=ModelVersionEvent.Action.REGISTER,
         actor=actor,
     )
+    event_record(
+        type="model.changed",
+        use_case_id=use_case.pk,
+        data=_model_changed(model_version, "register", actor),
+    )
     if first:
         ModelVersionEvent.objects.create(
             use_case=use_case,
@@ -567,6 +588,11 @@ def _model_version_store(*, model_version: ModelVersion, actor) -> None:
             action=ModelVersionEvent.Action.PROMOTE,
             actor=actor,
             reason="first model of the use case",
+        )
+        event_record(
+            type="model.changed",
+            use_case_id=use_case.pk,
+            data=_model_changed(model_version, "promote", actor),
         )
 
 
@@ -631,6 +657,18 @@ def _served_here_check(*, use_case: UseCase, model_version: ModelVersion) -> Non
         )
 
 
+def _model_changed(model_version: ModelVersion, action: str, actor, reason: str = "") -> dict:
+    """The ``model.changed`` event's payload."""
+    return {
+        "use_case": model_version.use_case.slug,
+        "action": action,
+        "version": model_version.version,
+        "role": model_version.role,
+        "by": actor.get_username() if actor else None,
+        "reason": reason,
+    }
+
+
 def _role_set(model_version: ModelVersion, role: str) -> None:
     model_version.role = role
     model_version.save(update_fields=["role"])
@@ -658,6 +696,11 @@ def model_version_promote(
         actor=actor,
         reason=reason,
     )
+    event_record(
+        type="model.changed",
+        use_case_id=use_case.pk,
+        data=_model_changed(target, "promote", actor, reason),
+    )
     return target
 
 
@@ -681,6 +724,11 @@ def model_version_challenge(
         actor=actor,
         reason=reason,
     )
+    event_record(
+        type="model.changed",
+        use_case_id=use_case.pk,
+        data=_model_changed(target, "challenge", actor, reason),
+    )
     return target
 
 
@@ -700,6 +748,11 @@ def model_version_retire(
             action=ModelVersionEvent.Action.RETIRE,
             actor=actor,
             reason=reason,
+        )
+        event_record(
+            type="model.changed",
+            use_case_id=use_case.pk,
+            data=_model_changed(target, "retire", actor, reason),
         )
     return target
 
@@ -733,5 +786,10 @@ def model_version_rollback(*, use_case: UseCase, actor, reason: str = "") -> Mod
         previous_champion=current,
         actor=actor,
         reason=reason or f"rolled back from {current.version}",
+    )
+    event_record(
+        type="model.changed",
+        use_case_id=use_case.pk,
+        data=_model_changed(previous, "rollback", actor, reason),
     )
     return previous

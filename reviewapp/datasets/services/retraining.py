@@ -24,6 +24,7 @@ from deployments.models import ModelVersion, UseCase
 from deployments.selectors import champion_get, model_version_get
 from deployments.services import estimator_for, model_version_challenge, model_version_register
 from reviewapp.core.errors import InvalidInput
+from reviewapp.core.events import event_record
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job
 from reviewapp.datasets.models import Export, TrainingRun
@@ -128,6 +129,17 @@ class _Progress:
         self.done = max(self.done, units)
         if self.on_progress:
             self.on_progress(self.done, 100)
+
+
+def _finished(run: TrainingRun, model_version: ModelVersion, metrics: dict) -> dict:
+    """The ``retraining.finished`` event's payload."""
+    return {
+        "training_run": str(run.pk),
+        "model_version": model_version.version,
+        "role": model_version.role,
+        "challenger": metrics.get("challenger"),
+        "champion": metrics.get("champion"),
+    }
 
 
 def training_run_execute(*, run_id, on_progress=None) -> TrainingRun:
@@ -341,6 +353,11 @@ def _execute(run: TrainingRun, progress: _Progress) -> None:
             model_version=model_version,
             metrics=metrics,
             finished_at=timezone.now(),
+        )
+        event_record(
+            type="retraining.finished",
+            use_case_id=use_case.pk,
+            data=_finished(run, model_version, metrics),
         )
     if run.job_id:
         job_finish(
