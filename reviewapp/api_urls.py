@@ -5,6 +5,7 @@ from deployments import readiness_api
 from reviewapp.datasets import api as datasets_api
 from reviewapp.reviews import api as reviews_api
 from reviewapp.reviews import outcomes_api
+from reviewapp.webhooks import api as webhooks_api
 
 use_case = "use-cases/<slug:slug>/"
 
@@ -97,5 +98,27 @@ urlpatterns = [
         f"{use_case}retrainings/<str:run_id>/",
         datasets_api.TrainingRunDetailApi.as_view(),
         name="api-retraining",
+    ),
+    path("webhooks/", webhooks_api.WebhookListApi.as_view(), name="api-webhooks"),
+    path("webhooks/<str:webhook_id>/", webhooks_api.WebhookDetailApi.as_view(), name="api-webhook"),
+    path(
+        "webhooks/<str:webhook_id>/secret/",
+        webhooks_api.WebhookSecretApi.as_view(),
+        name="api-webhook-secret",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/test/",
+        webhooks_api.WebhookTestApi.as_view(),
+        name="api-webhook-test",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/",
+        webhooks_api.WebhookDeliveriesApi.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/retry/",
+        webhooks_api.WebhookRetryApi.as_view(),
+        name="api-webhook-retry",
     ),
 ]

@@ -62,23 +62,24 @@ class CurrentTxid(Func):
         return "pg_current_xact_id()::text::bigint", []
 
 
-def events_record(*, type: str, use_case_id: int | None, datas: Sequence[dict]) -> None:
+def events_record(*, type: str, use_case_id: int | None, datas: Sequence[dict]) -> list[Event]:
     """Append one event of ``type`` per payload. Call inside the writing transaction."""
     if not datas:
-        return
+        return []
     now = timezone.now()
-    Event.objects.bulk_create(
+    events = Event.objects.bulk_create(
         [
             Event(txid=CurrentTxid(), type=type, use_case_id=use_case_id, data=data, created_at=now)
             for data in datas
         ]
     )
     transaction.on_commit(lambda: _announce(type=type, use_case_id=use_case_id))
+    return events
 
 
-def event_record(*, type: str, use_case_id: int | None, data: dict) -> None:
+def event_record(*, type: str, use_case_id: int | None, data: dict) -> Event:
     """Append one event. Call inside the transaction that makes the change it describes."""
-    events_record(type=type, use_case_id=use_case_id, datas=[data])
+    return events_record(type=type, use_case_id=use_case_id, datas=[data])[0]
 
 
 def changed_key(use_case_id: int | None) -> str:

@@ -1,0 +1,76 @@
+"""Celery tasks of the webhooks: thin, ids in, one idempotent service call each."""
+
+import contextlib
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+
+from reviewapp.webhooks.models import Endpoint
+from reviewapp.webhooks.services import deliveries_due, delivery_attempt, events_fanout
+
+logger = logging.getLogger(__name__)
+
+# Set while a fan-out is queued and has not started: commits meanwhile need not queue another.
+FANOUT_QUEUED_KEY = "webhooks:fanout-queued"
+RETRY = {
+    "autoretry_for": (DatabaseError, ConnectionError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="webhooks.fanout", acks_late=True, reject_on_worker_lost=True, **RETRY)
+def fanout() -> int:
+    try:
+        cache.delete(FANOUT_QUEUED_KEY)  # a commit from now on queues a fresh fan-out
+    except Exception:
+        logger.warning("cache unavailable; the sweep covers what this fan-out misses")
+    created = events_fanout()
+    for delivery_id in created:
+        deliver.delay(delivery_id=delivery_id)
+    return len(created)
+
+
+@shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True, **RETRY)
+def deliver(*, delivery_id: int) -> None:
+    wait = delivery_attempt(delivery_id=delivery_id)
+    # A short wait is scheduled here; a long one is left to the sweep (a broker holds a
+    # delayed task only up to its visibility timeout, and the row already says when).
+    if wait is not None and wait <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+        if deliver.app.conf.task_always_eager:
+            return  # embedded mode cannot wait in process: the sweep retries it
+        deliver.apply_async(kwargs={"delivery_id": delivery_id}, countdown=wait)
+
+
+@shared_task(name="webhooks.sweep", acks_late=True, reject_on_worker_lost=True)
+def sweep() -> int:
+    """The beat's sweep: fan out what no commit announced (broker down then), attempt what is
+    due (retries, deliveries whose task was lost)."""
+    for delivery_id in events_fanout():
+        deliver.delay(delivery_id=delivery_id)
+    due = deliveries_due()
+    for delivery_id in due:
+        deliver.delay(delivery_id=delivery_id)
+    return len(due)
+
+
+def fanout_soon(sender=None, **kwargs) -> None:
+    """After a commit that recorded events: queue a fan-out unless one is already waiting.
+    Never raises into the request (the broker or cache may be down; the sweep catches up)."""
+    try:
+        if not Endpoint.objects.filter(active=True).exists():
+            return
+        if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=60):
+            return
+    except Exception:
+        logger.warning("could not check for a queued webhook fan-out; queueing one")
+    try:
+        fanout.delay()
+    except Exception:
+        logger.exception("could not queue the webhook fan-out; left to the sweep")
+        with contextlib.suppress(Exception):
+            cache.delete(FANOUT_QUEUED_KEY)
