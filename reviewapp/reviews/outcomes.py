@@ -80,7 +80,13 @@ def outcomes_after(*, use_case: UseCase, after: Position, limit: int) -> Outcome
 
 
 def outcomes_wait(
-    *, use_case: UseCase, after: Position, limit: int, wait: float, sleep=time.sleep
+    *,
+    use_case: UseCase,
+    after: Position,
+    limit: int,
+    wait: float,
+    sleep=time.sleep,
+    clock=time.monotonic,
 ) -> OutcomePage:
     """Like ``outcomes_after``, but wait up to ``wait`` seconds for an outcome to arrive.
 
@@ -92,15 +98,15 @@ def outcomes_wait(
     page = outcomes_after(use_case=use_case, after=after, limit=limit)
     if page.outcomes or wait <= 0:
         return page
-    deadline = time.monotonic() + wait
+    deadline = clock() + wait
     seen = change_counter(use_case.pk)
-    last_read = time.monotonic()
-    while time.monotonic() < deadline:
+    last_read = clock()
+    while clock() < deadline:
         if not connection.in_atomic_block:
             connection.close()
-        sleep(min(WAIT_TICK_SECONDS, max(0.0, deadline - time.monotonic())))
+        sleep(min(WAIT_TICK_SECONDS, max(0.0, deadline - clock())))
         counter = change_counter(use_case.pk)
-        now = time.monotonic()
+        now = clock()
         if counter != seen or now - last_read >= WAIT_REREAD_SECONDS:
             seen, last_read = counter, now
             page = outcomes_after(use_case=use_case, after=after, limit=limit)

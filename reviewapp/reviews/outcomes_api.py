@@ -60,11 +60,13 @@ class OutcomeFeedApi(APIView):
                 "after", OpenApiTypes.STR, description="The `next` of the previous call."
             ),
             OpenApiParameter(
-                "limit", OpenApiTypes.INT, description=f"1 to {FEED_LIMIT_MAX} (default 100)."
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": FEED_LIMIT_MAX},
+                description=f"1 to {FEED_LIMIT_MAX} (default 100).",
             ),
             OpenApiParameter(
                 "wait",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 0, "maximum": WAIT_MAX_SECONDS},
                 description=f"Seconds (0 to {WAIT_MAX_SECONDS}) to wait for an outcome when "
                 "none is ready (long poll).",
             ),

@@ -263,6 +263,16 @@ task_page = "/queue/{slug}/tasks/{task}/"
 CONTROL = "/control/use-cases/{slug}/"
 PAGES = [
     ("home page", "get", "/", None, EVERYONE),
+    ("webhooks page", "get", "/webhooks/", None, {M, A}),
+    (
+        "register a webhook page",
+        "post",
+        "/webhooks/new/",
+        lambda ctx: {"url": "http://10.0.0.1/", "events": "outcome.decided"},
+        {M, A},
+    ),
+    ("webhook action", "post", "/webhooks/999999/test/", None, {M, A}),
+    ("retry a delivery page", "post", "/webhooks/999999/deliveries/1/retry/", None, {M, A}),
     ("queue page", "get", "/queue/{slug}/", None, {R, M, A}),
     ("queue size", "get", "/queue/{slug}/stats/", None, {R, M, A}),
     ("decide from the page", "post", task_page + "decide/", None, {R, M, A}),
