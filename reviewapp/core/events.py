@@ -150,3 +150,11 @@ def events_after(*, after: Position, limit: int, filters: Q | None = None) -> li
 
 def position_of(event: Event) -> Position:
     return Position(txid=event.txid, id=event.id)
+
+
+def events_behind_horizon() -> bool:
+    """Whether committed-or-running events wait for older transactions to end before they can
+    be read (a reader that found nothing may look again shortly). Always False on SQLite."""
+    if connection.vendor != "postgresql":
+        return False
+    return Event.objects.filter(txid__gte=RawSQL(HORIZON_SQL, [])).exists()

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -181,8 +182,14 @@ def _interested(endpoints: list[Endpoint]) -> Callable[[Event], list[Endpoint]]:
     return match
 
 
-def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> list[int]:
-    """Turn the next readable events into deliveries; return the new deliveries' ids.
+@dataclass(frozen=True)
+class Fanout:
+    delivery_ids: list[int]
+    events_read: int
+
+
+def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> Fanout:
+    """Turn the next readable events (up to ``batch``) into deliveries.
 
     Holds the cursor row's lock for the batch, so two fan-outs never hand out the same events.
     """
@@ -196,7 +203,7 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
             filters=~Q(type=TEST_EVENT),
         )
         if not events:
-            return []
+            return Fanout(delivery_ids=[], events_read=0)
         endpoints = list(
             Endpoint.objects.filter(active=True, paused_at__isnull=True)
             .select_related("created_by")
@@ -212,13 +219,14 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
         last = events[-1]
         cursor.txid, cursor.event_id = last.txid, last.id
         cursor.save(update_fields=["txid", "event_id"])
+    ids = [d.pk for d in created]
     if created and created[0].pk is None:  # ignore_conflicts returns no ids on some databases
-        return list(
+        ids = list(
             Delivery.objects.filter(
                 event_id__in=[e.id for e in events], state=Delivery.State.PENDING
             ).values_list("pk", flat=True)
         )
-    return [d.pk for d in created]
+    return Fanout(delivery_ids=ids, events_read=len(events))
 
 
 # --- delivering -------------------------------------------------------------------------------

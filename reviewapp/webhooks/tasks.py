@@ -8,13 +8,22 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
+from reviewapp.core.events import events_behind_horizon
 from reviewapp.webhooks.models import Endpoint
-from reviewapp.webhooks.services import deliveries_due, delivery_attempt, events_fanout
+from reviewapp.webhooks.services import (
+    FANOUT_BATCH,
+    deliveries_due,
+    delivery_attempt,
+    events_fanout,
+)
 
 logger = logging.getLogger(__name__)
 
 # Set while a fan-out is queued and has not started: commits meanwhile need not queue another.
+# Short-lived, so that with a per-process cache (locmem) a commit waits at most this long.
 FANOUT_QUEUED_KEY = "webhooks:fanout-queued"
+FANOUT_QUEUED_SECONDS = 2
+FANOUT_RECHECK_SECONDS = 0.5
 RETRY = {
     "autoretry_for": (DatabaseError, ConnectionError),
     "retry_backoff": True,
@@ -29,10 +38,23 @@ def fanout() -> int:
         cache.delete(FANOUT_QUEUED_KEY)  # a commit from now on queues a fresh fan-out
     except Exception:
         logger.warning("cache unavailable; the sweep covers what this fan-out misses")
-    created = events_fanout()
-    for delivery_id in created:
-        deliver.delay(delivery_id=delivery_id)
-    return len(created)
+    sent = _fanout_all()
+    if not fanout.app.conf.task_always_eager and events_behind_horizon():
+        # Events that older transactions still hide: look again shortly, not at the next sweep.
+        fanout.apply_async(countdown=FANOUT_RECHECK_SECONDS)
+    return sent
+
+
+def _fanout_all() -> int:
+    """Fan out batch after batch until the readable events are all handed out."""
+    sent = 0
+    while True:
+        batch = events_fanout()
+        for delivery_id in batch.delivery_ids:
+            deliver.delay(delivery_id=delivery_id)
+        sent += len(batch.delivery_ids)
+        if batch.events_read < FANOUT_BATCH:
+            return sent
 
 
 @shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True, **RETRY)
@@ -50,8 +72,7 @@ def deliver(*, delivery_id: int) -> None:
 def sweep() -> int:
     """The beat's sweep: fan out what no commit announced (broker down then), attempt what is
     due (retries, deliveries whose task was lost)."""
-    for delivery_id in events_fanout():
-        deliver.delay(delivery_id=delivery_id)
+    _fanout_all()
     due = deliveries_due()
     for delivery_id in due:
         deliver.delay(delivery_id=delivery_id)
@@ -64,7 +85,7 @@ def fanout_soon(sender=None, **kwargs) -> None:
     try:
         if not Endpoint.objects.filter(active=True).exists():
             return
-        if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=60):
+        if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=FANOUT_QUEUED_SECONDS):
             return
     except Exception:
         logger.warning("could not check for a queued webhook fan-out; queueing one")
