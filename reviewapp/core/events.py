@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Func, Q
+from django.db.models import BigIntegerField, BooleanField, Func, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.dispatch import Signal
 from django.utils import timezone
@@ -132,20 +132,30 @@ def position_parse(raw: str | None, *, field: str = "after") -> Position:
     raise InvalidInput({field: ["not a cursor this feed gave out (use the last `next`)"]})
 
 
-def events_after(*, after: Position, limit: int, filters: Q | None = None) -> list[Event]:
-    """Up to ``limit`` readable events after ``after``, in position order.
+def events_readable(*, after: Position, filters: Q | None = None) -> QuerySet[Event]:
+    """The readable events after ``after``, in position order (slice it).
 
     Readable means below the oldest running transaction (the module's rule); the filter and the
-    horizon are one statement, so they see the same snapshot.
+    horizon are one statement, so they see the same snapshot. The position comparison is a row
+    comparison, which PostgreSQL answers from the ``(…, txid, id)`` indexes as one range.
     """
     events = Event.objects.filter(
-        Q(txid__gt=after.txid) | Q(txid=after.txid, id__gt=after.id)
+        RawSQL(
+            '("core_event"."txid", "core_event"."id") > (%s, %s)',
+            [after.txid, after.id],
+            output_field=BooleanField(),
+        )
     ).order_by("txid", "id")
     if filters is not None:
         events = events.filter(filters)
     if connection.vendor == "postgresql":
         events = events.filter(txid__lt=RawSQL(HORIZON_SQL, []))
-    return list(events[:limit])
+    return events
+
+
+def events_after(*, after: Position, limit: int, filters: Q | None = None) -> list[Event]:
+    """Up to ``limit`` readable events after ``after``, in position order."""
+    return list(events_readable(after=after, filters=filters)[:limit])
 
 
 def position_of(event: Event) -> Position:

@@ -14,13 +14,7 @@ from django.db import connection
 from django.db.models import Q
 
 from deployments.models import UseCase
-from reviewapp.core.events import (
-    Position,
-    change_counter,
-    events_after,
-    position_of,
-)
-from reviewapp.core.models import Event
+from reviewapp.core.events import Position, change_counter, events_readable
 
 OUTCOME_DECIDED = "outcome.decided"
 ITEM_ESCALATED = "item.escalated"
@@ -71,12 +65,16 @@ class OutcomePage:
 
 def outcomes_after(*, use_case: UseCase, after: Position, limit: int) -> OutcomePage:
     """The next ``limit`` final outcomes of the use case after ``after``, each with its cursor."""
-    rows = events_after(
-        after=after,
-        limit=limit,
-        filters=_feed_filter(use_case),
+    rows = list(
+        events_readable(after=after, filters=_feed_filter(use_case)).values_list(
+            "txid", "id", "data"
+        )[:limit]
     )
-    return _page(rows, after)
+    outcomes = [
+        {**data, "cursor": Position(txid, event_id).token()} for txid, event_id, data in rows
+    ]
+    last = Position(rows[-1][0], rows[-1][1]) if rows else after
+    return OutcomePage(outcomes=outcomes, next=last)
 
 
 def outcomes_wait(
@@ -117,8 +115,3 @@ def outcomes_wait(
 
 def _feed_filter(use_case: UseCase) -> Q:
     return Q(use_case_id=use_case.pk, type=OUTCOME_DECIDED)
-
-
-def _page(rows: list[Event], after: Position) -> OutcomePage:
-    outcomes = [{**row.data, "cursor": position_of(row).token()} for row in rows]
-    return OutcomePage(outcomes=outcomes, next=position_of(rows[-1]) if rows else after)

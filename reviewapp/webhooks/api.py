@@ -180,7 +180,7 @@ class WebhookRetryApi(_ManagersOnly):
     def post(self, request, webhook_id: str, delivery_id: str):
         endpoint = endpoint_get_for(user=request.user, endpoint_id=webhook_id)
         delivery = delivery_retry(endpoint=endpoint, delivery_id=delivery_id)
-        deliver.delay_on_commit(delivery_id=delivery.pk)
+        deliver.delay_on_commit(delivery_ids=[delivery.pk])
         return Response(delivery_public(delivery), status=status.HTTP_202_ACCEPTED)
 
 
@@ -198,5 +198,5 @@ class WebhookTestApi(_ManagersOnly):
     def post(self, request, webhook_id: str):
         endpoint = endpoint_get_for(user=request.user, endpoint_id=webhook_id)
         delivery = endpoint_test_send(endpoint=endpoint, user=request.user)
-        deliver.delay_on_commit(delivery_id=delivery.pk)
+        deliver.delay_on_commit(delivery_ids=[delivery.pk])
         return Response({"delivery": delivery.pk}, status=status.HTTP_202_ACCEPTED)

@@ -45,6 +45,7 @@ FANOUT_CURSOR = "webhooks"
 FANOUT_BATCH = 1000
 # How long a worker holds a delivery it is sending before another may take it.
 DELIVERY_LEASE = timedelta(seconds=120)
+SUCCESS_NOTED_EVERY = timedelta(seconds=60)
 
 
 def secret_new() -> str:
@@ -172,10 +173,12 @@ def _interested(endpoints: list[Endpoint]) -> Callable[[Event], list[Endpoint]]:
             scopes[endpoint.pk] = {u.pk for u in endpoint.use_cases.all()}
 
     def match(event: Event) -> list[Endpoint]:
+        # An endpoint hears what happens from its registration on, not the history before it.
         return [
             e
             for e in endpoints
             if event.type in e.events
+            and event.created_at >= e.created_at
             and (event.use_case_id is None or event.use_case_id in scopes[e.pk])
         ]
 
@@ -253,46 +256,68 @@ def message_headers(*, endpoint: Endpoint, message_id: str, body: bytes, now: da
     }
 
 
-def _claim(*, delivery_id: int, now: datetime) -> Delivery | None:
-    """Take a due pending delivery for one attempt (a lease), or None: not due, done, gone,
-    held by another worker, or its endpoint paused or inactive."""
+def _claim(*, delivery_ids: list[int], now: datetime) -> list[Delivery]:
+    """Take the due pending deliveries among ``delivery_ids`` for one attempt each (a lease):
+    not those already done, gone, held by another worker, or whose endpoint is paused."""
     with transaction.atomic():
-        delivery = (
+        deliveries = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("endpoint", "event")
             .filter(
-                pk=delivery_id,
+                pk__in=delivery_ids,
                 state=Delivery.State.PENDING,
                 next_attempt_at__lte=now,
                 endpoint__active=True,
                 endpoint__paused_at__isnull=True,
             )
-            .first()
+            .order_by("id")
         )
-        if delivery is None:
-            return None
-        delivery.next_attempt_at = now + DELIVERY_LEASE
-        delivery.save(update_fields=["next_attempt_at"])
-    return delivery
+        if deliveries:
+            Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
+                next_attempt_at=now + DELIVERY_LEASE
+            )
+    return deliveries
+
+
+def deliveries_attempt(
+    *,
+    delivery_ids: list[int],
+    now: datetime | None = None,
+    post: Callable[..., Response] = target_post,
+) -> dict[int, float]:
+    """Attempt the due deliveries among ``delivery_ids``, one after the other; return, for each
+    that failed and will be retried, the seconds until its next attempt is due.
+
+    Claimed in one transaction and recorded in one, so a batch costs two commits however many
+    deliveries it holds; nothing is held open while the receivers answer.
+    """
+    now = now or timezone.now()
+    deliveries = _claim(delivery_ids=delivery_ids, now=now)
+    answers = []
+    for delivery in deliveries:
+        body = message_body(delivery.event)
+        headers = message_headers(
+            endpoint=delivery.endpoint, message_id=delivery.message_id, body=body, now=now
+        )
+        answers.append(post(url=delivery.endpoint.url, body=body, headers=headers))
+    waits: dict[int, float] = {}
+    with transaction.atomic():
+        for delivery, answer in zip(deliveries, answers, strict=True):
+            wait = _attempt_record(delivery=delivery, answer=answer, now=now)
+            if wait is not None:
+                waits[delivery.pk] = wait
+    return waits
 
 
 def delivery_attempt(
     *, delivery_id: int, now: datetime | None = None, post: Callable[..., Response] = target_post
 ) -> float | None:
-    """Attempt a delivery if it is due; return the seconds until the next attempt is due
-    (None when there is none: delivered, given up, or not ours to attempt now)."""
-    now = now or timezone.now()
-    delivery = _claim(delivery_id=delivery_id, now=now)
-    if delivery is None:
-        return None
-    endpoint = delivery.endpoint
-    body = message_body(delivery.event)
-    headers = message_headers(endpoint=endpoint, message_id=delivery.message_id, body=body, now=now)
-    answer = post(url=endpoint.url, body=body, headers=headers)
-    return _attempt_record(delivery=delivery, answer=answer, now=now)
+    """Attempt one delivery if it is due; the seconds until its retry is due, or None."""
+    return deliveries_attempt(delivery_ids=[delivery_id], now=now, post=post).get(delivery_id)
 
 
 def _attempt_record(*, delivery: Delivery, answer: Response, now: datetime) -> float | None:
+    """Call inside a transaction."""
     schedule = retry_schedule()
     attempts = delivery.attempts + 1
     values: dict[str, Any] = {
@@ -310,35 +335,39 @@ def _attempt_record(*, delivery: Delivery, answer: Response, now: datetime) -> f
     else:
         wait = schedule[attempts - 1]
         values["next_attempt_at"] = now + timedelta(seconds=wait)
-    with transaction.atomic():
-        # Conditional on the row still being there and pending: a deleted endpoint took its
-        # deliveries with it, and a retry button may have reset it meanwhile.
-        Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(**values)
-        endpoint = Endpoint.objects.select_for_update().filter(pk=delivery.endpoint_id).first()
-        if endpoint is not None:
-            _endpoint_health(endpoint=endpoint, delivery=delivery, values=values, now=now)
-    event_log(
-        "webhook_attempt",
-        endpoint=delivery.endpoint_id,
-        event_id=delivery.event_id,
-        attempt=attempts,
-        status=answer.status,
-        error=answer.error or None,
-        latency_ms=answer.latency_ms,
-    )
+    # Conditional on the row still being there and pending: a deleted endpoint took its
+    # deliveries with it, and a retry button may have reset it meanwhile.
+    Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(**values)
+    _endpoint_health(endpoint=delivery.endpoint, delivery=delivery, values=values, now=now)
+    if not answer.ok:
+        event_log(
+            "webhook_failed",
+            endpoint=delivery.endpoint_id,
+            event_id=delivery.event_id,
+            attempt=attempts,
+            status=answer.status,
+            error=answer.error,
+            latency_ms=answer.latency_ms,
+        )
     return wait
 
 
 def _endpoint_health(*, endpoint: Endpoint, delivery: Delivery, values: dict, now) -> None:
     """Track how long the endpoint has been failing; pause it once a delivery has used up its
-    whole schedule with no success from the endpoint in that time (it keeps failing)."""
+    whole schedule with no success from the endpoint in that time (it keeps failing).
+
+    Writes only when something changes (a success is noted at most once a minute), so a
+    healthy endpoint's deliveries do not queue on its row.
+    """
     if values.get("state") == Delivery.State.DELIVERED:
-        endpoint.failing_since, endpoint.last_success_at = None, now
-        endpoint.save(update_fields=["failing_since", "last_success_at"])
+        fresh = endpoint.last_success_at and now - endpoint.last_success_at < SUCCESS_NOTED_EVERY
+        if endpoint.failing_since is not None or not fresh:
+            endpoint.failing_since, endpoint.last_success_at = None, now
+            Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=None, last_success_at=now)
         return
     if endpoint.failing_since is None:
         endpoint.failing_since = now
-        endpoint.save(update_fields=["failing_since"])
+        Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=now)
     no_success_since = endpoint.last_success_at is None or (
         endpoint.last_success_at < delivery.created_at
     )
@@ -348,8 +377,10 @@ def _endpoint_health(*, endpoint: Endpoint, delivery: Delivery, values: dict, no
             f"Paused after failing since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC: "
             f"{values['last_error'] or 'no answer'}. Fix the receiver, then resume it."
         )
-        endpoint.save(update_fields=["paused_at", "paused_reason"])
-        # The notice: managers see it on the webhooks page and in the log.
+        Endpoint.objects.filter(pk=endpoint.pk).update(
+            paused_at=now, paused_reason=endpoint.paused_reason
+        )
+        # The notice: managers see it on the webhooks page (a banner) and in the log.
         logger.warning("webhook endpoint %s paused: %s", endpoint.pk, endpoint.paused_reason)
         event_log("webhook_paused", endpoint=endpoint.pk, url=endpoint.url)
 

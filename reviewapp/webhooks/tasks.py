@@ -12,8 +12,8 @@ from reviewapp.core.events import events_behind_horizon
 from reviewapp.webhooks.models import Endpoint
 from reviewapp.webhooks.services import (
     FANOUT_BATCH,
+    deliveries_attempt,
     deliveries_due,
-    delivery_attempt,
     events_fanout,
 )
 
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 FANOUT_QUEUED_KEY = "webhooks:fanout-queued"
 FANOUT_QUEUED_SECONDS = 2
 FANOUT_RECHECK_SECONDS = 0.5
+# Deliveries per task: enough to spread over the workers, few enough to share two commits.
+DELIVERY_BATCH = 25
 RETRY = {
     "autoretry_for": (DatabaseError, ConnectionError),
     "retry_backoff": True,
@@ -50,22 +52,31 @@ def _fanout_all() -> int:
     sent = 0
     while True:
         batch = events_fanout()
-        for delivery_id in batch.delivery_ids:
-            deliver.delay(delivery_id=delivery_id)
+        deliver_soon(batch.delivery_ids)
         sent += len(batch.delivery_ids)
         if batch.events_read < FANOUT_BATCH:
             return sent
 
 
 @shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True, **RETRY)
-def deliver(*, delivery_id: int) -> None:
-    wait = delivery_attempt(delivery_id=delivery_id)
+def deliver(*, delivery_ids: list[int]) -> None:
+    waits = deliveries_attempt(delivery_ids=delivery_ids)
     # A short wait is scheduled here; a long one is left to the sweep (a broker holds a
     # delayed task only up to its visibility timeout, and the row already says when).
-    if wait is not None and wait <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
-        if deliver.app.conf.task_always_eager:
-            return  # embedded mode cannot wait in process: the sweep retries it
-        deliver.apply_async(kwargs={"delivery_id": delivery_id}, countdown=wait)
+    if deliver.app.conf.task_always_eager:
+        return  # embedded mode cannot wait in process: the sweep retries
+    soon: dict[float, list[int]] = {}
+    for delivery_id, wait in waits.items():
+        if wait <= settings.WEBHOOK_COUNTDOWN_MAX_SECONDS:
+            soon.setdefault(wait, []).append(delivery_id)
+    for wait, ids in soon.items():
+        deliver.apply_async(kwargs={"delivery_ids": ids}, countdown=wait)
+
+
+def deliver_soon(delivery_ids: list[int]) -> None:
+    """Queue the deliveries in batches (each batch costs two commits, not two per delivery)."""
+    for start in range(0, len(delivery_ids), DELIVERY_BATCH):
+        deliver.delay(delivery_ids=delivery_ids[start : start + DELIVERY_BATCH])
 
 
 @shared_task(name="webhooks.sweep", acks_late=True, reject_on_worker_lost=True)
@@ -74,8 +85,7 @@ def sweep() -> int:
     due (retries, deliveries whose task was lost)."""
     _fanout_all()
     due = deliveries_due()
-    for delivery_id in due:
-        deliver.delay(delivery_id=delivery_id)
+    deliver_soon(due)
     return len(due)
 
 

@@ -100,7 +100,7 @@ def webhook_action(request, endpoint_id, action):
         request.session[SECRET_SESSION_KEY] = {"id": endpoint.pk, "secret": endpoint.secret}
     elif action == "test":
         delivery = endpoint_test_send(endpoint=endpoint, user=request.user)
-        deliver.delay_on_commit(delivery_id=delivery.pk)
+        deliver.delay_on_commit(delivery_ids=[delivery.pk])
         messages.success(request, "Test event sent.")
     elif action in ("pause", "resume"):
         endpoint_update(
@@ -119,6 +119,6 @@ def webhook_action(request, endpoint_id, action):
 def delivery_retry_view(request, endpoint_id, delivery_id):
     endpoint = endpoint_get_for(user=request.user, endpoint_id=endpoint_id)
     delivery = delivery_retry(endpoint=endpoint, delivery_id=delivery_id)
-    deliver.delay_on_commit(delivery_id=delivery.pk)
+    deliver.delay_on_commit(delivery_ids=[delivery.pk])
     messages.success(request, f"Retrying delivery {delivery.pk}.")
     return _see_other(reverse("webhooks:page") + f"#endpoint-{endpoint.pk}")
