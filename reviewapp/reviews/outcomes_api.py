@@ -1,9 +1,9 @@
 """REST API: the outcome feed, every final outcome of a use case once, in commit order."""
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deployments.selectors import use_case_get_for
@@ -84,5 +84,6 @@ class OutcomeFeedApi(APIView):
             request.query_params, "limit", default=FEED_LIMIT_DEFAULT, low=1, high=FEED_LIMIT_MAX
         )
         wait = _int_param(request.query_params, "wait", default=0, low=0, high=WAIT_MAX_SECONDS)
-        page = outcomes_wait(use_case=use_case, after=after, limit=limit, wait=wait)
-        return Response({"outcomes": page.outcomes, "next": page.next.token()})
+        body = outcomes_wait(use_case=use_case, after=after, limit=limit, wait=wait, as_json=True)
+        # Already JSON: the stored payloads are passed through, not decoded and encoded again.
+        return HttpResponse(body, content_type="application/json")
