@@ -6,6 +6,8 @@ from reviewapp.core import jobs_api
 from reviewapp.datasets import api as datasets_api
 from reviewapp.monitoring import api as monitoring_api
 from reviewapp.reviews import api as reviews_api
+from reviewapp.reviews import outcomes_api
+from reviewapp.webhooks import api as webhooks_api
 
 use_case = "use-cases/<slug:slug>/"
 
@@ -65,6 +67,7 @@ urlpatterns = [
         datasets_api.DisagreementExportApi.as_view(),
         name="api-disagreements",
     ),
+    path(f"{use_case}outcomes/", outcomes_api.OutcomeFeedApi.as_view(), name="api-outcomes"),
     path(f"{use_case}metrics/", monitoring_api.MetricsApi.as_view(), name="api-metrics"),
     path("jobs/<str:job_id>/", jobs_api.JobDetailApi.as_view(), name="api-job"),
     path(
@@ -97,5 +100,27 @@ urlpatterns = [
         f"{use_case}retrainings/<str:run_id>/",
         datasets_api.TrainingRunDetailApi.as_view(),
         name="api-retraining",
+    ),
+    path("webhooks/", webhooks_api.WebhookListApi.as_view(), name="api-webhooks"),
+    path("webhooks/<str:webhook_id>/", webhooks_api.WebhookDetailApi.as_view(), name="api-webhook"),
+    path(
+        "webhooks/<str:webhook_id>/secret/",
+        webhooks_api.WebhookSecretApi.as_view(),
+        name="api-webhook-secret",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/test/",
+        webhooks_api.WebhookTestApi.as_view(),
+        name="api-webhook-test",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/",
+        webhooks_api.WebhookDeliveriesApi.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/retry/",
+        webhooks_api.WebhookRetryApi.as_view(),
+        name="api-webhook-retry",
     ),
 ]

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "reviewapp.demo",
     "reviewapp.monitoring",
     "reviewapp.datasets",
+    "reviewapp.webhooks.apps.WebhooksConfig",
 ]
 
 MIDDLEWARE = [
@@ -405,4 +406,29 @@ SYSTEM_BROKER_QUEUES = env_list("SYSTEM_BROKER_QUEUES", [])
 CELERY_BEAT_SCHEDULE["watch-system"] = {
     "task": "monitoring.watch_system",
     "schedule": int(os.environ.get("SYSTEM_WATCH_SECONDS", "60")),
+}
+
+# --- webhooks ---------------------------------------------------------------------------------
+# Hosts a webhook may reach although they resolve to a loopback, private, link-local or other
+# non-public address (comma-separated names or IPs, e.g. "hooks.internal,10.0.0.7").
+WEBHOOK_ALLOWED_HOSTS = [
+    h.strip().lower() for h in os.environ.get("WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()
+]
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT_SECONDS", "3"))
+WEBHOOK_READ_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_READ_TIMEOUT_SECONDS", "10"))
+WEBHOOK_MAX_RESPONSE_BYTES = int(os.environ.get("WEBHOOK_MAX_RESPONSE_BYTES", "65536"))
+# Seconds between a failed attempt and the next: the Standard Webhooks schedule (5 s, 5 min,
+# 30 min, 2 h, 5 h, 10 h, 10 h: eight attempts over ~27 hours). After the last, the delivery
+# fails; an endpoint that failed all that time is paused.
+WEBHOOK_RETRY_SCHEDULE = [
+    float(s)
+    for s in os.environ.get("WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000").split(
+        ","
+    )
+]
+# Retries up to this far ahead are scheduled on the broker; later ones are left to the sweep.
+WEBHOOK_COUNTDOWN_MAX_SECONDS = float(os.environ.get("WEBHOOK_COUNTDOWN_MAX_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {
+    "task": "webhooks.sweep",
+    "schedule": int(os.environ.get("WEBHOOK_SWEEP_SECONDS", "10")),
 }

@@ -18,6 +18,7 @@ urlpatterns = [
     path("datasets/", include("reviewapp.datasets.urls")),
     path("api/v1/", include("reviewapp.api_urls")),
     path("monitoring/", include("reviewapp.monitoring.urls")),
+    path("webhooks/", include("reviewapp.webhooks.urls")),
     path("metrics", monitoring_api.PrometheusMetricsApi.as_view(), name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

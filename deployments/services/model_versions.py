@@ -25,6 +25,7 @@ from deployments.services.estimators import estimator_cache_put, model_load_limi
 from deployments.services.model_uploads import model_check, reference_frame
 from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.events import event_record
 
 NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"
 
@@ -129,6 +130,7 @@ def _model_version_store(*, model_version: ModelVersion, actor) -> None:
         action=ModelVersionEvent.Action.REGISTER,
         actor=actor,
     )
+    _model_changed_record(model_version, "register", actor)
     if first:
         ModelVersionEvent.objects.create(
             use_case=use_case,
@@ -137,6 +139,25 @@ def _model_version_store(*, model_version: ModelVersion, actor) -> None:
             actor=actor,
             reason="first model of the use case",
         )
+        _model_changed_record(model_version, "promote", actor, "first model of the use case")
+
+
+def _model_changed_record(
+    model_version: ModelVersion, action: str, actor, reason: str = ""
+) -> None:
+    """Append the ``model.changed`` event, in the caller's transaction."""
+    event_record(
+        type="model.changed",
+        use_case_id=model_version.use_case_id,
+        data={
+            "use_case": model_version.use_case.slug,
+            "action": action,
+            "version": model_version.version,
+            "role": model_version.role,
+            "by": actor.get_username() if actor else None,
+            "reason": reason,
+        },
+    )
 
 
 def model_version_external_get_or_register(*, use_case: UseCase, version: str) -> ModelVersion:
@@ -179,6 +200,9 @@ def model_version_external_get_or_register(*, use_case: UseCase, version: str) -
             reason="first version the callers served"
             if first
             else "served by callers beside the champion",
+        )
+        _model_changed_record(
+            model_version, "register", None, "first seen in a caller's prediction"
         )
     return model_version
 
@@ -276,6 +300,7 @@ def _transition(
         actor=actor,
         reason=reason,
     )
+    _model_changed_record(target, transition.action, actor, reason)
     return target
 
 

@@ -13,6 +13,7 @@ from deployments.policy.guardrails import GuardrailsInvalid, guardrails_parse
 from deployments.selectors import policy_current
 from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import InvalidInput
+from reviewapp.core.events import event_record
 
 POLICY_FIELDS = (
     "level",
@@ -102,7 +103,7 @@ def policy_change(
     values = {field: getattr(current, field) for field in POLICY_FIELDS}
     values.update(changes)
     _policy_values_check(values)
-    return AutomationPolicy.objects.create(
+    policy = AutomationPolicy.objects.create(
         use_case=use_case,
         version=current.version + 1,
         changed_by=actor,
@@ -112,6 +113,21 @@ def policy_change(
         restored_from=restored_from,
         **values,
     )
+    event_record(type="policy.changed", use_case_id=use_case.pk, data=_policy_changed(policy))
+    return policy
+
+
+def _policy_changed(policy: AutomationPolicy) -> dict:
+    """The ``policy.changed`` event's payload: who (None: a guardrail or ramp step), why, what."""
+    return {
+        "use_case": policy.use_case.slug,
+        "version": policy.version,
+        "level": policy.level,
+        "by": policy.changed_by.get_username() if policy.changed_by else None,
+        "by_system": policy.changed_by_system,
+        "reason": policy.reason,
+        "restored_from": policy.restored_from.version if policy.restored_from else None,
+    }
 
 
 def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") -> AutomationPolicy:

@@ -63,6 +63,7 @@ from reviewapp.control.ramp_plans import (
     ramp_progress,
 )
 from reviewapp.core.errors import Conflict, NotFound
+from reviewapp.core.events import events_record
 from reviewapp.reviews.models import Decision, Disagreement, Item
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,11 @@ def _breaches_record(*, use_case, verdicts, config, policy, now) -> list[Guardra
             webhook_url=config.webhook_url,
         )
         for v in verdicts
+    )
+    events_record(
+        type="guardrail.breached",
+        use_case_id=use_case.pk,
+        datas=[breach_payload(b) for b in breaches],
     )
     if config.webhook_url:
         # The tasks module imports this service to run it, so the task is imported here.

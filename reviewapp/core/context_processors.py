@@ -35,6 +35,7 @@ NAV_ITEMS: list[dict] = [
         "url_name": "datasets",
         "roles": frozenset({Role.ML_ENGINEER, Role.MANAGER, Role.ADMIN}),
     },
+    {"label": "Webhooks", "url_name": "webhooks:page", "roles": MANAGERS},
     {
         "label": "API docs",
         "url_name": "api-docs",

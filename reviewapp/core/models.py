@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from reviewapp.core.append_only import AppendOnlyModel
+
 
 class Job(models.Model):
     """A piece of asynchronous work a user can follow: its state and progress."""
@@ -48,3 +50,37 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.state} {self.done}/{self.total})"
+
+
+class Event(AppendOnlyModel):
+    """One row of the outbox: something happened, written in the transaction that made it happen.
+
+    Append-only. ``txid`` is the writing transaction's id on PostgreSQL (0 on SQLite); readers
+    order by ``(txid, id)`` and see only rows whose transaction is older than every transaction
+    still running (see ``reviewapp.core.events``), so a cursor over that order never skips a row
+    that commits late.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    txid = models.BigIntegerField(default=0)
+    type = models.CharField(max_length=64)
+    use_case = models.ForeignKey(
+        "deployments.UseCase",
+        null=True,
+        blank=True,
+        # Events outlive what they describe: no cascade, no constraint to trip a deletion.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["txid", "id"], name="core_event_position"),
+            models.Index(fields=["use_case", "type", "txid", "id"], name="core_event_feed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.id}"

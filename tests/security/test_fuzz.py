@@ -7,6 +7,7 @@ ones the schema documents, invalid input is refused, valid input accepted. Gener
 derandomized so CI sees the same requests on every run.
 """
 
+import functools
 import json
 
 import hypothesis
@@ -48,7 +49,22 @@ DEPENDS_ON_THE_USE_CASE = {
     "POST /api/v1/use-cases/{slug}/items/": "features are the use case's declared features",
     "POST /api/v1/use-cases/{slug}/items/batch/": "features are the use case's declared features",
     "POST /api/v1/use-cases/{slug}/models/": "the file must be a loadable skops model",
+    "GET /api/v1/use-cases/{slug}/outcomes/": "after must be a cursor the feed gave out",
+    "POST /api/v1/webhooks/": "the URL must resolve to a public address",
+    "PATCH /api/v1/webhooks/{webhook_id}/": "the URL must resolve to a public address",
 }
+
+
+@pytest.fixture(autouse=True)
+def _feed_waits_on_a_fake_clock(monkeypatch):
+    """A long poll on an empty feed would wait up to 30 real seconds per request."""
+    from reviewapp.reviews import outcomes, outcomes_api
+
+    ticks = iter(range(10**9))
+    waited = functools.partial(
+        outcomes.outcomes_wait, sleep=lambda seconds: None, clock=lambda: next(ticks) * 5.0
+    )
+    monkeypatch.setattr(outcomes_api, "outcomes_wait", waited)
 
 
 @pytest.fixture

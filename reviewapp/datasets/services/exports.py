@@ -25,6 +25,7 @@ from django.utils import timezone
 from deployments.models import ModelVersion, UseCase
 from deployments.selectors import can_view_pii
 from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.events import event_record
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job
 from reviewapp.datasets.export_formats import FORMATS
@@ -349,20 +350,29 @@ def _write(export: Export, on_progress: Progress | None) -> None:
     export_storage().save(
         stored + MANIFEST_SUFFIX, ContentFile(json.dumps(manifest, indent=2).encode())
     )
-    Export.objects.filter(pk=export.pk).update(
-        state=Export.State.READY,
-        file_name=stored,
-        sha256=sha256,
-        size_bytes=size,
-        row_count=summary.rows,
-        manifest=manifest,
-        finished_at=finished,
-    )
+    with transaction.atomic():
+        Export.objects.filter(pk=export.pk).update(
+            state=Export.State.READY,
+            file_name=stored,
+            sha256=sha256,
+            size_bytes=size,
+            row_count=summary.rows,
+            manifest=manifest,
+            finished_at=finished,
+        )
+        event_record(
+            type="export.ready", use_case_id=export.use_case_id, data=_ready(export, manifest)
+        )
     if export.job_id:
         job_finish(
             job_id=export.job_id,
             result={"export": str(export.pk), "rows": summary.rows, "sha256": sha256, "size": size},
         )
+
+
+def _ready(export: Export, manifest: dict) -> dict:
+    """The ``export.ready`` event's payload: the manifest names the file, rows and hash."""
+    return {"export": str(export.pk), "manifest": manifest}
 
 
 def export_delete(*, export: Export) -> None:

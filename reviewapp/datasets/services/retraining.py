@@ -25,6 +25,7 @@ from deployments.selectors import champion_get, model_version_get
 from deployments.services.estimators import estimator_for
 from deployments.services.model_versions import model_version_challenge, model_version_register
 from reviewapp.core.errors import InvalidInput
+from reviewapp.core.events import event_record
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
 from reviewapp.core.models import Job
 from reviewapp.datasets.export_tables import (
@@ -134,6 +135,17 @@ class _Progress:
         self.done = max(self.done, units)
         if self.on_progress:
             self.on_progress(self.done, 100)
+
+
+def _finished(run: TrainingRun, model_version: ModelVersion, metrics: dict) -> dict:
+    """The ``retraining.finished`` event's payload."""
+    return {
+        "training_run": str(run.pk),
+        "model_version": model_version.version,
+        "role": model_version.role,
+        "challenger": metrics.get("challenger"),
+        "champion": metrics.get("champion"),
+    }
 
 
 def training_run_execute(*, run_id, on_progress=None) -> TrainingRun:
@@ -347,6 +359,11 @@ def _execute(run: TrainingRun, progress: _Progress) -> None:
             model_version=model_version,
             metrics=metrics,
             finished_at=timezone.now(),
+        )
+        event_record(
+            type="retraining.finished",
+            use_case_id=use_case.pk,
+            data=_finished(run, model_version, metrics),
         )
     if run.job_id:
         job_finish(

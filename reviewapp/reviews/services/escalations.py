@@ -14,7 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.events import event_record
 from reviewapp.reviews.models import Escalation, ReviewTask
+from reviewapp.reviews.outcomes import ITEM_ESCALATED, escalation_payload
 from reviewapp.reviews.services.review import review_task_decide
 
 MAX_TEXT = 5000
@@ -55,7 +57,7 @@ def escalation_raise(
             lease_token=None,
             lease_expires_at=None,
         )
-        return Escalation.objects.create(
+        escalation = Escalation.objects.create(
             task=locked,
             item_id=locked.item_id,
             use_case_id=locked.use_case_id,
@@ -63,6 +65,18 @@ def escalation_raise(
             comment=comment,
             created_at=now,
         )
+        event_record(type=ITEM_ESCALATED, use_case_id=locked.use_case_id, data=_raised(escalation))
+        return escalation
+
+
+def _raised(escalation: Escalation) -> dict:
+    """The ``item.escalated`` payload."""
+    return escalation_payload(
+        external_id=escalation.item.external_id,
+        task_id=escalation.task_id,
+        raised_by=escalation.raised_by.get_username(),
+        comment=escalation.comment,
+    )
 
 
 def escalation_resolve(

@@ -20,8 +20,10 @@ from django.utils import timezone
 from deployments.models import UseCase
 from deployments.selectors import use_cases_visible_to
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
+from reviewapp.core.events import event_record
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
+from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 from reviewapp.reviews.signals import decision_recorded, use_case_facts_changed
 
@@ -163,6 +165,21 @@ def _kind(*, task: ReviewTask, suggestion: Prediction | None, label: str, value)
     return Decision.Kind.OVERRIDDEN if differs else Decision.Kind.ACCEPTED
 
 
+def _outcome(*, use_case: UseCase, item: Item, user) -> dict:
+    """The ``outcome.decided`` payload of an item a person just settled."""
+    return outcome_payload(
+        use_case=use_case,
+        external_id=item.external_id,
+        label=item.decision_label,
+        value=item.decision_value,
+        source=Item.Source.HUMAN,
+        by=user.get_username(),
+        model_version=None,
+        route=item.route,
+        decided_at=item.decided_at,
+    )
+
+
 def review_task_decide(
     *,
     task: ReviewTask,
@@ -258,6 +275,11 @@ def review_task_decide(
                         "decided_at",
                         "status",
                     ]
+                )
+                event_record(
+                    type=OUTCOME_DECIDED,
+                    use_case_id=use_case.pk,
+                    data=_outcome(use_case=use_case, item=item, user=user),
                 )
             disagreements_record(
                 use_case=use_case,

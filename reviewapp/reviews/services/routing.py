@@ -20,8 +20,10 @@ from deployments.policy import (
 )
 from deployments.services.policies import policy_spec
 from reviewapp.core.bulk import rows_insert, rows_update
+from reviewapp.core.events import events_record
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
+from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.signals import items_routed
 
 
@@ -202,8 +204,32 @@ def items_route(
     items_routed.send(
         sender=Item, use_case_id=use_case.pk, item_ids=[entry.item_id for entry in routed]
     )
+    events_record(
+        type=OUTCOME_DECIDED,
+        use_case_id=use_case.pk,
+        datas=_outcomes(use_case, items, routed, outputs),
+    )
     _routed_log(use_case=use_case, items=items, routed=routed, outputs=outputs)
     return routed
+
+
+def _outcomes(use_case: UseCase, items, routed: list[Routed], outputs) -> list[dict]:
+    """The ``outcome.decided`` payloads of the items the model decided."""
+    return [
+        outcome_payload(
+            use_case=use_case,
+            external_id=item.external_id,
+            label=entry.values["decision_label"],
+            value=entry.values["decision_value"],
+            source=Item.Source.MODEL,
+            by=None,
+            model_version=pair[0].version if pair is not None and pair[0] is not None else None,
+            route=entry.values["route"],
+            decided_at=entry.values["decided_at"],
+        )
+        for item, entry, pair in zip(items, routed, outputs, strict=True)
+        if entry.decision.automated
+    ]
 
 
 def _routed_log(*, use_case: UseCase, items, routed: list[Routed], outputs) -> None:

@@ -1,0 +1,151 @@
+"""The outcome feed: every final answer once, in order, to a reader that follows `next`."""
+
+import pytest
+from django.db import transaction
+
+from deployments.services.policies import policy_change
+from reviewapp.core.events import event_record, position_parse
+from reviewapp.core.roles import Role
+from reviewapp.reviews.models import ReviewTask
+from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcomes_wait
+from reviewapp.reviews.services.review import review_task_claim, review_task_decide
+from tests.factories import (
+    constant_classifier_bytes,
+    make_use_case,
+    make_user,
+    register_model,
+    send_items,
+)
+
+# Committed for real: on PostgreSQL a transaction never reads its own events from the feed (its
+# own id is not below the horizon), as a caller never would.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def world():
+    caller = make_user(Role.INTEGRATION)
+    reviewer = make_user(Role.REVIEWER, "rita")
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(
+        members=[caller, reviewer],
+        actor=manager,
+        level="partial",
+        confidence_threshold=0.7,
+        audit_rate=0,
+    )
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    return use_case, caller, reviewer, manager
+
+
+def read_all(client, slug, *, after="", limit=1000, expect=0):
+    """Follow `next` until ``expect`` outcomes came and then nothing more (long-polling while
+    fewer came: on PostgreSQL other transactions may hold the horizon back a moment)."""
+    seen = []
+    while True:
+        wait = 5 if len(seen) < expect else 0
+        response = client.get(
+            f"/api/v1/use-cases/{slug}/outcomes/", {"after": after, "limit": limit, "wait": wait}
+        )
+        assert response.status_code == 200, response.content
+        body = response.json()
+        seen.extend(body["outcomes"])
+        if not body["outcomes"] and len(seen) >= expect:
+            assert body["next"] == after or after == ""
+            return seen, body["next"]
+        after = body["next"]
+
+
+def test_model_and_human_decisions_arrive_once_each_in_order(api, world):
+    use_case, caller, reviewer, manager = world
+    send_items(use_case, range(3))  # decided by the model
+    policy_change(
+        use_case=use_case, actor=manager, changes={"confidence_threshold": 0.9}, reason="stricter"
+    )
+    send_items(use_case, range(3, 5))  # the model is unsure: people decide
+    client = api(caller)
+    first, cursor = read_all(client, use_case.slug, limit=2, expect=3)
+    assert [o["external_id"] for o in first] == ["inv-0", "inv-1", "inv-2"]
+    assert first[0]["decision"] == {
+        "label": "office",
+        "source": "model",
+        "by": None,
+        "model_version": "v1",
+    }
+    assert first[0]["route"] == "auto"
+
+    for _ in range(2):
+        task = review_task_claim(use_case=use_case, user=reviewer)
+        review_task_decide(task=task, user=reviewer, label="travel")
+    assert not ReviewTask.objects.filter(use_case=use_case, state="open").exists()
+
+    later, cursor = read_all(client, use_case.slug, after=cursor, expect=2)
+    assert sorted(o["external_id"] for o in later) == ["inv-3", "inv-4"]
+    assert all(
+        o["decision"] == {"label": "travel", "source": "human", "by": "rita", "model_version": None}
+        for o in later
+    )
+    again, _ = read_all(client, use_case.slug, after=cursor)
+    assert again == []
+    everything, _ = read_all(client, use_case.slug, limit=1, expect=5)
+    assert [o["external_id"] for o in everything] == [o["external_id"] for o in first + later]
+    assert len({o["cursor"] for o in everything}) == 5
+
+
+def test_a_rolled_back_decision_leaves_no_outcome(api, world):
+    use_case, caller, *_ = world
+
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), transaction.atomic():
+        send_items(use_case, [1])
+        raise Abandon
+    assert read_all(api(caller), use_case.slug)[0] == []
+
+
+def test_wait_returns_as_soon_as_an_outcome_commits(world, settings):
+    use_case, *_ = world
+    sleeps = []
+
+    def sleep(seconds):
+        # Another request decides an item while this one waits.
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            with transaction.atomic():
+                event_record(
+                    type=OUTCOME_DECIDED, use_case_id=use_case.pk, data={"external_id": "x"}
+                )
+
+    page = outcomes_wait(
+        use_case=use_case, after=position_parse(""), limit=10, wait=30, sleep=sleep
+    )
+    assert [o["external_id"] for o in page.outcomes] == ["x"]
+    if not settings.IS_POSTGRES:  # there, other transactions may hold the horizon a moment
+        assert len(sleeps) == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"wait": "31"}, "wait"),
+        ({"after": "garbage"}, "after"),
+        ({"after": "p1.1"}, "after"),
+        ({"after": "p1.-1.2"}, "after"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_field(api, world, params, field):
+    use_case, caller, *_ = world
+    response = api(caller).get(f"/api/v1/use-cases/{use_case.slug}/outcomes/", params)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_a_non_member_cannot_read_the_feed(api, world):
+    use_case, *_ = world
+    outsider = make_user(Role.INTEGRATION)
+    response = api(outsider).get(f"/api/v1/use-cases/{use_case.slug}/outcomes/")
+    assert response.status_code == 404
