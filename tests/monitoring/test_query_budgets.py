@@ -11,13 +11,14 @@ One test per size draws every page, so the data is built twice, not once per pag
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from reviewapp.monitoring.services import rollups_fold
-from reviewapp.reviews.services.ingest import item_ingest
+from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
+from reviewapp.reviews.services.scoring import items_score
 from tests.factories import (
     constant_classifier_bytes,
     invoice,
@@ -37,11 +38,11 @@ def dashboards(people, size):
     use_case = make_use_case(members=[manager, alice], level="assisted", actor=manager)
     register_model(use_case, constant_classifier_bytes("office", 0.8))
     now = timezone.now() - timedelta(hours=3)
-    for n in range(size):
-        body = invoice(n)
-        item_ingest(
-            use_case=use_case, external_id=body["external_id"], features=body["features"], now=now
-        )
+    # The batch path (one scoring call for every row): the same items, routes and tasks.
+    rows = [(body["external_id"], body["features"], None) for body in map(invoice, range(size))]
+    with transaction.atomic():
+        ids = items_store_pending(use_case=use_case, rows=rows, now=now)
+    items_score(item_ids=ids, now=now)
     for n in range(size):
         task = review_task_claim(use_case=use_case, user=alice, now=now)
         review_task_decide(task=task, user=alice, label="other" if n % 4 else "office", now=now)

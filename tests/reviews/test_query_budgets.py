@@ -10,11 +10,14 @@ their queries are not counted here.
 """
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import ReviewTask
+from reviewapp.reviews.services.ingest import items_store_pending
+from reviewapp.reviews.services.scoring import items_score
 from tests.factories import (
     constant_classifier_bytes,
     invoice,
@@ -22,7 +25,6 @@ from tests.factories import (
     make_use_case,
     make_user,
     register_model,
-    send_items,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.parametrize("size", [10, 200])]
@@ -61,7 +63,11 @@ def queue(size):
     rosa = make_user(Role.REVIEWER, "rosa")
     use_case = make_use_case(members=[caller, rosa], level="partial", audit_rate=0.0)
     register_model(use_case, constant_classifier_bytes("office", 0.7))
-    send_items(use_case, range(size))
+    # The batch path (one scoring call for every row): the same items, routes and tasks.
+    rows = [(body["external_id"], body["features"], None) for body in map(invoice, range(size))]
+    with transaction.atomic():
+        ids = items_store_pending(use_case=use_case, rows=rows, now=timezone.now())
+    items_score(item_ids=ids)
     assert ReviewTask.objects.filter(use_case=use_case, state="open").count() == size
     return use_case, caller, rosa
 
