@@ -1,8 +1,11 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and make:
 #   make demo   create .venv, install the locked dependencies, migrate, seed, serve
 #   make test   the same set-up, then lint and the whole test suite on SQLite
+# A pyenv shim exists for every installed version but fails (loudly) unless that version is
+# selected: the probe's errors are not the user's business.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && echo $$p && break; done)
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
@@ -23,8 +26,10 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+	@echo "Migrating the database (db.sqlite3 unless DATABASE_URL is set) ..."
+	@$(BIN)/python manage.py migrate --noinput -v0
+	@echo "Seeding three use cases with three weeks of history (about a minute) ..."
+	@HOST=$(HOST) PORT=$(PORT) $(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "Serving on http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/api/docs/)  Ctrl-C stops it."
 	LOG_FORMAT=text $(BIN)/python manage.py runserver $(HOST):$(PORT)

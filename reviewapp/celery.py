@@ -39,3 +39,12 @@ class Task(DjangoTask):
 app = Celery("reviewapp", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _in_memory_broker_when_eager(sender, **kwargs) -> None:
+    """Eager tasks still take a producer from kombu's pool; with no broker URL kombu would
+    guess amqp://localhost and warn "No hostname was supplied". Nothing is published in eager
+    mode, so an in-memory transport (named, as kombu wants a host) is the honest broker."""
+    if sender.conf.task_always_eager and not sender.conf.broker_url:
+        sender.conf.broker_url = "memory://localhost/"

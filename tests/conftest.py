@@ -8,12 +8,57 @@ from rest_framework.test import APIClient
 from deployments.ml.loading import model_cache
 from reviewapp.celery import app as celery_app
 from tests.factories import make_user
+from tests.template_database import database_copy_from_template, template_build_once
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls a test makes
 # around it are still synchronous, so Django's async-safety guard is lifted for tests only.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request, django_test_environment, django_db_blocker, django_db_modify_db_settings, worker_id
+):
+    """pytest-django's set-up, except that under xdist the run migrates one template database
+    and every worker copies it (see tests/template_database.py). ``--reuse-db`` and
+    ``--no-migrations`` keep pytest-django's own behaviour."""
+    from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
+
+    config = request.config
+    if worker_id == "master" or config.getvalue("reuse_db") or config.getvalue("nomigrations"):
+        if config.getvalue("nomigrations"):
+            from pytest_django.fixtures import _disable_migrations
+
+            _disable_migrations()
+        with django_db_blocker.unblock():
+            created = setup_databases(
+                verbosity=0, interactive=False, keepdb=bool(config.getvalue("reuse_db"))
+            )
+        yield
+        if not config.getvalue("reuse_db"):
+            with django_db_blocker.unblock():
+                teardown_databases(created, verbosity=0)
+        return
+
+    # Every worker's basetemp sits in one directory per run: the template's lock lives there.
+    run_dir = request.getfixturevalue("tmp_path_factory").getbasetemp().parent
+    originals = {}
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            template_name = connection.creation._get_test_db_name().removesuffix(f"_{worker_id}")
+            template_name = template_build_once(
+                connection, run_dir=run_dir, template_name=f"{template_name}_template"
+            )
+            originals[connection.alias] = database_copy_from_template(
+                connection, template_name=template_name
+            )
+    yield
+    with django_db_blocker.unblock():
+        for alias, original_name in originals.items():
+            connections[alias].creation.destroy_test_db(original_name, verbosity=0)
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +107,32 @@ def chromium_path() -> str | None:
     return path if os.path.exists(path) and shutil.which(path) else None
 
 
+DESELECTED_DB_FREE = pytest.StashKey[int]()
+
+
+def uses_database(item) -> bool:
+    """A ``django_db`` marker, or a fixture that needs the test database (``db``,
+    ``transactional_db``, ``live_server``, ``client`` with a user...) anywhere in its closure."""
+    return item.get_closest_marker("django_db") is not None or "django_db_setup" in getattr(
+        item, "fixturenames", ()
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     from django.conf import settings
+
+    if os.environ.get("DB_TESTS_ONLY") == "1":
+        # A second pass on another database engine: tests that never touch a database, and the
+        # browser tests (same templates, same behaviour), already ran on the first pass.
+        kept = [item for item in items if uses_database(item) and "browser" not in item.keywords]
+        kept_ids = {id(item) for item in kept}
+        deselected = [item for item in items if id(item) not in kept_ids]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
+        config.stash[DESELECTED_DB_FREE] = len(deselected)
+        if hasattr(config, "workerinput"):
+            config.workeroutput["db_tests_only_deselected"] = len(deselected)
 
     require_browser = os.environ.get("REQUIRE_BROWSER") == "1"
     skip_browser = pytest.mark.skip(reason="Debian's chromium is not installed (/usr/bin/chromium)")
@@ -76,6 +145,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
         if "worker" in item.keywords and not settings.CELERY_BROKER_URL:
             item.add_marker(skip_worker)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist workers collect (and deselect); the count reaches the terminal through here."""
+    count = getattr(node, "workeroutput", {}).get("db_tests_only_deselected")
+    if count is not None:
+        node.config.stash[DESELECTED_DB_FREE] = count
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    count = config.stash.get(DESELECTED_DB_FREE, None)
+    if count is not None:
+        terminalreporter.write_line(
+            f"DB_TESTS_ONLY=1: {count} tests deselected (they use no database, or a browser)"
+        )
 
 
 @pytest.fixture(scope="session")

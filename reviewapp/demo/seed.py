@@ -269,7 +269,8 @@ def use_case_seed(
                 now=min(at + timedelta(minutes=5), timezone.now()),
                 limit=len(block) // 3 if last_day else None,
             )
-        log(f"  {dataset.slug}: day {day + 1}/{days}")
+        if (day + 1) % 7 == 0 or day == days - 1:  # a line a week: progress, not a log
+            log(f"  {dataset.slug}: day {day + 1}/{days}")
     return use_case
 
 

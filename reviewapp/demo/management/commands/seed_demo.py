@@ -1,4 +1,5 @@
 import logging
+import os
 
 from django.core.management.base import BaseCommand
 
@@ -14,11 +15,15 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None, help="One password for every user.")
 
     def handle(self, *args, days, per_day, password, **options):
-        # Thousands of replayed items would each log an event line; the summary says enough.
-        logging.getLogger("reviewapp.events").setLevel(logging.WARNING)
+        # Thousands of replayed items would each log an event line, and every task run in process
+        # a "succeeded" line; the progress lines and the summary say enough.
+        for name in ("reviewapp.events", "celery.app.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         passwords = demo_seed(days=days, per_day=per_day, password=password, log=self.stdout.write)
         self.stdout.write("")
-        self.stdout.write(self.style.SUCCESS("Sign in at http://127.0.0.1:8000/ as:"))
+        # `make demo` serves on its HOST and PORT and passes them on.
+        address = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
+        self.stdout.write(self.style.SUCCESS(f"Sign in at http://{address}/ as:"))
         for username, secret in passwords.items():
             self.stdout.write(f"  {username:<12} {secret}")
         from rest_framework.authtoken.models import Token

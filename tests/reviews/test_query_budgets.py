@@ -1,0 +1,148 @@
+"""How many SQL queries each hot path of the review loop costs, pinned at two data sizes.
+
+Every request runs once at 10 and once at 200 items waiting in the queue and must cost exactly
+the same number of queries: a count that grows with the data (a query per row) or grows at all
+fails here before it reaches a dashboard. A failure that lowers a count is good news: lower the
+pinned number. Each request is made once before it is measured, so the per-process caches that a
+running server keeps warm (the API token's user, the content types, the loaded model) are warm.
+Tasks that a request enqueues run after commit; inside a test's transaction they never run, so
+their queries are not counted here.
+"""
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from reviewapp.core.roles import Role
+from reviewapp.reviews.models import ReviewTask
+from reviewapp.reviews.services.ingest import items_store_pending
+from reviewapp.reviews.services.scoring import items_score
+from tests.factories import (
+    constant_classifier_bytes,
+    invoice,
+    logged_in_client,
+    make_use_case,
+    make_user,
+    register_model,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.parametrize("size", [10, 200])]
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def queries(request) -> list[str]:
+    """The SQL that ``request()`` runs; a response other than 2xx or 3xx fails the test."""
+    with CaptureQueriesContext(connection) as captured:
+        response = request()
+    assert response.status_code < 400, response.content[:500]
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def assert_budget(sql: list[str], budget: int | dict[str, int]) -> None:
+    """``budget`` is a count, or a count per database vendor where the engines differ."""
+    if isinstance(budget, dict):
+        budget = budget[connection.vendor]
+    assert len(sql) == budget, "\n".join(f"{n}. {q}" for n, q in enumerate(sql, 1))
+
+
+@pytest.fixture(autouse=True)
+def _watch_throttled(settings):
+    """After each ingest and decision a guardrail watch is queued unless one was queued within
+    the check interval: one conditional update, plus a read when it loses. An hour-long interval
+    makes the measured request lose however slowly the machine ran the set-up (the common case
+    under traffic)."""
+    settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 3600
+
+
+@pytest.fixture
+def queue(size):
+    """A use case at ``partial`` with a registered model whose 70% confidence is under the 90%
+    threshold, so every item goes to a reviewer: ``size`` tasks are waiting."""
+    caller = make_user(Role.INTEGRATION)
+    rosa = make_user(Role.REVIEWER, "rosa")
+    use_case = make_use_case(members=[caller, rosa], level="partial", audit_rate=0.0)
+    register_model(use_case, constant_classifier_bytes("office", 0.7))
+    # The batch path (one scoring call for every row): the same items, routes and tasks.
+    rows = [(body["external_id"], body["features"], None) for body in map(invoice, range(size))]
+    with transaction.atomic():
+        ids = items_store_pending(use_case=use_case, rows=rows, now=timezone.now())
+    items_score(item_ids=ids)
+    assert ReviewTask.objects.filter(use_case=use_case, state="open").count() == size
+    return use_case, caller, rosa
+
+
+def test_ingesting_one_item(api, queue, size):
+    use_case, caller, _ = queue
+    client = api(caller)
+    url = f"/api/v1/use-cases/{use_case.slug}/items/"
+    client.post(url, invoice(size), format="json")
+    sql = queries(lambda: client.post(url, invoice(size + 1), format="json"))
+    # token with its user, groups, use case, duplicate external id?, current policy, champion
+    # model | savepoint, insert item, prediction, review task, route the item (one update), a
+    # rollup event, the challengers, release | guardrail throttle (update, read).
+    # On PostgreSQL the three bulk writes (prediction, task, route) go through a raw psycopg
+    # cursor with binary parameters, which Django's query capture does not see: 3 fewer.
+    assert_budget(sql, {"sqlite": 16, "postgresql": 13})
+
+
+def test_claiming_the_next_task(api, queue):
+    use_case, _, rosa = queue
+    client = api(rosa)
+    url = f"/api/v1/use-cases/{use_case.slug}/review/next/"
+    client.post(url)  # warms the token; the reviewer now holds the oldest task
+    held = ReviewTask.objects.get(claimed_by=rosa, state="open")
+    held.claimed_by = None
+    held.lease_token = None
+    held.lease_expires_at = None
+    held.save(update_fields=["claimed_by", "lease_token", "lease_expires_at"])
+    sql = queries(lambda: client.post(url))
+    # token with its user, groups, use case, a live lease already held? | savepoint, the oldest
+    # claimable task (SKIP LOCKED on PostgreSQL), the conditional claim update, release | the
+    # task with its item and prediction for the answer, the PII right.
+    assert_budget(sql, 10)
+
+
+def test_deciding_a_task(api, queue):
+    use_case, _, rosa = queue
+    client = api(rosa)
+    claim = f"/api/v1/use-cases/{use_case.slug}/review/next/"
+    first = client.post(claim).json()
+    client.post(
+        f"/api/v1/review/tasks/{first['task']}/decision/",
+        {"label": "office", "lease_token": first["lease_token"]},
+        format="json",
+    )
+    second = client.post(claim).json()
+    sql = queries(
+        lambda: client.post(
+            f"/api/v1/review/tasks/{second['task']}/decision/",
+            {"label": "travel", "lease_token": second["lease_token"]},
+            format="json",
+        )
+    )
+    # token with its user, groups, the task | savepoint, the task, its item and prediction
+    # locked, insert the decision, close the task, decide the item, the disagreement, a rollup
+    # event, release | guardrail throttle (update, read) | the disagreement for the answer.
+    assert_budget(sql, 16)
+
+
+def _decision_in_the_queue(client, use_case, label):
+    """The POST the queue page's form makes on the task the reviewer holds, ready to send."""
+    task = ReviewTask.objects.get(use_case=use_case, claimed_by__isnull=False, state="open")
+    body = {"label": label, "lease_token": str(task.lease_token), "time_spent_ms": "1200"}
+    return lambda: client.post(f"/queue/{use_case.slug}/tasks/{task.pk}/decide/", body, **HTMX)
+
+
+def test_deciding_and_getting_the_next_task_in_the_htmx_queue(queue):
+    use_case, _, rosa = queue
+    client = logged_in_client(rosa)
+    client.get(f"/queue/{use_case.slug}/")  # claims the first task
+    _decision_in_the_queue(client, use_case, "office")()  # and the second
+    sql = queries(_decision_in_the_queue(client, use_case, "travel"))
+    # session, user, groups, use case; the task (404 unless held) | savepoint, the task, its
+    # item and prediction locked for the decision, insert the decision, close the task, decide
+    # the item, the disagreement, a rollup event, release | guardrail throttle (update, read) |
+    # claim the next: a live lease held?, savepoint, the oldest claimable, the conditional
+    # update, release | the task with its item for the page, PII right, escalation notes.
+    assert_budget(sql, 25)
