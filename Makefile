@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.11+ and make:
 #   make demo   create .venv, install the locked dependencies, migrate, seed, serve
-#   make test   the same set-up, then lint and the whole test suite on SQLite
+#   make test   the same set-up, then lint (ruff, import layers) and the whole suite on SQLite
 # A pyenv shim exists for every installed version but fails (loudly) unless that version is
 # selected: the probe's errors are not the user's business.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
@@ -41,6 +41,7 @@ serve: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	@if [ ! -x /usr/bin/chromium ]; then \
 		echo "NOTE: /usr/bin/chromium is missing: browser tests are SKIPPED (apt-get install chromium to run them)."; fi
