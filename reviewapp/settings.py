@@ -350,6 +350,8 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {
         "ExportStateEnum": "reviewapp.datasets.models.Export.State",
         "TrainingRunStateEnum": "reviewapp.datasets.models.TrainingRun.State",
+        # Who made a decision, the same two choices in item answers and the outcome feed.
+        "DecisionBodySourceEnum": ["model", "human"],
     }
 )
 

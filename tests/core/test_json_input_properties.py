@@ -110,7 +110,8 @@ def database_state() -> dict:
 
 
 @pytest.fixture
-def world(api):
+def world(api, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     manager = make_user(Role.MANAGER)
     use_case = make_use_case(members=[manager], level="assisted", actor=manager)
     register_model(use_case, classifier_bytes())
@@ -118,7 +119,17 @@ def world(api):
     for n in range(3):
         client.post(f"/api/v1/use-cases/{use_case.slug}/items/", invoice(n), format="json")
     task = client.post(f"/api/v1/use-cases/{use_case.slug}/review/next/").json()
-    return client, {"slug": use_case.slug, "task_id": task["task"], "version": "v1"}
+    webhook = client.post(
+        "/api/v1/webhooks/",
+        {"url": "http://127.0.0.1:9/hooks", "events": ["outcome.decided"]},
+        format="json",
+    ).json()
+    return client, {
+        "slug": use_case.slug,
+        "task_id": task["task"],
+        "version": "v1",
+        "webhook_id": webhook["id"],
+    }
 
 
 @pytest.mark.parametrize(

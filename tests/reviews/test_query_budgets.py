@@ -123,8 +123,9 @@ def test_deciding_a_task(api, queue):
     )
     # token with its user, groups, the task | savepoint, the task, its item and prediction
     # locked, insert the decision, close the task, decide the item, the disagreement, a rollup
-    # event, release | guardrail throttle (update, read) | the disagreement for the answer.
-    assert_budget(sql, 16)
+    # event, the outcome event for the caller, release | guardrail throttle (update, read) | the
+    # disagreement for the answer.
+    assert_budget(sql, 17)
 
 
 def _decision_in_the_queue(client, use_case, label):
@@ -142,7 +143,8 @@ def test_deciding_and_getting_the_next_task_in_the_htmx_queue(queue):
     sql = queries(_decision_in_the_queue(client, use_case, "travel"))
     # session, user, groups, use case; the task (404 unless held) | savepoint, the task, its
     # item and prediction locked for the decision, insert the decision, close the task, decide
-    # the item, the disagreement, a rollup event, release | guardrail throttle (update, read) |
-    # claim the next: a live lease held?, savepoint, the oldest claimable, the conditional
-    # update, release | the task with its item for the page, PII right, escalation notes.
-    assert_budget(sql, 25)
+    # the item, the disagreement, a rollup event, the outcome event, release | guardrail
+    # throttle (update, read) | claim the next: a live lease held?, savepoint, the oldest
+    # claimable, the conditional update, release | the task with its item for the page, PII
+    # right, escalation notes.
+    assert_budget(sql, 26)
