@@ -352,6 +352,8 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
         "TrainingRunStateEnum": "reviewapp.datasets.models.TrainingRun.State",
         # Who made a decision, the same two choices in item answers and the outcome feed.
         "DecisionBodySourceEnum": ["model", "human"],
+        # An item's status kept the plain name it had before other statuses joined the schema.
+        "StatusEnum": ["pending", "in_review", "decided"],
     }
 )
 
