@@ -375,8 +375,6 @@ LOGGING = {
 # A use case's guardrails are checked after decisions and ingestion, at most once per interval
 # (per use case, across all processes), and by the beat below.
 GUARDRAIL_CHECK_INTERVAL_SECONDS = int(os.environ.get("GUARDRAIL_CHECK_INTERVAL_SECONDS", "15"))
-GUARDRAIL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("GUARDRAIL_WEBHOOK_TIMEOUT_SECONDS", "5"))
-GUARDRAIL_WEBHOOK_ATTEMPTS = int(os.environ.get("GUARDRAIL_WEBHOOK_ATTEMPTS", "6"))
 BACKTEST_CHUNK_SIZE = int(os.environ.get("BACKTEST_CHUNK_SIZE", "10000"))
 # The queue tasks go to unless routed elsewhere (isolates deployments sharing one broker).
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"

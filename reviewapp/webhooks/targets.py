@@ -145,7 +145,8 @@ def target_post(*, url: str, body: bytes, headers: dict[str, str], clock=time.mo
             error = f"answered {status}; redirects are not followed"
         return Response(status=status, latency_ms=_ms(clock() - started), error=error)
     except (urllib3.exceptions.HTTPError, OSError) as failure:
-        return Response(status=None, latency_ms=_ms(clock() - started), error=str(failure)[:500])
+        error = f"{type(failure).__name__}: {failure}"[:500]
+        return Response(status=None, latency_ms=_ms(clock() - started), error=error)
     finally:
         pool.close()
 

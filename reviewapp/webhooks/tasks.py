@@ -93,7 +93,12 @@ def fanout_soon(sender=None, **kwargs) -> None:
     """After a commit that recorded events: queue a fan-out unless one is already waiting.
     Never raises into the request (the broker or cache may be down; the sweep catches up)."""
     try:
-        if not Endpoint.objects.filter(active=True).exists():
+        # Guardrail webhooks get their endpoint at their first breach, so a breach always
+        # looks; other events only when some endpoint could hear them.
+        if (
+            not (kwargs.get("types") and "guardrail.breached" in kwargs["types"])
+            and not Endpoint.objects.filter(active=True).exists()
+        ):
             return
         if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=FANOUT_QUEUED_SECONDS):
             return
