@@ -14,7 +14,7 @@ EVENT_TYPES = (
 )
 # A delivery the "send a test event" button makes; no endpoint subscribes to it.
 TEST_EVENT = "webhook.test"
-URL_MAX_LENGTH = 2000
+URL_MAX_LENGTH = 2000  # as reviewapp.core.safe_targets
 
 
 class Endpoint(models.Model):

@@ -323,11 +323,13 @@ def test_a_refused_guardrail_webhook_is_never_connected_to(
     team, settings, django_capture_on_commit_callbacks
 ):
     _, reviewer = team
-    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # not 127.0.0.2
     listener = Listener("127.0.0.2")
     try:
         url = f"http://127.0.0.2:{listener.port}/hook"
+        # Allowed when the policy was written, off the list by the breach: checked again then.
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
         use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": url})
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
         send(use_case, range(30))
         review_all(use_case, reviewer, overriding(every=2))
         with django_capture_on_commit_callbacks(execute=True):
@@ -377,3 +379,25 @@ def test_a_guardrail_schema_error_is_a_400_naming_the_field(api, team):
     good = {"fallback_level": "shadow", "override_rate": {"max": 0.3}}
     response = api(manager).patch(url, {"guardrails": good, "reason": "x"}, format="json")
     assert response.status_code == 200 and response.json()["guardrails"] == good
+
+
+def test_a_guardrail_webhook_to_an_internal_address_is_refused_when_the_policy_changes(
+    team, settings, api
+):
+    manager, _ = team
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    use_case = partial_use_case(team)
+    path = f"/api/v1/use-cases/{use_case.slug}/policy/"
+    refused = api(manager).patch(
+        path,
+        {"guardrails": {**OVERRIDES, "webhook_url": "http://127.0.0.2:8080/hook"}, "reason": "x"},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "loopback" in refused.json()["guardrails"]["webhook_url"][0]
+    allowed = api(manager).patch(
+        path,
+        {"guardrails": {**OVERRIDES, "webhook_url": "http://127.0.0.1:8080/hook"}, "reason": "x"},
+        format="json",
+    )
+    assert allowed.status_code == 200, allowed.content
