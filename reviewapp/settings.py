@@ -426,6 +426,9 @@ WEBHOOK_RETRY_SCHEDULE = [
 ]
 # Retries up to this far ahead are scheduled on the broker; later ones are left to the sweep.
 WEBHOOK_COUNTDOWN_MAX_SECONDS = float(os.environ.get("WEBHOOK_COUNTDOWN_MAX_SECONDS", "60"))
+# Embedded mode (eager Celery, no beat): the web process runs the webhooks' sweep after a
+# response at most this often, so failed deliveries are retried without a broker (0: never).
+WEBHOOK_SWEEP_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_SECONDS", "30"))
 CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {
     "task": "webhooks.sweep",
     "schedule": int(os.environ.get("WEBHOOK_SWEEP_SECONDS", "10")),
