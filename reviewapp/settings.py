@@ -379,8 +379,6 @@ LOGGING = {
 # A use case's guardrails are checked after decisions and ingestion, at most once per interval
 # (per use case, across all processes), and by the beat below.
 GUARDRAIL_CHECK_INTERVAL_SECONDS = int(os.environ.get("GUARDRAIL_CHECK_INTERVAL_SECONDS", "15"))
-GUARDRAIL_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("GUARDRAIL_WEBHOOK_TIMEOUT_SECONDS", "5"))
-GUARDRAIL_WEBHOOK_ATTEMPTS = int(os.environ.get("GUARDRAIL_WEBHOOK_ATTEMPTS", "6"))
 BACKTEST_CHUNK_SIZE = int(os.environ.get("BACKTEST_CHUNK_SIZE", "10000"))
 # The queue tasks go to unless routed elsewhere (isolates deployments sharing one broker).
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
@@ -432,6 +430,9 @@ WEBHOOK_RETRY_SCHEDULE = [
 ]
 # Retries up to this far ahead are scheduled on the broker; later ones are left to the sweep.
 WEBHOOK_COUNTDOWN_MAX_SECONDS = float(os.environ.get("WEBHOOK_COUNTDOWN_MAX_SECONDS", "60"))
+# Embedded mode (eager Celery, no beat): the web process runs the webhooks' sweep after a
+# response at most this often, so failed deliveries are retried without a broker (0: never).
+WEBHOOK_SWEEP_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_SECONDS", "30"))
 CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {
     "task": "webhooks.sweep",
     "schedule": int(os.environ.get("WEBHOOK_SWEEP_SECONDS", "10")),

@@ -68,6 +68,8 @@ def _eager_tasks_and_fresh_cache(settings):
     celery_app.conf.task_always_eager = True
     # No heartbeat thread in the test process: tests write heartbeats with a clock of theirs.
     settings.HEARTBEAT_INTERVAL_SECONDS = 0
+    # No webhook sweep after responses: tests sweep with a clock of theirs.
+    settings.WEBHOOK_SWEEP_SECONDS = 0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     model_cache.clear()
     yield

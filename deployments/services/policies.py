@@ -14,6 +14,7 @@ from deployments.selectors import policy_current
 from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.events import event_record
+from reviewapp.core.safe_targets import TargetRefused, target_check
 
 POLICY_FIELDS = (
     "level",
@@ -35,7 +36,7 @@ def policy_spec(policy: AutomationPolicy) -> PolicySpec:
     )
 
 
-def guardrails_problems(raw: dict) -> dict:
+def guardrails_problems(raw: dict, *, unchanged_url: str = "") -> dict:
     """What is wrong with a guardrails object, by field (empty when it is fine)."""
     try:
         guardrails_parse(raw)
@@ -48,10 +49,18 @@ def guardrails_problems(raw: dict) -> dict:
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
             errors["webhook_url"] = ["not a valid http(s) URL"]
+    if isinstance(url, str) and url and url != unchanged_url and "webhook_url" not in errors:
+        # The webhooks call it under the same safe-target rules; a name that does not resolve
+        # now is checked again at each delivery (a DNS hiccup must not block a policy change),
+        # and so is a URL kept from the current version (a step-down must never be refused).
+        try:
+            target_check(url, unresolved_ok=True)
+        except TargetRefused as refused:
+            errors["webhook_url"] = [str(refused)]
     return errors
 
 
-def _policy_values_check(values: dict[str, Any]) -> None:
+def _policy_values_check(values: dict[str, Any], *, current_url: str = "") -> None:
     errors = {}
     if values["level"] not in [level.value for level in Level]:
         errors["level"] = [f"must be one of {', '.join(level.value for level in Level)}"]
@@ -71,7 +80,7 @@ def _policy_values_check(values: dict[str, Any]) -> None:
     if not isinstance(values["guardrails"], dict):
         errors["guardrails"] = ["must be an object"]
     else:
-        problems = guardrails_problems(values["guardrails"])
+        problems = guardrails_problems(values["guardrails"], unchanged_url=current_url)
         if problems:
             errors["guardrails"] = problems
     if errors:
@@ -102,7 +111,7 @@ def policy_change(
     current = policy_current(use_case=use_case)
     values = {field: getattr(current, field) for field in POLICY_FIELDS}
     values.update(changes)
-    _policy_values_check(values)
+    _policy_values_check(values, current_url=(current.guardrails or {}).get("webhook_url") or "")
     policy = AutomationPolicy.objects.create(
         use_case=use_case,
         version=current.version + 1,

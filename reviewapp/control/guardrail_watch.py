@@ -18,10 +18,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from deployments.ml.reference import features_psi
@@ -259,16 +258,6 @@ def _breaches_record(*, use_case, verdicts, config, policy, now) -> list[Guardra
         use_case_id=use_case.pk,
         datas=[breach_payload(b) for b in breaches],
     )
-    if config.webhook_url:
-        # The tasks module imports this service to run it, so the task is imported here.
-        from reviewapp.control.tasks import notify_guardrail_breach
-
-        for breach in breaches:
-            # robust: a broken broker (or, eagerly, a broken webhook) is logged, never raised
-            # into the transaction that already stepped the level down.
-            transaction.on_commit(
-                _delayed(notify_guardrail_breach, breach_id=breach.pk), robust=True
-            )
     return breaches
 
 
@@ -443,35 +432,3 @@ def breach_payload(breach: GuardrailBreach) -> dict:
             "reason": policy.reason,
         },
     }
-
-
-def breach_notify(*, breach_id: int, now=None) -> bool:
-    """POST the breach to its webhook once; record the attempt. Returns True when another
-    attempt is worth making (a network error, a timeout, a 5xx, 408 or 429)."""
-    breach = (
-        GuardrailBreach.objects.filter(pk=breach_id)
-        .select_related("use_case", "policy", "model_version")
-        .first()
-    )
-    if breach is None or not breach.webhook_url or breach.notified_at is not None:
-        return False
-    error = ""
-    retry = False
-    try:
-        response = requests.post(
-            breach.webhook_url,
-            json=breach_payload(breach),
-            timeout=settings.GUARDRAIL_WEBHOOK_TIMEOUT_SECONDS,
-            headers={"User-Agent": "reviewapp-guardrails/1"},
-        )
-        if response.status_code >= 300:
-            error = f"HTTP {response.status_code}: {response.text[:200]}"
-            retry = response.status_code >= 500 or response.status_code in (408, 429)
-    except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"[:1000]
-        retry = True
-    updates = {"notify_attempts": F("notify_attempts") + 1, "notify_error": error}
-    if not error:
-        updates["notified_at"] = now or timezone.now()
-    GuardrailBreach.objects.filter(pk=breach.pk).update(**updates)
-    return retry

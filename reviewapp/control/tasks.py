@@ -1,11 +1,10 @@
 """Celery tasks of the control room: thin, keyword ids in, one idempotent service call each."""
 
 from celery import shared_task
-from django.conf import settings
 from django.db import DatabaseError
 
 from reviewapp.control.backtests import backtest_run
-from reviewapp.control.guardrail_watch import breach_notify, use_case_watch, use_cases_watch_all
+from reviewapp.control.guardrail_watch import use_case_watch, use_cases_watch_all
 
 RETRY = {
     "autoretry_for": (DatabaseError, ConnectionError),
@@ -23,25 +22,6 @@ def watch_use_case(*, use_case_id: int) -> None:
 @shared_task(name="deployments.watch_use_cases", acks_late=True, reject_on_worker_lost=True)
 def watch_use_cases() -> int:
     return use_cases_watch_all()
-
-
-@shared_task(
-    name="deployments.notify_guardrail_breach",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,  # bounded by GUARDRAIL_WEBHOOK_ATTEMPTS
-)
-def notify_guardrail_breach(self, *, breach_id: int) -> None:
-    attempts = settings.GUARDRAIL_WEBHOOK_ATTEMPTS
-    if self.request.is_eager:
-        # Embedded (eager) mode cannot schedule a later attempt: retry at once, in process.
-        for _ in range(attempts):
-            if not breach_notify(breach_id=breach_id):
-                return
-        return
-    if breach_notify(breach_id=breach_id) and self.request.retries + 1 < attempts:
-        raise self.retry(countdown=min(300, 5 * 2**self.request.retries))
 
 
 @shared_task(name="deployments.run_backtest", acks_late=True, reject_on_worker_lost=True)

@@ -7,7 +7,11 @@ class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.signals import request_finished
+
         from reviewapp.core.events import events_committed
-        from reviewapp.webhooks.tasks import fanout_soon
+        from reviewapp.webhooks.tasks import fanout_soon, sweep_after_response
 
         events_committed.connect(fanout_soon, dispatch_uid="webhooks-fanout")
+        # Embedded mode has no beat: the web process sweeps (retries) after its responses.
+        request_finished.connect(sweep_after_response, dispatch_uid="webhooks-embedded-sweep")

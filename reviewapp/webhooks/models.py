@@ -14,7 +14,7 @@ EVENT_TYPES = (
 )
 # A delivery the "send a test event" button makes; no endpoint subscribes to it.
 TEST_EVENT = "webhook.test"
-URL_MAX_LENGTH = 2000
+URL_MAX_LENGTH = 2000  # as reviewapp.core.safe_targets
 
 
 class Endpoint(models.Model):
@@ -26,6 +26,15 @@ class Endpoint(models.Model):
     use_cases = models.ManyToManyField("deployments.UseCase", blank=True, related_name="+")
     all_use_cases = models.BooleanField(default=False)
     secret = models.CharField(max_length=100)
+    # Set on the implicit endpoint of a use case's guardrail webhook (its policy's
+    # ``guardrails.webhook_url``): it hears that use case's breaches only, unsigned.
+    guardrail_for = models.OneToOneField(
+        "deployments.UseCase",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
     active = models.BooleanField(default=True)
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.TextField(blank=True)

@@ -24,7 +24,8 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from deployments.selectors import use_cases_visible_to
+from deployments.models import GuardrailBreach, UseCase
+from deployments.selectors import policy_current, use_cases_visible_to
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.events import Position, event_record, events_after
 from reviewapp.core.logs import event_log
@@ -185,6 +186,31 @@ def _interested(endpoints: list[Endpoint]) -> Callable[[Event], list[Endpoint]]:
     return match
 
 
+GUARDRAIL_EVENT = "guardrail.breached"
+
+
+def _guardrail_endpoints(events: list[Event]) -> dict[int, Endpoint]:
+    """The implicit endpoint of each use case whose breaches are among ``events`` and whose
+    current policy names a ``guardrails.webhook_url``: made on first use, its URL kept in step
+    with the policy. Call inside the fan-out's transaction."""
+    found: dict[int, Endpoint] = {}
+    use_case_ids = {e.use_case_id for e in events if e.type == GUARDRAIL_EVENT and e.use_case_id}
+    for use_case in UseCase.objects.filter(pk__in=use_case_ids):
+        url = (policy_current(use_case=use_case).guardrails or {}).get("webhook_url") or ""
+        if not url:
+            continue
+        endpoint, created = Endpoint.objects.get_or_create(
+            guardrail_for=use_case,
+            defaults={"url": url, "events": [GUARDRAIL_EVENT], "secret": ""},
+        )
+        if not created and endpoint.url != url:
+            endpoint.url = url
+            endpoint.save(update_fields=["url"])
+        if endpoint.active and endpoint.paused_at is None:
+            found[use_case.pk] = endpoint
+    return found
+
+
 @dataclass(frozen=True)
 class Fanout:
     delivery_ids: list[int]
@@ -208,7 +234,7 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
         if not events:
             return Fanout(delivery_ids=[], events_read=0)
         endpoints = list(
-            Endpoint.objects.filter(active=True, paused_at__isnull=True)
+            Endpoint.objects.filter(active=True, paused_at__isnull=True, guardrail_for__isnull=True)
             .select_related("created_by")
             .prefetch_related("use_cases")
         )
@@ -217,6 +243,14 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
             Delivery(endpoint=endpoint, event=event, next_attempt_at=now, created_at=now)
             for event in events
             for endpoint in match(event)
+        ]
+        guardrail = _guardrail_endpoints(events)
+        deliveries += [
+            Delivery(
+                endpoint=guardrail[e.use_case_id], event=e, next_attempt_at=now, created_at=now
+            )
+            for e in events
+            if e.type == GUARDRAIL_EVENT and e.use_case_id in guardrail
         ]
         created = Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
         last = events[-1]
@@ -240,20 +274,30 @@ def retry_schedule() -> list[float]:
     return [float(s) for s in settings.WEBHOOK_RETRY_SCHEDULE]
 
 
-def message_body(event: Event) -> bytes:
+def message_body(event: Event, *, endpoint: Endpoint | None = None) -> bytes:
+    """The Standard Webhooks envelope; a guardrail webhook gets the breach itself, the body its
+    receivers have always had."""
+    if endpoint is not None and endpoint.guardrail_for_id is not None:
+        return json.dumps(event.data, separators=(",", ":"), default=str).encode()
     payload = {"type": event.type, "timestamp": event.created_at.isoformat(), "data": event.data}
     return json.dumps(payload, separators=(",", ":"), default=str).encode()
 
 
 def message_headers(*, endpoint: Endpoint, message_id: str, body: bytes, now: datetime) -> dict:
-    """Standard Webhooks headers: the id, the time of this attempt, and the signature."""
-    signature = Webhook(endpoint.secret).sign(msg_id=message_id, timestamp=now, data=body)
-    return {
+    """Standard Webhooks headers: the id, the time of this attempt, and the signature (an
+    endpoint without a secret, a guardrail webhook, is sent unsigned and says so)."""
+    headers = {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
         "User-Agent": "reviewapp-webhooks/1",
     }
+    if endpoint.secret:
+        headers["webhook-signature"] = Webhook(endpoint.secret).sign(
+            msg_id=message_id, timestamp=now, data=body
+        )
+    else:
+        headers["webhook-unsigned"] = "guardrail webhook: no secret is registered"
+    return headers
 
 
 def _claim(*, delivery_ids: list[int], now: datetime) -> list[Delivery]:
@@ -295,7 +339,7 @@ def deliveries_attempt(
     deliveries = _claim(delivery_ids=delivery_ids, now=now)
     answers = []
     for delivery in deliveries:
-        body = message_body(delivery.event)
+        body = message_body(delivery.event, endpoint=delivery.endpoint)
         headers = message_headers(
             endpoint=delivery.endpoint, message_id=delivery.message_id, body=body, now=now
         )
@@ -339,6 +383,8 @@ def _attempt_record(*, delivery: Delivery, answer: Response, now: datetime) -> f
     # deliveries with it, and a retry button may have reset it meanwhile.
     Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(**values)
     _endpoint_health(endpoint=delivery.endpoint, delivery=delivery, values=values, now=now)
+    if delivery.endpoint.guardrail_for_id is not None:
+        _breach_attempt_note(delivery=delivery, values=values)
     if not answer.ok:
         event_log(
             "webhook_failed",
@@ -350,6 +396,23 @@ def _attempt_record(*, delivery: Delivery, answer: Response, now: datetime) -> f
             latency_ms=answer.latency_ms,
         )
     return wait
+
+
+def _breach_attempt_note(*, delivery: Delivery, values: dict) -> None:
+    """Keep the breach's own record of its webhook (attempts, error, when delivered)."""
+    data = delivery.event.data or {}
+    updates: dict[str, Any] = {
+        "notify_attempts": values["attempts"],
+        "notify_error": values["last_error"]
+        or (f"HTTP {values['last_status_code']}" if "delivered_at" not in values else ""),
+    }
+    if "delivered_at" in values:
+        updates["notified_at"] = values["delivered_at"]
+    GuardrailBreach.objects.filter(
+        use_case_id=delivery.event.use_case_id,
+        guardrail=data.get("guardrail"),
+        detected_at=data.get("detected_at"),
+    ).update(**updates)
 
 
 def _endpoint_health(*, endpoint: Endpoint, delivery: Delivery, values: dict, now) -> None:

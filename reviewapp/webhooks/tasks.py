@@ -2,6 +2,9 @@
 
 import contextlib
 import logging
+import threading
+import time
+from collections.abc import Callable
 
 from celery import shared_task
 from django.conf import settings
@@ -93,7 +96,12 @@ def fanout_soon(sender=None, **kwargs) -> None:
     """After a commit that recorded events: queue a fan-out unless one is already waiting.
     Never raises into the request (the broker or cache may be down; the sweep catches up)."""
     try:
-        if not Endpoint.objects.filter(active=True).exists():
+        # Guardrail webhooks get their endpoint at their first breach, so a breach always
+        # looks; other events only when some endpoint could hear them.
+        if (
+            not (kwargs.get("types") and "guardrail.breached" in kwargs["types"])
+            and not Endpoint.objects.filter(active=True).exists()
+        ):
             return
         if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=FANOUT_QUEUED_SECONDS):
             return
@@ -105,3 +113,32 @@ def fanout_soon(sender=None, **kwargs) -> None:
         logger.exception("could not queue the webhook fan-out; left to the sweep")
         with contextlib.suppress(Exception):
             cache.delete(FANOUT_QUEUED_KEY)
+
+
+# --- embedded mode: the web process sweeps -----------------------------------------------------
+
+_sweep_lock = threading.Lock()
+_last_sweep: float | None = None
+
+
+def sweep_if_due(*, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Embedded mode (eager Celery, no beat): run the sweep at most every
+    ``WEBHOOK_SWEEP_SECONDS`` from the web process, so failed deliveries are retried without a
+    broker. Called after each response; never raises into it. True when it swept."""
+    global _last_sweep
+    if not sweep.app.conf.task_always_eager or settings.WEBHOOK_SWEEP_SECONDS <= 0:
+        return False
+    now = clock()
+    with _sweep_lock:
+        if _last_sweep is not None and now - _last_sweep < settings.WEBHOOK_SWEEP_SECONDS:
+            return False
+        _last_sweep = now
+    try:
+        sweep()
+    except Exception:
+        logger.exception("the embedded webhook sweep failed; it runs again later")
+    return True
+
+
+def sweep_after_response(sender=None, **kwargs) -> None:
+    sweep_if_due()

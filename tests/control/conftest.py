@@ -23,6 +23,7 @@ class WebhookReceiver:
                         {
                             "path": self.path,
                             "content_type": self.headers.get("Content-Type"),
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
                             "body": json.loads(body or b"null"),
                         }
                     )

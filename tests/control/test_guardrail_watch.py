@@ -17,6 +17,8 @@ from reviewapp.control.guardrail_watch import (
 from reviewapp.core.errors import Conflict
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import item_ingest
+from reviewapp.webhooks.models import Delivery
+from reviewapp.webhooks.services import deliveries_attempt, deliveries_due
 from tests.control.helpers import overriding, review_all, send
 from tests.factories import (
     FEATURES,
@@ -28,6 +30,7 @@ from tests.factories import (
     register_model,
     training_frame,
 )
+from tests.webhooks.test_webhooks import Listener
 
 pytestmark = pytest.mark.django_db
 
@@ -243,16 +246,25 @@ def test_audits_that_find_the_model_wrong_trip_the_audit_guardrail(team):
     assert "audit error rate 50.0% > 10.0% over the last 12 audits" in result.policy.reason
 
 
+def retries_run(times: int) -> None:
+    """Run the retry sweep ``times``, each time once the retries are due (an hour on)."""
+    for n in range(1, times + 1):
+        later = timezone.now() + timedelta(hours=n)
+        deliveries_attempt(delivery_ids=deliveries_due(now=later), now=later)
+
+
 def test_the_webhook_is_posted_and_retried_until_it_succeeds(
-    team, webhook_server, django_capture_on_commit_callbacks
+    team, settings, webhook_server, django_capture_on_commit_callbacks
 ):
     _, reviewer = team
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     receiver = webhook_server(statuses=(503, 200))
     use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": receiver.url})
     send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     with django_capture_on_commit_callbacks(execute=True):
         result = use_case_watch(use_case_id=use_case.pk)
+    retries_run(1)
     assert len(receiver.received) == 2  # the 503, then the retry that got a 200
     body = receiver.received[-1]["body"]
     assert receiver.received[-1]["content_type"] == "application/json"
@@ -269,17 +281,68 @@ def test_a_dead_webhook_never_blocks_the_step_down(
     team, settings, django_capture_on_commit_callbacks
 ):
     _, reviewer = team
-    settings.GUARDRAIL_WEBHOOK_ATTEMPTS = 3
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_RETRY_SCHEDULE = [5, 5]  # three attempts in all
     dead = "http://127.0.0.1:9/hook"  # the discard port: nothing listens
     use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": dead})
     send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     with django_capture_on_commit_callbacks(execute=True):
         use_case_watch(use_case_id=use_case.pk)
+    retries_run(3)
     assert policy_current(use_case=use_case).level == "assisted"
     breach = GuardrailBreach.objects.get()
     assert breach.notify_attempts == 3 and breach.notified_at is None
     assert "ConnectionError" in breach.notify_error
+
+
+def test_a_breach_is_a_delivery_of_the_webhooks_unsigned_and_says_so(
+    team, settings, webhook_server, django_capture_on_commit_callbacks
+):
+    _, reviewer = team
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    receiver = webhook_server()
+    use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": receiver.url})
+    send(use_case, range(30))
+    review_all(use_case, reviewer, overriding(every=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        use_case_watch(use_case_id=use_case.pk)
+    delivery = Delivery.objects.select_related("endpoint").get()
+    assert (
+        delivery.state == Delivery.State.DELIVERED and delivery.event.type == "guardrail.breached"
+    )
+    assert delivery.endpoint.url == receiver.url and delivery.endpoint.guardrail_for == use_case
+    [posted] = receiver.received
+    headers = posted["headers"]
+    assert headers["webhook-id"] == delivery.message_id and "webhook-signature" not in headers
+    assert "no secret" in headers["webhook-unsigned"]
+    assert posted["body"]["guardrail"] == "override_rate"
+
+
+def test_a_refused_guardrail_webhook_is_never_connected_to(
+    team, settings, django_capture_on_commit_callbacks
+):
+    _, reviewer = team
+    listener = Listener("127.0.0.2")
+    try:
+        url = f"http://127.0.0.2:{listener.port}/hook"
+        # Allowed when the policy was written, off the list by the breach: checked again then.
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
+        use_case = partial_use_case(team, guardrails={**OVERRIDES, "webhook_url": url})
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+        send(use_case, range(30))
+        review_all(use_case, reviewer, overriding(every=2))
+        with django_capture_on_commit_callbacks(execute=True):
+            use_case_watch(use_case_id=use_case.pk)
+        retries_run(2)
+        assert policy_current(use_case=use_case).level == "assisted"
+        delivery = Delivery.objects.get()
+        assert delivery.attempts == 3 and delivery.last_error.startswith("refused:")
+        assert listener.connections == 0
+        breach = GuardrailBreach.objects.get()
+        assert breach.notified_at is None and breach.notify_error.startswith("refused:")
+    finally:
+        listener.stop()
 
 
 def test_a_manager_resolves_a_breach_by_hand(team):
@@ -316,3 +379,25 @@ def test_a_guardrail_schema_error_is_a_400_naming_the_field(api, team):
     good = {"fallback_level": "shadow", "override_rate": {"max": 0.3}}
     response = api(manager).patch(url, {"guardrails": good, "reason": "x"}, format="json")
     assert response.status_code == 200 and response.json()["guardrails"] == good
+
+
+def test_a_guardrail_webhook_to_an_internal_address_is_refused_when_the_policy_changes(
+    team, settings, api
+):
+    manager, _ = team
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    use_case = partial_use_case(team)
+    path = f"/api/v1/use-cases/{use_case.slug}/policy/"
+    refused = api(manager).patch(
+        path,
+        {"guardrails": {**OVERRIDES, "webhook_url": "http://127.0.0.2:8080/hook"}, "reason": "x"},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "loopback" in refused.json()["guardrails"]["webhook_url"][0]
+    allowed = api(manager).patch(
+        path,
+        {"guardrails": {**OVERRIDES, "webhook_url": "http://127.0.0.1:8080/hook"}, "reason": "x"},
+        format="json",
+    )
+    assert allowed.status_code == 200, allowed.content

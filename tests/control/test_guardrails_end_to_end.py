@@ -46,6 +46,7 @@ def stream(api, caller, reviewer, use_case, rows, start: int) -> None:
 
 def test_a_model_that_turns_bad_is_stepped_down_by_the_system(api, settings, webhook_server):
     settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 0  # check after every decision
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     receiver = webhook_server()
     manager, reviewer = make_user(Role.MANAGER), make_user(Role.REVIEWER)
     caller, engineer = make_user(Role.INTEGRATION), make_user(Role.ML_ENGINEER)

@@ -22,9 +22,12 @@ pytestmark = [
 
 @pytest.fixture
 def every_decision_checked(monkeypatch, settings):
-    """No throttle, here and in the worker (which reads the environment when it starts)."""
+    """No throttle and a local receiver allowed, here and in the worker (which reads the
+    environment when it starts)."""
     monkeypatch.setenv("GUARDRAIL_CHECK_INTERVAL_SECONDS", "0")
+    monkeypatch.setenv("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
     settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 0
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
 
 
 def wait_for(condition, seconds: float = 45):
