@@ -5,11 +5,14 @@ guardrail watch by hand: the checks queued after each decision find the breach, 
 system's policy version, record the breach and POST the webhook to a real local HTTP server.
 """
 
+import time
+
 import pytest
 
 from deployments.models import GuardrailBreach
 from deployments.services.model_versions import model_version_promote
 from reviewapp.core.roles import Role
+from reviewapp.webhooks.tasks import sweep
 from tests.control.helpers import truth
 from tests.factories import (
     classifier_bytes,
@@ -86,6 +89,13 @@ def test_a_model_that_turns_bad_is_stepped_down_by_the_system(api, settings, web
     current = api(manager).get(f"/api/v1/use-cases/{use_case.slug}/policy/").json()
     assert current["level"] == "assisted" and current["version"] == step_down["version"]
 
+    # The breach reaches the webhook through the event outbox, readable once every older
+    # transaction has ended: on PostgreSQL other tests' transactions may hold it back a moment,
+    # and the beat's sweep (run here) delivers it then.
+    deadline = time.monotonic() + 30
+    while not receiver.received and time.monotonic() < deadline:
+        sweep()
+        time.sleep(0.1)
     breach = GuardrailBreach.objects.get()
     assert breach.guardrail == "override_rate" and breach.observed > 0.2
     assert breach.sample_size >= 15 and breach.model_version.version == "broken"
