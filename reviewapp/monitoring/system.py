@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Sum
 
 from reviewapp.core.errors import InvalidInput
+from reviewapp.core.events import event_record
 from reviewapp.core.logs import event_log
 from reviewapp.monitoring.heartbeats import PUBLISHED_HEADER, REQUEST_BUCKETS, stale_seconds
 from reviewapp.monitoring.models import (
@@ -299,9 +300,14 @@ def system_watch(*, now: datetime) -> dict:
     }
 
 
+# Event types an alert's change appends to the outbox (webhooks publish them to subscribers).
+ALERT_RAISED = "system.alert_raised"
+ALERT_CLEARED = "system.alert_cleared"
+
+
 def alerts_sync(*, alerts: list[dict], now: datetime) -> tuple[int, int]:
     """Open an alert row for each new condition and close those that no longer hold; each
-    change is one logged event (what a webhook would publish)."""
+    change is one logged event and one outbox event, written with the alert row."""
     current = {a["key"]: a for a in alerts}
     open_rows = {a.key: a for a in SystemAlert.objects.filter(cleared_at__isnull=True)}
     raised = cleared = 0
@@ -312,6 +318,11 @@ def alerts_sync(*, alerts: list[dict], now: datetime) -> tuple[int, int]:
             with transaction.atomic():
                 SystemAlert.objects.create(
                     key=key, kind=alert["kind"], message=alert["message"], raised_at=now
+                )
+                event_record(
+                    type=ALERT_RAISED,
+                    use_case_id=None,
+                    data={"key": key, "kind": alert["kind"], "message": alert["message"]},
                 )
         except IntegrityError:
             continue  # another watcher raised it first
@@ -326,7 +337,17 @@ def alerts_sync(*, alerts: list[dict], now: datetime) -> tuple[int, int]:
     for key, row in open_rows.items():
         if key in current:
             continue
-        if SystemAlert.objects.filter(pk=row.pk, cleared_at__isnull=True).update(cleared_at=now):
+        with transaction.atomic():
+            closed = SystemAlert.objects.filter(pk=row.pk, cleared_at__isnull=True).update(
+                cleared_at=now
+            )
+            if closed:
+                event_record(
+                    type=ALERT_CLEARED,
+                    use_case_id=None,
+                    data={"key": key, "kind": row.kind, "raised_at": row.raised_at.isoformat()},
+                )
+        if closed:
             cleared += 1
             event_log("system_alert_cleared", key=key, kind=row.kind, raised_at=row.raised_at)
     return raised, cleared

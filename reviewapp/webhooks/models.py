@@ -11,6 +11,8 @@ EVENT_TYPES = (
     "model.changed",
     "export.ready",
     "retraining.finished",
+    "system.alert_raised",  # a worker missing, a queue not consumed, too many 5xx answers
+    "system.alert_cleared",
 )
 # A delivery the "send a test event" button makes; no endpoint subscribes to it.
 TEST_EVENT = "webhook.test"
