@@ -34,19 +34,7 @@ PROCESSES = 50
 TARGET_MS = 300.0
 INTERVAL = 10  # HEARTBEAT_INTERVAL_SECONDS' default
 VIEW_COUNT = 60
-SUMS = (
-    "samples",
-    "seconds",
-    "cpu_seconds",
-    "rss_bytes",
-    "load1",
-    "tasks_in_flight",
-    "tasks_done",
-    "requests",
-    "errors_4xx",
-    "errors_5xx",
-    "request_seconds",
-)
+
 VIEWS = ("reviews:queue", "api-items", "api-batch", "monitoring:dashboard-tab", "metrics")
 
 
@@ -108,6 +96,7 @@ def fleet_copy(*, now: datetime, days: int, seed: int = 7) -> tuple[int, float]:
     """50 heartbeats and a sample a minute for each over ``days``, by COPY; rows, seconds."""
     from django.db import connection
 
+    from reviewapp.monitoring.heartbeats import PROCESS_COUNTS as SUMS
     from reviewapp.monitoring.models import ProcessHeartbeat, ProcessRollup, ViewRequestRollup
 
     rng = random.Random(seed)

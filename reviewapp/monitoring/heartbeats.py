@@ -229,7 +229,7 @@ def heartbeat_record(*, probe: ProcessProbe, now: datetime | None = None) -> Pro
 _VIEW_COUNTS = ["requests", "errors_4xx", "errors_5xx", "seconds"] + [
     f"le_{i}" for i in range(len(REQUEST_BUCKETS))
 ]
-_PROCESS_COUNTS = [
+PROCESS_COUNTS = [  # the summed columns of a quarter-hour ProcessRollup row
     "samples",
     "seconds",
     "cpu_seconds",
@@ -255,9 +255,9 @@ def process_rollup_add(*, kind: str, host: str, sample: dict, reading: dict) -> 
     """Add one process-minute to its kind and host's quarter hour."""
     quarter = sample["minute"] - sample["minute"] % 15
     figures = {**sample, "samples": 1, "rss_bytes": reading["rss_bytes"], "load1": reading["load1"]}
-    row = [quarter, kind, host, *(figures[c] for c in _PROCESS_COUNTS)]
+    row = [quarter, kind, host, *(figures[c] for c in PROCESS_COUNTS)]
     _upsert_adding(
-        ProcessRollup, keys=["minute", "kind", "host"], counts=_PROCESS_COUNTS, rows=[row]
+        ProcessRollup, keys=["minute", "kind", "host"], counts=PROCESS_COUNTS, rows=[row]
     )
 
 
