@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from benchmarks.harness import celery_workers, fmt, pct, table
@@ -43,7 +44,7 @@ def _use_case():
     user.save()
     use_case = use_case_create(
         actor=user,
-        slug=f"bench-outcomes-{int(time.time())}",
+        slug=f"bench-outcomes-{uuid.uuid4().hex[:12]}",
         name="Outcomes bench",
         task_type="classification",
         features=[{"name": "amount", "type": "number", "required": True}],
