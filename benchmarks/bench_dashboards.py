@@ -4,10 +4,10 @@
    their predictions, review tasks and decisions) by COPY into PostgreSQL; the monitoring
    rollups are rebuilt from those raw rows; then every dashboard tab is requested through the
    whole Django stack (session, middleware, view, selectors, figures, template). First with
-   10,000 items, then with 1,000,000 (small: 20,000): the figures should not grow with the
+   10,000 items, then with 1,000,000 (small: 5,000 then 10,000): the figures should not grow with the
    history, since dashboards read hourly rollups only. Target: at most 300 ms per tab.
 2. Drift statistics. The fold's per-feature statistics (missing, moments, min/max, histogram
-   on the reference bins, per hour) over 1,000,000 rows x 20 features (small: 50,000),
+   on the reference bins, per hour) over 1,000,000 rows x 20 features (small: 25,000),
    against the same statistics computed with bare NumPy in the same run (the floor).
    Target: within 2x of the floor.
 
@@ -401,7 +401,7 @@ def _measure_dashboards(small: bool) -> None:
     from reviewapp.monitoring.services import rollups_rebuild
 
     use_case, champion, policy, manager, reviewers = use_case_make()
-    sizes = [10_000, 20_000 if small else 1_000_000]
+    sizes = [5_000, 10_000] if small else [10_000, 1_000_000]
     results = []
     loaded = 0
     for size in sizes:
@@ -443,7 +443,7 @@ def _measure_dashboards(small: bool) -> None:
 
 
 def _measure_kernel(small: bool) -> None:
-    rows = 50_000 if small else 1_000_000
+    rows = 25_000 if small else 1_000_000
     ours, floor = drift_kernel(rows)
     print()
     print(f"{'drift statistics, ' + format(rows, ',') + ' rows x 20 features':<48}{'s':>8}")

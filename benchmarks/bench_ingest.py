@@ -5,7 +5,8 @@
   Django view (/healthz) in the same run.
 - batch: items per second from the first POST to the last job done, through gunicorn and two
   Celery worker processes. Floor: a raw COPY of the same rows.
-- claiming: review-next with 8 concurrent reviewers against 10,000 and 100,000 pending tasks.
+- claiming: review-next with 8 concurrent reviewers against 10,000 and 100,000 pending tasks
+  (--small: batches of 1,000 and 4,000 items, queues of 1,000 and 4,000 tasks).
 """
 
 import json
@@ -180,7 +181,7 @@ def batch(small: bool) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         endpoint = f"{url}/api/v1/use-cases/{use_case.slug}/items/batch/"
-        for total in (2_000, 10_000) if small else (10_000, 100_000):
+        for total in (1_000, 4_000) if small else (10_000, 100_000):
             rows = _rows(digits, total, f"b{total}")
             bodies = [rows[i : i + 10_000] for i in range(0, total, 10_000)]
             started = time.perf_counter()
@@ -260,7 +261,7 @@ def claiming(small: bool) -> None:
     reviewers = [_user(Role.REVIEWER, f"rev{i}") for i in range(8)]
     results = []
     p99s: list[float] = []
-    sizes = (2_000, 10_000) if small else (10_000, 100_000)
+    sizes = (1_000, 4_000) if small else (10_000, 100_000)
     for pending in sizes:
         use_case, _, _ = _use_case(level="human_only", members=[u for u, _ in reviewers])
         _fill_queue(use_case, pending)

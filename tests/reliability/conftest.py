@@ -2,7 +2,7 @@
 
     RELIABILITY=1 .venv/bin/pytest tests/reliability -p no:randomly
 
-``RELIABILITY_SCALE`` = ``small`` (CI: about a thousand items) or ``full`` (the default by hand:
+``RELIABILITY_SCALE`` = ``small`` (CI: five hundred items) or ``full`` (the default by hand:
 ten thousand); ``RELIABILITY_SEEDS`` = how many seeds each scenario repeats over (default 3).
 ``RELIABILITY_KEEP_LOGS=1`` keeps each deployment's process logs (their folder is printed).
 ``RELIABILITY_PG_PORT``, ``RELIABILITY_REDIS_PORT``, ``RELIABILITY_WEB_PORT`` fix the ports
@@ -20,7 +20,7 @@ import pytest
 
 from tests.reliability.processes import Stack
 
-SIZES = {"small": 1_000, "full": 10_000}
+SIZES = {"small": 500, "full": 10_000}
 
 
 def pytest_collection_modifyitems(config, items):
