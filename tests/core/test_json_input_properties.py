@@ -25,6 +25,7 @@ from tests.factories import (
     make_user,
     register_model,
 )
+from tests.passes import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -140,7 +141,7 @@ def test_any_json_is_a_4xx_or_a_success_and_a_4xx_changes_nothing(world, method,
     url = path.format(**parameters)
 
     @hypothesis.settings(
-        max_examples=25,
+        max_examples=examples(25),
         derandomize=True,
         database=None,
         deadline=None,

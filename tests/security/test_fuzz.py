@@ -24,11 +24,12 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from reviewapp.core.roles import Role
 from tests.factories import classifier_bytes, make_use_case, make_user, register_model, send_items
+from tests.passes import examples
 
 pytestmark = pytest.mark.django_db
 
 # 4 roles x 300 examples: 1,200 requests, about a minute on one core.
-EXAMPLES_PER_ROLE = 300
+EXAMPLES_PER_ROLE = examples(300)
 FUZZED_ROLES = [Role.REVIEWER, Role.MANAGER, Role.ML_ENGINEER, Role.ADMIN]
 # Rules the schema cannot state, because they depend on another field or on the use case: a
 # body or query the schema calls valid may rightly get a 400 naming the field. These operations
