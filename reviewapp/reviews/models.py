@@ -185,6 +185,30 @@ class TaskSkip(models.Model):
         return f"{self.user_id} skipped {self.task_id}"
 
 
+class ItemSeen(models.Model):
+    """A person was shown this item (with whatever its task showed).
+
+    Written in the transaction that hands the item to them: every claim (a task later decided,
+    skipped, escalated or left to expire was claimed first) and a manager's answer to an
+    escalation. Rows are only ever added. The claim query keeps a blind task away from anyone
+    with a row here for its item, so blind answers, double reviews included, always come from
+    someone who has not seen the item or its suggestion before.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    first_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the index the claim's NOT EXISTS probes: (this reviewer, this item).
+            models.UniqueConstraint(fields=["user", "item"], name="item_seen_once_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} saw item {self.item_id}"
+
+
 class Decision(AppendOnlyModel):
     """A human's answer to a review task. Append-only."""
 

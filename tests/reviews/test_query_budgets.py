@@ -98,9 +98,10 @@ def test_claiming_the_next_task(api, queue):
     held.save(update_fields=["claimed_by", "lease_token", "lease_expires_at"])
     sql = queries(lambda: client.post(url))
     # token with its user, groups, use case, a live lease already held? | savepoint, the oldest
-    # claimable task (SKIP LOCKED on PostgreSQL), the conditional claim update, release | the
-    # task with its item and prediction for the answer, the PII right.
-    assert_budget(sql, 10)
+    # claimable task (SKIP LOCKED on PostgreSQL), the conditional claim update, the record that
+    # the reviewer has seen the item, release | the task with its item and prediction for the
+    # answer, the PII right.
+    assert_budget(sql, 11)
 
 
 def test_deciding_a_task(api, queue):
@@ -145,6 +146,6 @@ def test_deciding_and_getting_the_next_task_in_the_htmx_queue(queue):
     # item and prediction locked for the decision, insert the decision, close the task, decide
     # the item, the disagreement, a rollup event, the outcome event, release | guardrail
     # throttle (update, read) | claim the next: a live lease held?, savepoint, the oldest
-    # claimable, the conditional update, release | the task with its item for the page, PII
-    # right, escalation notes.
-    assert_budget(sql, 26)
+    # claimable, the conditional update, the item seen, release | the task with its item for
+    # the page, PII right, escalation notes.
+    assert_budget(sql, 27)

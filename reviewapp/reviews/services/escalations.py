@@ -17,7 +17,7 @@ from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.events import event_record
 from reviewapp.reviews.models import Escalation, ReviewTask
 from reviewapp.reviews.outcomes import ITEM_ESCALATED, escalation_payload
-from reviewapp.reviews.services.review import review_task_decide
+from reviewapp.reviews.services.review import item_seen_record, review_task_decide
 
 MAX_TEXT = 5000
 
@@ -132,6 +132,7 @@ def escalation_resolve(
                         "lease_expires_at",
                     ]
                 )
+                item_seen_record(item_id=task.item_id, user=user, now=now)
                 review_task_decide(
                     task=task,
                     user=user,

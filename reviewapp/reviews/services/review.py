@@ -22,7 +22,7 @@ from deployments.selectors import use_cases_visible_to
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.events import event_record
 from reviewapp.core.logs import event_log
-from reviewapp.reviews.models import Decision, Item, Prediction, ReviewTask, TaskSkip
+from reviewapp.reviews.models import Decision, Item, ItemSeen, Prediction, ReviewTask, TaskSkip
 from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 from reviewapp.reviews.signals import decision_recorded, use_case_facts_changed
@@ -37,6 +37,12 @@ def _claimable(*, use_case: UseCase, user, now, include_skipped: bool):
     # Nobody reviews the same item twice (a double review needs two different people).
     tasks = tasks.exclude(
         Exists(Decision.objects.filter(item_id=OuterRef("item_id"), reviewer=user))
+    )
+    # A blind answer is independent only from someone who never saw the item: not after a
+    # skipped, escalated or expired task of it, whatever that task showed (see ItemSeen).
+    tasks = tasks.exclude(
+        Q(show_suggestion=False)
+        & Exists(ItemSeen.objects.filter(user=user, item_id=OuterRef("item_id")))
     )
     if not include_skipped:
         tasks = tasks.exclude(Exists(TaskSkip.objects.filter(task_id=OuterRef("pk"), user=user)))
@@ -63,10 +69,11 @@ def review_task_claim(
 
     A reviewer who already holds a live lease in this use case gets that task back (a closed
     tab loses nothing). Otherwise the oldest claimable task: open, with no live lease, on an
-    item the reviewer has not decided, and not one they skipped unless nothing else is left.
-    On PostgreSQL the candidate row is locked with SKIP LOCKED so competing reviewers pass over
-    each other's rows; on every database the claim itself is a conditional update, so two
-    reviewers can never hold the same task.
+    item the reviewer has not decided, never a blind task of an item they have seen in any form,
+    and not one they skipped unless nothing else is left. The claim and the record that the
+    reviewer has seen the item commit together. On PostgreSQL the candidate row is locked with
+    SKIP LOCKED so competing reviewers pass over each other's rows; on every database the claim
+    itself is a conditional update, so two reviewers can never hold the same task.
     """
     now = now or timezone.now()
     lease = timedelta(seconds=lease_seconds or settings.REVIEW_LEASE_SECONDS)
@@ -81,7 +88,7 @@ def review_task_claim(
                         use_case=use_case, user=user, now=now, include_skipped=include_skipped
                     )
                     .select_for_update(skip_locked=True, of=("self",))
-                    .only("id")
+                    .only("id", "item_id")
                     .first()
                 )
                 if candidate is None:
@@ -97,9 +104,18 @@ def review_task_claim(
                         lease_expires_at=now + lease,
                     )
                 )
+                if won:  # seen and claimed commit together
+                    item_seen_record(item_id=candidate.item_id, user=user, now=now)
             if won:
                 return ReviewTask.objects.select_related("item__prediction").get(pk=candidate.pk)
     return None
+
+
+def item_seen_record(*, item_id: int, user, now) -> None:
+    """Note that ``user`` has been shown the item (once; later sightings change nothing)."""
+    ItemSeen.objects.bulk_create(
+        [ItemSeen(item_id=item_id, user=user, first_seen_at=now)], ignore_conflicts=True
+    )
 
 
 def review_task_get_for(*, task_id: Any, user) -> ReviewTask:
