@@ -6,6 +6,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import defaults
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.views import SpectacularAPIView
 
 from reviewapp.core.errors import database_unavailable
 from reviewapp.core.middleware import database_unavailable_response
@@ -82,3 +84,23 @@ class ThrottledLoginView(LoginView):
             username=form.get_user().get_username(), ip=self.request.META.get("REMOTE_ADDR", "")
         )
         return super().form_valid(form)
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/schema/``: YAML by default, JSON with ``?format=json`` (or ``Accept:
+    application/json``). The project turns DRF's URL format override off, because ``format``
+    names a file format on the export endpoints, so the schema reads it itself."""
+
+    FORMATS = {
+        "json": OpenApiJsonRenderer,
+        "openapi-json": OpenApiJsonRenderer,
+        "yaml": OpenApiYamlRenderer,
+        "openapi": OpenApiYamlRenderer,
+    }
+
+    def perform_content_negotiation(self, request, force=False):
+        wanted = request.query_params.get("format")
+        if wanted in self.FORMATS:
+            renderer = self.FORMATS[wanted]()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)

@@ -1,5 +1,7 @@
 """Pages every app shares: sign-in and the error pages."""
 
+import json
+
 import pytest
 
 from reviewapp.core.roles import Role
@@ -27,3 +29,24 @@ def test_unknown_pages_still_get_the_page(client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert "text/html" in response["Content-Type"]
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "media_type"),
+    [
+        ("?format=json", None, "application/vnd.oai.openapi+json"),
+        ("?format=yaml", None, "application/vnd.oai.openapi"),
+        ("", "application/json", "application/json"),
+        ("", None, "application/vnd.oai.openapi"),
+    ],
+)
+def test_the_schema_comes_as_json_or_yaml_as_asked(client, query, accept, media_type):
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = client.get(f"/api/schema/{query}", **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"].split(";")[0] == media_type
+    body = response.content.decode()
+    if "json" in media_type:
+        assert json.loads(body)["openapi"].startswith("3.")
+    else:
+        assert body.startswith("openapi: 3.")
