@@ -3,12 +3,16 @@
 import hmac
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from deployments.models import UseCase
@@ -17,6 +21,8 @@ from reviewapp.core.api import ANALYSTS, RolesAllowed, window_params
 from reviewapp.monitoring.prometheus import metrics_registry
 from reviewapp.monitoring.selectors import metrics_summary
 
+SCRAPER = "metrics-scrape-token"
+
 
 def scrape_token_presented(request) -> bool:
     expected = settings.METRICS_SCRAPE_TOKEN
@@ -24,6 +30,17 @@ def scrape_token_presented(request) -> bool:
     if not expected or not header.startswith("Bearer "):
         return False
     return hmac.compare_digest(header.removeprefix("Bearer ").encode(), expected.encode())
+
+
+class ScrapeTokenAuthentication(BaseAuthentication):
+    """Claims the request when it carries METRICS_SCRAPE_TOKEN, before the API tokens (which
+    would refuse that Bearer value as an unknown token)."""
+
+    def authenticate(self, request):
+        return (AnonymousUser(), SCRAPER) if scrape_token_presented(request) else None
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="metrics"'  # so a wrong or missing token is a 401, not a 403
 
 
 class ScrapeTokenOrRoles(BasePermission):
@@ -39,20 +56,36 @@ class PrometheusMetricsApi(APIView):
     """Metrics in the Prometheus text format. A user sees the use cases they are a member of
     (admins: all); the scrape token sees all."""
 
+    authentication_classes = [
+        ScrapeTokenAuthentication,
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+    ]
     permission_classes = [ScrapeTokenOrRoles]
     allowed_roles = {"GET": ANALYSTS}
 
+    def perform_content_negotiation(self, request, force=False):
+        # Scrapers send every kind of Accept header (Prometheus asks for OpenMetrics first,
+        # Telegraf and curl for text/plain); the body's format is chosen in get() the way
+        # prometheus_client does, and errors (401, 403) keep the API's JSON shape.
+        return JSONRenderer(), JSONRenderer.media_type
+
     @extend_schema(
-        responses={(200, "text/plain"): OpenApiTypes.STR},
+        responses={
+            (200, "text/plain"): OpenApiTypes.STR,
+            (200, "application/openmetrics-text"): OpenApiTypes.STR,
+        },
         summary="Prometheus metrics (request latency, predictions, routes, queue, null outputs)",
+        description="Prometheus text format 0.0.4, or OpenMetrics 1.0 when the `Accept` header "
+        "asks for `application/openmetrics-text`; any other `Accept` gets the text format.",
     )
     def get(self, request):
         if scrape_token_presented(request):
             ids = list(UseCase.objects.values_list("id", flat=True))
         else:
             ids = list(use_cases_visible_to(request.user).values_list("id", flat=True))
-        body = generate_latest(metrics_registry(use_case_ids=ids))
-        return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encode(metrics_registry(use_case_ids=ids))
+        return HttpResponse(body, content_type=content_type)
 
 
 class MetricsApi(APIView):

@@ -73,7 +73,8 @@ class DatabaseCollector:
             .annotate(n=Sum("predictions"), null=Sum("null_outputs"))
             .order_by()
         ):
-            labels = [row["use_case__slug"], row["model_version__version"], str(row["shadow"])]
+            shadow = "true" if row["shadow"] else "false"  # lower case, as PromQL users write
+            labels = [row["use_case__slug"], row["model_version__version"], shadow]
             predictions.add_metric(labels, row["n"] or 0)
             nulls.add_metric(labels, row["null"] or 0)
         yield predictions

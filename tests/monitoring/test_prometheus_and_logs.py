@@ -49,7 +49,7 @@ def test_metrics_count_predictions_routes_and_the_queue_of_visible_use_cases(api
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()
     samples = _samples(text)
-    version = (("model_version", "v1"), ("shadow", "False"), ("use_case", "busy"))
+    version = (("model_version", "v1"), ("shadow", "false"), ("use_case", "busy"))
     assert samples[("reviewapp_predictions_total", version)] == 5
     assert samples[("reviewapp_null_outputs_total", version)] == 0
     assert samples[("reviewapp_items_routed_total", (("route", "auto"), ("use_case", "busy")))] == 5
@@ -113,3 +113,53 @@ def test_a_forged_request_id_is_replaced(client, caplog):
     assert access["request_id"] == generated
     line = JsonFormatter().format(caplog.records[-1])
     assert "\n" not in line
+
+
+# What real scrapers send (Prometheus 3 and 2, Telegraf, curl, a browser) and what they get.
+PROMETHEUS_3 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+    "application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;"
+    "escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+PROMETHEUS_2 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+TELEGRAF = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3"  # noqa: E501
+ACCEPTS = {
+    "none": (None, "text"),
+    "any": ("*/*", "text"),
+    "text/plain": ("text/plain", "text"),
+    "text 0.0.4": ("text/plain;version=0.0.4", "text"),
+    "openmetrics first": ("application/openmetrics-text;version=1.0.0,text/plain;q=0.5", "om"),
+    "prometheus 3": (PROMETHEUS_3, "om"),
+    "prometheus 2": (PROMETHEUS_2, "om"),
+    "telegraf": (TELEGRAF, "text"),
+    "browser": ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text"),
+    "json only": ("application/json", "text"),
+}
+
+
+@pytest.mark.parametrize("accept", ACCEPTS, ids=list(ACCEPTS))
+def test_every_scrape_accept_header_gets_a_format_it_can_parse(api, busy, accept):
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    header, expected = ACCEPTS[accept]
+    _, manager = busy
+    headers = {"HTTP_ACCEPT": header} if header else {}
+    response = api(manager).get("/metrics", **headers)
+    assert response.status_code == 200
+    text = response.content.decode()
+    if expected == "om":
+        assert response["Content-Type"].startswith("application/openmetrics-text")
+        assert text.endswith("# EOF\n")
+        names = {family.name for family in openmetrics_families(text)}
+        # OpenMetrics names a counter family without its _total suffix
+        assert "reviewapp_predictions" in names
+    else:
+        assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert "reviewapp_predictions" in names
+    assert 'shadow="false"' in text and 'shadow="False"' not in text
