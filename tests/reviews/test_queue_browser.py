@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from deployments.models import UseCaseMembership
 from deployments.services.policies import policy_change
@@ -111,7 +112,7 @@ def test_ten_items_decided_by_keyboard_alone(browser, live_server):
         else:
             keys_then_next(page, *keys)
         assert page.locator("#task .notice").is_visible()
-    assert page.get_by_text("Nothing is waiting for you here").is_visible()
+    expect(page.locator("#task-title")).to_have_text("Nothing is waiting for you here")
 
     decisions = {d.item.external_id: d for d in Decision.objects.select_related("item")}
     assert len(decisions) == 10
