@@ -30,6 +30,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", True)
+# Django's technical 404 and 500 pages instead of the app's, for a developer (only with DEBUG).
+DEBUG_ERROR_PAGES = env_bool("DEBUG_ERROR_PAGES", False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-never-use-in-production"
 SECRET_KEY = os.environ.get("SECRET_KEY") or _DEV_SECRET_KEY
@@ -69,6 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "reviewapp.core.middleware.ServerTimingMiddleware",
+    "reviewapp.core.views.FriendlyErrorPagesMiddleware",
     "reviewapp.monitoring.middleware.RequestIdMiddleware",
     "reviewapp.core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",

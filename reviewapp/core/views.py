@@ -21,8 +21,11 @@ from reviewapp.core.throttles import (
 def page_not_found(request, exception):
     """API callers get the API's JSON error shape for unknown paths; people get the page."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    return defaults.page_not_found(request, exception)
+        response = JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    else:
+        response = defaults.page_not_found(request, exception)
+    response.friendly_error_page = True
+    return response
 
 
 def server_error(request):
@@ -33,8 +36,40 @@ def server_error(request):
     if exc is not None and database_unavailable(exc):
         return database_unavailable_response()
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Server error; it has been logged."}, status=500)
-    return defaults.server_error(request)
+        response = JsonResponse(
+            {"detail": "Server error; it has been logged.", "code": "server_error"}, status=500
+        )
+    else:
+        response = defaults.server_error(request)
+    response.friendly_error_page = True
+    return response
+
+
+class FriendlyErrorPagesMiddleware:
+    """The app's own 404 and 500 pages in every mode.
+
+    With DEBUG on (the embedded demo runs so), Django answers a missing page with its technical
+    404, which lists every URL pattern, and an error with a traceback page. Those answers are
+    replaced here by what ``handler404``/``handler500`` give without DEBUG; the exception was
+    already logged by then. ``DEBUG_ERROR_PAGES=1`` keeps Django's pages for a developer.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            not settings.DEBUG
+            or settings.DEBUG_ERROR_PAGES
+            or response.status_code not in (404, 500)
+            or getattr(response, "friendly_error_page", False)
+            or not response.get("Content-Type", "").startswith("text/html")  # the API's own
+        ):
+            return response
+        if response.status_code == 404:
+            return page_not_found(request, None)
+        return server_error(request)
 
 
 def healthz(request):

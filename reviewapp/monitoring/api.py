@@ -5,6 +5,7 @@ import hmac
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpResponse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from prometheus_client.exposition import choose_encoder
@@ -41,6 +42,18 @@ class ScrapeTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="metrics"'  # so a wrong or missing token is a 401, not a 403
+
+
+class ScrapeTokenScheme(OpenApiAuthenticationExtension):
+    target_class = ScrapeTokenAuthentication
+    name = "metricsScrapeToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "METRICS_SCRAPE_TOKEN, for a Prometheus scrape of every use case.",
+        }
 
 
 class ScrapeTokenOrRoles(BasePermission):

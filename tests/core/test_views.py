@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.urls import path
 
 from reviewapp.core.roles import Role
 from tests.factories import make_user
@@ -21,7 +22,7 @@ def test_unknown_api_paths_answer_in_the_api_error_shape(api):
     response = api(make_user(Role.MANAGER)).get("/api/v1/use-cases/not%20a%20slug/")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"detail": "Not found."}
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}
 
 
 @pytest.mark.django_db
@@ -50,3 +51,44 @@ def test_the_schema_comes_as_json_or_yaml_as_asked(client, query, accept, media_
         assert json.loads(body)["openapi"].startswith("3.")
     else:
         assert body.startswith("openapi: 3.")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_missing_page_is_the_apps_page_in_every_mode(client, settings, debug):
+    settings.DEBUG = debug
+    client.force_login(make_user(Role.REVIEWER))
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "Nothing here" in page and "Back to your queues" in page
+    assert "URLconf" not in page and "api/v1/" not in page  # no list of every route
+    api = client.get("/api/v1/no-such-endpoint/")
+    assert api.status_code == 404
+    assert api.json() == {"detail": "Not found.", "code": "not_found"}
+
+
+@pytest.mark.django_db
+def test_a_missing_object_keeps_its_api_message_with_debug_on(api, settings):
+    settings.DEBUG = True
+    response = api(make_user(Role.MANAGER)).get("/api/v1/use-cases/nope/")
+    assert response.status_code == 404 and response.json()["detail"] != ""
+
+
+def _broken(request):
+    raise RuntimeError("the secret internals")
+
+
+urlpatterns = [path("broken/", _broken)]  # this module is the URLconf of the next test
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.core.test_views")
+def test_an_error_is_the_apps_page_with_debug_on(client, settings):
+    settings.DEBUG = True
+    client.raise_request_exception = False
+    response = client.get("/broken/")
+    assert response.status_code == 500
+    page = response.content.decode()
+    assert "Something went wrong on our side" in page
+    assert "the secret internals" not in page and "Traceback" not in page
