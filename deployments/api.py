@@ -1,9 +1,16 @@
 """REST API for use cases, automation policies and model versions (see ../shared/API.md)."""
 
+import base64
+import hashlib
+
 from django.db import transaction
+from django.http import HttpResponse
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,6 +21,8 @@ from deployments.model_version_presenters import (
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import Level
 from deployments.selectors import (
+    model_version_artifact,
+    model_version_get,
     model_versions_list,
     policy_current,
     policy_history,
@@ -37,7 +46,7 @@ from reviewapp.core.api import (
     RolesAllowed,
     body_fields_check,
 )
-from reviewapp.core.errors import InvalidInput, raise_for_serializer
+from reviewapp.core.errors import InvalidInput, NotFound, raise_for_serializer
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -451,3 +460,45 @@ class ModelRollbackApi(_ModelActionApi):
                 use_case=use_case, actor=request.user, reason=self._reason(request)
             )
         return Response(_model_version_output(model_version, use_case=use_case))
+
+
+class ModelArtifactApi(APIView):
+    """The version's ``.skops`` file as it was uploaded, so a score can be reproduced."""
+
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": MODEL_OWNERS}
+
+    def perform_content_negotiation(self, request, force=False):
+        # The body is the file whatever the Accept header says; errors stay JSON.
+        return JSONRenderer(), JSONRenderer.media_type
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The .skops bytes. `X-Content-SHA256` carries their SHA-256 in hex "
+                "and `Repr-Digest` (RFC 9530) the same in base64.",
+            )
+        },
+        summary="Download a model version's artifact (.skops)",
+        description="Load it with `skops.io.load(path, trusted=skops.io.get_untrusted_types("
+        "file=path))` after checking that list: the app itself accepted only scikit-learn, "
+        "NumPy and SciPy types when the file was uploaded.",
+    )
+    def get(self, request, slug, version):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        model_version = model_version_get(use_case=use_case, version=version)
+        data = model_version_artifact(model_version)
+        if data is None:
+            raise NotFound(
+                {"version": [f"{version!r} has no artifact: its predictions are made elsewhere."]}
+            )
+        digest = hashlib.sha256(data).digest()
+        response = HttpResponse(data, content_type="application/octet-stream")
+        response["Content-Length"] = str(len(data))
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=f"{use_case.slug}-{model_version.version}.skops"
+        )
+        response["X-Content-SHA256"] = digest.hex()
+        response["Repr-Digest"] = f"sha-256=:{base64.b64encode(digest).decode()}:"
+        return response

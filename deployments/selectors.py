@@ -107,6 +107,15 @@ def model_version_get(*, use_case: UseCase, version: str, field: str = "version"
     return model_version
 
 
+def model_version_artifact(model_version: ModelVersion) -> bytes | None:
+    """The uploaded ``.skops`` bytes (read only when asked: they are deferred elsewhere), or
+    None for a version whose predictions come from outside."""
+    data = (
+        ModelVersion.objects.filter(pk=model_version.pk).values_list("artifact", flat=True).first()
+    )
+    return bytes(data) if data else None
+
+
 def policies_current_for(use_cases) -> dict[int, AutomationPolicy]:
     """The current policy of each use case, in one query: use case id -> policy."""
     latest = (

@@ -32,6 +32,11 @@ urlpatterns = [
         name="api-model-promote",
     ),
     path(
+        f"{use_case}models/<str:version>/artifact/",
+        deployments_api.ModelArtifactApi.as_view(),
+        name="api-model-artifact",
+    ),
+    path(
         f"{use_case}models/<str:version>/challenge/",
         deployments_api.ModelChallengeApi.as_view(),
         name="api-model-challenge",

@@ -96,6 +96,7 @@ ENDPOINTS = [
     ),
     ("promote model", "post", "/api/v1/use-cases/{slug}/models/v2/promote/", None, {M, ML, A}),
     ("challenge model", "post", "/api/v1/use-cases/{slug}/models/v2/challenge/", None, {M, ML, A}),
+    ("model artifact", "get", "/api/v1/use-cases/{slug}/models/v2/artifact/", None, {M, ML, A}),
     ("rollback model", "post", "/api/v1/use-cases/{slug}/models/rollback/", None, {M, ML, A}),
     (
         "send item",
