@@ -411,24 +411,35 @@ class _ModelActionApi(APIView):
     allowed_roles = {"POST": MODEL_OWNERS}
 
     class ActionInput(serializers.Serializer):
-        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
-    def _reason(self, request) -> str:
-        serializer = self.ActionInput(data=request.data if isinstance(request.data, dict) else {})
+    class ChampionChangeInput(serializers.Serializer):
+        reason = serializers.CharField(
+            max_length=500,
+            help_text="Why the champion changes; kept in the model history.",
+            error_messages={"required": "say why the champion changes", "blank": "say why"},
+        )
+
+    def _reason(self, request, serializer_class=None) -> str:
+        serializer_class = serializer_class or self.ActionInput
+        serializer = serializer_class(data=request.data if isinstance(request.data, dict) else {})
         raise_for_serializer(serializer)
-        return serializer.validated_data["reason"]
+        return serializer.validated_data["reason"].strip()
 
 
 class ModelPromoteApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ActionInput,
+        request=_ModelActionApi.ChampionChangeInput,
         responses=ModelVersionOutput,
         summary="Make this version the champion",
+        description="`reason` is required: the champion decides items in production.",
     )
     def post(self, request, slug, version):
         use_case = use_case_get_for(user=request.user, slug=slug)
+        model_version_get(use_case=use_case, version=version)  # an unknown version is a 404 first
+        reason = self._reason(request, self.ChampionChangeInput)
         model_version = model_version_promote(
-            use_case=use_case, version=version, actor=request.user, reason=self._reason(request)
+            use_case=use_case, version=version, actor=request.user, reason=reason
         )
         return Response(_model_version_output(model_version, use_case=use_case))
 
@@ -449,15 +460,17 @@ class ModelChallengeApi(_ModelActionApi):
 
 class ModelRollbackApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ActionInput,
+        request=_ModelActionApi.ChampionChangeInput,
         responses=ModelVersionOutput,
         summary="Make the previous champion champion again",
+        description="`reason` is required: the champion decides items in production.",
     )
     def post(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
+        reason = self._reason(request, self.ChampionChangeInput)
         with transaction.atomic():
             model_version = model_version_rollback(
-                use_case=use_case, actor=request.user, reason=self._reason(request)
+                use_case=use_case, actor=request.user, reason=reason
             )
         return Response(_model_version_output(model_version, use_case=use_case))
 

@@ -58,7 +58,12 @@ def test_promote_challenge_rollback(api, setup):
     assert promoted.json()["role"] == "champion"
     roles = dict(ModelVersion.objects.values_list("version", "role"))
     assert roles == {"v1": "retired", "v2": "champion"}
-    back = api(engineer).post(f"{base}rollback/")
+    refused = api(engineer).post(f"{base}rollback/")
+    assert refused.status_code == 400 and "reason" in refused.json()
+    assert (
+        api(engineer).post(f"{base}v1/promote/", {"reason": " "}, format="json").status_code == 400
+    )
+    back = api(engineer).post(f"{base}rollback/", {"reason": "v2 is worse live"}, format="json")
     assert back.status_code == 200 and back.json()["version"] == "v1"
     assert dict(ModelVersion.objects.values_list("version", "role")) == {
         "v1": "champion",
@@ -71,7 +76,9 @@ def test_promote_challenge_rollback(api, setup):
 def test_rollback_without_a_previous_champion_is_409(api, setup):
     engineer, use_case = setup
     upload(api, engineer, use_case, classifier_bytes())
-    response = api(engineer).post(f"/api/v1/use-cases/{use_case.slug}/models/rollback/")
+    response = api(engineer).post(
+        f"/api/v1/use-cases/{use_case.slug}/models/rollback/", {"reason": "undo"}, format="json"
+    )
     assert response.status_code == 409
 
 
@@ -119,3 +126,18 @@ def test_duplicate_version_is_refused(api, setup):
     upload(api, engineer, use_case, constant_classifier_bytes())
     response = upload(api, engineer, use_case, constant_classifier_bytes())
     assert response.status_code == 400 and "version" in response.json()
+
+
+def test_the_reason_for_a_champion_change_is_kept_in_the_history(api, setup):
+    engineer, use_case = setup
+    base = f"/api/v1/use-cases/{use_case.slug}/models/"
+    upload(api, engineer, use_case, classifier_bytes())
+    upload(api, engineer, use_case, classifier_bytes(seed=1), version="v2")
+    api(engineer).post(f"{base}v2/promote/", {"reason": "better on March data"}, format="json")
+    api(engineer).post(f"{base}rollback/", {"reason": "worse live"}, format="json")
+    reasons = list(
+        ModelVersionEvent.objects.filter(action__in=["promote", "rollback"])
+        .order_by("id")
+        .values_list("action", "reason")
+    )
+    assert reasons[-2:] == [("promote", "better on March data"), ("rollback", "worse live")]
