@@ -71,7 +71,9 @@ def _progress(job) -> dict | None:
 
 
 class ExportOutput(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.CharField(
+        source="author", read_only=True, help_text="A username, or the command line's name."
+    )
     job = serializers.UUIDField(source="job_id", allow_null=True)
     progress = serializers.SerializerMethodField()
     download = serializers.SerializerMethodField()

@@ -53,6 +53,8 @@ class Export(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who made it, as text: the username, or the command line's own name when no user did.
+    created_by_name = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -77,8 +79,18 @@ class Export(models.Model):
             ),
         ]
 
+    COMMAND_LINE = "command line"
+
     def __str__(self) -> str:
         return f"{self.use_case_id} {self.scope} {self.format} ({self.state})"
+
+    @property
+    def author(self) -> str:
+        """Who made the export: never empty (older rows without a name: the user, else the
+        command line)."""
+        if self.created_by_name:
+            return self.created_by_name
+        return self.created_by.get_username() if self.created_by_id else self.COMMAND_LINE
 
     @property
     def download_name(self) -> str:

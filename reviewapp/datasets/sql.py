@@ -34,8 +34,13 @@ class IsoTimestamp(_PerDatabase):
         return Func.as_sql(self, compiler, connection, template=template, **extra)
 
     def as_sqlite(self, compiler, connection, **extra):
-        # Django stores SQLite date-times as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
-        template = "(replace(%(expressions)s, ' ', 'T') || '+00:00')"
+        # Django stores SQLite date-times as UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]", without
+        # the fraction when it is zero: pad it, so every value has the same width (microseconds,
+        # as PostgreSQL's) and readers that infer a format from the first row parse them all.
+        template = (
+            "(replace(CASE WHEN length(%(expressions)s) = 19 THEN %(expressions)s || '.000000' "
+            "ELSE %(expressions)s END, ' ', 'T') || '+00:00')"
+        )
         return Func.as_sql(self, compiler, connection, template=template, **extra)
 
 

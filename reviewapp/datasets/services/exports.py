@@ -84,10 +84,12 @@ def export_create(
     scope: str = Export.Scope.DISAGREEMENTS,
     pii: str = Export.Pii.OMIT,
     filters: RowFilters | None = None,
+    actor_name: str = "",
     now=None,
 ) -> Export:
     """Record an export to be written, with a job to follow it. Raw PII only for readers who
-    may see it: ``actor`` None (the command line without ``--user``) may not."""
+    may see it: ``actor`` None (the command line without ``--user``) may not. ``actor_name``
+    names who made it when no user did (e.g. "command line (deploy)")."""
     errors = {}
     if fmt not in FORMATS:
         errors["format"] = [f"must be one of {', '.join(FORMATS)}"]
@@ -120,6 +122,11 @@ def export_create(
             pii=pii,
             filters=filters_as_json(filters),
             created_by=actor if actor is not None and actor.is_authenticated else None,
+            created_by_name=(
+                actor.get_username()
+                if actor is not None and actor.is_authenticated
+                else actor_name or Export.COMMAND_LINE
+            )[:150],
             created_at=now or timezone.now(),
         )
         job.params["export"] = str(export.pk)
@@ -281,7 +288,7 @@ def _manifest(
         "decided_at": {"first": _iso(summary.first), "last": _iso(summary.last)},
         "schema": _schema(columns),
         "model_versions": _model_versions(use_case, summary.versions),
-        "created_by": export.created_by.get_username() if export.created_by else None,
+        "created_by": export.author,
         "created_at": export.created_at.isoformat(),
         "finished_at": finished_at.isoformat(),
         "file": {"name": stored, "size": size, "sha256": sha256},

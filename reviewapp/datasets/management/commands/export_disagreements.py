@@ -1,5 +1,6 @@
 """Export a use case's disagreements (or every human-labelled item) with a manifest."""
 
+import getpass
 import shutil
 
 from django.core.management.base import BaseCommand, CommandError
@@ -10,7 +11,12 @@ from reviewapp.datasets.filters import FILTER_NAMES, filters_clean
 from reviewapp.datasets.management.progress import ProgressBar
 from reviewapp.datasets.management.targets import use_case_and_user
 from reviewapp.datasets.models import Export
-from reviewapp.datasets.services.exports import export_create, export_storage, export_write
+from reviewapp.datasets.services.exports import (
+    MANIFEST_SUFFIX,
+    export_create,
+    export_storage,
+    export_write,
+)
 
 
 class Command(BaseCommand):
@@ -33,7 +39,9 @@ class Command(BaseCommand):
             "the PII right)",
         )
         parser.add_argument("--user", help="the export's author (their PII right applies)")
-        parser.add_argument("--output", help="also copy the file here when it is written")
+        parser.add_argument(
+            "--output", help="also copy the file here, and its manifest beside it (.manifest.json)"
+        )
         for name in FILTER_NAMES:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
 
@@ -50,6 +58,7 @@ class Command(BaseCommand):
                 scope=options["scope"],
                 pii=options["pii"],
                 filters=filters,
+                actor_name=f"{Export.COMMAND_LINE} ({getpass.getuser()})",
             )
         except InvalidInput as exc:
             raise CommandError(
@@ -68,9 +77,13 @@ class Command(BaseCommand):
             f"  sha256    {export.sha256}"
         )
         if options["output"]:
-            with (
-                export_storage().open(export.file_name, "rb") as source,
-                open(options["output"], "wb") as target,
+            # The file and, beside it, its manifest (what the columns are, their types, the
+            # file's SHA-256): a copy without it could not be checked or read with its types.
+            manifest = f"{options['output']}{MANIFEST_SUFFIX}"
+            for stored, target_path in (
+                (export.file_name, options["output"]),
+                (export.file_name + MANIFEST_SUFFIX, manifest),
             ):
-                shutil.copyfileobj(source, target, 1024 * 1024)
-            self.stdout.write(f"  copied to {options['output']}")
+                with export_storage().open(stored, "rb") as source, open(target_path, "wb") as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+            self.stdout.write(f"  copied to {options['output']}\n  manifest  {manifest}")
