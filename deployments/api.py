@@ -69,6 +69,10 @@ class FeatureSerializer(serializers.Serializer):
     max = serializers.FloatField(required=False)
     categories = serializers.ListField(child=serializers.CharField(), required=False)
     pii = serializers.BooleanField(required=False, default=False)
+    identifier = serializers.BooleanField(
+        required=False,
+        help_text="An identifier (claim number, customer id): never judged for drift.",
+    )
 
 
 class UseCaseOutput(serializers.ModelSerializer):

@@ -75,6 +75,22 @@ class UseCase(models.Model):
     def pii_features(self) -> frozenset[str]:
         return frozenset(f["name"] for f in self.features if f.get("pii"))
 
+    @property
+    def drift_exclusions(self) -> dict[str, str]:
+        """Features left out of drift, each with why. Identifiers, personal data and free text
+        take new values all the time by nature: against any reference their drift would always
+        read "major", which says nothing about the model's inputs. The dashboards, the metrics
+        API and the drift guardrail all leave out the same ones."""
+        out = {}
+        for spec in self.features:
+            if spec.get("identifier"):
+                out[spec["name"]] = "an identifier"
+            elif spec.get("pii"):
+                out[spec["name"]] = "personal data"
+            elif spec["type"] == "string":
+                out[spec["name"]] = "free text"
+        return out
+
 
 class UseCaseMembership(models.Model):
     """Who works on a use case; everyone but admins sees only their use cases."""

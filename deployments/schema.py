@@ -11,7 +11,9 @@ from reviewapp.core.errors import InvalidInput
 from reviewapp.core.json_input import number_problem, text_problem
 
 FEATURE_TYPES = ("number", "integer", "boolean", "string", "category")
-FEATURE_KEYS = frozenset({"name", "type", "required", "min", "max", "categories", "pii"})
+FEATURE_KEYS = frozenset(
+    {"name", "type", "required", "min", "max", "categories", "pii", "identifier"}
+)
 MAX_STRING_LENGTH = 10_000
 
 
@@ -65,7 +67,7 @@ def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
                 problems.append("categories: a non-empty list of strings is required")
         elif categories is not None:
             problems.append("categories: only for features of type category")
-        for flag in ("required", "pii"):
+        for flag in ("required", "pii", "identifier"):
             if flag in spec and not isinstance(spec[flag], bool):
                 problems.append(f"{flag}: must be true or false")
         if problems:
@@ -77,6 +79,8 @@ def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
             "required": spec.get("required", True),
             "pii": spec.get("pii", False),
         }
+        if spec.get("identifier"):
+            entry["identifier"] = True  # an ID: never judged for drift
         for key in ("min", "max"):
             if spec.get(key) is not None:
                 entry[key] = spec[key]

@@ -164,9 +164,10 @@ def _drift_reading(*, use_case: UseCase, since, window: int) -> Reading:
         .order_by("-received_at", "-id")
         .values_list("features", flat=True)[:window]
     )
-    # Free-text features (type "string": names, references) take new values all the time by
-    # nature; their PSI against the reference would always explode, so drift ignores them.
-    judged = [spec for spec in use_case.features if spec["type"] != "string"]
+    # Identifiers, personal data and free text take new values all the time by nature; their
+    # PSI against the reference would always explode, so drift leaves them out.
+    excluded = use_case.drift_exclusions
+    judged = [spec for spec in use_case.features if spec["name"] not in excluded]
     psis = features_psi(rows, judged, reference)
     by_feature = {name: value for name, value in psis.items() if value is not None}
     if not by_feature:

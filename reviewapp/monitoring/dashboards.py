@@ -105,6 +105,7 @@ def panel_build(
     elif tab == "inputs":
         reference = reference_model_for(use_case=use_case, model_version=filters.model_version)
         panel["reference_version"] = reference.version if reference else None
+        panel["drift_excluded"] = use_case.drift_exclusions
         panel["charts"] = [
             figures.drift_chart(features, guardrails, reference.version if reference else None),
             figures.missing_chart(features),

@@ -361,6 +361,7 @@ def feature_health(
                 "hist": [counts.get(str(i), 0) for i in range(len(counts))],
             }
     out = []
+    excluded = use_case.drift_exclusions
     for spec in use_case.features:
         name = spec["name"]
         numeric = spec["type"] in NUMERIC_TYPES
@@ -389,7 +390,9 @@ def feature_health(
         reference = references.get(name)
         bins = stats.feature_bins(reference)
         b = binned.get(name)
-        if bins and b and b["hist"]:
+        if name in excluded:
+            entry["drift_excluded"] = excluded[name]  # no PSI: see UseCase.drift_exclusions
+        elif bins and b and b["hist"]:
             checked = sum(b["hist"])
             entry["checked"] = checked
             if bins["kind"] == "numeric":

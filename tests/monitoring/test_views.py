@@ -209,3 +209,12 @@ def test_a_chart_on_too_few_items_says_so(client, people):
     assert "Too few items (n=12) for an override rate" in html
     assert "too few items (n=12)" in html  # the cards too, instead of "25.0%"
     assert "25.0%" not in html
+
+
+def test_personal_data_and_identifiers_are_left_out_of_drift_and_the_page_says_so(client, world):
+    use_case, manager = world
+    client.force_login(manager)
+    html = client.get(f"/monitoring/{use_case.slug}/inputs/?range=7d").content.decode()
+    assert "Not judged for drift" in html and "<strong>vendor</strong> (personal data)" in html
+    drift = next(c for c in _figures(html).values() if "PSI" in json.dumps(c))
+    assert "vendor" not in json.dumps(drift)
