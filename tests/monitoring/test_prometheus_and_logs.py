@@ -163,3 +163,28 @@ def test_every_scrape_accept_header_gets_a_format_it_can_parse(api, busy, accept
         names = {family.name for family in text_string_to_metric_families(text)}
         assert "reviewapp_predictions" in names
     assert 'shadow="false"' in text and 'shadow="False"' not in text
+
+
+def test_the_grafana_dashboard_uses_only_series_the_app_exports(api, busy, monkeypatch):
+    """deployments/grafana/reviewapp.json is valid JSON and every metric its PromQL names is
+    declared by a scrape of /metrics."""
+    import re
+    from pathlib import Path
+
+    # The broker's queues are exported when there is a Redis broker to ask: stand in for it.
+    monkeypatch.setattr("reviewapp.monitoring.system.broker_queues", lambda **kwargs: [])
+
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "deployments/grafana/reviewapp.json").read_text()
+    )
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    used = {name for expr in exprs for name in re.findall(r"\breviewapp_[a-z_]+", expr)}
+    assert len(used) >= 12
+    _, manager = busy
+    text = api(manager).get("/metrics").content.decode()
+    declared = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    for name in used:
+        base = re.sub(r"_(bucket|total|count|sum)$", "", name)
+        assert base in declared or name in declared, f"{name} is not exported"
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])
