@@ -27,7 +27,7 @@ from deployments.services.model_versions import (
     model_version_register,
     model_version_rollback,
 )
-from deployments.services.policies import POLICY_FIELDS, policy_change
+from deployments.services.policies import POLICY_FIELDS, policy_change, policy_restore
 from deployments.services.use_cases import use_case_create, use_case_update
 from reviewapp.core.api import (
     ANALYSTS,
@@ -204,6 +204,24 @@ class PolicyOutput(serializers.ModelSerializer):
         return policy.restored_from.version if policy.restored_from_id else None
 
 
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why; kept in the history")
+
+
+class OptionalReasonInput(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Why (optional)"
+    )
+
+
+def reason_read(request, input_class: type[serializers.Serializer] = ReasonInput) -> str:
+    """The body's ``reason``; a missing or blank one is refused naming ``reason`` when the
+    input class requires it."""
+    serializer = input_class(data=request.data if isinstance(request.data, dict) else {})
+    raise_for_serializer(serializer)
+    return serializer.validated_data["reason"].strip()
+
+
 class PolicyInput(serializers.Serializer):
     level = serializers.ChoiceField(choices=[level.value for level in Level])
     confidence_threshold = FiniteFloatField(min_value=0, max_value=1)
@@ -256,6 +274,24 @@ class PolicyHistoryApi(APIView):
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
         return Response(PolicyOutput(policy_history(use_case=use_case), many=True).data)
+
+
+class PolicyRestoreApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": MANAGERS}
+
+    @extend_schema(
+        request=ReasonInput,
+        responses={201: PolicyOutput},
+        summary="Make an earlier policy version current again, as a new version",
+    )
+    def post(self, request, slug, version):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        reason = reason_read(request)
+        policy = policy_restore(
+            use_case=use_case, version=version, actor=request.user, reason=reason
+        )
+        return Response(PolicyOutput(policy).data, status=status.HTTP_201_CREATED)
 
 
 class LibraryVersionOutput(serializers.Serializer):
@@ -401,53 +437,48 @@ class _ModelActionApi(APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"POST": MODEL_OWNERS}
 
-    class ActionInput(serializers.Serializer):
-        reason = serializers.CharField(required=False, allow_blank=True, default="")
-
-    def _reason(self, request) -> str:
-        serializer = self.ActionInput(data=request.data if isinstance(request.data, dict) else {})
-        raise_for_serializer(serializer)
-        return serializer.validated_data["reason"]
-
 
 class ModelPromoteApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ActionInput,
+        request=ReasonInput,
         responses=ModelVersionOutput,
-        summary="Make this version the champion",
+        summary="Make this version the champion (a reason is required)",
     )
     def post(self, request, slug, version):
         use_case = use_case_get_for(user=request.user, slug=slug)
         model_version = model_version_promote(
-            use_case=use_case, version=version, actor=request.user, reason=self._reason(request)
+            use_case=use_case, version=version, actor=request.user, reason=reason_read(request)
         )
         return Response(_model_version_output(model_version, use_case=use_case))
 
 
 class ModelChallengeApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ActionInput,
+        request=OptionalReasonInput,
         responses=ModelVersionOutput,
         summary="Run this version as a challenger (shadow scoring)",
     )
     def post(self, request, slug, version):
         use_case = use_case_get_for(user=request.user, slug=slug)
         model_version = model_version_challenge(
-            use_case=use_case, version=version, actor=request.user, reason=self._reason(request)
+            use_case=use_case,
+            version=version,
+            actor=request.user,
+            reason=reason_read(request, OptionalReasonInput),
         )
         return Response(_model_version_output(model_version, use_case=use_case))
 
 
 class ModelRollbackApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ActionInput,
+        request=ReasonInput,
         responses=ModelVersionOutput,
-        summary="Make the previous champion champion again",
+        summary="Make the previous champion champion again (a reason is required)",
     )
     def post(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
         with transaction.atomic():
             model_version = model_version_rollback(
-                use_case=use_case, actor=request.user, reason=self._reason(request)
+                use_case=use_case, actor=request.user, reason=reason_read(request)
             )
         return Response(_model_version_output(model_version, use_case=use_case))

@@ -20,6 +20,11 @@ urlpatterns = [
         deployments_api.PolicyHistoryApi.as_view(),
         name="api-policy-history",
     ),
+    path(
+        f"{use_case}policy/history/<int:version>/restore/",
+        deployments_api.PolicyRestoreApi.as_view(),
+        name="api-policy-restore",
+    ),
     path(f"{use_case}models/", deployments_api.ModelVersionListApi.as_view(), name="api-models"),
     path(
         f"{use_case}models/rollback/",

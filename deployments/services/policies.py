@@ -139,8 +139,9 @@ def _policy_changed(policy: AutomationPolicy) -> dict:
     }
 
 
-def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") -> AutomationPolicy:
-    """Make an earlier version current again, as a new version that points back at it."""
+def policy_restore(*, use_case: UseCase, version: int, actor, reason: str) -> AutomationPolicy:
+    """Make an earlier version current again, as a new version that points back at it; like
+    any policy change it needs a reason."""
     earlier = AutomationPolicy.objects.filter(use_case=use_case, version=version).first()
     if earlier is None:
         raise InvalidInput({"version": [f"no policy version {version}"]})
@@ -148,6 +149,6 @@ def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") 
         use_case=use_case,
         actor=actor,
         changes={field: getattr(earlier, field) for field in POLICY_FIELDS},
-        reason=reason or f"restored version {version}",
+        reason=reason,
         restored_from=earlier,
     )

@@ -124,15 +124,20 @@ def test_htmx_changes_swap_the_panel(client, manager, use_case):
 
 def test_restoring_an_earlier_version_is_one_click(client, manager, use_case):
     policy_change(use_case=use_case, actor=manager, changes={"level": "full"}, reason="go")
-    response = client.post(url("control-policy-restore", "invoices", 2), follow=True)
+    refused = client.post(url("control-policy-restore", "invoices", 2), follow=True)
+    assert "a reason is required" in refused.content.decode()
+    assert policy_current(use_case=use_case).level == "full"
+    restore = url("control-policy-restore", "invoices", 2)
+    response = client.post(restore, {"reason": "too early"}, follow=True)
     policy = policy_current(use_case=use_case)
     assert (policy.level, policy.restored_from.version, policy.reason) == (
         "assisted",
         2,
-        "restored version 2",
+        "too early",
     )
     assert "Version 2 restored as version 4." in response.content.decode()
-    assert client.post(url("control-policy-restore", "invoices", 99)).status_code == 404
+    missing = url("control-policy-restore", "invoices", 99)
+    assert client.post(missing, {"reason": "x"}).status_code == 404
 
 
 def test_the_what_if_reads_the_latest_backtest(
@@ -266,9 +271,13 @@ def test_model_versions_upload_challenge_promote_and_roll_back(client, manager, 
     assert ModelVersion.objects.get(version="v2").role == "candidate"
     client.post(url("control-model-action", "invoices", "v2", "challenge"))
     assert ModelVersion.objects.get(version="v2").role == "challenger"
-    client.post(url("control-model-action", "invoices", "v2", "promote"))
+    refused = client.post(url("control-model-action", "invoices", "v2", "promote"), follow=True)
+    assert "a reason is required" in refused.content.decode()
+    assert ModelVersion.objects.get(version="v2").role == "challenger"
+    client.post(url("control-model-action", "invoices", "v2", "promote"), {"reason": "better"})
     assert ModelVersion.objects.get(version="v2").role == "champion"
-    response = client.post(url("control-model-rollback", "invoices"), follow=True)
+    rollback = url("control-model-rollback", "invoices")
+    response = client.post(rollback, {"reason": "v2 overrides more"}, follow=True)
     assert ModelVersion.objects.get(version="v1").role == "champion"
     assert "v1 is the champion again" in response.content.decode()
 

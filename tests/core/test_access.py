@@ -82,6 +82,13 @@ ENDPOINTS = [
         {M, A},
     ),
     ("policy history", "get", "/api/v1/use-cases/{slug}/policy/history/", None, EVERYONE),
+    (
+        "restore policy",
+        "post",
+        "/api/v1/use-cases/{slug}/policy/history/1/restore/",
+        lambda ctx: {"reason": "back to the first"},
+        {M, A},
+    ),
     ("list models", "get", "/api/v1/use-cases/{slug}/models/", None, {M, ML, A}),
     (
         "upload model",
@@ -93,9 +100,21 @@ ENDPOINTS = [
         },
         {M, ML, A},
     ),
-    ("promote model", "post", "/api/v1/use-cases/{slug}/models/v2/promote/", None, {M, ML, A}),
+    (
+        "promote model",
+        "post",
+        "/api/v1/use-cases/{slug}/models/v2/promote/",
+        lambda ctx: {"reason": "better"},
+        {M, ML, A},
+    ),
     ("challenge model", "post", "/api/v1/use-cases/{slug}/models/v2/challenge/", None, {M, ML, A}),
-    ("rollback model", "post", "/api/v1/use-cases/{slug}/models/rollback/", None, {M, ML, A}),
+    (
+        "rollback model",
+        "post",
+        "/api/v1/use-cases/{slug}/models/rollback/",
+        lambda ctx: {"reason": "worse"},
+        {M, ML, A},
+    ),
     (
         "send item",
         "post",

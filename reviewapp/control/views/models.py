@@ -136,7 +136,7 @@ def model_action(request, slug, version, action):
             reason=request.POST.get("reason", ""),
         )
         messages.success(request, done.format(version))
-    except Conflict as exc:
+    except (Conflict, InvalidInput) as exc:
         messages.error(request, "; ".join(flat_errors(exc.detail).popitem()[1]))
     return redirect("control-models", slug=slug)
 
@@ -150,8 +150,8 @@ def model_rollback(request, slug):
             use_case=use_case, actor=request.user, reason=request.POST.get("reason", "")
         )
         messages.success(request, f"Rolled back: {champion.version} is the champion again.")
-    except Conflict as exc:
-        messages.error(request, exc.detail["detail"])
+    except (Conflict, InvalidInput) as exc:
+        messages.error(request, "; ".join(flat_errors(exc.detail).popitem()[1]))
     return redirect("control-models", slug=slug)
 
 

@@ -134,7 +134,18 @@ def policy_restore_view(request, slug, version):
             reason=(request.POST.get("reason") or "").strip(),
         )
     except InvalidInput as exc:
-        raise Http404(str(exc.detail)) from exc
+        if "reason" not in exc.detail:
+            raise Http404(str(exc.detail)) from exc
+        if not request.htmx:
+            messages.error(request, "Say why you restore this version: a reason is required.")
+            return redirect("control-policy", slug=slug)
+        return page_or_part(
+            request,
+            "control/policy.html",
+            "panel",
+            _policy_context(request, use_case, errors=flat_errors(exc.detail)),
+            status=400,
+        )
     notice = f"Version {version} restored as version {policy.version}."
     if not request.htmx:
         messages.success(request, notice)
