@@ -6,6 +6,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from deployments.models import ModelVersionEvent
 from deployments.selectors import policy_current
 from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
@@ -149,16 +150,49 @@ def test_a_manager_changes_the_level_with_a_reason(signed_in, control_room):
     screenshot(small, "control-editor-390")
 
 
-def test_a_manager_restores_an_earlier_version_in_one_click(signed_in, control_room):
+def test_a_manager_restores_an_earlier_version_with_a_reason(signed_in, control_room):
     manager, invoices, _, _ = control_room
     policy_change(use_case=invoices, actor=manager, changes={"level": "full"}, reason="try full")
     page = signed_in(manager)
     page.goto(page.base_url + "/control/use-cases/invoices/")
     page.get_by_role("button", name="Restore version 3").click()
+    dialog = page.get_by_role("dialog", name="Restore an earlier policy version?")
+    assert "level Full → Partial" in dialog.text_content()
+    dialog.get_by_label("Why?").fill("full automated two wrong refunds")
+    dialog.get_by_role("button", name="Restore").click()
     page.get_by_role("status").filter(has_text="Version 3 restored").wait_for()
     policy = policy_current(use_case=invoices)
     assert (policy.level, policy.restored_from.version) == ("partial", 3)
+    assert policy.reason == "full automated two wrong refunds"
     assert "restores v3" in page.locator(".history-table tbody tr").first.text_content()
+
+
+def test_promoting_a_model_says_what_changes_and_needs_a_reason(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    for width in (1280, 390):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/use-cases/invoices/models/")
+        page.get_by_role("button", name="Promote").click()
+        dialog = page.get_by_role("dialog", name="Make v2 the champion?")
+        effect = dialog.locator(".effect").text_content()
+        # 120 items arrived this week, about 17 a day; the model decided some of them alone.
+        assert "v2 becomes champion of Invoice category" in effect
+        # v2's confidences clear 0.90 on most items; the ramp puts 5% of traffic on the model.
+        assert "about 1 item a day will be decided by it alone" in effect
+        assert "(threshold 0.90, 5% of traffic), out of about 17 arriving" in effect
+        confirm = dialog.get_by_role("button", name="Promote v2")
+        assert confirm.is_disabled()
+        dialog.get_by_label("Why?").fill("   ")
+        assert confirm.is_disabled()
+        screenshot(page, f"control-promote-dialog-{width}")
+    dialog.get_by_label("Why?").fill("v2 beats v1 on a week of shadow scoring")
+    confirm.click()
+    page.get_by_role("status").filter(has_text="v2 is the champion").wait_for()
+    event = ModelVersionEvent.objects.filter(action="promote").order_by("-id").first()
+    assert (event.model_version.version, event.reason) == (
+        "v2",
+        "v2 beats v1 on a week of shadow scoring",
+    )
 
 
 def test_a_backtest_is_started_and_its_curve_drawn(signed_in, control_room):

@@ -21,6 +21,12 @@ from deployments.services.model_versions import (
     model_version_rollback,
 )
 from reviewapp.control.comparison import SHOW_CHOICES, differences_shown, model_comparison
+from reviewapp.control.confirmations import (
+    challenge_effect,
+    promote_effect,
+    recent_traffic,
+    rollback_effect,
+)
 from reviewapp.control.forms import (
     ModelUploadForm,
 )
@@ -75,10 +81,32 @@ def _models_context(request, use_case, *, form=None, errors=None) -> dict:
         page=page,
         pages=max(1, -(-len(differences) // DIFFERENCES_PER_PAGE)),
         can_rollback=any(v.role == ModelVersion.Role.RETIRED for v in versions),
+        **_effects(use_case, context["policy"], versions),
         upload=form or {"version": "", "notes": ""},
         errors=errors or {},
     )
     return context
+
+
+def _effects(use_case, policy, versions) -> dict:
+    """What each confirmation dialog on the page says will happen."""
+    traffic = recent_traffic(use_case=use_case)
+    champion = next((v for v in versions if v.role == ModelVersion.Role.CHAMPION), None)
+    return {
+        "version_rows": [
+            {
+                "version": v,
+                "promote": promote_effect(
+                    use_case=use_case, policy=policy, model_version=v, traffic=traffic
+                ),
+                "challenge": challenge_effect(version=v.version, traffic=traffic),
+            }
+            for v in versions
+        ],
+        "rollback_effect": rollback_effect(
+            use_case=use_case, policy=policy, champion=champion, traffic=traffic
+        ),
+    }
 
 
 @require_http_methods(["GET", "POST"])

@@ -16,6 +16,7 @@ from deployments.selectors import (
     use_case_get_for,
 )
 from deployments.services.policies import policy_change, policy_restore
+from reviewapp.control.confirmations import recent_traffic, restore_effect
 from reviewapp.control.forms import (
     GuardrailsForm,
     PolicyForm,
@@ -71,12 +72,24 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
         form=values,
         errors=errors or {},
         notice=notice,
-        history=policy_history_rows(history)[: None if show_all else HISTORY_SHOWN],
+        history=_with_restore_effects(
+            policy_history_rows(history)[: None if show_all else HISTORY_SHOWN],
+            current=policy,
+            traffic=recent_traffic(use_case=use_case),
+        ),
         history_hidden=max(0, len(history) - HISTORY_SHOWN) if not show_all else 0,
         whatif=curve,
         whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
     )
     return context
+
+
+def _with_restore_effects(rows: list[dict], *, current, traffic) -> list[dict]:
+    """Each earlier version's row says what restoring it would change."""
+    for row in rows:
+        if row["policy"].version != current.version:
+            row["restore"] = restore_effect(current=current, earlier=row["policy"], traffic=traffic)
+    return rows
 
 
 @require_GET
