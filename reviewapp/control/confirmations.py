@@ -10,7 +10,13 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from deployments.models import AutomationPolicy, ModelVersion, ModelVersionEvent, UseCase
+from deployments.models import (
+    AutomationPolicy,
+    ModelVersion,
+    ModelVersionEvent,
+    RampPlan,
+    UseCase,
+)
 from deployments.policy import Level
 from reviewapp.control.presenters import LEVEL_HELP
 from reviewapp.reviews.models import Item, Prediction
@@ -153,4 +159,11 @@ def restore_effect(
         f"Version {earlier.version} becomes current again as version {current.version + 1}: "
         f"{what}. It applies at once to the about {about(traffic.items_per_day)} items a day "
         "arriving."
+    )
+
+
+def ramp_pause_effect(plan: RampPlan) -> str:
+    return (
+        f"Traffic stays at {plan.current_percent:g}% (step {plan.current_step + 1} of "
+        f"{len(plan.steps)}); the plan stops advancing until it is resumed."
     )

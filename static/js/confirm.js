@@ -17,6 +17,8 @@
       var dialog = document.getElementById(opener.dataset.confirm);
       if (!dialog || typeof dialog.showModal !== "function") return;
       event.preventDefault();
+      // A page may fill in figures that depend on its form before the dialog shows.
+      dialog.dispatchEvent(new CustomEvent("confirm:open", { bubbles: true, detail: { opener: opener } }));
       sync(dialog);
       dialog.showModal();
       var reason = dialog.querySelector("[name=reason]");

@@ -12,7 +12,7 @@ from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
 from reviewapp.control.backtests import backtest_start
 from reviewapp.control.guardrail_watch import use_case_watch
-from reviewapp.control.ramp_plans import ramp_plan_start
+from reviewapp.control.ramp_plans import ramp_plan_cancel, ramp_plan_start
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.scoring import items_score
@@ -165,6 +165,22 @@ def test_a_manager_restores_an_earlier_version_with_a_reason(signed_in, control_
     assert (policy.level, policy.restored_from.version) == ("partial", 3)
     assert policy.reason == "full automated two wrong refunds"
     assert "restores v3" in page.locator(".history-table tbody tr").first.text_content()
+
+    # Starting a ramp plan says how far the traffic drops before it does.
+    ramp_plan_cancel(use_case=invoices, actor=manager, reason="start over")
+    page.goto(page.base_url + "/control/use-cases/invoices/ramp/")
+    page.get_by_label("Steps").fill("1, 10, 100")
+    page.get_by_role("button", name="Start at the first step").click()
+    dialog = page.get_by_role("dialog", name="Start the ramp plan?")
+    assert dialog.locator(".effect").text_content() == (
+        "Traffic on the model drops from 100% to 1% now, then 10% → 100%, one step after each "
+        "500 reviewed items, while every guardrail holds."
+    )
+    assert dialog.get_by_role("button", name="Start the plan").is_disabled()
+    dialog.get_by_label("Why?").fill("new threshold: start small again")
+    dialog.get_by_role("button", name="Start the plan").click()
+    page.get_by_role("status").filter(has_text="Ramp plan started").wait_for()
+    assert policy_current(use_case=invoices).traffic_percent == 1
 
 
 def test_promoting_a_model_says_what_changes_and_needs_a_reason(signed_in, control_room):

@@ -254,6 +254,7 @@ def test_a_ramp_plan_is_started_paused_resumed_and_cancelled_from_the_page(
     )
     html = client.get(page).content.decode()
     assert "waiting for 0 of 100 reviewed items" in html and 'aria-current="step"' in html
+    assert "Traffic stays at 1% (step 1 of 5); the plan stops advancing" in html
     client.post(url("control-ramp-action", "invoices", "pause"), {"reason": "holiday"})
     assert RampPlan.objects.get().paused_reason == "holiday"
     client.post(url("control-ramp-action", "invoices", "resume"))
@@ -342,7 +343,11 @@ def test_htmx_actions_answer_with_their_panel_only(client, manager, use_case):
     assert '<div id="guardrails-panel"' in html and "<html" not in html
     assert "Checked just now." in html and 'id="breach-banner" hx-swap-oob="true"' in html
     client.post(url("control-ramp", "invoices"), {"steps": "10, 100", "items": "5", "reason": "go"})
-    paused = client.post(url("control-ramp-action", "invoices", "pause"), HTTP_HX_REQUEST="true")
+    pause = url("control-ramp-action", "invoices", "pause")
+    refused = client.post(pause, follow=True)
+    assert "a reason is required" in refused.content.decode()
+    assert RampPlan.objects.get(state="active").current_percent == 10
+    paused = client.post(pause, {"reason": "holiday"}, HTTP_HX_REQUEST="true")
     html = paused.content.decode()
     assert '<div id="ramp-panel"' in html and "<html" not in html and "Resume at 10%" in html
     assert client.post(url("control-ramp-action", "invoices", "explode")).status_code == 404
