@@ -21,6 +21,21 @@ urlpatterns = [
         name="api-policy-history",
     ),
     path(
+        f"{use_case}change-requests/",
+        deployments_api.ChangeRequestListApi.as_view(),
+        name="api-change-requests",
+    ),
+    path(
+        f"{use_case}change-requests/<int:request_id>/approve/",
+        deployments_api.ChangeRequestApproveApi.as_view(),
+        name="api-change-request-approve",
+    ),
+    path(
+        f"{use_case}change-requests/<int:request_id>/reject/",
+        deployments_api.ChangeRequestRejectApi.as_view(),
+        name="api-change-request-reject",
+    ),
+    path(
         f"{use_case}policy/history/<int:version>/restore/",
         deployments_api.PolicyRestoreApi.as_view(),
         name="api-policy-restore",

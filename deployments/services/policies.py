@@ -60,7 +60,8 @@ def guardrails_problems(raw: dict, *, unchanged_url: str = "") -> dict:
     return errors
 
 
-def _policy_values_check(values: dict[str, Any], *, current_url: str = "") -> None:
+def policy_values_check(values: dict[str, Any], *, current_url: str = "") -> None:
+    """Refuse a policy's values (by field) unless every one is valid."""
     errors = {}
     if values["level"] not in [level.value for level in Level]:
         errors["level"] = [f"must be one of {', '.join(level.value for level in Level)}"]
@@ -111,7 +112,7 @@ def policy_change(
     current = policy_current(use_case=use_case)
     values = {field: getattr(current, field) for field in POLICY_FIELDS}
     values.update(changes)
-    _policy_values_check(values, current_url=(current.guardrails or {}).get("webhook_url") or "")
+    policy_values_check(values, current_url=(current.guardrails or {}).get("webhook_url") or "")
     policy = AutomationPolicy.objects.create(
         use_case=use_case,
         version=current.version + 1,

@@ -6,16 +6,16 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from deployments.models import ModelVersion
+from deployments.models import ChangeRequest, ModelVersion
 from deployments.selectors import (
     can_view_pii,
     model_versions_list,
     use_case_get_for,
 )
+from deployments.services.change_requests import model_promote_or_request
 from deployments.services.model_uploads import model_upload_read, reference_upload_read
 from deployments.services.model_versions import (
     model_version_challenge,
-    model_version_promote,
     model_version_register,
     model_version_retire,
     model_version_rollback,
@@ -144,7 +144,7 @@ def models_page(request, slug):
 
 MODEL_ACTIONS = {
     "challenge": (model_version_challenge, "{} now scores every new item in shadow."),
-    "promote": (model_version_promote, "{} is the champion."),
+    "promote": (model_promote_or_request, "{} is the champion."),
     "retire": (model_version_retire, "{} is retired."),
 }
 
@@ -157,12 +157,14 @@ def model_action(request, slug, version, action):
         raise Http404("no such action")
     service, done = MODEL_ACTIONS[action]
     try:
-        service(
+        result = service(
             use_case=use_case,
             version=version,
             actor=request.user,
             reason=request.POST.get("reason", ""),
         )
+        if isinstance(result, ChangeRequest):
+            done = "Four-eyes: promoting {} waits for a second manager's approval."
         messages.success(request, done.format(version))
     except (Conflict, InvalidInput) as exc:
         messages.error(request, "; ".join(flat_errors(exc.detail).popitem()[1]))

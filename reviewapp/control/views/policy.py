@@ -5,6 +5,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from deployments.models import ChangeRequest
 from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS
 from deployments.selectors import (
     backtest_latest,
@@ -15,6 +16,7 @@ from deployments.selectors import (
     policy_history,
     use_case_get_for,
 )
+from deployments.services.change_requests import policy_change_or_request
 from deployments.services.policies import policy_change, policy_restore
 from reviewapp.control.confirmations import recent_traffic, restore_effect
 from reviewapp.control.forms import (
@@ -114,7 +116,7 @@ def policy_change_view(request, slug):
             ]
     if not errors:
         try:
-            policy = policy_change(
+            policy = policy_change_or_request(
                 use_case=use_case,
                 actor=request.user,
                 changes=changes,
@@ -123,7 +125,10 @@ def policy_change_view(request, slug):
         except InvalidInput as exc:
             errors = flat_errors(exc.detail)
         else:
-            notice = f"Saved as version {policy.version}."
+            if isinstance(policy, ChangeRequest):
+                notice = "Four-eyes: the change waits for a second manager's approval."
+            else:
+                notice = f"Saved as version {policy.version}."
             if not request.htmx:
                 messages.success(request, notice)
                 return redirect("control-policy", slug=slug)
