@@ -8,8 +8,10 @@ from django.utils import timezone
 
 from deployments.models import ModelVersionEvent
 from deployments.selectors import policy_current
+from deployments.services.change_requests import policy_change_or_request
 from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_update
 from reviewapp.control.backtests import backtest_start
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.control.ramp_plans import ramp_plan_cancel, ramp_plan_start
@@ -244,3 +246,29 @@ def test_the_other_pages_render_for_screenshots(signed_in, control_room):
         page.locator("table.differences tbody a").first.click()
         page.locator("#item-panel .item-detail").wait_for()
         screenshot(page, f"control-models-{width}")
+
+
+def test_a_second_manager_approves_a_held_change_from_the_banner(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    asker = make_user(Role.MANAGER, "mark")
+    invoices.memberships.create(user=asker)
+    use_case_update(use_case=invoices, changes={"four_eyes": True})
+    held = policy_change_or_request(
+        use_case=invoices, actor=asker, changes={"level": "full"}, reason="audits are clean"
+    )
+    assert policy_current(use_case=invoices).level == "partial"
+    for width in (390, 1280):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/use-cases/invoices/")
+        banner = page.get_by_role("region", name="Changes waiting for approval")
+        assert "asked by mark" in banner.text_content() and "level → full" in banner.text_content()
+        screenshot(page, f"control-change-request-{width}")
+    banner.get_by_role("button", name="Approve").click()
+    dialog = page.get_by_role("dialog", name="Approve this change?")
+    dialog.get_by_label("Why?").fill("checked the audit sample")
+    dialog.get_by_role("button", name="Approve and apply").click()
+    page.get_by_role("status").filter(has_text="Approved and applied").wait_for()
+    policy = policy_current(use_case=invoices)
+    assert (policy.level, policy.changed_by) == ("full", manager)
+    assert held.decision.reason == "checked the audit sample"
+    assert page.get_by_role("region", name="Changes waiting for approval").count() == 0
