@@ -252,3 +252,12 @@ def change_requests_list(*, use_case: UseCase, pending_only: bool = False):
     if pending_only:
         requests = requests.filter(decision__isnull=True)
     return requests
+
+
+def model_history(*, use_case: UseCase, limit: int = 30) -> list[ModelVersionEvent]:
+    """The latest role changes of a use case's models, newest first, with who and why."""
+    return list(
+        ModelVersionEvent.objects.filter(use_case=use_case)
+        .select_related("model_version", "previous_champion", "actor")
+        .order_by("-created_at", "-id")[:limit]
+    )

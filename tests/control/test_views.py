@@ -7,8 +7,10 @@ from django.urls import reverse
 from deployments.models import GuardrailBreach, ModelVersion, RampPlan
 from deployments.policy.guardrails import guardrails_parse
 from deployments.selectors import policy_current
+from deployments.services.change_requests import change_request_reject, policy_change_or_request
 from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_update
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.core.roles import Role
 from tests.control.helpers import review_all, send
@@ -351,3 +353,22 @@ def test_htmx_actions_answer_with_their_panel_only(client, manager, use_case):
     html = paused.content.decode()
     assert '<div id="ramp-panel"' in html and "<html" not in html and "Resume at 10%" in html
     assert client.post(url("control-ramp-action", "invoices", "explode")).status_code == 404
+
+
+def test_a_rejected_request_and_the_reasons_show_in_the_histories(client, manager, use_case):
+    asker = make_user(Role.MANAGER, "mark")
+    use_case.memberships.create(user=asker)
+    use_case_update(use_case=use_case, changes={"four_eyes": True})
+    held = policy_change_or_request(
+        use_case=use_case, actor=asker, changes={"level": "full"}, reason="audits are clean"
+    )
+    change_request_reject(
+        use_case=use_case, request_id=held.pk, actor=manager, reason="too soon after v2"
+    )
+    html = client.get(url("control-policy", "invoices")).content.decode()
+    assert "mark asked level → <strong>full</strong>" in html
+    assert "rejected by" in html and "too soon after v2" in html
+    assert "Waiting for a second manager" not in html
+    assert policy_current(use_case=use_case).level == "assisted"
+    models_html = client.get(url("control-models", "invoices")).content.decode()
+    assert "Model history" in models_html

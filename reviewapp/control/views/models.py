@@ -9,6 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from deployments.models import ChangeRequest, ModelVersion
 from deployments.selectors import (
     can_view_pii,
+    change_requests_list,
+    model_history,
     model_versions_list,
     use_case_get_for,
 )
@@ -81,6 +83,12 @@ def _models_context(request, use_case, *, form=None, errors=None) -> dict:
         page=page,
         pages=max(1, -(-len(differences) // DIFFERENCES_PER_PAGE)),
         can_rollback=any(v.role == ModelVersion.Role.RETIRED for v in versions),
+        model_events=model_history(use_case=use_case),
+        promote_requests=[
+            r
+            for r in change_requests_list(use_case=use_case)
+            if r.kind == ChangeRequest.Kind.PROMOTE
+        ][:30],
         **_effects(use_case, context["policy"], versions),
         upload=form or {"version": "", "notes": ""},
         errors=errors or {},

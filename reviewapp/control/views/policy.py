@@ -11,6 +11,7 @@ from deployments.selectors import (
     backtest_latest,
     breaches_list,
     champion_get,
+    change_requests_list,
     guardrail_status_get,
     policy_current,
     policy_history,
@@ -80,6 +81,11 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
             traffic=recent_traffic(use_case=use_case),
         ),
         history_hidden=max(0, len(history) - HISTORY_SHOWN) if not show_all else 0,
+        policy_requests=[
+            r
+            for r in change_requests_list(use_case=use_case)
+            if r.kind == ChangeRequest.Kind.POLICY
+        ][:HISTORY_SHOWN],
         whatif=curve,
         whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
     )
