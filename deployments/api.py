@@ -26,6 +26,7 @@ from deployments.services.change_requests import (
     change_request_reject,
     model_promote_or_request,
     policy_change_or_request,
+    policy_restore_or_request,
 )
 from deployments.services.model_uploads import model_upload_read, reference_upload_read
 from deployments.services.model_versions import (
@@ -33,7 +34,7 @@ from deployments.services.model_versions import (
     model_version_register,
     model_version_rollback,
 )
-from deployments.services.policies import POLICY_FIELDS, policy_restore
+from deployments.services.policies import POLICY_FIELDS
 from deployments.services.use_cases import use_case_create, use_case_update
 from reviewapp.core.api import (
     ANALYSTS,
@@ -421,16 +422,19 @@ class PolicyRestoreApi(APIView):
 
     @extend_schema(
         request=ReasonInput,
-        responses={201: PolicyOutput},
-        summary="Make an earlier policy version current again, as a new version",
+        responses={201: PolicyOutput, 202: HeldOutput},
+        summary="Make an earlier policy version current again, as a new version (202: held "
+        "for a second manager under four-eyes)",
     )
     def post(self, request, slug, version):
         use_case = use_case_get_for(user=request.user, slug=slug)
         reason = reason_read(request)
-        policy = policy_restore(
+        result = policy_restore_or_request(
             use_case=use_case, version=version, actor=request.user, reason=reason
         )
-        return Response(PolicyOutput(policy).data, status=status.HTTP_201_CREATED)
+        if isinstance(result, ChangeRequest):
+            return _held(result)
+        return Response(PolicyOutput(result).data, status=status.HTTP_201_CREATED)
 
 
 class LibraryVersionOutput(serializers.Serializer):

@@ -8,11 +8,22 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from deployments.models import ChangeRequest, ChangeRequestDecision, ModelVersion, UseCase
+from deployments.models import (
+    AutomationPolicy,
+    ChangeRequest,
+    ChangeRequestDecision,
+    ModelVersion,
+    UseCase,
+)
 from deployments.policy.guardrails import LEVEL_ORDER
 from deployments.selectors import champion_get, model_version_get, policy_current
 from deployments.services.model_versions import REASON_REQUIRED, model_version_promote
-from deployments.services.policies import POLICY_FIELDS, policy_change, policy_values_check
+from deployments.services.policies import (
+    POLICY_FIELDS,
+    policy_change,
+    policy_restore,
+    policy_values_check,
+)
 from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -60,6 +71,30 @@ def policy_change_or_request(
         actor=actor,
         reason=reason,
         now=now,
+    )
+
+
+@transaction.atomic
+def policy_restore_or_request(*, use_case: UseCase, version: int, actor, reason: str):
+    """Restoring an earlier version is a policy change like any other: under four-eyes,
+    restoring one that raises the level waits for a second manager."""
+    use_case = use_case_lock(use_case_id=use_case.pk)
+    current = policy_current(use_case=use_case)
+    earlier = AutomationPolicy.objects.filter(use_case=use_case, version=version).first()
+    if (
+        earlier is None
+        or not use_case.four_eyes
+        or not _raises_automation(current_level=current.level, changes={"level": earlier.level})
+    ):
+        return policy_restore(use_case=use_case, version=version, actor=actor, reason=reason)
+    reason = _reason_check(reason, "a reason is required for every policy change")
+    return _request_create(
+        use_case=use_case,
+        kind=ChangeRequest.Kind.POLICY,
+        changes={field: getattr(earlier, field) for field in POLICY_FIELDS},
+        actor=actor,
+        reason=f"{reason} (restores version {version})",
+        now=None,
     )
 
 

@@ -99,3 +99,17 @@ def test_promoting_waits_for_a_second_manager(api, team):
     assert api(second).post(approve, {"reason": "agreed"}, format="json").status_code == 200
     assert ModelVersion.objects.get(role="champion").version == "v2"
     assert Event.objects.filter(type="model.changed", data__version="v2").exists()
+
+
+def test_restoring_a_version_that_raises_the_level_waits_too(api, team):
+    asker, second, use_case = team
+    policy_change(use_case=use_case, actor=second, changes={"level": "partial"}, reason="go")
+    policy_change(use_case=use_case, actor=second, changes={"level": "assisted"}, reason="back")
+    partial = policy_current(use_case=use_case).version - 1
+    restore = f"{base(use_case)}policy/history/{partial}/restore/"
+    held = api(asker).post(restore, {"reason": "breach was a false alarm"}, format="json")
+    assert held.status_code == 202 and policy_current(use_case=use_case).level == "assisted"
+    request_id = held.json()["change_request"]["id"]
+    approve = f"{base(use_case)}change-requests/{request_id}/approve/"
+    assert api(second).post(approve, {"reason": "agreed"}, format="json").status_code == 200
+    assert policy_current(use_case=use_case).level == "partial"

@@ -17,8 +17,11 @@ from deployments.selectors import (
     policy_history,
     use_case_get_for,
 )
-from deployments.services.change_requests import policy_change_or_request
-from deployments.services.policies import policy_change, policy_restore
+from deployments.services.change_requests import (
+    policy_change_or_request,
+    policy_restore_or_request,
+)
+from deployments.services.policies import policy_change
 from reviewapp.control.confirmations import recent_traffic, restore_effect
 from reviewapp.control.forms import (
     GuardrailsForm,
@@ -151,7 +154,7 @@ def policy_change_view(request, slug):
 def policy_restore_view(request, slug, version):
     use_case = use_case_get_for(user=request.user, slug=slug)
     try:
-        policy = policy_restore(
+        policy = policy_restore_or_request(
             use_case=use_case,
             version=version,
             actor=request.user,
@@ -170,7 +173,10 @@ def policy_restore_view(request, slug, version):
             _policy_context(request, use_case, errors=flat_errors(exc.detail)),
             status=400,
         )
-    notice = f"Version {version} restored as version {policy.version}."
+    if isinstance(policy, ChangeRequest):
+        notice = f"Four-eyes: restoring version {version} waits for a second manager's approval."
+    else:
+        notice = f"Version {version} restored as version {policy.version}."
     if not request.htmx:
         messages.success(request, notice)
         return redirect("control-policy", slug=slug)
