@@ -18,9 +18,10 @@ from deployments.model_version_presenters import (
     model_version_environment_public,
     model_version_latency_public,
 )
-from deployments.models import AutomationPolicy, ModelVersion, UseCase
+from deployments.models import AutomationPolicy, ChangeRequest, ModelVersion, UseCase
 from deployments.policy import Level
 from deployments.selectors import (
+    change_requests_list,
     model_version_artifact,
     model_version_get,
     model_versions_list,
@@ -29,14 +30,20 @@ from deployments.selectors import (
     use_case_get_for,
     use_cases_visible_to,
 )
+from deployments.services.change_requests import (
+    change_request_approve,
+    change_request_reject,
+    model_promote_or_request,
+    policy_change_or_request,
+    policy_restore_or_request,
+)
 from deployments.services.model_uploads import model_upload_read, reference_upload_read
 from deployments.services.model_versions import (
     model_version_challenge,
-    model_version_promote,
     model_version_register,
     model_version_rollback,
 )
-from deployments.services.policies import POLICY_FIELDS, policy_change
+from deployments.services.policies import POLICY_FIELDS
 from deployments.services.use_cases import use_case_create, use_case_update
 from reviewapp.core.api import (
     ANALYSTS,
@@ -94,6 +101,7 @@ class UseCaseOutput(serializers.ModelSerializer):
             "prediction_source",
             "item_view",
             "latency_budget_ms",
+            "four_eyes",
             "level",
             "created_at",
         ]
@@ -174,6 +182,11 @@ class UseCaseDetailApi(APIView):
             help_text="Fixed once the use case has received items.",
         )
         latency_budget_ms = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        four_eyes = serializers.BooleanField(
+            required=False,
+            help_text="Raising the level to partial or full, or promoting a champion, then "
+            "waits for a second manager's approval.",
+        )
 
     @extend_schema(responses=UseCaseOutput)
     def get(self, request, slug):
@@ -217,6 +230,141 @@ class PolicyOutput(serializers.ModelSerializer):
         return policy.restored_from.version if policy.restored_from_id else None
 
 
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why; kept in the history")
+
+
+class OptionalReasonInput(serializers.Serializer):
+    reason = serializers.CharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Why (optional)"
+    )
+
+
+def reason_read(request, input_class: type[serializers.Serializer] = ReasonInput) -> str:
+    """The body's ``reason``; a missing or blank one is refused naming ``reason`` when the
+    input class requires it."""
+    serializer = input_class(data=request.data if isinstance(request.data, dict) else {})
+    raise_for_serializer(serializer)
+    return serializer.validated_data["reason"].strip()
+
+
+class ChangeRequestOutput(serializers.ModelSerializer):
+    requested_by = serializers.SerializerMethodField()
+    state = serializers.SerializerMethodField()
+    decided_by = serializers.SerializerMethodField()
+    decided_at = serializers.SerializerMethodField()
+    decision_reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChangeRequest
+        fields = [
+            "id",
+            "kind",
+            "changes",
+            "reason",
+            "requested_by",
+            "requested_at",
+            "base_policy_version",
+            "base_champion",
+            "state",
+            "decided_by",
+            "decided_at",
+            "decision_reason",
+        ]
+
+    def _decision(self, request):
+        return getattr(request, "decision", None)
+
+    def get_requested_by(self, request) -> str:
+        return request.requested_by.get_username()
+
+    def get_state(self, request) -> str:
+        decision = self._decision(request)
+        if decision is None:
+            return "pending"
+        return "approved" if decision.approved else "rejected"
+
+    def get_decided_by(self, request) -> str | None:
+        decision = self._decision(request)
+        return decision.decided_by.get_username() if decision else None
+
+    def get_decided_at(self, request) -> str | None:
+        decision = self._decision(request)
+        return decision.decided_at.isoformat() if decision else None
+
+    def get_decision_reason(self, request) -> str | None:
+        decision = self._decision(request)
+        return decision.reason if decision else None
+
+
+class HeldOutput(serializers.Serializer):
+    change_request = ChangeRequestOutput()
+
+
+def _held(change_request: ChangeRequest) -> Response:
+    return Response(
+        {"change_request": ChangeRequestOutput(change_request).data},
+        status=status.HTTP_202_ACCEPTED,
+    )
+
+
+class ChangeRequestListApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"GET": EVERYONE}
+
+    @extend_schema(
+        responses=ChangeRequestOutput(many=True),
+        summary="Four-eyes change requests, newest first",
+    )
+    def get(self, request, slug):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        requests = change_requests_list(use_case=use_case)
+        return Response(ChangeRequestOutput(requests, many=True).data)
+
+
+class _ChangeRequestDecisionApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": MANAGERS}
+    service = None
+
+    def post(self, request, slug, request_id):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        reason = reason_read(request)
+        decided = type(self).service(
+            use_case=use_case, request_id=request_id, actor=request.user, reason=reason
+        )
+        fresh = change_requests_list(use_case=use_case).get(pk=decided.pk)
+        return Response(ChangeRequestOutput(fresh).data)
+
+
+class ChangeRequestApproveApi(_ChangeRequestDecisionApi):
+    service = staticmethod(change_request_approve)
+
+    @extend_schema(
+        request=ReasonInput,
+        responses={
+            200: ChangeRequestOutput,
+            403: OpenApiResponse(description="The requester cannot approve their own change"),
+            409: OpenApiResponse(description="Already decided, or the policy/champion moved"),
+        },
+        summary="Approve: the change is applied as a direct change would be",
+    )
+    def post(self, request, slug, request_id):
+        return super().post(request, slug, request_id)
+
+
+class ChangeRequestRejectApi(_ChangeRequestDecisionApi):
+    service = staticmethod(change_request_reject)
+
+    @extend_schema(
+        request=ReasonInput,
+        responses={200: ChangeRequestOutput, 409: OpenApiResponse(description="Already decided")},
+        summary="Reject: nothing changes",
+    )
+    def post(self, request, slug, request_id):
+        return super().post(request, slug, request_id)
+
+
 class PolicyInput(serializers.Serializer):
     level = serializers.ChoiceField(choices=[level.value for level in Level])
     confidence_threshold = FiniteFloatField(min_value=0, max_value=1)
@@ -242,19 +390,29 @@ class PolicyApi(APIView):
         serializer = PolicyInput(data=request.data, partial=partial)
         raise_for_serializer(serializer)
         changes = {k: v for k, v in serializer.validated_data.items() if k in POLICY_FIELDS}
-        policy = policy_change(
+        result = policy_change_or_request(
             use_case=use_case,
             actor=request.user,
             changes=changes,
             reason=serializer.validated_data.get("reason", ""),
         )
-        return Response(PolicyOutput(policy).data)
+        if isinstance(result, ChangeRequest):
+            return _held(result)
+        return Response(PolicyOutput(result).data)
 
-    @extend_schema(request=PolicyInput, responses=PolicyOutput, summary="Replace the policy")
+    @extend_schema(
+        request=PolicyInput,
+        responses={200: PolicyOutput, 202: HeldOutput},
+        summary="Replace the policy (202: held for a second manager under four-eyes)",
+    )
     def put(self, request, slug):
         return self._change(request, slug, partial=False)
 
-    @extend_schema(request=PolicyInput, responses=PolicyOutput, summary="Change the policy")
+    @extend_schema(
+        request=PolicyInput,
+        responses={200: PolicyOutput, 202: HeldOutput},
+        summary="Change the policy (202: held for a second manager under four-eyes)",
+    )
     def patch(self, request, slug):
         if not isinstance(request.data, dict) or not request.data.get("reason"):
             raise InvalidInput({"reason": ["a reason is required for every policy change"]})
@@ -269,6 +427,27 @@ class PolicyHistoryApi(APIView):
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
         return Response(PolicyOutput(policy_history(use_case=use_case), many=True).data)
+
+
+class PolicyRestoreApi(APIView):
+    permission_classes = [RolesAllowed]
+    allowed_roles = {"POST": MANAGERS}
+
+    @extend_schema(
+        request=ReasonInput,
+        responses={201: PolicyOutput, 202: HeldOutput},
+        summary="Make an earlier policy version current again, as a new version (202: held "
+        "for a second manager under four-eyes)",
+    )
+    def post(self, request, slug, version):
+        use_case = use_case_get_for(user=request.user, slug=slug)
+        reason = reason_read(request)
+        result = policy_restore_or_request(
+            use_case=use_case, version=version, actor=request.user, reason=reason
+        )
+        if isinstance(result, ChangeRequest):
+            return _held(result)
+        return Response(PolicyOutput(result).data, status=status.HTTP_201_CREATED)
 
 
 class LibraryVersionOutput(serializers.Serializer):
@@ -414,67 +593,52 @@ class _ModelActionApi(APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"POST": MODEL_OWNERS}
 
-    class ActionInput(serializers.Serializer):
-        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-
-    class ChampionChangeInput(serializers.Serializer):
-        reason = serializers.CharField(
-            max_length=500,
-            help_text="Why the champion changes; kept in the model history.",
-            error_messages={"required": "say why the champion changes", "blank": "say why"},
-        )
-
-    def _reason(self, request, serializer_class=None) -> str:
-        serializer_class = serializer_class or self.ActionInput
-        serializer = serializer_class(data=request.data if isinstance(request.data, dict) else {})
-        raise_for_serializer(serializer)
-        return serializer.validated_data["reason"].strip()
-
 
 class ModelPromoteApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ChampionChangeInput,
-        responses=ModelVersionOutput,
-        summary="Make this version the champion",
-        description="`reason` is required: the champion decides items in production.",
+        request=ReasonInput,
+        responses={200: ModelVersionOutput, 202: HeldOutput},
+        summary="Make this version the champion (a reason is required; 202: held for a second "
+        "manager under four-eyes)",
     )
     def post(self, request, slug, version):
         use_case = use_case_get_for(user=request.user, slug=slug)
-        model_version_get(use_case=use_case, version=version)  # an unknown version is a 404 first
-        reason = self._reason(request, self.ChampionChangeInput)
-        model_version = model_version_promote(
-            use_case=use_case, version=version, actor=request.user, reason=reason
+        result = model_promote_or_request(
+            use_case=use_case, version=version, actor=request.user, reason=reason_read(request)
         )
-        return Response(_model_version_output(model_version, use_case=use_case))
+        if isinstance(result, ChangeRequest):
+            return _held(result)
+        return Response(_model_version_output(result, use_case=use_case))
 
 
 class ModelChallengeApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ActionInput,
+        request=OptionalReasonInput,
         responses=ModelVersionOutput,
         summary="Run this version as a challenger (shadow scoring)",
     )
     def post(self, request, slug, version):
         use_case = use_case_get_for(user=request.user, slug=slug)
         model_version = model_version_challenge(
-            use_case=use_case, version=version, actor=request.user, reason=self._reason(request)
+            use_case=use_case,
+            version=version,
+            actor=request.user,
+            reason=reason_read(request, OptionalReasonInput),
         )
         return Response(_model_version_output(model_version, use_case=use_case))
 
 
 class ModelRollbackApi(_ModelActionApi):
     @extend_schema(
-        request=_ModelActionApi.ChampionChangeInput,
+        request=ReasonInput,
         responses=ModelVersionOutput,
-        summary="Make the previous champion champion again",
-        description="`reason` is required: the champion decides items in production.",
+        summary="Make the previous champion champion again (a reason is required)",
     )
     def post(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
-        reason = self._reason(request, self.ChampionChangeInput)
         with transaction.atomic():
             model_version = model_version_rollback(
-                use_case=use_case, actor=request.user, reason=reason
+                use_case=use_case, actor=request.user, reason=reason_read(request)
             )
         return Response(_model_version_output(model_version, use_case=use_case))
 

@@ -35,6 +35,9 @@ class UseCase(models.Model):
     )
     item_view = models.CharField(max_length=16, choices=ItemView.choices, default=ItemView.TABLE)
     latency_budget_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Raising automation (level partial or full) or promoting a champion needs a second
+    # manager's approval: the change waits as a ChangeRequest.
+    four_eyes = models.BooleanField(default=False)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="UseCaseMembership", related_name="use_cases"
     )
@@ -417,3 +420,38 @@ class RampPlanEvent(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.kind} of plan {self.plan_id} at step {self.step}"
+
+
+class ChangeRequest(AppendOnlyModel):
+    """A change four-eyes holds back until a second manager decides on it. Append-only: the
+    decision is its own row (ChangeRequestDecision)."""
+
+    class Kind(models.TextChoices):
+        POLICY = "policy", "Policy change"
+        PROMOTE = "promote", "Promote a champion"
+
+    use_case = models.ForeignKey(UseCase, on_delete=models.CASCADE, related_name="change_requests")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # What to apply: the policy fields that change, or {"version": ...} for a promotion.
+    changes = models.JSONField(default=dict)
+    # What it was asked against: approving after either moved would apply a stale change.
+    base_policy_version = models.PositiveIntegerField()
+    base_champion = models.CharField(max_length=64, blank=True)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+
+class ChangeRequestDecision(AppendOnlyModel):
+    request = models.OneToOneField(ChangeRequest, on_delete=models.CASCADE, related_name="decision")
+    approved = models.BooleanField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField()
+    reason = models.TextField()

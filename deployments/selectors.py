@@ -7,6 +7,7 @@ from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from deployments.models import (
     AutomationPolicy,
+    ChangeRequest,
     GuardrailBreach,
     GuardrailStatus,
     ModelVersion,
@@ -250,3 +251,22 @@ def backtest_latest(*, use_case: UseCase, model_version: str | None = None) -> J
     if model_version:
         jobs = jobs.filter(params__model_version=model_version)
     return jobs.order_by("-finished_at", "-created_at").first()
+
+
+def change_requests_list(*, use_case: UseCase, pending_only: bool = False):
+    """A use case's four-eyes requests, newest first, with who asked and who decided."""
+    requests = ChangeRequest.objects.filter(use_case=use_case).select_related(
+        "requested_by", "decision", "decision__decided_by"
+    )
+    if pending_only:
+        requests = requests.filter(decision__isnull=True)
+    return requests
+
+
+def model_history(*, use_case: UseCase, limit: int = 30) -> list[ModelVersionEvent]:
+    """The latest role changes of a use case's models, newest first, with who and why."""
+    return list(
+        ModelVersionEvent.objects.filter(use_case=use_case)
+        .select_related("model_version", "previous_champion", "actor")
+        .order_by("-created_at", "-id")[:limit]
+    )

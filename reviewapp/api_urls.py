@@ -20,6 +20,26 @@ urlpatterns = [
         deployments_api.PolicyHistoryApi.as_view(),
         name="api-policy-history",
     ),
+    path(
+        f"{use_case}change-requests/",
+        deployments_api.ChangeRequestListApi.as_view(),
+        name="api-change-requests",
+    ),
+    path(
+        f"{use_case}change-requests/<int:request_id>/approve/",
+        deployments_api.ChangeRequestApproveApi.as_view(),
+        name="api-change-request-approve",
+    ),
+    path(
+        f"{use_case}change-requests/<int:request_id>/reject/",
+        deployments_api.ChangeRequestRejectApi.as_view(),
+        name="api-change-request-reject",
+    ),
+    path(
+        f"{use_case}policy/history/<int:version>/restore/",
+        deployments_api.PolicyRestoreApi.as_view(),
+        name="api-policy-restore",
+    ),
     path(f"{use_case}models/", deployments_api.ModelVersionListApi.as_view(), name="api-models"),
     path(
         f"{use_case}models/rollback/",

@@ -27,6 +27,7 @@ from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.events import event_record
 
+REASON_REQUIRED = "a reason is required to change the champion"
 NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"
 
 
@@ -238,13 +239,14 @@ class _Transition:
     champion_refused: str = ""  # the conflict when the target is the champion ("" allows it)
     done_when_in_role: bool = False  # a target already in ``role`` is left as it is, no event
     needs_artifact: bool = True  # the target must be a model this app can score with
-    default_reason: str = ""  # used without a reason; may name the {champion} it replaces
+    reason_required: bool = False  # changing the champion is deliberate: the caller says why
 
 
 _PROMOTE = _Transition(
     action=ModelVersionEvent.Action.PROMOTE,
     role=ModelVersion.Role.CHAMPION,
     champion_refused="{version!r} is already the champion",
+    reason_required=True,
 )
 _CHALLENGE = _Transition(
     action=ModelVersionEvent.Action.CHALLENGE,
@@ -262,7 +264,7 @@ _RETIRE = _Transition(
 _ROLLBACK = _Transition(
     action=ModelVersionEvent.Action.ROLLBACK,
     role=ModelVersion.Role.CHAMPION,
-    default_reason="rolled back from {champion}",
+    reason_required=True,
 )
 
 
@@ -277,6 +279,9 @@ def _transition(
 ) -> ModelVersion:
     """Change the role of the version ``target_get`` picks (given the current champion, read
     under the use case's lock) and append the event to the use case's model history."""
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if transition.reason_required and not reason:
+        raise InvalidInput({"reason": [REASON_REQUIRED]})
     use_case_lock(use_case_id=use_case.pk)
     takes_champion = transition.role == ModelVersion.Role.CHAMPION
     champion = champion_get(use_case=use_case) if takes_champion else None
@@ -290,8 +295,6 @@ def _transition(
     if champion is not None:  # retired first: a use case never has two champions
         _role_set(champion, ModelVersion.Role.RETIRED)
     _role_set(target, transition.role)
-    if not reason and transition.default_reason:
-        reason = transition.default_reason.format(champion=champion.version)
     ModelVersionEvent.objects.create(
         use_case=use_case,
         model_version=target,
@@ -308,9 +311,7 @@ def _named(*, use_case: UseCase, version: str) -> Callable[[ModelVersion | None]
     return lambda champion: model_version_get(use_case=use_case, version=version)
 
 
-def model_version_promote(
-    *, use_case: UseCase, version: str, actor, reason: str = ""
-) -> ModelVersion:
+def model_version_promote(*, use_case: UseCase, version: str, actor, reason: str) -> ModelVersion:
     """Make ``version`` the champion; the old champion retires (and can be rolled back to)."""
     return _transition(
         use_case=use_case,
@@ -367,7 +368,7 @@ def _champion_before(*, use_case: UseCase) -> Callable[[ModelVersion | None], Mo
     return target_get
 
 
-def model_version_rollback(*, use_case: UseCase, actor, reason: str = "") -> ModelVersion:
+def model_version_rollback(*, use_case: UseCase, actor, reason: str) -> ModelVersion:
     """Make the champion before the current one champion again."""
     return _transition(
         use_case=use_case,

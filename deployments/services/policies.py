@@ -60,7 +60,8 @@ def guardrails_problems(raw: dict, *, unchanged_url: str = "") -> dict:
     return errors
 
 
-def _policy_values_check(values: dict[str, Any], *, current_url: str = "") -> None:
+def policy_values_check(values: dict[str, Any], *, current_url: str = "") -> None:
+    """Refuse a policy's values (by field) unless every one is valid."""
     errors = {}
     if values["level"] not in [level.value for level in Level]:
         errors["level"] = [f"must be one of {', '.join(level.value for level in Level)}"]
@@ -111,7 +112,7 @@ def policy_change(
     current = policy_current(use_case=use_case)
     values = {field: getattr(current, field) for field in POLICY_FIELDS}
     values.update(changes)
-    _policy_values_check(values, current_url=(current.guardrails or {}).get("webhook_url") or "")
+    policy_values_check(values, current_url=(current.guardrails or {}).get("webhook_url") or "")
     policy = AutomationPolicy.objects.create(
         use_case=use_case,
         version=current.version + 1,
@@ -139,8 +140,9 @@ def _policy_changed(policy: AutomationPolicy) -> dict:
     }
 
 
-def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") -> AutomationPolicy:
-    """Make an earlier version current again, as a new version that points back at it."""
+def policy_restore(*, use_case: UseCase, version: int, actor, reason: str) -> AutomationPolicy:
+    """Make an earlier version current again, as a new version that points back at it; like
+    any policy change it needs a reason."""
     earlier = AutomationPolicy.objects.filter(use_case=use_case, version=version).first()
     if earlier is None:
         raise InvalidInput({"version": [f"no policy version {version}"]})
@@ -148,6 +150,6 @@ def policy_restore(*, use_case: UseCase, version: int, actor, reason: str = "") 
         use_case=use_case,
         actor=actor,
         changes={field: getattr(earlier, field) for field in POLICY_FIELDS},
-        reason=reason or f"restored version {version}",
+        reason=reason,
         restored_from=earlier,
     )

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from reviewapp.control.views import backtests, models, overview, policy, ramp, readiness
+from reviewapp.control.views import (
+    backtests,
+    change_requests,
+    models,
+    overview,
+    policy,
+    ramp,
+    readiness,
+)
 
 use_case = "use-cases/<slug:slug>/"
 
@@ -13,6 +21,12 @@ urlpatterns = [
         f"{use_case}policy/<int:version>/restore/",
         policy.policy_restore_view,
         name="control-policy-restore",
+    ),
+    path(f"{use_case}four-eyes/", change_requests.four_eyes_set, name="control-four-eyes"),
+    path(
+        f"{use_case}change-requests/<int:request_id>/<str:action>/",
+        change_requests.change_request_decide,
+        name="control-change-request",
     ),
     path(f"{use_case}guardrails/", policy.guardrails_page, name="control-guardrails"),
     path(f"{use_case}guardrails/check/", policy.guardrails_check, name="control-guardrails-check"),

@@ -186,11 +186,26 @@ class ExportDetailApi(APIView):
             204: None,
             409: OpenApiResponse(description="A training run used it, or it is being written"),
         },
+        parameters=[
+            OpenApiParameter(
+                "reason",
+                str,
+                description="Why (optional; also accepted as a JSON body field), kept in the log",
+            )
+        ],
         summary="Delete an export's file and record",
     )
     def delete(self, request, slug, export_id):
         use_case = use_case_get_for(user=request.user, slug=slug)
-        export_delete(export=export_get(use_case=use_case, export_id=export_id))
+        body = request.data if isinstance(request.data, dict) else {}
+        reason = body.get("reason") or request.query_params.get("reason") or ""
+        if not isinstance(reason, str):
+            raise InvalidInput({"reason": ["must be a string"]})
+        export_delete(
+            export=export_get(use_case=use_case, export_id=export_id),
+            actor=request.user,
+            reason=reason.strip()[:2000],
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -225,8 +225,12 @@ def export_manifest(request, slug, export_id):
 def export_remove(request, slug, export_id):
     use_case = use_case_get_for(user=request.user, slug=slug)
     export = export_get(use_case=use_case, export_id=export_id)
+    reason = request.POST.get("reason", "").strip()
+    if not reason:
+        messages.error(request, "Say why you delete this export: a reason is required.")
+        return redirect("datasets-exports", slug=use_case.slug)
     try:
-        export_delete(export=export)
+        export_delete(export=export, actor=request.user, reason=reason)
     except DomainError as exc:
         messages.error(request, _errors_text(exc.detail) if isinstance(exc.detail, dict) else "")
     else:

@@ -134,6 +134,34 @@
     });
   }
 
+  // --- ramp plan confirmation ---------------------------------------------------------------
+
+  // What starting the plan does, in numbers, from the steps typed in the form.
+  function rampEffect(dialog) {
+    var form = document.getElementById("ramp-start-form");
+    var effect = dialog.querySelector("[data-ramp-effect]");
+    if (!form || !effect) return;
+    var steps = (form.querySelector("[name=steps]").value.match(/[\d.]+/g) || []).map(Number);
+    if (!steps.length) return;
+    var now = Number(dialog.dataset.rampTraffic);
+    var verb = steps[0] < now ? "drops" : steps[0] > now ? "rises" : "stays";
+    var text = "Traffic on the model " + verb + " from " + now + "% to " + steps[0] + "% now";
+    if (steps.length > 1) {
+      var items = form.querySelector("[name=items]").value;
+      var hours = form.querySelector("[name=hours]").value;
+      var after = [];
+      if (items) after.push(Number(items).toLocaleString("en") + " reviewed items");
+      if (hours) after.push(hours + " h");
+      text += ", then " + steps.slice(1).join("% → ") + "%, one step after each " +
+        (after.join(" and ") || "step") + ", while every guardrail holds";
+    }
+    effect.textContent = text + ".";
+  }
+
+  document.addEventListener("confirm:open", function (event) {
+    if (event.target.id === "confirm-ramp-start") rampEffect(event.target);
+  });
+
   function init(root) {
     syncSliders(root);
     bindWhatIf(root);

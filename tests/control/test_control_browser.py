@@ -6,12 +6,15 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from deployments.models import ModelVersionEvent
 from deployments.selectors import policy_current
+from deployments.services.change_requests import policy_change_or_request
 from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_update
 from reviewapp.control.backtests import backtest_start
 from reviewapp.control.guardrail_watch import use_case_watch
-from reviewapp.control.ramp_plans import ramp_plan_start
+from reviewapp.control.ramp_plans import ramp_plan_cancel, ramp_plan_start
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.scoring import items_score
@@ -149,16 +152,65 @@ def test_a_manager_changes_the_level_with_a_reason(signed_in, control_room):
     screenshot(small, "control-editor-390")
 
 
-def test_a_manager_restores_an_earlier_version_in_one_click(signed_in, control_room):
+def test_a_manager_restores_an_earlier_version_with_a_reason(signed_in, control_room):
     manager, invoices, _, _ = control_room
     policy_change(use_case=invoices, actor=manager, changes={"level": "full"}, reason="try full")
     page = signed_in(manager)
     page.goto(page.base_url + "/control/use-cases/invoices/")
     page.get_by_role("button", name="Restore version 3").click()
+    dialog = page.get_by_role("dialog", name="Restore an earlier policy version?")
+    assert "level Full → Partial" in dialog.text_content()
+    dialog.get_by_label("Why?").fill("full automated two wrong refunds")
+    dialog.get_by_role("button", name="Restore").click()
     page.get_by_role("status").filter(has_text="Version 3 restored").wait_for()
     policy = policy_current(use_case=invoices)
     assert (policy.level, policy.restored_from.version) == ("partial", 3)
+    assert policy.reason == "full automated two wrong refunds"
     assert "restores v3" in page.locator(".history-table tbody tr").first.text_content()
+
+    # Starting a ramp plan says how far the traffic drops before it does.
+    ramp_plan_cancel(use_case=invoices, actor=manager, reason="start over")
+    page.goto(page.base_url + "/control/use-cases/invoices/ramp/")
+    page.get_by_label("Steps").fill("1, 10, 100")
+    page.get_by_role("button", name="Start at the first step").click()
+    dialog = page.get_by_role("dialog", name="Start the ramp plan?")
+    assert dialog.locator(".effect").text_content() == (
+        "Traffic on the model drops from 100% to 1% now, then 10% → 100%, one step after each "
+        "500 reviewed items, while every guardrail holds."
+    )
+    assert dialog.get_by_role("button", name="Start the plan").is_disabled()
+    dialog.get_by_label("Why?").fill("new threshold: start small again")
+    dialog.get_by_role("button", name="Start the plan").click()
+    page.get_by_role("status").filter(has_text="Ramp plan started").wait_for()
+    assert policy_current(use_case=invoices).traffic_percent == 1
+
+
+def test_promoting_a_model_says_what_changes_and_needs_a_reason(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    for width in (1280, 390):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/use-cases/invoices/models/")
+        page.get_by_role("button", name="Promote").click()
+        dialog = page.get_by_role("dialog", name="Make v2 the champion?")
+        effect = dialog.locator(".effect").text_content()
+        # 120 items arrived this week, about 17 a day; the model decided some of them alone.
+        assert "v2 becomes champion of Invoice category" in effect
+        # v2's confidences clear 0.90 on most items; the ramp puts 5% of traffic on the model.
+        assert "about 1 item a day will be decided by it alone" in effect
+        assert "(threshold 0.90, 5% of traffic), out of about 17 arriving" in effect
+        confirm = dialog.get_by_role("button", name="Promote v2")
+        assert confirm.is_disabled()
+        dialog.get_by_label("Why?").fill("   ")
+        assert confirm.is_disabled()
+        screenshot(page, f"control-promote-dialog-{width}")
+    dialog.get_by_label("Why?").fill("v2 beats v1 on a week of shadow scoring")
+    confirm.click()
+    page.get_by_role("status").filter(has_text="v2 is the champion").wait_for()
+    event = ModelVersionEvent.objects.filter(action="promote").order_by("-id").first()
+    assert (event.model_version.version, event.reason) == (
+        "v2",
+        "v2 beats v1 on a week of shadow scoring",
+    )
 
 
 def test_a_backtest_is_started_and_its_curve_drawn(signed_in, control_room):
@@ -194,3 +246,29 @@ def test_the_other_pages_render_for_screenshots(signed_in, control_room):
         page.locator("table.differences tbody a").first.click()
         page.locator("#item-panel .item-detail").wait_for()
         screenshot(page, f"control-models-{width}")
+
+
+def test_a_second_manager_approves_a_held_change_from_the_banner(signed_in, control_room):
+    manager, invoices, _, _ = control_room
+    asker = make_user(Role.MANAGER, "mark")
+    invoices.memberships.create(user=asker)
+    use_case_update(use_case=invoices, changes={"four_eyes": True})
+    held = policy_change_or_request(
+        use_case=invoices, actor=asker, changes={"level": "full"}, reason="audits are clean"
+    )
+    assert policy_current(use_case=invoices).level == "partial"
+    for width in (390, 1280):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/use-cases/invoices/")
+        banner = page.get_by_role("region", name="Changes waiting for approval")
+        assert "asked by mark" in banner.text_content() and "level → full" in banner.text_content()
+        screenshot(page, f"control-change-request-{width}")
+    banner.get_by_role("button", name="Approve").click()
+    dialog = page.get_by_role("dialog", name="Approve this change?")
+    dialog.get_by_label("Why?").fill("checked the audit sample")
+    dialog.get_by_role("button", name="Approve and apply").click()
+    page.get_by_role("status").filter(has_text="Approved and applied").wait_for()
+    policy = policy_current(use_case=invoices)
+    assert (policy.level, policy.changed_by) == ("full", manager)
+    assert held.decision.reason == "checked the audit sample"
+    assert page.get_by_role("region", name="Changes waiting for approval").count() == 0

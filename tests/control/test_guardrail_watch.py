@@ -119,7 +119,9 @@ def test_after_a_manager_restores_the_level_fresh_traffic_is_judged(team):
     send(use_case, range(30))
     review_all(use_case, reviewer, overriding(every=2))
     stepped = use_case_watch(use_case_id=use_case.pk).policy
-    policy_restore(use_case=use_case, version=stepped.version - 1, actor=manager)
+    policy_restore(
+        use_case=use_case, version=stepped.version - 1, actor=manager, reason="false alarm"
+    )
     assert policy_current(use_case=use_case).level == "partial"
 
     # The bad window was consumed by the breach: nothing to judge yet, no second step-down.

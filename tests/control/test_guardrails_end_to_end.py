@@ -76,7 +76,7 @@ def test_a_model_that_turns_bad_is_stepped_down_by_the_system(api, settings, web
     # Mid-stream the champion is swapped for a model that always says "other" at 0.8:
     # under the 0.9 threshold, so reviewers see it and override it about two times in three.
     register_model(use_case, constant_classifier_bytes("other", 0.8), version="broken")
-    model_version_promote(use_case=use_case, version="broken", actor=engineer)
+    model_version_promote(use_case=use_case, version="broken", actor=engineer, reason="retrained")
     stream(api, caller, reviewer, use_case, rows[40:], start=40)
 
     history = api(manager).get(f"/api/v1/use-cases/{use_case.slug}/policy/history/").json()

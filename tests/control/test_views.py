@@ -7,8 +7,10 @@ from django.urls import reverse
 from deployments.models import GuardrailBreach, ModelVersion, RampPlan
 from deployments.policy.guardrails import guardrails_parse
 from deployments.selectors import policy_current
+from deployments.services.change_requests import change_request_reject, policy_change_or_request
 from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
+from deployments.services.use_cases import use_case_update
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.core.roles import Role
 from tests.control.helpers import review_all, send
@@ -124,15 +126,20 @@ def test_htmx_changes_swap_the_panel(client, manager, use_case):
 
 def test_restoring_an_earlier_version_is_one_click(client, manager, use_case):
     policy_change(use_case=use_case, actor=manager, changes={"level": "full"}, reason="go")
-    response = client.post(url("control-policy-restore", "invoices", 2), follow=True)
+    refused = client.post(url("control-policy-restore", "invoices", 2), follow=True)
+    assert "a reason is required" in refused.content.decode()
+    assert policy_current(use_case=use_case).level == "full"
+    restore = url("control-policy-restore", "invoices", 2)
+    response = client.post(restore, {"reason": "too early"}, follow=True)
     policy = policy_current(use_case=use_case)
     assert (policy.level, policy.restored_from.version, policy.reason) == (
         "assisted",
         2,
-        "restored version 2",
+        "too early",
     )
     assert "Version 2 restored as version 4." in response.content.decode()
-    assert client.post(url("control-policy-restore", "invoices", 99)).status_code == 404
+    missing = url("control-policy-restore", "invoices", 99)
+    assert client.post(missing, {"reason": "x"}).status_code == 404
 
 
 def test_the_what_if_reads_the_latest_backtest(
@@ -249,6 +256,7 @@ def test_a_ramp_plan_is_started_paused_resumed_and_cancelled_from_the_page(
     )
     html = client.get(page).content.decode()
     assert "waiting for 0 of 100 reviewed items" in html and 'aria-current="step"' in html
+    assert "Traffic stays at 1% (step 1 of 5); the plan stops advancing" in html
     client.post(url("control-ramp-action", "invoices", "pause"), {"reason": "holiday"})
     assert RampPlan.objects.get().paused_reason == "holiday"
     client.post(url("control-ramp-action", "invoices", "resume"))
@@ -266,9 +274,13 @@ def test_model_versions_upload_challenge_promote_and_roll_back(client, manager, 
     assert ModelVersion.objects.get(version="v2").role == "candidate"
     client.post(url("control-model-action", "invoices", "v2", "challenge"))
     assert ModelVersion.objects.get(version="v2").role == "challenger"
-    client.post(url("control-model-action", "invoices", "v2", "promote"))
+    refused = client.post(url("control-model-action", "invoices", "v2", "promote"), follow=True)
+    assert "a reason is required" in refused.content.decode()
+    assert ModelVersion.objects.get(version="v2").role == "challenger"
+    client.post(url("control-model-action", "invoices", "v2", "promote"), {"reason": "better"})
     assert ModelVersion.objects.get(version="v2").role == "champion"
-    response = client.post(url("control-model-rollback", "invoices"), follow=True)
+    rollback = url("control-model-rollback", "invoices")
+    response = client.post(rollback, {"reason": "v2 overrides more"}, follow=True)
     assert ModelVersion.objects.get(version="v1").role == "champion"
     assert "v1 is the champion again" in response.content.decode()
 
@@ -333,7 +345,30 @@ def test_htmx_actions_answer_with_their_panel_only(client, manager, use_case):
     assert '<div id="guardrails-panel"' in html and "<html" not in html
     assert "Checked just now." in html and 'id="breach-banner" hx-swap-oob="true"' in html
     client.post(url("control-ramp", "invoices"), {"steps": "10, 100", "items": "5", "reason": "go"})
-    paused = client.post(url("control-ramp-action", "invoices", "pause"), HTTP_HX_REQUEST="true")
+    pause = url("control-ramp-action", "invoices", "pause")
+    refused = client.post(pause, follow=True)
+    assert "a reason is required" in refused.content.decode()
+    assert RampPlan.objects.get(state="active").current_percent == 10
+    paused = client.post(pause, {"reason": "holiday"}, HTTP_HX_REQUEST="true")
     html = paused.content.decode()
     assert '<div id="ramp-panel"' in html and "<html" not in html and "Resume at 10%" in html
     assert client.post(url("control-ramp-action", "invoices", "explode")).status_code == 404
+
+
+def test_a_rejected_request_and_the_reasons_show_in_the_histories(client, manager, use_case):
+    asker = make_user(Role.MANAGER, "mark")
+    use_case.memberships.create(user=asker)
+    use_case_update(use_case=use_case, changes={"four_eyes": True})
+    held = policy_change_or_request(
+        use_case=use_case, actor=asker, changes={"level": "full"}, reason="audits are clean"
+    )
+    change_request_reject(
+        use_case=use_case, request_id=held.pk, actor=manager, reason="too soon after v2"
+    )
+    html = client.get(url("control-policy", "invoices")).content.decode()
+    assert "mark asked level → <strong>full</strong>" in html
+    assert "rejected by" in html and "too soon after v2" in html
+    assert "Waiting for a second manager" not in html
+    assert policy_current(use_case=use_case).level == "assisted"
+    models_html = client.get(url("control-models", "invoices")).content.decode()
+    assert "Model history" in models_html

@@ -16,6 +16,8 @@ from django.apps import apps
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import strategies as st
 
+from deployments.services.change_requests import policy_change_or_request
+from deployments.services.use_cases import use_case_update
 from reviewapp.core.roles import Role
 from tests.factories import (
     FEATURES,
@@ -125,11 +127,20 @@ def world(api, settings):
         {"url": "http://127.0.0.1:9/hooks", "events": ["outcome.decided"]},
         format="json",
     ).json()
+    # A change held for a second manager (four-eyes), for the approve and reject operations.
+    use_case_update(use_case=use_case, changes={"four_eyes": True})
+    held = policy_change_or_request(
+        use_case=use_case,
+        actor=make_user(Role.MANAGER),
+        changes={"level": "partial"},
+        reason="automate the confident ones",
+    )
     return client, {
         "slug": use_case.slug,
         "task_id": task["task"],
         "version": "v1",
         "webhook_id": webhook["id"],
+        "request_id": held.pk,
     }
 
 

@@ -102,13 +102,21 @@ def test_unknown_and_unready_exports_are_404(api, world):
     assert response.status_code == 404 and "queued" in response.json()["detail"]
 
 
-def test_deleting_an_export(api, world, django_capture_on_commit_callbacks):
+def test_deleting_an_export(api, world, django_capture_on_commit_callbacks, caplog):
     with django_capture_on_commit_callbacks(execute=True):
         body = start_export(api, world, format="csv").json()
+        other = start_export(api, world, format="csv").json()
     url = f"{base(world)}/exports/{body['id']}/"
     assert api(world.reviewer).delete(url).status_code == 403
-    assert api(world.analyst).delete(url).status_code == 204
+    assert api(world.analyst).delete(url).status_code == 204  # a reason is optional here
     assert api(world.analyst).get(url).status_code == 404
+    caplog.set_level("INFO", logger="reviewapp.events")
+    deleted = api(world.analyst).delete(
+        f"{base(world)}/exports/{other['id']}/", {"reason": "superseded"}, format="json"
+    )
+    assert deleted.status_code == 204
+    logged = [r.event_fields for r in caplog.records if getattr(r, "event_fields", None)]
+    assert any(f["event"] == "export_deleted" and f["reason"] == "superseded" for f in logged)
 
 
 def test_retraining_through_the_api(api, settings, django_capture_on_commit_callbacks):

@@ -219,7 +219,13 @@ def test_deleting_an_export_from_the_page(world, django_capture_on_commit_callba
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"/datasets/{world.use_case.slug}/exports/", {"format": "csv"})
     export = Export.objects.get()
-    response = client.post(f"/datasets/{world.use_case.slug}/exports/{export.pk}/delete/")
+    page = client.get(f"/datasets/{world.use_case.slug}/exports/").content.decode()
+    rows = f"{export.row_count:,}"
+    assert f"The export ({rows} rows, " in page and "is deleted for everyone" in page
+    delete = f"/datasets/{world.use_case.slug}/exports/{export.pk}/delete/"
+    refused = client.post(delete, follow=True)
+    assert "a reason is required" in refused.content.decode() and Export.objects.exists()
+    response = client.post(delete, {"reason": "a newer export replaces it"})
     assert response.status_code == 302 and not Export.objects.exists()
 
 

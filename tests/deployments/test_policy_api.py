@@ -61,7 +61,7 @@ def test_system_changes_and_restores_are_recorded(api):
         changes={"level": "assisted"},
         reason="guardrail: override rate 31% > 20% over the last 200 items",
     )
-    restored = policy_restore(use_case=use_case, version=2, actor=manager)
+    restored = policy_restore(use_case=use_case, version=2, actor=manager, reason="false alarm")
     assert restored.level == "full" and restored.restored_from.version == 2
     history = api(manager).get(f"/api/v1/use-cases/{use_case.slug}/policy/history/").json()
     assert history[1]["changed_by"] == "system"
@@ -100,3 +100,25 @@ def test_use_case_contract_is_frozen_once_items_arrive(api):
     response = api(manager).patch(url, {"labels": ["a", "b", "c"]}, format="json")
     assert response.status_code == 400 and "labels" in response.json()
     assert api(manager).patch(url, {"name": "Renamed"}, format="json").json()["name"] == "Renamed"
+
+
+def test_restoring_a_version_through_the_api_needs_a_reason(api):
+    manager = make_user(Role.MANAGER, "mia")
+    use_case = make_use_case(actor=manager)
+    policy_change(use_case=use_case, actor=manager, changes={"level": "full"}, reason="go")
+    restore = f"/api/v1/use-cases/{use_case.slug}/policy/history/1/restore/"
+    for body in (None, {}, {"reason": " "}):
+        refused = api(manager).post(restore, body, format="json")
+        assert refused.status_code == 400 and "reason" in refused.json()
+    response = api(manager).post(restore, {"reason": "full was too early"}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["version"], body["level"], body["restored_from"]) == (3, "human_only", 1)
+    history = api(manager).get(f"/api/v1/use-cases/{use_case.slug}/policy/history/").json()
+    assert history[0]["reason"] == "full was too early"
+    missing = api(manager).post(
+        f"/api/v1/use-cases/{use_case.slug}/policy/history/99/restore/",
+        {"reason": "x"},
+        format="json",
+    )
+    assert missing.status_code == 400 and "version" in missing.json()

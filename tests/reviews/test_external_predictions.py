@@ -517,21 +517,15 @@ def test_promotion_and_rollback_of_external_versions_keep_their_history(edge):
     post(edge, with_prediction(2, label="office", confidence=0.95, model_version="edge-2.2"))
     base = f"/api/v1/use-cases/{edge.uc.slug}/models/"
     client = edge.api(edge.analyst)
-    assert (
-        client.post(f"{base}edge-2.2/promote/", {"reason": "new edge model"}, format="json").json()[
-            "role"
-        ]
-        == "champion"
-    )
+    promoted = client.post(f"{base}edge-2.2/promote/", {"reason": "newer"}, format="json")
+    assert promoted.json()["role"] == "champion"
     # a retired version's predictions still route: the caller's model answered
     body = post(
         edge, with_prediction(3, label="office", confidence=0.95, model_version="edge-2.1")
     ).json()
     assert body["route"] == "auto" and body["prediction"]["model_version"] == "edge-2.1"
-    assert (
-        client.post(f"{base}rollback/", {"reason": "back to 2.1"}, format="json").json()["version"]
-        == "edge-2.1"
-    )
+    rolled_back = client.post(f"{base}rollback/", {"reason": "edge-2.2 errs"}, format="json")
+    assert rolled_back.json()["version"] == "edge-2.1"
     roles = dict(ModelVersion.objects.values_list("version", "role"))
     assert roles == {"edge-2.1": "champion", "edge-2.2": "retired"}
 
@@ -609,7 +603,7 @@ def test_a_use_case_scored_here_cannot_take_an_external_version_as_champion(api)
         assert response.status_code == 409
         assert "served outside the app" in response.json()["version"][0]
     with pytest.raises(Conflict, match="served outside"):
-        model_version_promote(use_case=uc, version="edge-1", actor=manager)
+        model_version_promote(use_case=uc, version="edge-1", actor=manager, reason="try")
 
 
 def test_a_pending_item_that_lost_its_prediction_goes_to_a_human(edge):

@@ -6,21 +6,29 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from deployments.models import ModelVersion
+from deployments.models import ChangeRequest, ModelVersion
 from deployments.selectors import (
     can_view_pii,
+    change_requests_list,
+    model_history,
     model_versions_list,
     use_case_get_for,
 )
+from deployments.services.change_requests import model_promote_or_request
 from deployments.services.model_uploads import model_upload_read, reference_upload_read
 from deployments.services.model_versions import (
     model_version_challenge,
-    model_version_promote,
     model_version_register,
     model_version_retire,
     model_version_rollback,
 )
 from reviewapp.control.comparison import SHOW_CHOICES, differences_shown, model_comparison
+from reviewapp.control.confirmations import (
+    challenge_effect,
+    promote_effect,
+    recent_traffic,
+    rollback_effect,
+)
 from reviewapp.control.forms import (
     ModelUploadForm,
 )
@@ -75,10 +83,38 @@ def _models_context(request, use_case, *, form=None, errors=None) -> dict:
         page=page,
         pages=max(1, -(-len(differences) // DIFFERENCES_PER_PAGE)),
         can_rollback=any(v.role == ModelVersion.Role.RETIRED for v in versions),
+        model_events=model_history(use_case=use_case),
+        promote_requests=[
+            r
+            for r in change_requests_list(use_case=use_case)
+            if r.kind == ChangeRequest.Kind.PROMOTE
+        ][:30],
+        **_effects(use_case, context["policy"], versions),
         upload=form or {"version": "", "notes": ""},
         errors=errors or {},
     )
     return context
+
+
+def _effects(use_case, policy, versions) -> dict:
+    """What each confirmation dialog on the page says will happen."""
+    traffic = recent_traffic(use_case=use_case)
+    champion = next((v for v in versions if v.role == ModelVersion.Role.CHAMPION), None)
+    return {
+        "version_rows": [
+            {
+                "version": v,
+                "promote": promote_effect(
+                    use_case=use_case, policy=policy, model_version=v, traffic=traffic
+                ),
+                "challenge": challenge_effect(version=v.version, traffic=traffic),
+            }
+            for v in versions
+        ],
+        "rollback_effect": rollback_effect(
+            use_case=use_case, policy=policy, champion=champion, traffic=traffic
+        ),
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -116,7 +152,7 @@ def models_page(request, slug):
 
 MODEL_ACTIONS = {
     "challenge": (model_version_challenge, "{} now scores every new item in shadow."),
-    "promote": (model_version_promote, "{} is the champion."),
+    "promote": (model_promote_or_request, "{} is the champion."),
     "retire": (model_version_retire, "{} is retired."),
 }
 
@@ -129,14 +165,16 @@ def model_action(request, slug, version, action):
         raise Http404("no such action")
     service, done = MODEL_ACTIONS[action]
     try:
-        service(
+        result = service(
             use_case=use_case,
             version=version,
             actor=request.user,
             reason=request.POST.get("reason", ""),
         )
+        if isinstance(result, ChangeRequest):
+            done = "Four-eyes: promoting {} waits for a second manager's approval."
         messages.success(request, done.format(version))
-    except Conflict as exc:
+    except (Conflict, InvalidInput) as exc:
         messages.error(request, "; ".join(flat_errors(exc.detail).popitem()[1]))
     return redirect("control-models", slug=slug)
 
@@ -150,8 +188,8 @@ def model_rollback(request, slug):
             use_case=use_case, actor=request.user, reason=request.POST.get("reason", "")
         )
         messages.success(request, f"Rolled back: {champion.version} is the champion again.")
-    except Conflict as exc:
-        messages.error(request, exc.detail["detail"])
+    except (Conflict, InvalidInput) as exc:
+        messages.error(request, "; ".join(flat_errors(exc.detail).popitem()[1]))
     return redirect("control-models", slug=slug)
 
 

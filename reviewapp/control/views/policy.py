@@ -5,17 +5,24 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from deployments.models import ChangeRequest
 from deployments.policy.guardrails import FALLBACK_LEVELS, KINDS
 from deployments.selectors import (
     backtest_latest,
     breaches_list,
     champion_get,
+    change_requests_list,
     guardrail_status_get,
     policy_current,
     policy_history,
     use_case_get_for,
 )
-from deployments.services.policies import policy_change, policy_restore
+from deployments.services.change_requests import (
+    policy_change_or_request,
+    policy_restore_or_request,
+)
+from deployments.services.policies import policy_change
+from reviewapp.control.confirmations import recent_traffic, restore_effect
 from reviewapp.control.forms import (
     GuardrailsForm,
     PolicyForm,
@@ -71,12 +78,29 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
         form=values,
         errors=errors or {},
         notice=notice,
-        history=policy_history_rows(history)[: None if show_all else HISTORY_SHOWN],
+        history=_with_restore_effects(
+            policy_history_rows(history)[: None if show_all else HISTORY_SHOWN],
+            current=policy,
+            traffic=recent_traffic(use_case=use_case),
+        ),
         history_hidden=max(0, len(history) - HISTORY_SHOWN) if not show_all else 0,
+        policy_requests=[
+            r
+            for r in change_requests_list(use_case=use_case)
+            if r.kind == ChangeRequest.Kind.POLICY
+        ][:HISTORY_SHOWN],
         whatif=curve,
         whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
     )
     return context
+
+
+def _with_restore_effects(rows: list[dict], *, current, traffic) -> list[dict]:
+    """Each earlier version's row says what restoring it would change."""
+    for row in rows:
+        if row["policy"].version != current.version:
+            row["restore"] = restore_effect(current=current, earlier=row["policy"], traffic=traffic)
+    return rows
 
 
 @require_GET
@@ -101,7 +125,7 @@ def policy_change_view(request, slug):
             ]
     if not errors:
         try:
-            policy = policy_change(
+            policy = policy_change_or_request(
                 use_case=use_case,
                 actor=request.user,
                 changes=changes,
@@ -110,7 +134,10 @@ def policy_change_view(request, slug):
         except InvalidInput as exc:
             errors = flat_errors(exc.detail)
         else:
-            notice = f"Saved as version {policy.version}."
+            if isinstance(policy, ChangeRequest):
+                notice = "Four-eyes: the change waits for a second manager's approval."
+            else:
+                notice = f"Saved as version {policy.version}."
             if not request.htmx:
                 messages.success(request, notice)
                 return redirect("control-policy", slug=slug)
@@ -127,15 +154,29 @@ def policy_change_view(request, slug):
 def policy_restore_view(request, slug, version):
     use_case = use_case_get_for(user=request.user, slug=slug)
     try:
-        policy = policy_restore(
+        policy = policy_restore_or_request(
             use_case=use_case,
             version=version,
             actor=request.user,
             reason=(request.POST.get("reason") or "").strip(),
         )
     except InvalidInput as exc:
-        raise Http404(str(exc.detail)) from exc
-    notice = f"Version {version} restored as version {policy.version}."
+        if "reason" not in exc.detail:
+            raise Http404(str(exc.detail)) from exc
+        if not request.htmx:
+            messages.error(request, "Say why you restore this version: a reason is required.")
+            return redirect("control-policy", slug=slug)
+        return page_or_part(
+            request,
+            "control/policy.html",
+            "panel",
+            _policy_context(request, use_case, errors=flat_errors(exc.detail)),
+            status=400,
+        )
+    if isinstance(policy, ChangeRequest):
+        notice = f"Four-eyes: restoring version {version} waits for a second manager's approval."
+    else:
+        notice = f"Version {version} restored as version {policy.version}."
     if not request.htmx:
         messages.success(request, notice)
         return redirect("control-policy", slug=slug)

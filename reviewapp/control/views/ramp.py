@@ -12,6 +12,7 @@ from deployments.selectors import (
     ramp_plans_latest,
     use_case_get_for,
 )
+from reviewapp.control.confirmations import ramp_pause_effect
 from reviewapp.control.forms import (
     RampForm,
 )
@@ -47,6 +48,7 @@ def _ramp_context(request, use_case, *, form=None, errors=None) -> dict:
             for index, percent in enumerate(plan.steps)
         ]
     context.update(
+        pause_effect=ramp_pause_effect(plan) if plan is not None else "",
         plan=plan,
         progress=progress,
         waiting=waiting,
@@ -103,10 +105,15 @@ def ramp_action(request, slug, action):
     service = RAMP_ACTIONS.get(action)
     if service is None:
         raise Http404("no such action")
-    try:
-        service(use_case=use_case, actor=request.user, reason=request.POST.get("reason", ""))
-    except Conflict as exc:
-        messages.info(request, exc.detail["detail"])
+    reason = request.POST.get("reason", "").strip()
+    if action == "pause" and not reason:
+        # Pausing holds traffic where it is for as long as nobody resumes: say why.
+        messages.error(request, "Say why you pause the plan: a reason is required.")
+    else:
+        try:
+            service(use_case=use_case, actor=request.user, reason=reason)
+        except Conflict as exc:
+            messages.info(request, exc.detail["detail"])
     if request.htmx:
         return page_or_part(request, "control/ramp.html", "plan", _ramp_context(request, use_case))
     return redirect("control-ramp", slug=slug)

@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from deployments.selectors import (
     breaches_open,
+    change_requests_list,
     policy_current,
 )
 from reviewapp.core.api import MANAGERS
@@ -38,4 +39,5 @@ def use_case_header(request, use_case) -> dict:
         "policy": policy_current(use_case=use_case),
         "is_manager": bool(roles & MANAGERS),
         "open_breaches": list(breaches_open(use_cases=[use_case])),
+        "change_requests": list(change_requests_list(use_case=use_case, pending_only=True)),
     }

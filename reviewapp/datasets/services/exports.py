@@ -27,6 +27,7 @@ from deployments.selectors import can_view_pii
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.events import event_record
 from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from reviewapp.core.logs import event_log
 from reviewapp.core.models import Job
 from reviewapp.datasets.export_formats import FORMATS
 from reviewapp.datasets.export_tables import (
@@ -382,9 +383,10 @@ def _ready(export: Export, manifest: dict) -> dict:
     return {"export": str(export.pk), "manifest": manifest}
 
 
-def export_delete(*, export: Export) -> None:
+def export_delete(*, export: Export, actor=None, reason: str = "") -> None:
     """Delete an export's file, manifest and record. Refused while a training run names it:
-    the data a model was trained on stays."""
+    the data a model was trained on stays. Who deleted it, and why, goes to the event log (the
+    record itself is gone)."""
     if export.training_runs.exists():
         raise Conflict(
             {"detail": "A training run was trained on this export; it is kept with the model."}
@@ -396,4 +398,13 @@ def export_delete(*, export: Export) -> None:
         for name in (export.file_name, export.file_name + MANIFEST_SUFFIX):
             if storage.exists(name):
                 storage.delete(name)
+    event_log(
+        "export_deleted",
+        use_case=export.use_case.slug,
+        export=str(export.pk),
+        rows=export.row_count,
+        size_bytes=export.size_bytes,
+        by=actor.get_username() if actor else None,
+        reason=reason,
+    )
     export.delete()

@@ -1,0 +1,66 @@
+"""Four-eyes in the control room: the setting, and approving or rejecting what another manager
+asked for."""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from deployments.selectors import use_case_get_for
+from deployments.services.change_requests import change_request_approve, change_request_reject
+from deployments.services.use_cases import use_case_update
+from reviewapp.core.api import MANAGERS
+from reviewapp.core.errors import DomainError
+from reviewapp.core.pages import page
+
+DECISIONS = {
+    "approve": (change_request_approve, "Approved and applied."),
+    "reject": (change_request_reject, "Rejected; nothing changed."),
+}
+
+
+def _back(request, slug):
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("control-policy", slug=slug)
+
+
+@require_POST
+@page(roles=MANAGERS)
+def change_request_decide(request, slug, request_id, action):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    if action not in DECISIONS:
+        raise Http404("no such action")
+    service, done = DECISIONS[action]
+    try:
+        service(
+            use_case=use_case,
+            request_id=request_id,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as exc:
+        detail = exc.detail
+        if isinstance(detail, dict):
+            detail = " ".join(str(v[0] if isinstance(v, list) else v) for v in detail.values())
+        messages.error(request, str(detail))
+    else:
+        messages.success(request, done)
+    return _back(request, slug)
+
+
+@require_POST
+@page(roles=MANAGERS)
+def four_eyes_set(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    on = request.POST.get("four_eyes") == "on"
+    use_case_update(use_case=use_case, changes={"four_eyes": on})
+    messages.success(
+        request,
+        "Four-eyes is on: raising automation or promoting a champion needs a second manager."
+        if on
+        else "Four-eyes is off.",
+    )
+    return redirect("control-policy", slug=slug)
