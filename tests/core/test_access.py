@@ -112,6 +112,9 @@ ENDPOINTS = [
     ),
     ("read item", "get", "/api/v1/use-cases/{slug}/items/inv-1/", None, {IN, M, ML, A}),
     ("read job", "get", "/api/v1/jobs/{job}/", None, EVERYONE),
+    ("list API tokens", "get", "/api/v1/tokens/", None, EVERYONE),
+    ("make an API token", "post", "/api/v1/tokens/", lambda ctx: {"name": "access"}, EVERYONE),
+    ("revoke an API token", "delete", "/api/v1/tokens/999999/", None, EVERYONE),
     ("claim next", "post", "/api/v1/use-cases/{slug}/review/next/", None, {R, M, A}),
     (
         "decide",
