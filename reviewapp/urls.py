@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from reviewapp.core import tokens_views
 from reviewapp.core import views as core_views
 from reviewapp.monitoring import api as monitoring_api
 from reviewapp.reviews import views as reviews_views
@@ -13,6 +14,9 @@ urlpatterns = [
     path("accounts/login/", core_views.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("tokens/", tokens_views.tokens, name="api-tokens-page"),
+    path("tokens/new/", tokens_views.token_create, name="api-token-create"),
+    path("tokens/<int:token_id>/revoke/", tokens_views.token_revoke, name="api-token-revoke"),
     path("", include("reviewapp.reviews.urls")),
     path("control/", include("reviewapp.control.urls")),
     path("datasets/", include("reviewapp.datasets.urls")),

@@ -266,6 +266,9 @@ task_page = "/queue/{slug}/tasks/{task}/"
 CONTROL = "/control/use-cases/{slug}/"
 PAGES = [
     ("home page", "get", "/", None, EVERYONE),
+    ("API tokens page", "get", "/tokens/", None, EVERYONE),
+    ("make an API token page", "post", "/tokens/new/", lambda ctx: {"name": "page"}, EVERYONE),
+    ("revoke an API token page", "post", "/tokens/999999/revoke/", None, EVERYONE),
     ("webhooks page", "get", "/webhooks/", None, {M, A}),
     (
         "register a webhook page",
