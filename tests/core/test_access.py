@@ -405,6 +405,9 @@ PUBLIC = {
     "healthz": "liveness probe, says only whether the database answers",
     "accounts/login/": "the sign-in form",
     "accounts/logout/": "signing out",
+    "accounts/refused/": "says single sign-on found none of the app's groups",
+    "oidc/authenticate/": "starts single sign-on (404 while it is off)",
+    "oidc/callback/": "the provider's answer to single sign-on",
     "api/schema/": "the OpenAPI document (no data)",
     "api/docs/": "Swagger UI for it",
 }
