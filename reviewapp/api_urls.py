@@ -2,7 +2,7 @@ from django.urls import path
 
 from deployments import api as deployments_api
 from reviewapp.control import api as control_api
-from reviewapp.core import jobs_api
+from reviewapp.core import jobs_api, tokens_api
 from reviewapp.datasets import api as datasets_api
 from reviewapp.monitoring import api as monitoring_api
 from reviewapp.reviews import api as reviews_api
@@ -12,6 +12,8 @@ from reviewapp.webhooks import api as webhooks_api
 use_case = "use-cases/<slug:slug>/"
 
 urlpatterns = [
+    path("tokens/", tokens_api.TokenListApi.as_view(), name="api-tokens"),
+    path("tokens/<str:token_id>/", tokens_api.TokenDetailApi.as_view(), name="api-token"),
     path("use-cases/", deployments_api.UseCaseListApi.as_view(), name="api-use-cases"),
     path(use_case, deployments_api.UseCaseDetailApi.as_view(), name="api-use-case"),
     path(f"{use_case}policy/", deployments_api.PolicyApi.as_view(), name="api-policy"),

@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
+from reviewapp.core import oidc_views, tokens_views
 from reviewapp.core import views as core_views
 from reviewapp.monitoring import api as monitoring_api
 from reviewapp.reviews import views as reviews_views
@@ -11,8 +11,14 @@ urlpatterns = [
     path("", reviews_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     path("accounts/login/", core_views.ThrottledLoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", oidc_views.sign_out, name="logout"),
+    path("accounts/refused/", oidc_views.oidc_refused, name="oidc-refused"),
+    path("oidc/authenticate/", oidc_views.oidc_sign_in, name="oidc_authentication_init"),
+    path("oidc/callback/", oidc_views.oidc_callback, name="oidc_authentication_callback"),
     path("admin/", admin.site.urls),
+    path("tokens/", tokens_views.tokens, name="api-tokens-page"),
+    path("tokens/new/", tokens_views.token_create, name="api-token-create"),
+    path("tokens/<int:token_id>/revoke/", tokens_views.token_revoke, name="api-token-revoke"),
     path("", include("reviewapp.reviews.urls")),
     path("control/", include("reviewapp.control.urls")),
     path("datasets/", include("reviewapp.datasets.urls")),

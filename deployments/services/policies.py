@@ -12,7 +12,7 @@ from deployments.policy import Level, PolicySpec
 from deployments.policy.guardrails import GuardrailsInvalid, guardrails_parse
 from deployments.selectors import policy_current
 from deployments.services.use_cases import use_case_lock
-from reviewapp.core.errors import InvalidInput
+from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.events import event_record
 from reviewapp.core.safe_targets import TargetRefused, target_check
 
@@ -145,7 +145,7 @@ def policy_restore(*, use_case: UseCase, version: int, actor, reason: str) -> Au
     any policy change it needs a reason."""
     earlier = AutomationPolicy.objects.filter(use_case=use_case, version=version).first()
     if earlier is None:
-        raise InvalidInput({"version": [f"no policy version {version}"]})
+        raise NotFound({"version": [f"no policy version {version}"]})
     return policy_change(
         use_case=use_case,
         actor=actor,

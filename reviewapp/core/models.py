@@ -84,3 +84,25 @@ class Event(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.id}"
+
+
+class ApiToken(models.Model):
+    """A named personal API token. Only the SHA-256 digest of the key is kept: the key itself is
+    shown once, when the token is made. ``prefix`` (the key's first characters) tells tokens
+    apart in lists without revealing them."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

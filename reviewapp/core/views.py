@@ -89,6 +89,13 @@ class ThrottledLoginView(LoginView):
     template_name = "core/login.html"
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs):
+        return {
+            **super().get_context_data(**kwargs),
+            "oidc_enabled": settings.OIDC_ENABLED,
+            "oidc_provider": settings.OIDC_PROVIDER_NAME,
+        }
+
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
         if login_failures_exceeded(username=username, ip=request.META.get("REMOTE_ADDR", "")):

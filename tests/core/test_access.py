@@ -148,6 +148,9 @@ ENDPOINTS = [
     ),
     ("read item", "get", "/api/v1/use-cases/{slug}/items/inv-1/", None, {IN, M, ML, A}),
     ("read job", "get", "/api/v1/jobs/{job}/", None, EVERYONE),
+    ("list API tokens", "get", "/api/v1/tokens/", None, EVERYONE),
+    ("make an API token", "post", "/api/v1/tokens/", lambda ctx: {"name": "access"}, EVERYONE),
+    ("revoke an API token", "delete", "/api/v1/tokens/999999/", None, EVERYONE),
     ("claim next", "post", "/api/v1/use-cases/{slug}/review/next/", None, {R, M, A}),
     (
         "decide",
@@ -299,6 +302,9 @@ task_page = "/queue/{slug}/tasks/{task}/"
 CONTROL = "/control/use-cases/{slug}/"
 PAGES = [
     ("home page", "get", "/", None, EVERYONE),
+    ("API tokens page", "get", "/tokens/", None, EVERYONE),
+    ("make an API token page", "post", "/tokens/new/", lambda ctx: {"name": "page"}, EVERYONE),
+    ("revoke an API token page", "post", "/tokens/999999/revoke/", None, EVERYONE),
     ("webhooks page", "get", "/webhooks/", None, {M, A}),
     (
         "register a webhook page",
@@ -443,6 +449,9 @@ PUBLIC = {
     "healthz": "liveness probe, says only whether the database answers",
     "accounts/login/": "the sign-in form",
     "accounts/logout/": "signing out",
+    "accounts/refused/": "says single sign-on found none of the app's groups",
+    "oidc/authenticate/": "starts single sign-on (404 while it is off)",
+    "oidc/callback/": "the provider's answer to single sign-on",
     "api/schema/": "the OpenAPI document (no data)",
     "api/docs/": "Swagger UI for it",
 }

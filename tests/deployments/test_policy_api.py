@@ -121,4 +121,4 @@ def test_restoring_a_version_through_the_api_needs_a_reason(api):
         {"reason": "x"},
         format="json",
     )
-    assert missing.status_code == 400 and "version" in missing.json()
+    assert missing.status_code == 404 and "version" in missing.json()

@@ -53,6 +53,7 @@ DEPENDS_ON_THE_USE_CASE = {
     "GET /api/v1/use-cases/{slug}/outcomes/": "after must be a cursor the feed gave out",
     "POST /api/v1/webhooks/": "the URL must resolve to a public address",
     "PATCH /api/v1/webhooks/{webhook_id}/": "the URL must resolve to a public address",
+    "POST /api/v1/tokens/": "expires_at must be in the future; service accounts are for admins",
 }
 
 

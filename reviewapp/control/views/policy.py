@@ -38,7 +38,7 @@ from reviewapp.control.presenters import (
 )
 from reviewapp.control.views.shared import flat_errors, page_or_part, use_case_header
 from reviewapp.core.api import MANAGERS
-from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.pages import page
 
 HISTORY_SHOWN = 30
@@ -160,6 +160,8 @@ def policy_restore_view(request, slug, version):
             actor=request.user,
             reason=(request.POST.get("reason") or "").strip(),
         )
+    except NotFound as exc:
+        raise Http404(str(exc.detail)) from exc
     except InvalidInput as exc:
         if "reason" not in exc.detail:
             raise Http404(str(exc.detail)) from exc
