@@ -5,6 +5,7 @@ from typing import Any
 from django.utils import timezone
 
 from deployments.models import UseCase
+from reviewapp.core.item_display import item_display, pixel_grid
 from reviewapp.reviews.models import ReviewTask
 
 
@@ -96,40 +97,17 @@ def image_grid(features: dict, *, use_case: UseCase) -> dict | None:
     """A square pixel grid (``item_view == "image_grid"``): cells with a grey level, darker for
     larger values, on the range the schema declares (else the item's own range). None when the
     features are not a square grid of numbers, so the table is shown instead."""
-    specs = use_case.features
-    side = int(len(specs) ** 0.5)
-    if not specs or side * side != len(specs):
-        return None
-    values = [features.get(spec["name"]) for spec in specs]
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    if len(numbers) + values.count(None) != len(values):
-        return None
-    declared = [(s.get("min"), s.get("max")) for s in specs]
-    if all(lo is not None and hi is not None for lo, hi in declared):
-        low, high = min(lo for lo, _ in declared), max(hi for _, hi in declared)
-    else:
-        low, high = min([0, *numbers]), max([1, *numbers])
-    span = (high - low) or 1
-    cells = []
-    for index, value in enumerate(values):
-        cell = {"x": index % side, "y": index // side, "value": value, "fill": None}
-        if value is not None:
-            share = min(1.0, max(0.0, (value - low) / span))
-            grey = round(255 * (1 - share))
-            cell["fill"] = f"#{grey:02x}{grey:02x}{grey:02x}"
-        cells.append(cell)
-    rows = [
-        [number_display(v) if v is not None else "–" for v in values[r * side : (r + 1) * side]]
-        for r in range(side)
-    ]
-    return {
-        "side": side,
-        "cells": cells,
-        "rows": rows,
-        "missing": values.count(None),
-        "low": number_display(low),
-        "high": number_display(high),
-    }
+    return pixel_grid(features, schema=use_case.features)
+
+
+def item_features_display(features: dict, *, use_case: UseCase, masked=()) -> dict:
+    """The item as ``{% item_features %}`` draws it on the queue, manager and datasets pages."""
+    return item_display(
+        features,
+        schema=use_case.features,
+        image=use_case.item_view == UseCase.ItemView.IMAGE_GRID,
+        masked=frozenset(masked),
+    )
 
 
 def _suggestion_view(suggestion: dict | None, *, use_case: UseCase) -> dict | None:
@@ -180,6 +158,7 @@ def task_view(
         "grid": image_grid(features, use_case=use_case)
         if use_case.item_view == UseCase.ItemView.IMAGE_GRID
         else None,
+        "display": item_features_display(features, use_case=use_case, masked=masked),
         "pii_masked": masked,
         "suggestion": suggestion,
         "lease_token": str(task.lease_token),
