@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 LONG_TEXT = 200  # longer text is folded behind a <details>
-FOLD_AFTER = 12  # on phones, features past this many sit behind "All features"
 
 
 def value_display(value: Any) -> str:
@@ -114,10 +113,7 @@ def item_display(
     ]
     if extra:
         groups.setdefault("", []).extend(extra)
-    rows = sum(len(g) for g in groups.values())
     return {
         "image": grid,
-        "groups": [{"title": title, "rows": rows_} for title, rows_ in groups.items()],
-        "count": rows,
-        "fold": rows > FOLD_AFTER,
+        "groups": [{"title": title, "rows": rows} for title, rows in groups.items()],
     }

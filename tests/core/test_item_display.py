@@ -63,3 +63,15 @@ def test_a_square_grid_of_numbers_is_an_image_not_numbers():
     assert item_display(features, schema=schema, image=False)["image"] is None
     assert item_display(features, schema=schema[:63], image=True)["image"] is None
     assert item_display(features, schema=schema, image=True, masked={"p1"})["image"] is None
+
+
+def test_the_page_shows_label_raw_name_tooltip_unit_and_folds_long_text():
+    from django.template.loader import render_to_string
+
+    display = item_display({"s1": 180.5, "note": "word " * 60}, schema=SCHEMA)
+    html = render_to_string("core/_item_features.html", {"display": display})
+    assert '<dt title="mg/dL in serum">Total serum cholesterol (tc)' in html
+    assert '<code class="feat-name">s1</code>' in html
+    assert '180.5 <span class="feat-unit">mg/dL</span>' in html
+    assert '<details class="feat-long">' in html
+    assert 'class="feat feat-text"' in html and 'class="feat feat-num"' in html
