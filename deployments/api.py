@@ -80,6 +80,19 @@ class FeatureSerializer(serializers.Serializer):
         required=False,
         help_text="An identifier (claim number, customer id): never judged for drift.",
     )
+    label = serializers.CharField(required=False, max_length=80, help_text="Display name.")
+    description = serializers.CharField(
+        required=False, max_length=300, help_text="What the feature means; shown as a tooltip."
+    )
+    unit = serializers.CharField(required=False, max_length=20, help_text="Shown after numbers.")
+    group = serializers.CharField(
+        required=False, max_length=60, help_text="Features of one group are shown together."
+    )
+
+
+@extend_schema_field(FeatureSerializer(many=True))
+class FeatureSchemaField(serializers.JSONField):
+    """Checked by ``feature_schema_clean`` (one error per entry); declared for the schema."""
 
 
 class UseCaseOutput(serializers.ModelSerializer):
@@ -120,7 +133,7 @@ class UseCaseInput(serializers.Serializer):
     tolerance = FiniteFloatField(required=False, allow_null=True, min_value=0)
     value_min = FiniteFloatField(required=False, allow_null=True)
     value_max = FiniteFloatField(required=False, allow_null=True)
-    features = serializers.JSONField()
+    features = FeatureSchemaField()
     prediction_source = serializers.ChoiceField(
         choices=UseCase.PredictionSource.choices,
         required=False,

@@ -11,8 +11,21 @@ from reviewapp.core.errors import InvalidInput
 from reviewapp.core.json_input import number_problem, text_problem
 
 FEATURE_TYPES = ("number", "integer", "boolean", "string", "category")
+# Display-only keys: how a feature reads to a person. Scoring, exports and the items API
+# ignore them; each is a short string with a bound on its length.
+FEATURE_DISPLAY_KEYS = {"label": 80, "description": 300, "unit": 20, "group": 60}
 FEATURE_KEYS = frozenset(
-    {"name", "type", "required", "min", "max", "categories", "pii", "identifier"}
+    {
+        "name",
+        "type",
+        "required",
+        "min",
+        "max",
+        "categories",
+        "pii",
+        "identifier",
+        *FEATURE_DISPLAY_KEYS,
+    }
 )
 MAX_STRING_LENGTH = 10_000
 
@@ -70,6 +83,10 @@ def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
         for flag in ("required", "pii", "identifier"):
             if flag in spec and not isinstance(spec[flag], bool):
                 problems.append(f"{flag}: must be true or false")
+        for key, limit in FEATURE_DISPLAY_KEYS.items():
+            text = spec.get(key)
+            if text is not None and (not isinstance(text, str) or len(text) > limit):
+                problems.append(f"{key}: must be a string of at most {limit} characters")
         if problems:
             errors[where] = problems
             continue
@@ -86,6 +103,9 @@ def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
                 entry[key] = spec[key]
         if kind == "category":
             entry["categories"] = list(dict.fromkeys(categories))
+        for key in FEATURE_DISPLAY_KEYS:
+            if spec.get(key, "").strip():
+                entry[key] = spec[key].strip()
         cleaned.append(entry)
     if errors:
         raise InvalidInput({"features": errors})

@@ -5,7 +5,7 @@ from typing import Any
 from deployments.models import ModelVersion, UseCase
 from reviewapp.core.errors import NotFound
 from reviewapp.reviews.models import Decision, Item, Prediction
-from reviewapp.reviews.presenters import features_visible
+from reviewapp.reviews.presenters import features_visible, item_features_display
 
 ROLE_ORDER = {
     ModelVersion.Role.CHAMPION: 0,
@@ -51,6 +51,7 @@ def item_detail(*, use_case: UseCase, external_id: str, show_pii: bool) -> dict[
         "item": item,
         "features": features,
         "masked": masked,
+        "display": item_features_display(features, use_case=use_case, masked=masked),
         "predictions": rows,
         "decisions": decisions,
         "human": (item.decision_label if use_case.is_classification else item.decision_value)

@@ -4,7 +4,6 @@ Function views; an htmx request gets the partial it swaps, any other the whole p
 action is a plain POST that redirects, so the pages work without JavaScript too.
 """
 
-import math
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -37,6 +36,7 @@ from reviewapp.datasets.selectors import (
 )
 from reviewapp.datasets.services.exports import export_delete, export_start
 from reviewapp.datasets.services.retraining import HOLDOUT_DEFAULT, training_run_start
+from reviewapp.reviews.presenters import item_features_display
 
 EXPORTS_SHOWN = 50
 RUNS_SHOWN = 30
@@ -129,30 +129,15 @@ def item(request, slug, external_id):
     context = {
         "use_case": use_case,
         "history": history,
-        "pixels": _pixels(use_case, history.features),
+        "display": item_features_display(
+            {f["name"]: f["value"] for f in history.features},
+            use_case=use_case,
+            masked=[f["name"] for f in history.features if f["masked"]],
+        ),
         "tab": "explorer",
     }
     template = "datasets/item.html#item" if request.htmx else "datasets/item.html"
     return render(request, template, context)
-
-
-PIXEL_SHADES = 10
-
-
-def _pixels(use_case, features: list[dict]) -> dict | None:
-    """An image-grid use case's features as square pixel shades 0-10, or None."""
-    if use_case.item_view != use_case.ItemView.IMAGE_GRID:
-        return None
-    size = math.isqrt(len(features))
-    if size < 2 or size * size != len(features) or any(f["masked"] for f in features):
-        return None
-    specs = {spec["name"]: spec for spec in use_case.features}
-    values = [f["value"] if isinstance(f["value"], int | float) else 0 for f in features]
-    low = min(specs[f["name"]].get("min", min(values)) for f in features)
-    high = max(specs[f["name"]].get("max", max(values)) for f in features)
-    span = (high - low) or 1
-    levels = [round(PIXEL_SHADES * (v - low) / span) for v in values]
-    return {"size": size, "levels": [min(PIXEL_SHADES, max(0, lv)) for lv in levels]}
 
 
 @require_http_methods(["GET", "POST"])

@@ -42,7 +42,16 @@ def digits() -> DemoDataset:
         description="Read a scanned 8×8 handwritten digit (postcode sorting).",
         task_type="classification",
         features=[
-            {"name": n, "type": "integer", "required": True, "min": 0, "max": 16} for n in names
+            {
+                "name": n,
+                "type": "integer",
+                "required": True,
+                "min": 0,
+                "max": 16,
+                "group": "Image",
+                "description": "Ink in one cell of the 8×8 scan, 0 (blank) to 16 (full)",
+            }
+            for n in names
         ],
         frame=frame,
         target=pd.Series(bunch.target.astype(str)),
@@ -58,7 +67,17 @@ def breast_cancer(seed: int = 7) -> DemoDataset:
     rng = np.random.default_rng(seed)
     frame.insert(0, "patient_ref", [f"P-{n:06d}" for n in rng.permutation(len(frame)) + 1000])
     features = [{"name": "patient_ref", "type": "string", "required": False, "pii": True}]
-    features += [{"name": n, "type": "number", "required": True, "min": 0} for n in names]
+    features += [
+        {
+            "name": n,
+            "type": "number",
+            "required": True,
+            "min": 0,
+            "label": _cancer_label(n),
+            "group": _cancer_group(n),
+        }
+        for n in names
+    ]
     return DemoDataset(
         slug="breast-cancer",
         name="Breast biopsy triage",
@@ -71,6 +90,35 @@ def breast_cancer(seed: int = 7) -> DemoDataset:
     )
 
 
+def _cancer_group(name: str) -> str:
+    """sklearn's 30 columns are ten cell measurements, each as mean, standard error and worst."""
+    if name.startswith("worst_"):
+        return "Worst (largest three cells)"
+    if name.endswith("_error"):
+        return "Standard error"
+    return "Mean"
+
+
+def _cancer_label(name: str) -> str:
+    base = name.removeprefix("mean_").removeprefix("worst_").removesuffix("_error")
+    return base.replace("_", " ").capitalize()
+
+
+# sklearn's diabetes data (unscaled): what each short column name means.
+DIABETES_FEATURES = {
+    "age": {"label": "Age", "unit": "years", "group": "Patient"},
+    "sex": {"label": "Sex", "description": "Coded 1 or 2", "group": "Patient"},
+    "bmi": {"label": "Body mass index", "unit": "kg/m²", "group": "Patient"},
+    "bp": {"label": "Average blood pressure", "unit": "mmHg", "group": "Patient"},
+    "s1": {"label": "Total serum cholesterol (tc)", "unit": "mg/dL", "group": "Blood serum"},
+    "s2": {"label": "Low-density lipoproteins (ldl)", "unit": "mg/dL", "group": "Blood serum"},
+    "s3": {"label": "High-density lipoproteins (hdl)", "unit": "mg/dL", "group": "Blood serum"},
+    "s4": {"label": "Total cholesterol / HDL (tch)", "group": "Blood serum"},
+    "s5": {"label": "Log of serum triglycerides (ltg)", "group": "Blood serum"},
+    "s6": {"label": "Blood sugar level (glu)", "unit": "mg/dL", "group": "Blood serum"},
+}
+
+
 def diabetes() -> DemoDataset:
     bunch = datasets.load_diabetes(scaled=False)
     names = list(bunch.feature_names)
@@ -80,7 +128,10 @@ def diabetes() -> DemoDataset:
         name="Diabetes progression",
         description="Estimate disease progression one year after baseline (a score of 25-346).",
         task_type="regression",
-        features=[{"name": n, "type": "number", "required": True} for n in names],
+        features=[
+            {"name": n, "type": "number", "required": True, **DIABETES_FEATURES.get(n, {})}
+            for n in names
+        ],
         frame=frame,
         target=pd.Series(bunch.target.astype(float)),
         tolerance=30.0,

@@ -5,6 +5,7 @@ from typing import Any
 from django.utils import timezone
 
 from deployments.models import UseCase
+from reviewapp.core.item_display import item_display, value_display
 from reviewapp.reviews.models import ReviewTask
 
 
@@ -48,7 +49,6 @@ def task_public(task: ReviewTask, *, use_case: UseCase, show_pii: bool) -> dict[
 
 LABEL_KEYS = "1234567890"
 PROBABILITIES_SHOWN = 5
-FEATURES_PER_COLUMN = 12  # beyond this the table is split in two side by side (one on phones)
 
 
 def label_shortcuts(labels: list[str]) -> dict[str, str]:
@@ -60,76 +60,17 @@ def label_shortcuts(labels: list[str]) -> dict[str, str]:
     return {label: LABEL_KEYS[i] for i, label in enumerate(labels[: len(LABEL_KEYS)])}
 
 
-def number_display(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        if abs(value) < 1:
-            return f"{value:.6g}"
-        return f"{value:,.4f}".rstrip("0").rstrip(".")
-    return str(value)
+number_display = value_display  # one way to write a number on every page
 
 
-def _feature_rows(features: dict, *, use_case: UseCase, masked: list[str]) -> list[dict]:
-    rows = []
-    names = use_case.feature_names or list(features)
-    for name in names:
-        value = features.get(name)
-        hidden = name in masked
-        rows.append(
-            {
-                "name": name,
-                "label": name.replace("_", " "),
-                "display": "" if hidden or value is None else number_display(value),
-                "hidden": hidden,
-                "missing": value is None and not hidden,
-            }
-        )
-    return rows
-
-
-def image_grid(features: dict, *, use_case: UseCase) -> dict | None:
-    """A square pixel grid (``item_view == "image_grid"``): cells with a grey level, darker for
-    larger values, on the range the schema declares (else the item's own range). None when the
-    features are not a square grid of numbers, so the table is shown instead."""
-    specs = use_case.features
-    side = int(len(specs) ** 0.5)
-    if not specs or side * side != len(specs):
-        return None
-    values = [features.get(spec["name"]) for spec in specs]
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    if len(numbers) + values.count(None) != len(values):
-        return None
-    declared = [(s.get("min"), s.get("max")) for s in specs]
-    if all(lo is not None and hi is not None for lo, hi in declared):
-        low, high = min(lo for lo, _ in declared), max(hi for _, hi in declared)
-    else:
-        low, high = min([0, *numbers]), max([1, *numbers])
-    span = (high - low) or 1
-    cells = []
-    for index, value in enumerate(values):
-        cell = {"x": index % side, "y": index // side, "value": value, "fill": None}
-        if value is not None:
-            share = min(1.0, max(0.0, (value - low) / span))
-            grey = round(255 * (1 - share))
-            cell["fill"] = f"#{grey:02x}{grey:02x}{grey:02x}"
-        cells.append(cell)
-    rows = [
-        [number_display(v) if v is not None else "–" for v in values[r * side : (r + 1) * side]]
-        for r in range(side)
-    ]
-    return {
-        "side": side,
-        "cells": cells,
-        "rows": rows,
-        "missing": values.count(None),
-        "low": number_display(low),
-        "high": number_display(high),
-    }
+def item_features_display(features: dict, *, use_case: UseCase, masked=()) -> dict:
+    """The item as ``{% item_features %}`` draws it on the queue, manager and datasets pages."""
+    return item_display(
+        features,
+        schema=use_case.features,
+        image=use_case.item_view == UseCase.ItemView.IMAGE_GRID,
+        masked=frozenset(masked),
+    )
 
 
 def _suggestion_view(suggestion: dict | None, *, use_case: UseCase) -> dict | None:
@@ -168,18 +109,10 @@ def task_view(
     features, masked = features_visible(task.item.features, use_case=use_case, show_pii=show_pii)
     public = suggestion_public(task, use_case=use_case)
     suggestion = _suggestion_view(public, use_case=use_case)
-    rows = _feature_rows(features, use_case=use_case, masked=masked)
-    half = -(-len(rows) // 2)
     view: dict[str, Any] = {
         "id": task.pk,
         "external_id": task.item.external_id,
-        "features": rows,
-        "feature_columns": [rows[:half], rows[half:]]
-        if len(rows) > FEATURES_PER_COLUMN
-        else [rows],
-        "grid": image_grid(features, use_case=use_case)
-        if use_case.item_view == UseCase.ItemView.IMAGE_GRID
-        else None,
+        "display": item_features_display(features, use_case=use_case, masked=masked),
         "pii_masked": masked,
         "suggestion": suggestion,
         "lease_token": str(task.lease_token),

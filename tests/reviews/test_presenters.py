@@ -1,10 +1,9 @@
 """How a task reads on the queue page: label keys, numbers, pixel grids."""
 
-from types import SimpleNamespace
-
 import pytest
 
-from reviewapp.reviews.presenters import image_grid, label_shortcuts, number_display
+from reviewapp.core.item_display import pixel_grid
+from reviewapp.reviews.presenters import label_shortcuts, number_display
 
 
 def test_digit_labels_are_picked_by_their_own_digit_others_by_position():
@@ -35,24 +34,22 @@ def test_numbers_read_as_a_person_writes_them(value, shown):
     assert number_display(value) == shown
 
 
-def _use_case(n, **spec):
-    return SimpleNamespace(features=[{"name": f"p{i}", "type": "number", **spec} for i in range(n)])
+def _schema(n, **spec):
+    return [{"name": f"p{i}", "type": "number", **spec} for i in range(n)]
 
 
 def test_a_square_grid_of_numbers_becomes_grey_levels_on_the_declared_range():
-    grid = image_grid(
-        {"p0": 0, "p1": 10, "p2": 5, "p3": None}, use_case=_use_case(4, min=0, max=10)
-    )
+    grid = pixel_grid({"p0": 0, "p1": 10, "p2": 5, "p3": None}, schema=_schema(4, min=0, max=10))
     assert grid["side"] == 2 and grid["missing"] == 1
     assert [c["fill"] for c in grid["cells"]] == ["#ffffff", "#000000", "#808080", None]
     assert grid["rows"] == [["0", "10"], ["5", "–"]]
 
 
 def test_without_a_declared_range_the_items_own_range_is_used():
-    grid = image_grid({"p0": 0, "p1": 4, "p2": 2, "p3": 4}, use_case=_use_case(4))
+    grid = pixel_grid({"p0": 0, "p1": 4, "p2": 2, "p3": 4}, schema=_schema(4))
     assert [c["fill"] for c in grid["cells"]] == ["#ffffff", "#000000", "#808080", "#000000"]
 
 
 def test_what_is_not_a_square_grid_of_numbers_falls_back_to_the_table():
-    assert image_grid({f"p{i}": 1 for i in range(3)}, use_case=_use_case(3)) is None
-    assert image_grid({"p0": "a", "p1": 1, "p2": 1, "p3": 1}, use_case=_use_case(4)) is None
+    assert pixel_grid({f"p{i}": 1 for i in range(3)}, schema=_schema(3)) is None
+    assert pixel_grid({"p0": "a", "p1": 1, "p2": 1, "p3": 1}, schema=_schema(4)) is None
