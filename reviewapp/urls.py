@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from reviewapp.core import views as core_views
 from reviewapp.monitoring import api as monitoring_api
@@ -20,7 +20,7 @@ urlpatterns = [
     path("monitoring/", include("reviewapp.monitoring.urls")),
     path("webhooks/", include("reviewapp.webhooks.urls")),
     path("metrics", monitoring_api.PrometheusMetricsApi.as_view(), name="metrics"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", core_views.SchemaView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 

@@ -6,6 +6,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView
 
 from reviewapp.core.errors import database_unavailable
 from reviewapp.core.middleware import database_unavailable_response
@@ -82,3 +83,15 @@ class ThrottledLoginView(LoginView):
             username=form.get_user().get_username(), ip=self.request.META.get("REMOTE_ADDR", "")
         )
         return super().form_valid(form)
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document: YAML by default, JSON for ``?format=json`` (what client
+    generators ask for) or an ``Accept: application/json`` header."""
+
+    def perform_content_negotiation(self, request, force=False):
+        wanted = request.query_params.get("format")
+        for renderer in self.get_renderers():
+            if wanted and renderer.format == wanted:
+                return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)

@@ -1,0 +1,68 @@
+"""The OpenAPI document is what client generators read: JSON on request, operations grouped
+by area with readable names, and every error response the one declared error shape."""
+
+import json
+
+import pytest
+
+AREAS = {
+    "use cases",
+    "policy",
+    "models",
+    "items",
+    "review",
+    "outcomes",
+    "datasets",
+    "monitoring",
+    "webhooks",
+    "jobs",
+    "tokens",
+}
+
+
+@pytest.fixture(scope="module")
+def document(django_db_blocker):
+    from django.test import Client
+
+    with django_db_blocker.unblock():
+        response = Client().get("/api/schema/?format=json")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    return json.loads(response.content)
+
+
+def _operations(document):
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield path, method, operation
+
+
+def test_operations_are_grouped_by_area_with_unique_readable_names(document):
+    ids = []
+    for path, method, operation in _operations(document):
+        assert operation["tags"] and set(operation["tags"]) <= AREAS, (method, path)
+        assert not operation["operationId"].startswith("api_v1_"), (method, path)
+        ids.append(operation["operationId"])
+    assert len(ids) == len(set(ids))
+    tags = {path: operation["tags"][0] for path, method, operation in _operations(document)}
+    assert tags["/api/v1/use-cases/{slug}/items/"] == "items"
+    assert tags["/api/v1/use-cases/{slug}/exports/"] == "datasets"
+    assert tags["/api/v1/use-cases/"] == "use cases"
+
+
+def test_every_error_response_is_the_one_error_shape(document):
+    error = document["components"]["schemas"]["Error"]
+    assert set(error["properties"]) == {"detail", "code"}
+    seen = set()
+    for path, method, operation in _operations(document):
+        for code, response in operation["responses"].items():
+            if int(code) >= 400:
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, code)
+                seen.add(code)
+    assert {"400", "401", "403", "404", "409", "415", "429", "503"} <= seen
+
+
+def test_the_document_is_yaml_unless_json_is_asked_for(client):
+    assert client.get("/api/schema/").content.startswith(b"openapi:")
+    assert client.get("/api/schema/?format=json").content.startswith(b"{")
