@@ -198,7 +198,10 @@ class ExportDownloadApi(APIView):
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **{
+                (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+                for content_type, _ in FORMATS.values()
+            },
             403: OpenApiResponse(description="The file holds PII, which you may not see"),
             404: OpenApiResponse(description="No such export, or not ready"),
         },
@@ -438,7 +441,10 @@ class DisagreementExportApi(APIView):
             OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
         ],
         responses={
-            (200, content_type): OpenApiTypes.BINARY for content_type, _ in FORMATS.values()
+            # Declared by media type alone (no charset), binary, so a generated client reads
+            # the bytes whichever format was asked for.
+            (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+            for content_type, _ in FORMATS.values()
         },
         summary="Stream the disagreements (CSV, JSONL or Parquet)",
     )

@@ -66,3 +66,16 @@ def test_every_error_response_is_the_one_error_shape(document):
 def test_the_document_is_yaml_unless_json_is_asked_for(client):
     assert client.get("/api/schema/").content.startswith(b"openapi:")
     assert client.get("/api/schema/?format=json").content.startswith(b"{")
+
+
+def test_file_responses_declare_the_media_types_really_sent(document):
+    from reviewapp.datasets.export_formats import FORMATS
+
+    sent = {content_type.split(";")[0] for content_type, _ in FORMATS.values()}
+    for path in (
+        "/api/v1/use-cases/{slug}/disagreements/",
+        "/api/v1/use-cases/{slug}/exports/{export_id}/download/",
+    ):
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]
+        assert set(content) == sent, path
+        assert all(media["schema"]["format"] == "binary" for media in content.values())
