@@ -199,7 +199,7 @@ class BacktestOutput(serializers.ModelSerializer):
     model_version = serializers.SerializerMethodField()
     since = serializers.SerializerMethodField()
     until = serializers.SerializerMethodField()
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = Job

@@ -71,7 +71,7 @@ def _progress(job) -> dict | None:
 
 
 class ExportOutput(serializers.ModelSerializer):
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
     job = serializers.UUIDField(source="job_id", allow_null=True)
     progress = serializers.SerializerMethodField()
     download = serializers.SerializerMethodField()
@@ -231,7 +231,7 @@ class TrainingRunOutput(serializers.ModelSerializer):
     base_version = serializers.CharField(source="base_model_version.version")
     model_version = serializers.SerializerMethodField()
     export = serializers.UUIDField(source="export_id", allow_null=True)
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
     job = serializers.UUIDField(source="job_id", allow_null=True)
     progress = serializers.SerializerMethodField()
 
