@@ -90,3 +90,10 @@ def test_who_made_an_export_or_a_training_run_may_be_nobody(document):
         if "created_by" in schema.get("properties", {})
     ]
     assert made_by and all(field.get("nullable") for field in made_by)
+
+
+def test_a_started_backtest_declares_the_job_it_answers_with(document):
+    response = document["paths"]["/api/v1/use-cases/{slug}/backtests/"]["post"]["responses"]
+    schema = response["202"]["content"]["application/json"]["schema"]
+    started = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert started["properties"]["job"]["format"] == "uuid"
