@@ -510,7 +510,7 @@ class LatencyOutput(serializers.Serializer):
 class ModelVersionOutput(serializers.ModelSerializer):
     """Give ``budget_ms`` (the use case's latency budget) in the serializer's context."""
 
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
     environment = serializers.SerializerMethodField()
     latency = serializers.SerializerMethodField()
 

@@ -290,6 +290,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "reviewapp.core.schema.request_bodies_closed",
         "reviewapp.core.schema.empty_query_dates_allowed",
+        "reviewapp.core.schema.errors_share_one_shape",
     ],
 }
 

@@ -7,6 +7,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    inline_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -199,7 +200,7 @@ class BacktestOutput(serializers.ModelSerializer):
     model_version = serializers.SerializerMethodField()
     since = serializers.SerializerMethodField()
     until = serializers.SerializerMethodField()
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = Job
@@ -234,7 +235,12 @@ class BacktestListApi(APIView):
 
     @extend_schema(
         request=BacktestInput,
-        responses={202: OpenApiResponse(description='{"job": "<id>"}; follow /api/v1/jobs/{id}/')},
+        responses={
+            202: OpenApiResponse(
+                inline_serializer("BacktestStarted", {"job": serializers.UUIDField()}),
+                description="The job to follow at /api/v1/jobs/{id}/",
+            )
+        },
         summary="Backtest a model version over a window of human-labelled history",
         description="When done, the job's result holds the trade-off curve (for each of 100 "
         "thresholds the automation rate and the error rate against human labels) and the "

@@ -47,6 +47,16 @@ class ReviewAppSchema(AutoSchema):
             errors[429] = "Too many requests; retry after the Retry-After header's seconds."
         return errors
 
+    def get_tags(self) -> list[str]:
+        tags = super().get_tags()
+        if tags == self._tokenize_path()[:1]:
+            # Nothing declared: the default names the path's first word ("api").
+            return [area_of(self.path)]
+        return tags
+
+    def get_operation_id(self) -> str:
+        return readable_operation_id(super().get_operation_id(), self.path)
+
 
 def request_bodies_closed(result, generator, request, public):
     """Request bodies name every field they take: the API refuses unknown fields (400, naming
@@ -67,3 +77,96 @@ def empty_query_dates_allowed(result, generator, request, public):
                 if parameter.get("in") == "query" and schema.get("format") in ("date", "date-time"):
                     parameter["schema"] = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
     return result
+
+
+# Every error body, whatever the status, is this one shape.
+ERROR_COMPONENT = {
+    "type": "object",
+    "description": (
+        "An error. Field names map to their problems (a list of messages, or a nested object "
+        "for nested fields); `detail` says what went wrong when no single field is to blame; "
+        "`code` names the kind of error when there is one."
+    ),
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+    "additionalProperties": {
+        "oneOf": [
+            {"type": "array", "items": {}},
+            {"type": "object", "additionalProperties": True},
+            {"type": "string"},
+        ]
+    },
+}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def errors_share_one_shape(result, generator, request, public):
+    """Every 4xx and 5xx response of every operation, new ones included, refers to the one
+    ``Error`` component; a database outage (503) and an unsupported body type (415) can happen
+    on any operation that takes a body, so they are declared too."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_COMPONENT
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                responses.setdefault(
+                    "415", {"description": "The body's media type is not one this path reads."}
+                )
+            responses.setdefault(
+                "503", {"description": "The database is unavailable; retry after Retry-After."}
+            )
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
+    return result
+
+
+# Operations are grouped by the area of the app they belong to, read from the path, so a new
+# path joins its area without a declaration of its own.
+_AREAS = {
+    "policy": "policy",
+    "backtests": "policy",
+    "models": "models",
+    "items": "items",
+    "review": "review",
+    "outcomes": "outcomes",
+    "exports": "datasets",
+    "disagreements": "datasets",
+    "retrainings": "datasets",
+    "metrics": "monitoring",
+    "readiness": "monitoring",
+    "slices": "monitoring",
+    "webhooks": "webhooks",
+    "jobs": "jobs",
+    "tokens": "tokens",
+    "api-tokens": "tokens",
+    "change-requests": "policy",
+}
+
+
+def area_of(path: str) -> str:
+    parts = [part for part in path.strip("/").split("/") if part]
+    if parts[:2] == ["api", "v1"]:
+        parts = parts[2:]
+    if not parts:
+        return "api"
+    if parts[0] == "use-cases":
+        if len(parts) <= 2:
+            return "use cases"
+        return _AREAS.get(parts[2], parts[2].replace("-", " "))
+    return _AREAS.get(parts[0], parts[0].replace("-", " "))
+
+
+def readable_operation_id(operation_id: str, path: str) -> str:
+    """``api_v1_use_cases_items_create`` reads as ``items_create``: the version prefix says
+    nothing, nor does the use case every sub-path sits under."""
+    if operation_id.startswith("api_v1_"):
+        operation_id = operation_id[len("api_v1_") :]
+        parts = [part for part in path.strip("/").split("/") if part]
+        if parts[2:3] == ["use-cases"] and len(parts) > 4 and operation_id.startswith("use_cases_"):
+            operation_id = operation_id[len("use_cases_") :]
+    return operation_id

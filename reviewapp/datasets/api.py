@@ -215,7 +215,10 @@ class ExportDownloadApi(APIView):
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            **{
+                (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+                for content_type, _ in FORMATS.values()
+            },
             403: OpenApiResponse(description="The file holds PII, which you may not see"),
             404: OpenApiResponse(description="No such export, or not ready"),
         },
@@ -245,7 +248,7 @@ class TrainingRunOutput(serializers.ModelSerializer):
     base_version = serializers.CharField(source="base_model_version.version")
     model_version = serializers.SerializerMethodField()
     export = serializers.UUIDField(source="export_id", allow_null=True)
-    created_by = serializers.StringRelatedField()
+    created_by = serializers.StringRelatedField(allow_null=True)
     job = serializers.UUIDField(source="job_id", allow_null=True)
     progress = serializers.SerializerMethodField()
 
@@ -455,7 +458,10 @@ class DisagreementExportApi(APIView):
             OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
         ],
         responses={
-            (200, content_type): OpenApiTypes.BINARY for content_type, _ in FORMATS.values()
+            # Declared by media type alone (no charset), binary, so a generated client reads
+            # the bytes whichever format was asked for.
+            (200, content_type.split(";")[0]): OpenApiTypes.BINARY
+            for content_type, _ in FORMATS.values()
         },
         summary="Stream the disagreements (CSV, JSONL or Parquet)",
     )

@@ -87,6 +87,7 @@ class PrometheusMetricsApi(APIView):
             (200, "text/plain"): OpenApiTypes.STR,
             (200, "application/openmetrics-text"): OpenApiTypes.STR,
         },
+        operation_id="prometheus_metrics",
         summary="Prometheus metrics (request latency, predictions, routes, queue, null outputs)",
         description="Prometheus text format 0.0.4, or OpenMetrics 1.0 when the `Accept` header "
         "asks for `application/openmetrics-text`; any other `Accept` gets the text format.",
