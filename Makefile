@@ -15,13 +15,11 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: demo test install lint format lock serve browser-deps clean
 
-# --no-compile: Python compiles a module when it is first imported; compiling every installed
-# module up front (plotly alone ships thousands) took about 40% of a fresh install.
 $(STAMP): requirements.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required (python3.11, python3.12, ...)."; exit 1; }
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
