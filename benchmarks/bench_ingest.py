@@ -87,7 +87,7 @@ def realtime(small: bool) -> None:
     use_case, digits, estimator = _use_case(
         level="partial", members=[caller], confidence_threshold=0.9, audit_rate=0.05
     )
-    n = 300 if small else 3000
+    n = 200 if small else 3000
     rows = _rows(digits, n, "rt")
     one_row = digits.frame.iloc[[0]]
     bare_model = []
@@ -283,36 +283,40 @@ def claiming(small: bool) -> None:
     sizes = (1_000, 4_000) if small else (10_000, 100_000)
     # Every task here is blind (human_only), so every claim runs the independence rule; the
     # "seen" rows add what it costs when each reviewer has already seen a fifth of the queue.
-    runs = [(pending, False) for pending in sizes] + [(sizes[-1], True)]
-    for pending, seen in runs:
+    for pending in sizes:
         use_case, _, _ = _use_case(level="human_only", members=[u for u, _ in reviewers])
         _fill_queue(use_case, pending)
-        seen_rows = _seen_by_everyone(use_case, reviewers, 0.2) if seen else 0
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE reviews_reviewtask")
-            cursor.execute("ANALYZE reviews_itemseen")
+        # At the largest size, a second round on what is left of the same queue after each
+        # reviewer has seen a fifth of it (same server, same data: only the rule's work differs).
+        rounds = [False, True] if pending == sizes[-1] else [False]
         with gunicorn(workers=2, threads=4) as url:
-            timings = _claim_round(
-                url=url,
-                slug=use_case.slug,
-                tokens=[t for _, t in reviewers],
-                per_reviewer=25 if small else 100,
-            )
-        waiting = ReviewTask.objects.filter(use_case=use_case, state="open").count()
-        p99s[pending, seen] = pct(timings, 99)
-        results.append(
-            [
-                f"{pending:,}",
-                f"{seen_rows:,}",
-                f"{waiting:,}",
-                len(timings),
-                fmt(pct(timings, 50)),
-                fmt(p99s[pending, seen]),
-            ]
-        )
+            for seen in rounds:
+                seen_rows = _seen_by_everyone(use_case, reviewers, 0.2) if seen else 0
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE reviews_reviewtask")
+                    cursor.execute("ANALYZE reviews_itemseen")
+                waiting_before = ReviewTask.objects.filter(use_case=use_case, state="open").count()
+                timings = _claim_round(
+                    url=url,
+                    slug=use_case.slug,
+                    tokens=[t for _, t in reviewers],
+                    per_reviewer=25 if small else 100,
+                )
+                waiting = ReviewTask.objects.filter(use_case=use_case, state="open").count()
+                p99s[pending, seen] = pct(timings, 99)
+                results.append(
+                    [
+                        f"{waiting_before:,}",
+                        f"{seen_rows:,}",
+                        f"{waiting:,}",
+                        len(timings),
+                        fmt(pct(timings, 50)),
+                        fmt(p99s[pending, seen]),
+                    ]
+                )
     table(
         "Claiming: review-next server time, 8 concurrent reviewers (blind tasks)",
-        ["pending tasks", "items already seen", "still waiting", "claims", "p50 ms", "p99 ms"],
+        ["pending tasks", "seen rows added", "still waiting", "claims", "p50 ms", "p99 ms"],
         results,
     )
     largest = p99s[sizes[-1], False]

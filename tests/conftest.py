@@ -124,9 +124,16 @@ def pytest_collection_modifyitems(config, items):
     from django.conf import settings
 
     if os.environ.get("DB_TESTS_ONLY") == "1":
-        # A second pass on another database engine: tests that never touch a database, and the
-        # browser tests (same templates, same behaviour), already ran on the first pass.
-        kept = [item for item in items if uses_database(item) and "browser" not in item.keywords]
+        # A second pass on another database engine: tests that never touch a database, the
+        # browser tests (same templates, same behaviour) and the tests marked engine_agnostic
+        # (who may reach what: the database only stores it) already ran on the first pass.
+        kept = [
+            item
+            for item in items
+            if uses_database(item)
+            and "browser" not in item.keywords
+            and "engine_agnostic" not in item.keywords
+        ]
         kept_ids = {id(item) for item in kept}
         deselected = [item for item in items if id(item) not in kept_ids]
         if deselected:
@@ -161,7 +168,7 @@ def pytest_terminal_summary(terminalreporter, config):
     count = config.stash.get(DESELECTED_DB_FREE, None)
     if count is not None:
         terminalreporter.write_line(
-            f"DB_TESTS_ONLY=1: {count} tests deselected (they use no database, or a browser)"
+            f"DB_TESTS_ONLY=1: {count} tests deselected (no database, browser, engine_agnostic)"
         )
 
 
