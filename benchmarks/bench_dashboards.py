@@ -4,7 +4,7 @@
    their predictions, review tasks and decisions) by COPY into PostgreSQL; the monitoring
    rollups are rebuilt from those raw rows; then every dashboard tab is requested through the
    whole Django stack (session, middleware, view, selectors, figures, template). First with
-   10,000 items, then with 1,000,000 (small: 5,000 then 10,000): the figures should not grow
+   10,000 items, then with 1,000,000 (small: 2,000 then 5,000): the figures should not grow
    with the history, since dashboards read hourly rollups only. Target: at most 300 ms per tab.
 2. Drift statistics. The fold's per-feature statistics (missing, moments, min/max, histogram
    on the reference bins, per hour) over 1,000,000 rows x 20 features (small: 25,000),
@@ -401,7 +401,7 @@ def _measure_dashboards(small: bool) -> None:
     from reviewapp.monitoring.services import rollups_rebuild
 
     use_case, champion, policy, manager, reviewers = use_case_make()
-    sizes = [5_000, 10_000] if small else [10_000, 1_000_000]
+    sizes = [2_000, 5_000] if small else [10_000, 1_000_000]
     results = []
     loaded = 0
     for size in sizes:

@@ -6,7 +6,7 @@ resident memory (``ru_maxrss``) is reported next to its memory before the export
 floor is ``COPY (<the same SELECT>) TO STDOUT (FORMAT csv)`` of the same rows, read to the end
 by the client in the same run; the ratio is the export's rows/s over the floor's.
 
-The rows (1,000,000 disagreements; 10,000 with --small) are generated with COPY into a database
+The rows (1,000,000 disagreements; 5,000 with --small) are generated with COPY into a database
 of their own, ``<DATABASE_URL's name>_bench_exports``, dropped at the end.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/reviewapp python benchmarks/bench_exports.py
@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS, SMALL_ROWS = 1_000_000, 10_000
+ROWS, SMALL_ROWS = 1_000_000, 5_000
 FORMATS = ("csv", "jsonl", "parquet")
 TARGET_CSV_ROWS_PER_SECOND = 100_000
 TARGET_PEAK_MB = 300

@@ -7,7 +7,7 @@
   Celery worker processes. Floor: a raw COPY of the same rows.
 - claiming: review-next with 8 concurrent reviewers against 10,000 and 100,000 pending blind
   tasks, and again at the larger size with each reviewer having seen a fifth of the queue
-  (the independence rule passes those). --small: batches of 1,000 and 4,000 items, queues of
+  (the independence rule passes those). --small: batches of 500 and 2,000 items, queues of
   1,000 and 4,000 tasks.
 """
 
@@ -183,7 +183,7 @@ def batch(small: bool) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         endpoint = f"{url}/api/v1/use-cases/{use_case.slug}/items/batch/"
-        for total in (1_000, 4_000) if small else (10_000, 100_000):
+        for total in (500, 2_000) if small else (10_000, 100_000):
             rows = _rows(digits, total, f"b{total}")
             bodies = [rows[i : i + 10_000] for i in range(0, total, 10_000)]
             started = time.perf_counter()
@@ -300,7 +300,7 @@ def claiming(small: bool) -> None:
                     url=url,
                     slug=use_case.slug,
                     tokens=[t for _, t in reviewers],
-                    per_reviewer=25 if small else 100,
+                    per_reviewer=15 if small else 100,
                 )
                 waiting = ReviewTask.objects.filter(use_case=use_case, state="open").count()
                 p99s[pending, seen] = pct(timings, 99)

@@ -2,7 +2,7 @@
 
 Server time of one htmx round trip "decide, then swap in the next item" (the decision is
 stored, the next task claimed and the ``reviews/queue.html#task`` partial rendered), p50 and
-p99, with 100,000 pending review tasks (``--small``: 5,000) and twenty other reviewers holding
+p99, with 100,000 pending review tasks (``--small``: 2,000) and twenty other reviewers holding
 leases at the head of the queue. The floor is a bare login-required Django view answered by the
 same stack in the same run. Requests go through Django's test client: the figures are the
 server's time without the network and the WSGI server.
@@ -162,8 +162,8 @@ def _measure(small: bool) -> None:
 
     from reviewapp.reviews.models import Decision
 
-    pending = 5_000 if small else 100_000
-    rounds = 100 if small else 500
+    pending = 2_000 if small else 100_000
+    rounds = 60 if small else 500
     started = time.perf_counter()
     use_case, reviewer = _populate(pending)
     setup_s = time.perf_counter() - started

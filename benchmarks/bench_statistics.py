@@ -325,7 +325,7 @@ def _spread(values: list, width: int) -> str:
 
 
 def main(small: bool = False) -> None:
-    streams, items = (150, 1500) if small else (500, 3000)
+    streams, items = (100, 1000) if small else (500, 3000)
     quiet_streams, jump_streams = (20, 30) if small else (100, 200)
     print(
         f"Statistics simulation ({streams} streams of {items} items per error rate; "

@@ -6,7 +6,7 @@
    scaled to CPU seconds per hour per process; rows and bytes a day at 50 processes, from the
    sample table's size on disk.
 2. System page server time. 50 processes (20 web, 25 worker, 4 more web on a second host,
-   1 beat) with a sample a minute each for 30 days (small: 3 days) are COPY-loaded; the page
+   1 beat) with a sample a minute each for 30 days (small: 1 day) are COPY-loaded; the page
    is requested through the whole Django stack for the last 24 hours (the default), 7 and 30
    days. Target: the default page at most 300 ms.
 
@@ -232,7 +232,7 @@ def _measure(small: bool) -> None:
     overhead = heartbeat_overhead(writes=300 if small else 2000)
     for model in (ProcessSample, ProcessRollup, ViewRequestRollup, ProcessHeartbeat):
         model.objects.all().delete()
-    days = 3 if small else 30
+    days = 1 if small else 30
     rows, seconds = fleet_copy(now=datetime.now(UTC), days=days)
     print(f"\nloaded {rows:,} samples ({PROCESSES} processes x {days} days) in {seconds:.0f} s")
     sample_bytes = table_bytes_per_row(ProcessSample)
