@@ -36,11 +36,18 @@ def verify(*args) -> tuple[int, str]:
 
 
 def review(use_case, reviewers, answer, *, at, limit=100):
+    """The reviewers take turns until none of them is offered anything (one may have nothing
+    left, e.g. only the double reviews of items they answered, while the other still has)."""
+    idle = 0
     for step in range(limit):
         reviewer = reviewers[step % len(reviewers)]
         task = review_task_claim(use_case=use_case, user=reviewer, now=at)
         if task is None:
-            return
+            idle += 1
+            if idle == len(reviewers):
+                return
+            continue
+        idle = 0
         review_task_decide(
             task=task, user=reviewer, now=at + timedelta(minutes=step), **answer(step)
         )
