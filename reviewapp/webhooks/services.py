@@ -13,13 +13,16 @@ import base64
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -27,7 +30,7 @@ from standardwebhooks.webhooks import Webhook
 from deployments.models import GuardrailBreach, UseCase
 from deployments.selectors import policy_current, use_cases_visible_to
 from reviewapp.core.errors import InvalidInput, NotFound
-from reviewapp.core.events import Position, event_record, events_after
+from reviewapp.core.events import Position, event_record, events_readable
 from reviewapp.core.logs import event_log
 from reviewapp.core.models import Event
 from reviewapp.webhooks.models import (
@@ -38,12 +41,17 @@ from reviewapp.webhooks.models import (
     Endpoint,
     FanoutCursor,
 )
-from reviewapp.webhooks.targets import Response, TargetRefused, target_check, target_post
+from reviewapp.webhooks.targets import Response, TargetRefused, TargetSession, target_check
 
 logger = logging.getLogger(__name__)
 
 FANOUT_CURSOR = "webhooks"
-FANOUT_BATCH = 1000
+# Set while a fan-out is queued and has not started (commits meanwhile need not queue another),
+# or for a moment after a commit found no endpoint to hear it. Short-lived, so that with a
+# per-process cache (locmem) a commit waits at most this long.
+FANOUT_QUEUED_KEY = "webhooks:fanout-queued"
+FANOUT_QUEUED_SECONDS = 2
+FANOUT_BATCH = 250
 # How long a worker holds a delivery it is sending before another may take it.
 DELIVERY_LEASE = timedelta(seconds=120)
 SUCCESS_NOTED_EVERY = timedelta(seconds=60)
@@ -54,6 +62,14 @@ def secret_new() -> str:
 
 
 # --- endpoints --------------------------------------------------------------------------------
+
+
+def _fanout_mark_clear() -> None:
+    """Endpoints changed: the next commit looks for them again at once."""
+    try:
+        cache.delete(FANOUT_QUEUED_KEY)
+    except Exception:
+        logger.warning("cache unavailable; the sweep covers what the next commit misses")
 
 
 def _url_clean(url: Any) -> str:
@@ -106,6 +122,7 @@ def endpoint_create(*, user, url: Any, events: Any, use_cases: Any = None) -> En
     )
     if chosen:
         endpoint.use_cases.set(chosen)
+    transaction.on_commit(_fanout_mark_clear)
     return endpoint
 
 
@@ -138,6 +155,7 @@ def endpoint_update(*, endpoint: Endpoint, user, changes: dict[str, Any]) -> End
         Delivery.objects.filter(endpoint=endpoint, state=Delivery.State.PENDING).update(
             next_attempt_at=timezone.now()
         )
+    transaction.on_commit(_fanout_mark_clear)
     return endpoint
 
 
@@ -226,18 +244,34 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
     with transaction.atomic():
         FanoutCursor.objects.get_or_create(name=FANOUT_CURSOR)
         cursor = FanoutCursor.objects.select_for_update().get(name=FANOUT_CURSOR)
-        events = events_after(
-            after=Position(txid=cursor.txid, id=cursor.event_id),
-            limit=batch,
-            filters=~Q(type=TEST_EVENT),
+        after = Position(txid=cursor.txid, id=cursor.event_id)
+        # The last readable event now. Everything up to it stays readable, so the filtered read
+        # below sees every event up to it, and the cursor may skip to it past events no
+        # endpoint hears (history from before the first endpoint, test events).
+        head = (
+            events_readable(after=after).order_by("-txid", "-id").values_list("txid", "id").first()
         )
-        if not events:
+        if head is None:
             return Fanout(delivery_ids=[], events_read=0)
         endpoints = list(
             Endpoint.objects.filter(active=True, paused_at__isnull=True, guardrail_for__isnull=True)
             .select_related("created_by")
             .prefetch_related("use_cases")
         )
+        heard = Q(type=GUARDRAIL_EVENT)  # a guardrail webhook's endpoint is made on first use
+        if endpoints:
+            heard |= Q(created_at__gte=min(e.created_at for e in endpoints))
+        # The payloads are not needed to hand events out (the deliveries load them).
+        events = list(
+            events_readable(
+                after=after, up_to=Position(*head), filters=heard & ~Q(type=TEST_EVENT)
+            ).defer("data")[:batch]
+        )
+        if len(events) < batch:  # every event up to the head was looked at
+            cursor.txid, cursor.event_id = head
+        else:
+            cursor.txid, cursor.event_id = events[-1].txid, events[-1].id
+        cursor.save(update_fields=["txid", "event_id"])
         match = _interested(endpoints)
         deliveries = [
             Delivery(endpoint=endpoint, event=event, next_attempt_at=now, created_at=now)
@@ -253,9 +287,6 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
             if e.type == GUARDRAIL_EVENT and e.use_case_id in guardrail
         ]
         created = Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
-        last = events[-1]
-        cursor.txid, cursor.event_id = last.txid, last.id
-        cursor.save(update_fields=["txid", "event_id"])
     ids = [d.pk for d in created]
     if created and created[0].pk is None:  # ignore_conflicts returns no ids on some databases
         ids = list(
@@ -320,6 +351,11 @@ def _claim(*, delivery_ids: list[int], now: datetime) -> list[Delivery]:
             Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
                 next_attempt_at=now + DELIVERY_LEASE
             )
+    # One instance per endpoint, so what one attempt notes on it (a success, a failure) the
+    # next attempt of the batch sees, instead of writing the same row again.
+    shared: dict[int, Endpoint] = {}
+    for delivery in deliveries:
+        delivery.endpoint = shared.setdefault(delivery.endpoint_id, delivery.endpoint)
     return deliveries
 
 
@@ -327,87 +363,156 @@ def deliveries_attempt(
     *,
     delivery_ids: list[int],
     now: datetime | None = None,
-    post: Callable[..., Response] = target_post,
+    post: Callable[..., Response] | None = None,
 ) -> dict[int, float]:
-    """Attempt the due deliveries among ``delivery_ids``, one after the other; return, for each
-    that failed and will be retried, the seconds until its next attempt is due.
+    """Attempt the due deliveries among ``delivery_ids``; return, for each that failed and will
+    be retried, the seconds until its next attempt is due.
 
-    Claimed in one transaction and recorded in one, so a batch costs two commits however many
-    deliveries it holds; nothing is held open while the receivers answer.
+    Claimed in one transaction and recorded in one (one pipelined statement for the whole
+    batch), so a batch costs two commits however many deliveries it holds; nothing is held open
+    while the receivers answer. The posts go out several at a time over kept-alive connections
+    (``_post_all``).
     """
     now = now or timezone.now()
     deliveries = _claim(delivery_ids=delivery_ids, now=now)
-    answers = []
-    for delivery in deliveries:
-        body = message_body(delivery.event, endpoint=delivery.endpoint)
-        headers = message_headers(
-            endpoint=delivery.endpoint, message_id=delivery.message_id, body=body, now=now
-        )
-        answers.append(post(url=delivery.endpoint.url, body=body, headers=headers))
+    if not deliveries:
+        return {}
+    answers = _post_all(deliveries=deliveries, now=now, post=post)
     waits: dict[int, float] = {}
     with transaction.atomic():
         for delivery, answer in zip(deliveries, answers, strict=True):
-            wait = _attempt_record(delivery=delivery, answer=answer, now=now)
+            wait = _attempt_apply(delivery=delivery, answer=answer, now=now)
             if wait is not None:
                 waits[delivery.pk] = wait
+        _attempts_save(deliveries)
+        for delivery, answer in zip(deliveries, answers, strict=True):
+            _attempt_effects(delivery=delivery, answer=answer, now=now)
     return waits
 
 
+def _post_all(
+    *, deliveries: list[Delivery], now: datetime, post: Callable[..., Response] | None
+) -> list[Response]:
+    """Send every delivery, ``WEBHOOK_DELIVERY_CONCURRENCY`` at a time (a slow receiver costs
+    its latency once per batch, not once per event), through one ``TargetSession``."""
+    answers: list[Response | None] = [None] * len(deliveries)
+    pending = iter(range(len(deliveries)))
+    lock = threading.Lock()
+
+    send = post or TargetSession().post
+
+    def sender() -> None:
+        while True:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            delivery = deliveries[index]
+            body = message_body(delivery.event, endpoint=delivery.endpoint)
+            headers = message_headers(
+                endpoint=delivery.endpoint, message_id=delivery.message_id, body=body, now=now
+            )
+            answers[index] = send(url=delivery.endpoint.url, body=body, headers=headers)
+
+    senders = max(1, min(settings.WEBHOOK_DELIVERY_CONCURRENCY, len(deliveries)))
+    if senders == 1:
+        sender()
+    else:
+        with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="webhook") as pool:
+            for running in [pool.submit(sender) for _ in range(senders)]:
+                running.result()  # a sender's own error (not a receiver's) is raised here
+    return answers  # type: ignore[return-value]  (every index was filled)
+
+
 def delivery_attempt(
-    *, delivery_id: int, now: datetime | None = None, post: Callable[..., Response] = target_post
+    *, delivery_id: int, now: datetime | None = None, post: Callable[..., Response] | None = None
 ) -> float | None:
     """Attempt one delivery if it is due; the seconds until its retry is due, or None."""
     return deliveries_attempt(delivery_ids=[delivery_id], now=now, post=post).get(delivery_id)
 
 
-def _attempt_record(*, delivery: Delivery, answer: Response, now: datetime) -> float | None:
-    """Call inside a transaction."""
+_ATTEMPT_FIELDS = [
+    "attempts",
+    "last_status_code",
+    "last_latency_ms",
+    "last_error",
+    "last_attempt_at",
+    "state",
+    "delivered_at",
+    "next_attempt_at",
+]
+
+
+def _attempts_save(deliveries: list[Delivery]) -> None:
+    """Write the attempts' outcomes in one batched statement (psycopg pipelines an
+    ``executemany``), conditional on each row still being there and pending: a deleted endpoint
+    took its deliveries with it, and a retry button may have reset one meanwhile. (Django's
+    ``bulk_update`` builds a CASE per field and row, which cost more than the HTTP posts.)"""
+    fields = [Delivery._meta.get_field(name) for name in _ATTEMPT_FIELDS]
+    qn = connection.ops.quote_name
+    assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
+    sql = (
+        f"UPDATE {qn(Delivery._meta.db_table)} SET {assignments} "
+        f"WHERE {qn('id')} = %s AND {qn('state')} = %s"
+    )
+    rows = [
+        [f.get_db_prep_save(getattr(d, f.attname), connection) for f in fields]
+        + [d.pk, Delivery.State.PENDING.value]
+        for d in deliveries
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _attempt_apply(*, delivery: Delivery, answer: Response, now: datetime) -> float | None:
+    """Set the attempt's outcome on ``delivery`` (saved by the caller); the seconds until its
+    retry is due, or None."""
     schedule = retry_schedule()
-    attempts = delivery.attempts + 1
-    values: dict[str, Any] = {
-        "attempts": attempts,
-        "last_status_code": answer.status,
-        "last_latency_ms": answer.latency_ms,
-        "last_error": answer.error,
-        "last_attempt_at": now,
-    }
-    wait = None
+    delivery.attempts += 1
+    delivery.last_status_code = answer.status
+    delivery.last_latency_ms = answer.latency_ms
+    delivery.last_error = answer.error
+    delivery.last_attempt_at = now
     if answer.ok:
-        values.update(state=Delivery.State.DELIVERED, delivered_at=now)
-    elif attempts > len(schedule):
-        values["state"] = Delivery.State.FAILED
-    else:
-        wait = schedule[attempts - 1]
-        values["next_attempt_at"] = now + timedelta(seconds=wait)
-    # Conditional on the row still being there and pending: a deleted endpoint took its
-    # deliveries with it, and a retry button may have reset it meanwhile.
-    Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(**values)
-    _endpoint_health(endpoint=delivery.endpoint, delivery=delivery, values=values, now=now)
+        delivery.state, delivery.delivered_at = Delivery.State.DELIVERED, now
+        return None
+    if delivery.attempts > len(schedule):
+        delivery.state = Delivery.State.FAILED
+        return None
+    wait = schedule[delivery.attempts - 1]
+    delivery.next_attempt_at = now + timedelta(seconds=wait)
+    return wait
+
+
+def _attempt_effects(*, delivery: Delivery, answer: Response, now: datetime) -> None:
+    """What an attempt changes beyond its delivery: the endpoint's health, a guardrail breach's
+    record, the log. Call inside a transaction."""
+    _endpoint_health(endpoint=delivery.endpoint, delivery=delivery, now=now)
     if delivery.endpoint.guardrail_for_id is not None:
-        _breach_attempt_note(delivery=delivery, values=values)
+        _breach_attempt_note(delivery=delivery)
     if not answer.ok:
         event_log(
             "webhook_failed",
             endpoint=delivery.endpoint_id,
             event_id=delivery.event_id,
-            attempt=attempts,
+            attempt=delivery.attempts,
             status=answer.status,
             error=answer.error,
             latency_ms=answer.latency_ms,
         )
-    return wait
 
 
-def _breach_attempt_note(*, delivery: Delivery, values: dict) -> None:
+def _breach_attempt_note(*, delivery: Delivery) -> None:
     """Keep the breach's own record of its webhook (attempts, error, when delivered)."""
     data = delivery.event.data or {}
+    delivered = delivery.state == Delivery.State.DELIVERED
     updates: dict[str, Any] = {
-        "notify_attempts": values["attempts"],
-        "notify_error": values["last_error"]
-        or (f"HTTP {values['last_status_code']}" if "delivered_at" not in values else ""),
+        "notify_attempts": delivery.attempts,
+        "notify_error": delivery.last_error
+        or (f"HTTP {delivery.last_status_code}" if not delivered else ""),
     }
-    if "delivered_at" in values:
-        updates["notified_at"] = values["delivered_at"]
+    if delivered:
+        updates["notified_at"] = delivery.delivered_at
     GuardrailBreach.objects.filter(
         use_case_id=delivery.event.use_case_id,
         guardrail=data.get("guardrail"),
@@ -415,14 +520,14 @@ def _breach_attempt_note(*, delivery: Delivery, values: dict) -> None:
     ).update(**updates)
 
 
-def _endpoint_health(*, endpoint: Endpoint, delivery: Delivery, values: dict, now) -> None:
+def _endpoint_health(*, endpoint: Endpoint, delivery: Delivery, now) -> None:
     """Track how long the endpoint has been failing; pause it once a delivery has used up its
     whole schedule with no success from the endpoint in that time (it keeps failing).
 
     Writes only when something changes (a success is noted at most once a minute), so a
     healthy endpoint's deliveries do not queue on its row.
     """
-    if values.get("state") == Delivery.State.DELIVERED:
+    if delivery.state == Delivery.State.DELIVERED:
         fresh = endpoint.last_success_at and now - endpoint.last_success_at < SUCCESS_NOTED_EVERY
         if endpoint.failing_since is not None or not fresh:
             endpoint.failing_since, endpoint.last_success_at = None, now
@@ -434,11 +539,11 @@ def _endpoint_health(*, endpoint: Endpoint, delivery: Delivery, values: dict, no
     no_success_since = endpoint.last_success_at is None or (
         endpoint.last_success_at < delivery.created_at
     )
-    if values.get("state") == Delivery.State.FAILED and no_success_since:
+    if delivery.state == Delivery.State.FAILED and no_success_since:
         endpoint.paused_at = now
         endpoint.paused_reason = (
             f"Paused after failing since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC: "
-            f"{values['last_error'] or 'no answer'}. Fix the receiver, then resume it."
+            f"{delivery.last_error or 'no answer'}. Fix the receiver, then resume it."
         )
         Endpoint.objects.filter(pk=endpoint.pk).update(
             paused_at=now, paused_reason=endpoint.paused_reason

@@ -9,6 +9,7 @@ that changes between the check and the connection (rebinding) cannot point it el
 Redirects are not followed; connect and read time and the response size are bounded.
 """
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -35,64 +36,125 @@ class Response:
         return self.status is not None and 200 <= self.status < 300
 
 
-def target_post(*, url: str, body: bytes, headers: dict[str, str], clock=time.monotonic):
-    """POST ``body`` to ``url`` if it is a safe target now. Never raises for the receiver's
-    faults: a refused target, a timeout or a refused connection come back as ``error``."""
-    started = clock()
-    try:
-        target = target_check(url)
-    except TargetRefused as refused:
-        return Response(status=None, latency_ms=0, error=f"refused: {refused}")
-    timeout = urllib3.Timeout(
-        connect=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, read=settings.WEBHOOK_READ_TIMEOUT_SECONDS
-    )
-    common = {"port": target.port, "timeout": timeout, "retries": False, "maxsize": 1}
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            target.address,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
-            **common,
+_pools_lock = threading.Lock()
+_pools: urllib3.PoolManager | None = None
+
+
+def _pool_manager() -> urllib3.PoolManager:
+    """The process's connections to receivers, kept alive between deliveries and batches: one
+    pool per checked address (and name, for TLS), the least recently used dropped past 100,
+    up to ``WEBHOOK_DELIVERY_CONCURRENCY`` idle connections each. Made in the process that
+    uses it (after a worker forks), never shared across processes."""
+    global _pools
+    with _pools_lock:
+        if _pools is None:
+            _pools = urllib3.PoolManager(
+                num_pools=100,
+                maxsize=max(1, settings.WEBHOOK_DELIVERY_CONCURRENCY),
+                block=False,
+                retries=False,
+            )
+        return _pools
+
+
+class TargetSession:
+    """Posts to safe targets for the length of one batch of deliveries.
+
+    Each URL is checked (resolved, its address judged) at its first post in the session, so at
+    delivery time, never at registration only; the request then goes to that checked address
+    over a connection kept alive by the process (``_pool_manager``), instead of a new TCP (and
+    TLS) handshake per event. Safe to share between the batch's sender threads.
+    """
+
+    def __init__(self, *, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._targets: dict[str, Target | TargetRefused] = {}
+
+    def _target(self, url: str) -> Target:
+        with self._lock:
+            if url not in self._targets:
+                try:
+                    self._targets[url] = target_check(url)
+                except TargetRefused as refused:
+                    self._targets[url] = refused
+            found = self._targets[url]
+        if isinstance(found, TargetRefused):
+            raise found
+        return found
+
+    @staticmethod
+    def _pool(target: Target) -> urllib3.HTTPConnectionPool:
+        # Only values that compare equal go in the pool's key (a Timeout does not: it is given
+        # per request), or every post would get a pool and a connection of its own.
+        kwargs: dict = {}
+        if target.scheme == "https":
+            kwargs.update(
+                server_hostname=target.host,
+                assert_hostname=target.host,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=certifi.where(),
+            )
+        return _pool_manager().connection_from_host(
+            target.address, port=target.port, scheme=target.scheme, pool_kwargs=kwargs
         )
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, **common)
-    default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    try:
-        response = pool.urlopen(
-            "POST",
-            target.path,
-            body=body,
-            headers={**headers, "Host": host_header, "Content-Type": "application/json"},
-            redirect=False,
-            preload_content=False,
-            assert_same_host=False,
-        )
+
+    def post(self, *, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        """POST ``body`` to ``url`` if it is a safe target. Never raises for the receiver's
+        faults: a refused target, a timeout or a refused connection come back as ``error``."""
+        started = self._clock()
         try:
-            _read_capped(response, settings.WEBHOOK_MAX_RESPONSE_BYTES)
-        finally:
-            response.release_conn()
-        status = response.status
-        error = "" if 200 <= status < 300 else f"answered {status}"
-        if 300 <= status < 400:
-            error = f"answered {status}; redirects are not followed"
-        return Response(status=status, latency_ms=_ms(clock() - started), error=error)
-    except (urllib3.exceptions.HTTPError, OSError) as failure:
-        error = f"{type(failure).__name__}: {failure}"[:500]
-        return Response(status=None, latency_ms=_ms(clock() - started), error=error)
-    finally:
-        pool.close()
+            target = self._target(url)
+        except TargetRefused as refused:
+            return Response(status=None, latency_ms=0, error=f"refused: {refused}")
+        default_port = 443 if target.scheme == "https" else 80
+        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+        try:
+            # urllib3 closes a connection that fails mid-request instead of pooling it.
+            response = self._pool(target).urlopen(
+                "POST",
+                target.path,
+                body=body,
+                headers={**headers, "Host": host_header, "Content-Type": "application/json"},
+                redirect=False,
+                preload_content=False,
+                assert_same_host=False,
+                timeout=urllib3.Timeout(
+                    connect=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS,
+                    read=settings.WEBHOOK_READ_TIMEOUT_SECONDS,
+                ),
+            )
+            complete = False
+            try:
+                complete = _read_capped(response, settings.WEBHOOK_MAX_RESPONSE_BYTES)
+            finally:
+                if not complete:  # an answer not read to its end leaves the connection unusable
+                    response.close()
+                response.release_conn()
+            status = response.status
+            error = "" if 200 <= status < 300 else f"answered {status}"
+            if 300 <= status < 400:
+                error = f"answered {status}; redirects are not followed"
+            return Response(status=status, latency_ms=_ms(self._clock() - started), error=error)
+        except (urllib3.exceptions.HTTPError, OSError) as failure:
+            error = f"{type(failure).__name__}: {failure}"[:500]
+            return Response(status=None, latency_ms=_ms(self._clock() - started), error=error)
 
 
-def _read_capped(response, limit: int) -> None:
-    """Read (and drop) at most ``limit`` bytes of the answer; the rest is not waited for."""
+def target_post(*, url: str, body: bytes, headers: dict[str, str], clock=time.monotonic):
+    """One POST, its target checked now."""
+    return TargetSession(clock=clock).post(url=url, body=body, headers=headers)
+
+
+def _read_capped(response, limit: int) -> bool:
+    """Read (and drop) at most ``limit`` bytes of the answer; the rest is not waited for.
+    True when the answer was read to its end."""
     read = 0
     for chunk in response.stream(8192):
         read += len(chunk)
         if read >= limit:
-            break
+            return False
+    return True
 
 
 def _ms(seconds: float) -> int:

@@ -15,6 +15,8 @@ from reviewapp.core.events import events_behind_horizon
 from reviewapp.webhooks.models import Endpoint
 from reviewapp.webhooks.services import (
     FANOUT_BATCH,
+    FANOUT_QUEUED_KEY,
+    FANOUT_QUEUED_SECONDS,
     deliveries_attempt,
     deliveries_due,
     events_fanout,
@@ -22,13 +24,9 @@ from reviewapp.webhooks.services import (
 
 logger = logging.getLogger(__name__)
 
-# Set while a fan-out is queued and has not started: commits meanwhile need not queue another.
-# Short-lived, so that with a per-process cache (locmem) a commit waits at most this long.
-FANOUT_QUEUED_KEY = "webhooks:fanout-queued"
-FANOUT_QUEUED_SECONDS = 2
 FANOUT_RECHECK_SECONDS = 0.5
 # Deliveries per task: enough to spread over the workers, few enough to share two commits.
-DELIVERY_BATCH = 25
+DELIVERY_BATCH = 100
 RETRY = {
     "autoretry_for": (DatabaseError, ConnectionError),
     "retry_backoff": True,
@@ -93,18 +91,17 @@ def sweep() -> int:
 
 
 def fanout_soon(sender=None, **kwargs) -> None:
-    """After a commit that recorded events: queue a fan-out unless one is already waiting.
-    Never raises into the request (the broker or cache may be down; the sweep catches up)."""
+    """After a commit that recorded events: queue a fan-out unless one is already waiting, or
+    unless no endpoint could hear them (checked at most every ``FANOUT_QUEUED_SECONDS``; a
+    change of endpoints clears the mark). Costs one cache round trip on most commits. Never
+    raises into the request (the broker or cache may be down; the sweep catches up)."""
+    # Guardrail webhooks get their endpoint at their first breach: a breach always looks.
+    breach = "guardrail.breached" in (kwargs.get("types") or ())
     try:
-        # Guardrail webhooks get their endpoint at their first breach, so a breach always
-        # looks; other events only when some endpoint could hear them.
-        if (
-            not (kwargs.get("types") and "guardrail.breached" in kwargs["types"])
-            and not Endpoint.objects.filter(active=True).exists()
-        ):
+        if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=FANOUT_QUEUED_SECONDS) and not breach:
             return
-        if not cache.add(FANOUT_QUEUED_KEY, 1, timeout=FANOUT_QUEUED_SECONDS):
-            return
+        if not breach and not Endpoint.objects.filter(active=True).exists():
+            return  # the mark stays: the next commits need not ask again for a moment
     except Exception:
         logger.warning("could not check for a queued webhook fan-out; queueing one")
     try:

@@ -10,6 +10,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    peer: tuple = ()  # the client's (address, port): one per connection
 
 
 @dataclass
@@ -19,29 +20,48 @@ class Receiver:
     fail_first: int = 0  # answer 500 to this many requests, then 204
     answer: int = 204
     location: str | None = None
+    answer_body: bytes = b""
+    # Each request waits here for the others (a 503 when they do not come): proves requests
+    # are in flight together, without reading a clock.
+    gate: threading.Barrier | None = None
 
     def ok(self) -> list[Received]:
         return [r for r in self.received if 200 <= r.status < 300]
 
 
-def start_receiver(host: str = "127.0.0.1"):
-    """(receiver, stop): a server on ``host`` at a free port."""
+def start_receiver(host: str = "127.0.0.1", *, keep_alive: bool = False):
+    """(receiver, stop): a server on ``host`` at a free port; with ``keep_alive`` it speaks
+    HTTP/1.1 and keeps connections open between requests, as most receivers do."""
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            together = True
+            if receiver.gate is not None:
+                try:
+                    receiver.gate.wait()
+                except threading.BrokenBarrierError:
+                    together = False
             with lock:
                 failing = len(receiver.received) < receiver.fail_first
-                status = 500 if failing else receiver.answer
+                status = 500 if failing else receiver.answer if together else 503
                 receiver.received.append(
-                    Received(headers=dict(self.headers.items()), body=body, status=status)
+                    Received(
+                        headers=dict(self.headers.items()),
+                        body=body,
+                        status=status,
+                        peer=self.client_address,
+                    )
                 )
             self.send_response(status)
             if receiver.location:
                 self.send_header("Location", receiver.location)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(receiver.answer_body)))
             self.end_headers()
+            self.wfile.write(receiver.answer_body)
 
         def log_message(self, *args):
             pass

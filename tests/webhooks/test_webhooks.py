@@ -9,11 +9,12 @@ from django.db import transaction
 from standardwebhooks.webhooks import Webhook
 
 from deployments.services.policies import policy_change
+from reviewapp.core.events import events_record
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from reviewapp.webhooks.models import Delivery, Endpoint
-from reviewapp.webhooks.services import delivery_attempt
-from reviewapp.webhooks.tasks import sweep
+from reviewapp.webhooks.services import delivery_attempt, events_fanout
+from reviewapp.webhooks.tasks import fanout, sweep
 from tests.factories import (
     constant_classifier_bytes,
     make_use_case,
@@ -49,6 +50,15 @@ def world():
     )
     register_model(use_case, constant_classifier_bytes("office", 0.8))
     return use_case, manager, reviewer
+
+
+@transaction.atomic
+def event_record_many(use_case, count: int) -> None:
+    events_record(
+        type="outcome.decided",
+        use_case_id=use_case.pk,
+        datas=[{"external_id": f"old-{n}"} for n in range(count)],
+    )
 
 
 def register(api, user, url, events=("outcome.decided",), **extra):
@@ -106,6 +116,81 @@ def test_model_and_human_outcomes_arrive_signed_once_each(api, world, receiver):
     deliveries = api(manager).get(f"/api/v1/webhooks/{created.json()['id']}/deliveries/").json()
     assert {d["status"] for d in deliveries} == {"delivered"}
     assert all(d["response_code"] == 204 and d["attempts"] == 1 for d in deliveries)
+
+
+def test_a_batch_of_deliveries_keeps_its_connections_alive(api, world, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_DELIVERY_CONCURRENCY = 2
+    server, stop = start_receiver(keep_alive=True)
+    try:
+        use_case, manager, _ = world
+        secret = register(api, manager, server.url).json()["secret"]
+        with transaction.atomic():  # one commit: the fan-out hands them out in one batch
+            send_items(use_case, range(6))
+        drain(until=lambda: len(server.ok()) == 6)
+        assert len(verified(server, secret)) == 6
+        # Two posts in flight at a time, each sender on one kept-alive connection.
+        assert len({r.peer for r in server.received}) == 2
+    finally:
+        stop()
+
+
+def test_the_first_endpoint_does_not_wait_for_the_history_before_it(
+    api, world, receiver, monkeypatch
+):
+    """Events from before any endpoint are skipped in one step, not read batch after batch."""
+    use_case, manager, _ = world
+    monkeypatch.setattr(fanout, "delay", lambda: None)  # this test fans out by hand
+    event_record_many(use_case, 30)  # history no endpoint was there to hear
+    register(api, manager, receiver.url)
+    send_items(use_case, [99])
+    fanned = events_fanout(batch=10)
+    assert Delivery.objects.filter(pk__in=fanned.delivery_ids).count() == 1
+    assert events_fanout(batch=10).events_read == 0
+
+
+def test_a_new_endpoint_hears_the_next_commit_without_waiting_for_the_sweep(api, world, receiver):
+    use_case, manager, _ = world
+    send_items(use_case, [0])  # no endpoint yet: the commit marks that none needs a fan-out
+    register(api, manager, receiver.url)  # which registering clears
+    send_items(use_case, [1])
+    assert [r.status for r in receiver.received] == [204]  # delivered in the commit's wake
+
+
+def test_a_batch_posts_several_deliveries_at_once(api, world, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_DELIVERY_CONCURRENCY = 4
+    server, stop = start_receiver(keep_alive=True)
+    server.gate = threading.Barrier(4, timeout=20)  # answers only once four are waiting
+    try:
+        use_case, manager, _ = world
+        register(api, manager, server.url)
+        with transaction.atomic():
+            send_items(use_case, range(4))
+        drain(until=lambda: len(server.received) >= 4)
+        assert [r.status for r in server.received] == [204] * 4
+        assert Delivery.objects.filter(state="delivered").count() == 4
+    finally:
+        stop()
+
+
+def test_an_answer_over_the_size_cap_is_cut_and_the_next_delivery_still_goes(api, world, settings):
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_MAX_RESPONSE_BYTES = 1024
+    settings.WEBHOOK_DELIVERY_CONCURRENCY = 1  # one sender: it would reuse a half-read answer
+    server, stop = start_receiver(keep_alive=True)
+    server.answer, server.answer_body = 200, b"x" * 200_000  # (a 204 has no body)
+    try:
+        use_case, manager, _ = world
+        register(api, manager, server.url)
+        with transaction.atomic():
+            send_items(use_case, range(3))
+        drain(until=lambda: len(server.ok()) == 3)
+        assert Delivery.objects.filter(state="delivered").count() == 3
+        # The cut answer's connection is dropped, not reused half-read.
+        assert len({r.peer for r in server.received}) == 3
+    finally:
+        stop()
 
 
 def test_a_receiver_that_fails_five_times_then_recovers_gets_every_event(api, world, receiver):
