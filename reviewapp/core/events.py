@@ -91,8 +91,11 @@ def _announce(*, type: str, use_case_id: int | None) -> None:
     tell the other apps. Neither may fail the request that committed."""
     try:
         key = changed_key(use_case_id)
-        cache.add(key, 0, timeout=None)
-        cache.incr(key)
+        try:
+            cache.incr(key)  # one round trip in the common case
+        except ValueError:  # the first change since the cache started
+            if not cache.add(key, 1, timeout=None):
+                cache.incr(key)
     except Exception:  # the cache (Redis) is down: readers fall back to their own timer
         pass
     events_committed.send_robust(sender=Event, types=[type], use_case_ids=[use_case_id])
@@ -132,8 +135,11 @@ def position_parse(raw: str | None, *, field: str = "after") -> Position:
     raise InvalidInput({field: ["not a cursor this feed gave out (use the last `next`)"]})
 
 
-def events_readable(*, after: Position, filters: Q | None = None) -> QuerySet[Event]:
-    """The readable events after ``after``, in position order (slice it).
+def events_readable(
+    *, after: Position, filters: Q | None = None, up_to: Position | None = None
+) -> QuerySet[Event]:
+    """The readable events after ``after`` (and at or before ``up_to``), in position order
+    (slice it).
 
     Readable means below the oldest running transaction (the module's rule); the filter and the
     horizon are one statement, so they see the same snapshot. The position comparison is a row
@@ -146,6 +152,14 @@ def events_readable(*, after: Position, filters: Q | None = None) -> QuerySet[Ev
             output_field=BooleanField(),
         )
     ).order_by("txid", "id")
+    if up_to is not None:
+        events = events.filter(
+            RawSQL(
+                '("core_event"."txid", "core_event"."id") <= (%s, %s)',
+                [up_to.txid, up_to.id],
+                output_field=BooleanField(),
+            )
+        )
     if filters is not None:
         events = events.filter(filters)
     if connection.vendor == "postgresql":

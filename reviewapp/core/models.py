@@ -71,6 +71,8 @@ class Event(AppendOnlyModel):
         # Events outlive what they describe: no cascade, no constraint to trip a deletion.
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        # core_event_feed starts with it: a second index would only slow every write.
+        db_index=False,
         related_name="+",
     )
     data = models.JSONField(default=dict)
