@@ -139,9 +139,16 @@ def _insert_with_orm(model, columns, keys, key_fields, count, ignore_conflicts):
 
 
 def rows_update(
-    model: type[models.Model], pks: Sequence[int], columns: Columns, *, batch_size: int = 5000
+    model: type[models.Model],
+    pks: Sequence[int],
+    columns: Columns,
+    *,
+    only_where: dict[str, Any] | None = None,
+    batch_size: int = 5000,
 ) -> int:
-    """Write each row's values (columns of attnames) to the row with that primary key."""
+    """Write each row's values (columns of attnames) to the row with that primary key; with
+    ``only_where`` (attname: value), only to rows that still hold those values. Returns how
+    many rows were written."""
     if not pks:
         return 0
     meta = model._meta
@@ -149,6 +156,18 @@ def rows_update(
     pk = meta.pk
     fields = _fields(model, columns)
     table = quote(meta.db_table)
+    conditions = list((only_where or {}).items())
+    condition_sql = "".join(
+        f" AND {table}.{quote(model._meta.get_field(name).column)} = %s" for name, _ in conditions
+    )
+    condition_params = [
+        model._meta.get_field(name).get_db_prep_save(value, connection)
+        for name, value in conditions
+    ]
+    if connection.vendor != "postgresql" and connection.features.max_query_params:
+        # Every value is a parameter there: stay under the engine's limit.
+        width = len(fields) + 1
+        batch_size = min(batch_size, (connection.features.max_query_params - 8) // width)
     updated = 0
     for start in range(0, len(pks), batch_size):
         chunk = slice(start, start + batch_size)
@@ -158,17 +177,18 @@ def rows_update(
             sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
             sql = (
                 f"UPDATE {table} SET {sets} FROM unnest({_casts([pk, *fields])}) AS v({names}) "
-                f"WHERE {table}.{quote(pk.column)} = v.{quote(pk.column)}"
+                f"WHERE {table}.{quote(pk.column)} = v.{quote(pk.column)}{condition_sql}"
             )
-            params: list = values
+            params: list = values + condition_params
         else:
             sets = ", ".join(f"{quote(f.column)} = v.column{i + 2}" for i, f in enumerate(fields))
             width = len(fields) + 1
             rows = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(values[0]))
             sql = (
                 f"UPDATE {table} SET {sets} FROM (VALUES {rows}) AS v "
-                f"WHERE {table}.{quote(pk.column)} = v.column1"
+                f"WHERE {table}.{quote(pk.column)} = v.column1{condition_sql}"
             )
             params = [value for row in zip(*values, strict=True) for value in row]
+            params += condition_params
         updated += _execute(sql, params)[1]
     return updated

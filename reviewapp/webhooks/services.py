@@ -22,13 +22,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from deployments.models import GuardrailBreach, UseCase
 from deployments.selectors import policy_current, use_cases_visible_to
+from reviewapp.core.bulk import rows_update
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.events import Position, event_record, events_readable
 from reviewapp.core.logs import event_log
@@ -444,24 +445,15 @@ _ATTEMPT_FIELDS = [
 
 
 def _attempts_save(deliveries: list[Delivery]) -> None:
-    """Write the attempts' outcomes in one batched statement (psycopg pipelines an
-    ``executemany``), conditional on each row still being there and pending: a deleted endpoint
-    took its deliveries with it, and a retry button may have reset one meanwhile. (Django's
-    ``bulk_update`` builds a CASE per field and row, which cost more than the HTTP posts.)"""
-    fields = [Delivery._meta.get_field(name) for name in _ATTEMPT_FIELDS]
-    qn = connection.ops.quote_name
-    assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-    sql = (
-        f"UPDATE {qn(Delivery._meta.db_table)} SET {assignments} "
-        f"WHERE {qn('id')} = %s AND {qn('state')} = %s"
+    """Write the attempts' outcomes in one statement, conditional on each row still being
+    there and pending: a deleted endpoint took its deliveries with it, and a retry button may
+    have reset one meanwhile."""
+    rows_update(
+        Delivery,
+        [d.pk for d in deliveries],
+        {name: [getattr(d, name) for d in deliveries] for name in _ATTEMPT_FIELDS},
+        only_where={"state": Delivery.State.PENDING.value},
     )
-    rows = [
-        [f.get_db_prep_save(getattr(d, f.attname), connection) for f in fields]
-        + [d.pk, Delivery.State.PENDING.value]
-        for d in deliveries
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
 
 
 def _attempt_apply(*, delivery: Delivery, answer: Response, now: datetime) -> float | None:
