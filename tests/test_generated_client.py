@@ -1,0 +1,190 @@
+"""A client generated from the schema by openapi-python-client, used as it comes, drives the
+integration a team builds: a personal token, items sent one by one and in a batch, a reviewer's
+decision, the outcome feed, an item's history, the metrics, the disagreement stream, the
+model's artifact and a policy change. Every answer is parsed into the generated types: an
+undeclared status or media type would come back as ``None`` or raise."""
+
+import importlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet
+import pytest
+import skops.io
+from django.core.management import call_command
+
+from reviewapp.core.roles import Role
+from reviewapp.core.tokens import api_token_create
+from tests.factories import classifier_bytes, make_use_case, make_user, register_model
+
+# Generating takes seconds and the answers depend on no engine: the SQLite pass runs it.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine_agnostic]
+
+PACKAGE = "reviewapp_client"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """The client package, generated from the schema this code serves."""
+    where = tmp_path_factory.mktemp("client")
+    schema = where / "schema.json"
+    call_command("spectacular", "--format", "openapi-json", "--file", str(schema))
+    tool = Path(sys.executable).with_name("openapi-python-client")
+    subprocess.run(
+        [str(tool), "generate", "--path", str(schema), "--meta", "none"]
+        + ["--output-path", str(where / PACKAGE)],
+        check=True,
+        capture_output=True,
+        cwd=where,
+    )
+    sys.path.insert(0, str(where))
+    try:
+        yield lambda name: importlib.import_module(f"{PACKAGE}.{name}")
+    finally:
+        sys.path.remove(str(where))
+        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+
+
+def test_a_generated_client_runs_the_whole_integration(generated, live_server):
+    manager = make_user(Role.MANAGER, "mona")
+    reviewer = make_user(Role.REVIEWER, "rita")
+    use_case = make_use_case(
+        slug="invoices",
+        actor=manager,
+        members=[manager, reviewer],
+        level="partial",
+        confidence_threshold=0.99,
+        audit_rate=0,
+    )
+    register_model(use_case, classifier_bytes())
+    _, manager_key = api_token_create(user=manager, name="integration")
+    _, reviewer_key = api_token_create(user=reviewer, name="review bot")
+
+    client_module = generated("client")
+    models = generated("models")
+    # The generated default: "Authorization: Bearer <token>".
+    as_manager = client_module.AuthenticatedClient(base_url=live_server.url, token=manager_key)
+    as_reviewer = client_module.AuthenticatedClient(base_url=live_server.url, token=reviewer_key)
+
+    def features(n: int):
+        return models.ItemInputRequestFeatures.from_dict(
+            {"amount": 20.0 + 40 * n, "kind": "abc"[n % 3], "vendor": f"Vendor {n}"}
+        )
+
+    sent = generated("api.items.items_create").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.ItemInputRequest(external_id="inv-0", features=features(0)),
+    )
+    assert sent.status_code == 201, sent.content
+    assert isinstance(sent.parsed, models.ItemOutput)
+
+    batch = generated("api.items.items_batch_create").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.BatchInputRequest(
+            items=[
+                models.ItemInputRequest(external_id=f"inv-{n}", features=features(n))
+                for n in range(1, 4)
+            ]
+        ),
+    )
+    assert batch.status_code == 202, batch.content
+    assert isinstance(batch.parsed, models.BatchOutput)
+
+    # Bad input is a typed error naming the field, not a crash of the client.
+    refused = generated("api.items.items_create").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.ItemInputRequest(
+            external_id="inv-x", features=models.ItemInputRequestFeatures.from_dict({})
+        ),
+    )
+    assert refused.status_code == 400
+    assert isinstance(refused.parsed, models.Error)
+
+    # The reviewer decides everything the threshold left to people.
+    decided = 0
+    while True:
+        offered = generated("api.review.review_next_create").sync_detailed(
+            "invoices", client=as_reviewer
+        )
+        if offered.status_code == 204:
+            break
+        assert offered.status_code == 200, offered.content
+        task = offered.parsed
+        assert isinstance(task, models.TaskOutput)
+        answer = generated("api.review.review_tasks_decision_create").sync_detailed(
+            task.task,
+            client=as_reviewer,
+            body=models.DecisionInputRequest(label="travel", lease_token=task.lease_token),
+        )
+        assert answer.status_code == 201, answer.content
+        assert isinstance(answer.parsed, models.DecisionOutput)
+        decided += 1
+    assert decided >= 1
+
+    feed = generated("api.outcomes.outcomes_list").sync_detailed(
+        "invoices", client=as_manager, limit=1000
+    )
+    assert feed.status_code == 200, feed.content
+    assert isinstance(feed.parsed, models.OutcomeFeed)
+    outcomes = {o.external_id: o for o in feed.parsed.outcomes}
+    assert set(outcomes) == {"inv-0", "inv-1", "inv-2", "inv-3"}
+    assert sum(o.decision.source == "human" for o in outcomes.values()) == decided
+    again = generated("api.outcomes.outcomes_list").sync_detailed(
+        "invoices", client=as_manager, after=feed.parsed.next_
+    )
+    assert again.status_code == 200 and again.parsed.outcomes == []
+
+    history = generated("api.items.items_history_retrieve").sync_detailed(
+        "invoices", "inv-0", client=as_manager
+    )
+    assert history.status_code == 200, history.content
+    assert history.parsed is not None
+
+    metrics = generated("api.monitoring.metrics_retrieve").sync_detailed(
+        "invoices", client=as_manager
+    )
+    assert metrics.status_code == 200, metrics.content
+    assert metrics.parsed is not None
+
+    stream = generated("api.datasets.disagreements_retrieve").sync_detailed(
+        "invoices", client=as_manager
+    )
+    assert stream.status_code == 200, stream.content
+    assert stream.parsed.startswith("external_id,")  # CSV, the default, is text
+    parquet = generated("api.datasets.disagreements_retrieve").sync_detailed(
+        "invoices",
+        client=as_manager,
+        format_=generated("models").DisagreementsRetrieveFormat.PARQUET,
+    )
+    assert parquet.status_code == 200
+    assert pyarrow.parquet.read_table(io.BytesIO(parquet.content)).num_rows == decided
+
+    artifact = generated("api.models.models_artifact_retrieve").sync_detailed(
+        "invoices", "v1", client=as_manager
+    )
+    assert artifact.status_code == 200
+    data = artifact.parsed.payload.read()
+    model = skops.io.load(io.BytesIO(data), trusted=skops.io.get_untrusted_types(data=data))
+    assert hasattr(model, "predict_proba")
+
+    changed = generated("api.policy.policy_partial_update").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.PatchedPolicyInputRequest(
+            confidence_threshold=0.95, reason="the reviewers agree with the model"
+        ),
+    )
+    assert changed.status_code == 200, changed.content
+    assert isinstance(changed.parsed, models.PolicyOutput)
+    assert changed.parsed.confidence_threshold == 0.95
+
+    unauthorised = client_module.AuthenticatedClient(base_url=live_server.url, token="rvt_nope")
+    denied = generated("api.outcomes.outcomes_list").sync_detailed("invoices", client=unauthorised)
+    assert denied.status_code == 401
+    assert isinstance(denied.parsed, models.Error)
