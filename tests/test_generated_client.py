@@ -17,7 +17,15 @@ from django.core.management import call_command
 
 from reviewapp.core.roles import Role
 from reviewapp.core.tokens import api_token_create
-from tests.factories import classifier_bytes, make_use_case, make_user, register_model
+from reviewapp.reviews.services.ingest import item_ingest
+from reviewapp.reviews.services.review import review_task_claim, review_task_decide
+from tests.factories import (
+    classifier_bytes,
+    make_use_case,
+    make_user,
+    register_model,
+    regressor_bytes,
+)
 
 # Generating takes seconds and the answers depend on no engine: the SQLite pass runs it.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engine_agnostic]
@@ -144,13 +152,17 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
         "invoices", "inv-0", client=as_manager
     )
     assert history.status_code == 200, history.content
-    assert history.parsed is not None
+    assert isinstance(history.parsed, models.ItemHistoryOutput)
+    assert history.parsed.predictions[0].routed is True
 
     metrics = generated("api.monitoring.metrics_retrieve").sync_detailed(
         "invoices", client=as_manager
     )
     assert metrics.status_code == 200, metrics.content
-    assert metrics.parsed is not None
+    assert isinstance(metrics.parsed, models.MetricsOutput)
+    assert metrics.parsed.items == 4 and metrics.parsed.labelled == decided
+    assert metrics.parsed.evidence.automation_rate.method == "wilson"
+    assert isinstance(metrics.parsed.mae, generated("types").Unset)  # classification
 
     stream = generated("api.datasets.disagreements_retrieve").sync_detailed(
         "invoices", client=as_manager
@@ -183,6 +195,29 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     assert changed.status_code == 200, changed.content
     assert isinstance(changed.parsed, models.PolicyOutput)
     assert changed.parsed.confidence_threshold == 0.95
+
+    # A regression use case's figures differ (errors, not accuracy): typed as well.
+    amounts = make_use_case(
+        slug="amounts", task_type="regression", actor=manager, members=[manager, reviewer],
+        level="assisted", audit_rate=0,
+    )  # fmt: skip
+    register_model(amounts, regressor_bytes())
+    for n in range(3):
+        item_ingest(use_case=amounts, external_id=f"a-{n}", features={"x": n / 2, "y": 1.0})
+    while (task := review_task_claim(use_case=amounts, user=reviewer)) is not None:
+        review_task_decide(task=task, user=reviewer, value=2.5)
+    metrics = generated("api.monitoring.metrics_retrieve").sync_detailed(
+        "amounts", client=as_manager
+    )
+    assert metrics.status_code == 200, metrics.content
+    assert isinstance(metrics.parsed, models.MetricsOutput)
+    assert metrics.parsed.labelled == 3 and metrics.parsed.mae > 0
+    assert metrics.parsed.evidence.mae.n == 3
+    assert isinstance(metrics.parsed.accuracy, generated("types").Unset)
+    history = generated("api.items.items_history_retrieve").sync_detailed(
+        "amounts", "a-0", client=as_manager
+    )
+    assert history.parsed.decisions[0].value == 2.5
 
     unauthorised = client_module.AuthenticatedClient(base_url=live_server.url, token="rvt_nope")
     denied = generated("api.outcomes.outcomes_list").sync_detailed("invoices", client=unauthorised)

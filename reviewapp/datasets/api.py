@@ -392,12 +392,59 @@ class DisagreementMatrixApi(APIView):
         )
 
 
+class _HistoryPrediction(serializers.Serializer):
+    model_version = serializers.CharField()
+    role = serializers.CharField()
+    routed = serializers.BooleanField(help_text="The prediction the item was routed on")
+    label = serializers.CharField(allow_null=True)
+    value = serializers.FloatField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    probabilities = serializers.DictField(child=serializers.FloatField(), allow_null=True)
+    error = serializers.CharField(allow_null=True, help_text="Why the output is null")
+    created_at = serializers.DateTimeField()
+
+
+class _HistoryDecision(serializers.Serializer):
+    reviewer = serializers.CharField()
+    kind = serializers.CharField()
+    reason = serializers.CharField(help_text="Why the task was made (assisted, blind, audit...)")
+    label = serializers.CharField(allow_null=True)
+    value = serializers.FloatField(allow_null=True)
+    comment = serializers.CharField(allow_blank=True)
+    time_spent_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class _HistoryDisagreement(serializers.Serializer):
+    kind = serializers.CharField()
+    model_version = serializers.CharField()
+    model_label = serializers.CharField(allow_null=True)
+    model_value = serializers.FloatField(allow_null=True)
+    human_label = serializers.CharField(allow_null=True)
+    human_value = serializers.FloatField(allow_null=True)
+    decided_at = serializers.DateTimeField()
+
+
+class ItemHistoryOutput(serializers.Serializer):
+    """The response's shape, for the schema (the view builds it from the history)."""
+
+    external_id = serializers.CharField()
+    status = serializers.CharField()
+    route = serializers.CharField(allow_null=True)
+    received_at = serializers.DateTimeField()
+    features = serializers.DictField(help_text="The use case's features; PII masked as null")
+    pii_masked = serializers.ListField(child=serializers.CharField())
+    predictions = _HistoryPrediction(many=True)
+    decisions = _HistoryDecision(many=True)
+    disagreements = _HistoryDisagreement(many=True)
+
+
 class ItemHistoryApi(APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"GET": ANALYSTS}
 
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=ItemHistoryOutput,
         summary="An item with every prediction, human decision (and comment) and disagreement",
     )
     def get(self, request, slug, external_id):

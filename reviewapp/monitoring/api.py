@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from deployments.models import UseCase
 from deployments.selectors import model_version_get, use_case_get_for, use_cases_visible_to
 from reviewapp.core.api import ANALYSTS, RolesAllowed, window_params
+from reviewapp.monitoring.api_schema import MetricsOutput
 from reviewapp.monitoring.prometheus import metrics_registry
 from reviewapp.monitoring.selectors import metrics_summary
 
@@ -117,7 +118,7 @@ class MetricsApi(APIView):
                 "by default every version as it routed the items.",
             ),
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses=MetricsOutput,
         summary="Automation, quality, latency and input-health figures for a period",
         description="Read from the hourly monitoring rollups, as the dashboards are: `since` "
         "is rounded down and `until` up to whole hours (`window` says which). `evidence` gives "
