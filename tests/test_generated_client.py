@@ -1,9 +1,12 @@
 """A client generated from the schema by openapi-python-client, used as it comes, drives the
-integration a team builds: a personal token, items sent one by one and in a batch, a reviewer's
-decision, the outcome feed, an item's history, the metrics, the disagreement stream, the
-model's artifact and a policy change. Every answer is parsed into the generated types: an
-undeclared status or media type would come back as ``None`` or raise."""
+integration a team builds, with no raw HTTP: personal tokens; a use case created, two models
+uploaded and one promoted; items sent one by one and in a batch; a reviewer's claims and
+decisions; the outcome feed, an item's history, metrics and readiness; an export created and
+downloaded; the disagreement stream; the model's artifact; policy changes. Every answer is
+parsed into the generated types: an undeclared status or media type would come back as ``None``
+or raise."""
 
+import hashlib
 import importlib
 import io
 import subprocess
@@ -15,6 +18,7 @@ import pytest
 import skops.io
 from django.core.management import call_command
 
+from deployments.models import UseCase, UseCaseMembership
 from reviewapp.core.roles import Role
 from reviewapp.core.tokens import api_token_create
 from reviewapp.reviews.services.ingest import item_ingest
@@ -59,23 +63,72 @@ def generated(tmp_path_factory):
 def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     manager = make_user(Role.MANAGER, "mona")
     reviewer = make_user(Role.REVIEWER, "rita")
-    use_case = make_use_case(
-        slug="invoices",
-        actor=manager,
-        members=[manager, reviewer],
-        level="partial",
-        confidence_threshold=0.99,
-        audit_rate=0,
-    )
-    register_model(use_case, classifier_bytes())
     _, manager_key = api_token_create(user=manager, name="integration")
     _, reviewer_key = api_token_create(user=reviewer, name="review bot")
 
     client_module = generated("client")
     models = generated("models")
+    types = generated("types")
     # The generated default: "Authorization: Bearer <token>".
     as_manager = client_module.AuthenticatedClient(base_url=live_server.url, token=manager_key)
     as_reviewer = client_module.AuthenticatedClient(base_url=live_server.url, token=reviewer_key)
+
+    # The use case and its model, through the API.
+    created = generated("api.use_cases.use_cases_create").sync_detailed(
+        client=as_manager,
+        body=models.UseCaseInputRequest(
+            slug="invoices",
+            name="Invoice category",
+            task_type=models.TaskTypeEnum.CLASSIFICATION,
+            labels=["office", "travel", "other"],
+            features=[
+                models.FeatureRequest(name="amount", type_=models.TypeEnum.NUMBER, unit="EUR"),
+                models.FeatureRequest(
+                    name="kind", type_=models.TypeEnum.CATEGORY, categories=["a", "b", "c"]
+                ),
+                models.FeatureRequest(name="vendor", type_=models.TypeEnum.STRING, required=False),
+            ],
+        ),
+    )
+    assert created.status_code == 201, created.content
+    assert isinstance(created.parsed, models.UseCaseOutput)
+    UseCaseMembership.objects.create(  # the admin's screen adds reviewers
+        use_case=UseCase.objects.get(slug="invoices"), user=reviewer
+    )
+    for version, seed in (("v1", 0), ("v2", 5)):
+        uploaded = generated("api.models.models_create").sync_detailed(
+            "invoices",
+            client=as_manager,
+            body=models.UploadInputRequest(
+                version=version,
+                file=types.File(payload=io.BytesIO(classifier_bytes(seed)), file_name="m.skops"),
+                notes="trained on last quarter",
+            ),
+        )
+        assert uploaded.status_code == 201, uploaded.content
+        assert isinstance(uploaded.parsed, models.ModelVersionOutput)
+    # The first became the champion; the second replaces it.
+    promoted = generated("api.models.models_promote_create").sync_detailed(
+        "invoices", "v2", client=as_manager, body=models.ReasonInputRequest(reason="retrained")
+    )
+    assert promoted.status_code == 200, promoted.content
+    assert isinstance(promoted.parsed, models.ModelVersionOutput)
+    assert promoted.parsed.role == models.RoleEnum.CHAMPION
+    twice = generated("api.models.models_promote_create").sync_detailed(
+        "invoices", "v2", client=as_manager, body=models.ReasonInputRequest(reason="again")
+    )
+    assert twice.status_code == 409 and isinstance(twice.parsed, models.Error)
+    policy = generated("api.policy.policy_partial_update").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.PatchedPolicyInputRequest(
+            level=models.PolicyInputLevelEnum.PARTIAL,
+            confidence_threshold=0.99,
+            audit_rate=0,
+            reason="start with the most confident items",
+        ),
+    )
+    assert policy.status_code == 200, policy.content
 
     def features(n: int):
         return models.ItemInputRequestFeatures.from_dict(
@@ -162,7 +215,31 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     assert isinstance(metrics.parsed, models.MetricsOutput)
     assert metrics.parsed.items == 4 and metrics.parsed.labelled == decided
     assert metrics.parsed.evidence.automation_rate.method == "wilson"
-    assert isinstance(metrics.parsed.mae, generated("types").Unset)  # classification
+    assert isinstance(metrics.parsed.mae, types.Unset)  # classification
+
+    readiness = generated("api.monitoring.readiness_retrieve").sync_detailed(
+        "invoices", client=as_manager
+    )
+    assert readiness.status_code == 200, readiness.content
+    assert isinstance(readiness.parsed, models.ReadinessOutput)
+
+    export = generated("api.datasets.exports_create").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.ExportInputRequest(format_=models.ExportInputFormatEnum.CSV),
+    )
+    assert export.status_code in (201, 202), export.content
+    assert isinstance(export.parsed, models.ExportOutput)
+    done = generated("api.datasets.exports_retrieve").sync_detailed(
+        "invoices", str(export.parsed.id), client=as_manager
+    )
+    assert done.parsed.state == models.ExportStateEnum.READY  # eager: built on commit
+    download = generated("api.datasets.exports_download_retrieve").sync_detailed(
+        "invoices", str(export.parsed.id), client=as_manager
+    )
+    assert download.status_code == 200
+    assert download.parsed.startswith("external_id,")
+    assert hashlib.sha256(download.content).hexdigest() == done.parsed.manifest["file"]["sha256"]
 
     stream = generated("api.datasets.disagreements_retrieve").sync_detailed(
         "invoices", client=as_manager
@@ -178,7 +255,7 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     assert pyarrow.parquet.read_table(io.BytesIO(parquet.content)).num_rows == decided
 
     artifact = generated("api.models.models_artifact_retrieve").sync_detailed(
-        "invoices", "v1", client=as_manager
+        "invoices", "v2", client=as_manager
     )
     assert artifact.status_code == 200
     data = artifact.parsed.payload.read()
@@ -213,7 +290,7 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     assert isinstance(metrics.parsed, models.MetricsOutput)
     assert metrics.parsed.labelled == 3 and metrics.parsed.mae > 0
     assert metrics.parsed.evidence.mae.n == 3
-    assert isinstance(metrics.parsed.accuracy, generated("types").Unset)
+    assert isinstance(metrics.parsed.accuracy, types.Unset)
     history = generated("api.items.items_history_retrieve").sync_detailed(
         "amounts", "a-0", client=as_manager
     )

@@ -19,21 +19,13 @@ from reviewapp.control.readiness import MAX_SLICES, Readiness, Slices, readiness
 from reviewapp.core.api import (
     ANALYSTS,
     MODEL_OWNERS,
+    EstimateOutput,
     RolesAllowed,
     body_fields_check,
     window_params,
 )
 from reviewapp.core.errors import raise_for_serializer
 from reviewapp.core.models import Job
-
-
-class EstimateOutput(serializers.Serializer):
-    value = serializers.FloatField(allow_null=True)
-    low = serializers.FloatField(allow_null=True, help_text="95% interval, low end")
-    high = serializers.FloatField(allow_null=True, help_text="95% interval, high end")
-    n = serializers.IntegerField(help_text="items behind the figure")
-    method = serializers.CharField(help_text="wilson (proportions) or t (means)")
-    too_few = serializers.BooleanField(help_text="fewer than 30 items: read it as a hint")
 
 
 class DifferenceOutput(serializers.Serializer):

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
+from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
 from reviewapp.core.errors import InvalidInput, excerpt
@@ -103,3 +104,16 @@ def body_fields_check(data, allowed: set[str]) -> dict:
     if unknown:
         raise InvalidInput({excerpt(name): ["unknown field"] for name in unknown})
     return data
+
+
+class EstimateOutput(serializers.Serializer):
+    """A figure with its evidence, as every API gives one (``Estimate.as_dict``)."""
+
+    value = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text="95% interval, low end")
+    high = serializers.FloatField(allow_null=True, help_text="95% interval, high end")
+    n = serializers.IntegerField(help_text="items behind the figure")
+    method = serializers.CharField(
+        help_text="wilson (proportions), t (means) or stratified (weighted by routing)"
+    )
+    too_few = serializers.BooleanField(help_text="fewer than 30 items: read it as a hint")

@@ -8,6 +8,8 @@ left out of the body, so they are optional here: classification has ``accuracy``
 
 from rest_framework import serializers
 
+from reviewapp.core.api import EstimateOutput
+
 Float = serializers.FloatField
 Int = serializers.IntegerField
 
@@ -16,16 +18,7 @@ def _rate(help_text: str = "") -> serializers.FloatField:
     return Float(allow_null=True, help_text=help_text or "null when there is nothing to divide by")
 
 
-class EvidenceOutput(serializers.Serializer):
-    value = Float(allow_null=True)
-    low = Float(allow_null=True, help_text="95% interval, lower end")
-    high = Float(allow_null=True, help_text="95% interval, upper end")
-    n = Int(help_text="How many items the figure rests on")
-    method = serializers.CharField(help_text="wilson, student-t or stratified")
-    too_few = serializers.BooleanField(help_text="Under 30 items: read with care")
-
-
-class EstimateOutput(EvidenceOutput):
+class LabelledEstimateOutput(EstimateOutput):
     label = serializers.CharField(help_text="What the estimate is, in words")
 
 
@@ -105,23 +98,23 @@ class FeatureHealthOutput(serializers.Serializer):
 
 
 class _Evidence(serializers.Serializer):
-    automation_rate = EvidenceOutput()
-    override_rate = EvidenceOutput()
-    null_output_rate = EvidenceOutput()
-    audit_error_rate = EvidenceOutput()
-    human_agreement = EvidenceOutput()
-    accuracy = EvidenceOutput(required=False, help_text="Classification")
-    accuracy_blind = EvidenceOutput(required=False, help_text="Classification")
-    mae = EvidenceOutput(required=False, help_text="Regression")
-    mse = EvidenceOutput(required=False, help_text="Regression")
-    within_tolerance = EvidenceOutput(required=False, help_text="Regression")
+    automation_rate = EstimateOutput()
+    override_rate = EstimateOutput()
+    null_output_rate = EstimateOutput()
+    audit_error_rate = EstimateOutput()
+    human_agreement = EstimateOutput()
+    accuracy = EstimateOutput(required=False, help_text="Classification")
+    accuracy_blind = EstimateOutput(required=False, help_text="Classification")
+    mae = EstimateOutput(required=False, help_text="Regression")
+    mse = EstimateOutput(required=False, help_text="Regression")
+    within_tolerance = EstimateOutput(required=False, help_text="Regression")
 
 
 class _Estimates(serializers.Serializer):
-    model_accuracy = EstimateOutput()
-    reviewed_agreement = EstimateOutput()
-    automated_error_rate = EstimateOutput()
-    wrong_automated_decisions = EstimateOutput()
+    model_accuracy = LabelledEstimateOutput()
+    reviewed_agreement = LabelledEstimateOutput()
+    automated_error_rate = LabelledEstimateOutput()
+    wrong_automated_decisions = LabelledEstimateOutput()
 
 
 class MetricsOutput(serializers.Serializer):
