@@ -141,11 +141,6 @@ class TargetSession:
             return Response(status=None, latency_ms=_ms(self._clock() - started), error=error)
 
 
-def target_post(*, url: str, body: bytes, headers: dict[str, str], clock=time.monotonic):
-    """One POST, its target checked now."""
-    return TargetSession(clock=clock).post(url=url, body=body, headers=headers)
-
-
 def _read_capped(response, limit: int) -> bool:
     """Read (and drop) at most ``limit`` bytes of the answer; the rest is not waited for.
     True when the answer was read to its end."""
