@@ -19,6 +19,9 @@ from deployments.models import UseCase
 from reviewapp.core.events import Position, change_counter, events_readable
 
 OUTCOME_DECIDED = "outcome.decided"
+# An audit that overturns an automated outcome already sent (webhooks; the feed keeps one
+# outcome per item).
+OUTCOME_CORRECTED = "outcome.corrected"
 ITEM_ESCALATED = "item.escalated"
 FEED_LIMIT_MAX = 1000
 WAIT_MAX_SECONDS = 30

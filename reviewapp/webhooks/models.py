@@ -5,6 +5,7 @@ from django.db import models
 
 EVENT_TYPES = (
     "outcome.decided",
+    "outcome.corrected",  # an audit overturned an automated outcome
     "item.escalated",
     "policy.changed",
     "guardrail.breached",

@@ -5,9 +5,10 @@ from django.db import transaction
 
 from deployments.services.policies import policy_change
 from reviewapp.core.events import event_record, position_parse
+from reviewapp.core.models import Event
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import ReviewTask
-from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcomes_wait
+from reviewapp.reviews.outcomes import OUTCOME_CORRECTED, OUTCOME_DECIDED, outcomes_wait
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.factories import (
     constant_classifier_bytes,
@@ -90,6 +91,43 @@ def test_model_and_human_decisions_arrive_once_each_in_order(api, world):
     everything, _ = read_all(client, use_case.slug, limit=1, expect=5)
     assert [o["external_id"] for o in everything] == [o["external_id"] for o in first + later]
     assert len({o["cursor"] for o in everything}) == 5
+
+
+def test_an_audit_sends_no_second_outcome_and_a_correction_only_when_it_disagrees(api, world):
+    use_case, caller, reviewer, manager = world
+    policy_change(use_case=use_case, actor=manager, changes={"audit_rate": 1.0}, reason="audit")
+    send_items(use_case, range(2))  # decided by the model, both sampled for a blind audit
+    client = api(caller)
+    first, cursor = read_all(client, use_case.slug, expect=2)
+    assert [o["decision"]["source"] for o in first] == ["model", "model"]
+
+    answers = {}
+    for answer in ("office", "travel"):  # the first audit agrees with the model, the second not
+        task = review_task_claim(use_case=use_case, user=reviewer)
+        assert task.reason == "audit"
+        review_task_decide(task=task, user=reviewer, label=answer)
+        answers[task.item.external_id] = answer
+    assert read_all(client, use_case.slug, after=cursor)[0] == []  # still one outcome an item
+
+    corrections = list(
+        Event.objects.filter(use_case_id=use_case.pk, type=OUTCOME_CORRECTED).values_list(
+            "data", flat=True
+        )
+    )
+    overturned = next(k for k, v in answers.items() if v == "travel")
+    assert len(corrections) == 1
+    assert corrections[0]["external_id"] == overturned
+    assert corrections[0]["decision"] == {
+        "label": "travel",
+        "source": "human",
+        "by": "rita",
+        "model_version": None,
+    }
+    assert corrections[0]["replaces"] == {
+        "label": "office",
+        "source": "model",
+        "model_version": "v1",
+    }
 
 
 def test_a_rolled_back_decision_leaves_no_outcome(api, world):

@@ -122,6 +122,9 @@ def test_a_batch_of_deliveries_keeps_its_connections_alive(api, world, settings)
     settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     settings.WEBHOOK_DELIVERY_CONCURRENCY = 2
     server, stop = start_receiver(keep_alive=True)
+    # Each answer waits for a second post, so both senders are always busy: without the
+    # gate one sender could post all six before the other starts, whatever the machine.
+    server.gate = threading.Barrier(2, timeout=20)
     try:
         use_case, manager, _ = world
         secret = register(api, manager, server.url).json()["secret"]

@@ -23,7 +23,7 @@ from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.events import event_record
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Decision, Item, ItemSeen, Prediction, ReviewTask, TaskSkip
-from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcome_payload
+from reviewapp.reviews.outcomes import OUTCOME_CORRECTED, OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 from reviewapp.reviews.signals import decision_recorded, use_case_facts_changed
 
@@ -196,6 +196,17 @@ def _outcome(*, use_case: UseCase, item: Item, user) -> dict:
     )
 
 
+def _correction(*, use_case: UseCase, item: Item, user, previous, suggestion) -> dict:
+    """The ``outcome.corrected`` payload: the auditor's answer, and the model's it replaces."""
+    label, value = previous
+    replaced = {"label": label} if use_case.is_classification else {"value": value}
+    version = suggestion.model_version.version if suggestion and suggestion.model_version else None
+    return {
+        **_outcome(use_case=use_case, item=item, user=user),
+        "replaces": {**replaced, "source": Item.Source.MODEL, "model_version": version},
+    }
+
+
 def review_task_decide(
     *,
     task: ReviewTask,
@@ -278,6 +289,11 @@ def review_task_decide(
             locked.done_at = now
             locked.save(update_fields=["state", "done_at"])
             if item.decision_source != Item.Source.HUMAN:
+                # An automated item already went out as the model's outcome; its audit sends
+                # ``outcome.corrected`` only when the person answers differently, so a feed
+                # reader still sees each item's outcome once.
+                automated = item.decision_source == Item.Source.MODEL
+                previous = (item.decision_label, item.decision_value)
                 item.decision_label = label
                 item.decision_value = value
                 item.decision_source = Item.Source.HUMAN
@@ -292,11 +308,24 @@ def review_task_decide(
                         "status",
                     ]
                 )
-                event_record(
-                    type=OUTCOME_DECIDED,
-                    use_case_id=use_case.pk,
-                    data=_outcome(use_case=use_case, item=item, user=user),
-                )
+                if not automated:
+                    event_record(
+                        type=OUTCOME_DECIDED,
+                        use_case_id=use_case.pk,
+                        data=_outcome(use_case=use_case, item=item, user=user),
+                    )
+                elif previous != (label, value):
+                    event_record(
+                        type=OUTCOME_CORRECTED,
+                        use_case_id=use_case.pk,
+                        data=_correction(
+                            use_case=use_case,
+                            item=item,
+                            user=user,
+                            previous=previous,
+                            suggestion=suggestion,
+                        ),
+                    )
             disagreements_record(
                 use_case=use_case,
                 decision=decision,
