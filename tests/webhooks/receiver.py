@@ -1,5 +1,6 @@
 """A webhook receiver for tests: a local HTTP server that records what it is sent."""
 
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,3 +77,32 @@ def start_receiver(host: str = "127.0.0.1", *, keep_alive: bool = False):
         server.server_close()
 
     return receiver, stop
+
+
+class Listener:
+    """A socket on a loopback address that counts the connections made to it."""
+
+    def __init__(self, host: str):
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(2)
+        self.sock.close()

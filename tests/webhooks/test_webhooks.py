@@ -1,6 +1,5 @@
 """Webhooks end to end in process: registering, signed deliveries, retries, safe targets."""
 
-import socket
 import threading
 import time
 
@@ -22,7 +21,7 @@ from tests.factories import (
     register_model,
     send_items,
 )
-from tests.webhooks.receiver import start_receiver
+from tests.webhooks.receiver import Listener, start_receiver
 
 # Committed for real: events fan out after commit, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -277,35 +276,6 @@ def test_redirects_are_not_followed(api, world, receiver):
         assert other.received == []
     finally:
         stop()
-
-
-class Listener:
-    """A socket on a loopback address that counts the connections made to it."""
-
-    def __init__(self, host: str):
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def stop(self):
-        self.stopped.set()
-        self.thread.join(2)
-        self.sock.close()
 
 
 def test_a_loopback_target_off_the_allow_list_is_refused_and_never_connected(

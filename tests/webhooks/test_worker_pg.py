@@ -16,7 +16,7 @@ from tests.factories import constant_classifier_bytes, invoice, make_use_case, m
 from tests.factories import register_model as model_register
 from tests.reviews.test_ingest_broker_down import broker_down  # noqa: F401 (the fixture)
 from tests.reviews.test_worker_pg import worker  # noqa: F401 (the fixture)
-from tests.webhooks.receiver import start_receiver
+from tests.webhooks.receiver import Listener, start_receiver
 
 pytestmark = [
     pytest.mark.postgres,
@@ -143,3 +143,48 @@ def test_events_committed_while_the_broker_is_down_are_sent_by_the_sweep(
     assert [r.headers["webhook-id"] for r in receiver.ok()] == [
         f"evt_{Delivery.objects.get().event_id}"
     ]
+
+
+@pytest.mark.worker
+@pytest.mark.xdist_group("celery-worker")
+def test_a_worker_refuses_a_loopback_target_off_the_allow_list_and_never_connects(
+    api,
+    fast_retries,
+    settings,
+    worker,  # noqa: F811
+):
+    """Registered while 127.0.0.2 was allowed; the worker, which allows only 127.0.0.1, checks
+    the address again when it delivers and records the refusal instead of connecting."""
+    manager = make_user(Role.MANAGER)
+    caller = make_user(Role.INTEGRATION)
+    use_case = make_use_case(
+        members=[manager, caller],
+        actor=manager,
+        level="partial",
+        confidence_threshold=0.7,
+        audit_rate=0,
+    )
+    model_register(use_case, constant_classifier_bytes("office", 0.8))
+    listener = Listener("127.0.0.2")
+    try:
+        url = f"http://127.0.0.2:{listener.port}/hook"
+        body = {"url": url, "events": ["outcome.decided"], "use_cases": [use_case.slug]}
+        refused = api(manager).post("/api/v1/webhooks/", body, format="json")
+        assert refused.status_code == 400 and "loopback" in refused.json()["url"][0]
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
+        assert api(manager).post("/api/v1/webhooks/", body, format="json").status_code == 201
+        settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+        base = f"/api/v1/use-cases/{use_case.slug}"
+        assert api(caller).post(f"{base}/items/", invoice(1), format="json").status_code == 201
+
+        def refused_once() -> bool:
+            sweep.delay()
+            return Delivery.objects.filter(attempts__gt=0).exists()
+
+        assert wait_for(refused_once)
+        delivery = Delivery.objects.get()
+        assert delivery.last_error.startswith("refused:"), delivery.last_error
+        assert delivery.last_status_code is None
+        assert listener.connections == 0
+    finally:
+        listener.stop()
