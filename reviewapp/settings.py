@@ -465,10 +465,11 @@ WEBHOOK_RETRY_SCHEDULE = [
 ]
 # Retries up to this far ahead are scheduled on the broker; later ones are left to the sweep.
 WEBHOOK_COUNTDOWN_MAX_SECONDS = float(os.environ.get("WEBHOOK_COUNTDOWN_MAX_SECONDS", "60"))
-# Embedded mode (eager Celery, no beat): the web process runs the webhooks' sweep after a
-# response at most this often, so failed deliveries are retried without a broker (0: never).
-WEBHOOK_SWEEP_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_SECONDS", "30"))
+# How often the webhooks' sweep runs: fans out events no commit announced (the broker was down)
+# and attempts due retries. The beat runs it; in embedded mode (eager Celery, no beat) the web
+# process runs it after a response at most this often (0: never there; the beat keeps 10 s).
+WEBHOOK_SWEEP_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {
     "task": "webhooks.sweep",
-    "schedule": int(os.environ.get("WEBHOOK_SWEEP_SECONDS", "10")),
+    "schedule": WEBHOOK_SWEEP_SECONDS or 10.0,
 }

@@ -541,6 +541,9 @@ class Stack:
             "EXPORT_ROOT": str(self.dir / "exports"),
             # Small scoring tasks, so a kill loses (and the sweeper re-finds) a small batch.
             "BATCH_CHUNK_SIZE": "100",
+            # Webhook receivers are test servers on this machine; retries come seconds apart.
+            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+            "WEBHOOK_RETRY_SCHEDULE": "1,2,5,10,30,60,60",
             **(extra_env or {}),
         }
         base_port = int(os.environ.get("RELIABILITY_WEB_PORT", "0")) or free_port()
