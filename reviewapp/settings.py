@@ -450,6 +450,8 @@ WEBHOOK_ALLOWED_HOSTS = [
 WEBHOOK_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT_SECONDS", "3"))
 WEBHOOK_READ_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_READ_TIMEOUT_SECONDS", "10"))
 WEBHOOK_MAX_RESPONSE_BYTES = int(os.environ.get("WEBHOOK_MAX_RESPONSE_BYTES", "65536"))
+# The whole exchange (connect, send, answer), however the receiver paces its bytes.
+WEBHOOK_TOTAL_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TOTAL_TIMEOUT_SECONDS", "30"))
 # Posts in flight at once per delivery batch, each on a kept-alive connection: a receiver
 # 50 ms away gets 4 / 0.05 = 80 events/s from each worker process, not 20. (On one machine with
 # the receiver beside it, 4 measured faster than 2 or 8.)

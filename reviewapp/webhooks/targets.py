@@ -6,9 +6,14 @@ reserved or otherwise not globally routable is refused unless the URL's host is 
 ``WEBHOOK_ALLOWED_HOSTS``. The request then goes to the very address that was checked (the
 connection is opened to the IP, with the name kept for the Host header and TLS), so a DNS answer
 that changes between the check and the connection (rebinding) cannot point it elsewhere.
-Redirects are not followed; connect and read time and the response size are bounded.
+Redirects are not followed; connect and read time, the whole exchange's time and the response
+size are bounded.
 """
 
+import contextlib
+import heapq
+import itertools
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +41,98 @@ class Response:
         return self.status is not None and 200 <= self.status < 300
 
 
+class _Deadlines:
+    """Cuts exchanges that outlive their deadline: a receiver that answers one byte at a time,
+    each within the read timeout, would otherwise hold a sender for as long as it likes. One
+    thread per process keeps every armed deadline; cutting means shutting the connection's
+    socket, so the sender's blocked read fails at once, wherever it was in the exchange."""
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, _Exchange]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, exchange: "_Exchange") -> None:
+        with self._cv:
+            heapq.heappush(self._heap, (exchange.deadline, next(self._order), exchange))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="webhook-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap:
+                    self._cv.wait()
+                deadline, _, exchange = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0 and not exchange.finished:
+                    self._cv.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            exchange.cut()
+
+
+class _Exchange:
+    """One post in flight: its deadline and, once urllib3 picked it, its connection."""
+
+    current = threading.local()
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.connection = None
+        self.finished = False
+        self.expired = False
+        self._lock = threading.Lock()
+
+    def finish(self) -> None:
+        with self._lock:  # after this, its connection may serve another post: never cut it
+            self.finished = True
+
+    def cut(self) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.expired = True
+            sock = getattr(self.connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _exchange_joins(connection) -> None:
+    exchange = getattr(_Exchange.current, "value", None)
+    if exchange is not None:
+        exchange.connection = connection
+        if exchange.expired:  # cut before it had a connection
+            exchange.cut()
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def request(self, *args, **kwargs):
+        _exchange_joins(self)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args, **kwargs):
+        _exchange_joins(self)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_deadlines = _Deadlines()
 _pools_lock = threading.Lock()
 _pools: urllib3.PoolManager | None = None
 
@@ -54,6 +151,10 @@ def _pool_manager() -> urllib3.PoolManager:
                 block=False,
                 retries=False,
             )
+            _pools.pool_classes_by_scheme = {
+                "http": _HTTPConnectionPool,
+                "https": _HTTPSConnectionPool,
+            }
         return _pools
 
 
@@ -109,6 +210,9 @@ class TargetSession:
             return Response(status=None, latency_ms=0, error=f"refused: {refused}")
         default_port = 443 if target.scheme == "https" else 80
         host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+        exchange = _Exchange(time.monotonic() + settings.WEBHOOK_TOTAL_TIMEOUT_SECONDS)
+        _Exchange.current.value = exchange
+        _deadlines.arm(exchange)
         try:
             # urllib3 closes a connection that fails mid-request instead of pooling it.
             response = self._pool(target).urlopen(
@@ -138,7 +242,15 @@ class TargetSession:
             return Response(status=status, latency_ms=_ms(self._clock() - started), error=error)
         except (urllib3.exceptions.HTTPError, OSError) as failure:
             error = f"{type(failure).__name__}: {failure}"[:500]
+            if exchange.expired:
+                error = (
+                    f"cut after {settings.WEBHOOK_TOTAL_TIMEOUT_SECONDS:g} s "
+                    "(WEBHOOK_TOTAL_TIMEOUT_SECONDS): the receiver answered too slowly"
+                )
             return Response(status=None, latency_ms=_ms(self._clock() - started), error=error)
+        finally:
+            exchange.finish()
+            _Exchange.current.value = None
 
 
 def _read_capped(response, limit: int) -> bool:
