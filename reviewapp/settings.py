@@ -102,6 +102,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "reviewapp.core.context_processors.navigation",
+                "reviewapp.webhooks.context_processors.webhook_notices",
             ],
         },
     },

@@ -255,7 +255,7 @@ def events_fanout(*, now: datetime | None = None, batch: int = FANOUT_BATCH) -> 
         if head is None:
             return Fanout(delivery_ids=[], events_read=0)
         endpoints = list(
-            Endpoint.objects.filter(active=True, paused_at__isnull=True, guardrail_for__isnull=True)
+            Endpoint.objects.filter(active=True, guardrail_for__isnull=True)
             .select_related("created_by")
             .prefetch_related("use_cases")
         )

@@ -5,6 +5,7 @@ import time
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from deployments.services.policies import policy_change
@@ -229,14 +230,35 @@ def test_an_endpoint_failing_through_the_whole_schedule_is_paused(api, world, re
     assert body["paused"] is not None and "Paused" in body["paused"]["reason"]
 
     receiver.fail_first = 0
-    send_items(use_case, [2])  # paused: nothing new goes out
+    send_items(use_case, [2])  # paused: nothing new goes out, but it is kept for the resume
     drain()
     assert len(receiver.received) == 3
     retried = api(manager).post(f"/api/v1/webhooks/{created['id']}/deliveries/{delivery.pk}/retry/")
     assert retried.status_code == 202
     api(manager).patch(f"/api/v1/webhooks/{created['id']}/", {"active": True}, format="json")
-    drain(until=lambda: receiver.ok())
-    assert receiver.ok() and receiver.ok()[-1].headers["webhook-id"] == f"evt_{delivery.event_id}"
+    drain(until=lambda: len(receiver.ok()) == 2)
+    assert sorted(m["data"]["external_id"] for m in verified(receiver, created["secret"])) == [
+        "inv-1",
+        "inv-2",
+    ]
+
+
+def test_a_paused_endpoint_is_announced_on_every_page_its_manager_opens(
+    api, world, receiver, client
+):
+    use_case, manager, reviewer = world
+    created = register(api, manager, receiver.url).json()
+    Endpoint.objects.filter(pk=created["id"]).update(
+        paused_at=timezone.now(), paused_reason="Paused after failing since yesterday"
+    )
+    client.force_login(manager)
+    page = client.get("/").content.decode()
+    assert "A webhook endpoint is paused" in page and 'href="/webhooks/"' in page
+    client.force_login(reviewer)
+    assert "webhook endpoint" not in client.get("/").content.decode()
+    api(manager).patch(f"/api/v1/webhooks/{created['id']}/", {"active": True}, format="json")
+    client.force_login(manager)
+    assert "webhook endpoint is paused" not in client.get("/").content.decode()
 
 
 def test_the_test_button_and_a_rotated_secret(api, world, receiver):
