@@ -28,11 +28,12 @@ from reviewapp.core.errors import InvalidInput, excerpt
 # valid surrogate pair in JSON (``\ud83d\ude00``) is decoded to one code point, so any code
 # point left in the surrogate range is unpaired.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# A body without these tokens holds no unstorable text and no integer too large for a double,
+# A body without these tokens holds no unstorable text and no integer a double cannot hold,
 # so the walk over the parsed value is skipped (the common case, and the cheap one for 10,000
 # item batches). A match may be a false alarm (inside a string); the walk then decides.
-_SUSPECT_TOKENS = re.compile(r"\\u0000|\\u[dD][89a-fA-F]|[0-9]{309}")
+_SUSPECT_TOKENS = re.compile(r"\\u0000|\\u[dD][89a-fA-F]|[0-9]{16}")
 _LARGEST_DOUBLE = sys.float_info.max
+_EXACT_INTEGERS = 2**53  # every integer up to it is a double exactly
 
 
 def text_problem(value: str) -> str | None:
@@ -48,9 +49,14 @@ def text_problem(value: str) -> str | None:
 def number_problem(value: int | float) -> str | None:
     """Why this number cannot be read as a double, or None when it can. Floats always can (NaN
     and infinity are each field's to refuse or to count as a model's null output); an integer
-    can when it is within the double's range (about ±1.8e308)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST_DOUBLE:
+    can when it is within the double's range (about ±1.8e308) and the double is that very
+    integer: 2**53 + 1 would reach the model as 2**53, another number than the one sent."""
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) <= _EXACT_INTEGERS:
+        return None
+    if abs(value) > _LARGEST_DOUBLE:
         return "must be a number a double can hold (within ±1.8e308)"
+    if int(float(value)) != value:
+        return "must be a number a double holds exactly (this integer would be rounded)"
     return None
 
 

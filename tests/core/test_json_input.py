@@ -104,9 +104,20 @@ def test_an_integer_beyond_a_double_is_named_in_a_batch(api, setup):
 def test_a_large_integer_a_double_can_hold_is_a_number(api, setup):
     caller, _, use_case = setup
     body = invoice(1)
-    body["features"]["amount"] = 10**300
+    body["features"]["amount"] = 2**60  # a double exactly (so is 1e300 written as a float)
     response = _post(api(caller), _items(use_case), body)
     assert response.status_code == 201
+
+
+def test_an_integer_a_double_would_round_is_named(api, setup):
+    """2**53 + 1 would reach the model as 2**53: another number than the one sent."""
+    caller, _, use_case = setup
+    body = invoice(1)
+    body["features"]["amount"] = 2**53 + 1
+    response = _post(api(caller), _items(use_case), body)
+    assert response.status_code == 400
+    assert "exactly" in response.json()["features"]["amount"][0]
+    assert not Item.objects.exists()
 
 
 @pytest.mark.parametrize("opening", ["[", '{"a":'])

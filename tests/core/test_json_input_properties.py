@@ -108,7 +108,7 @@ def database_state() -> dict:
     """Every row of every table (the test database holds a few dozen)."""
     return {
         model._meta.label: list(model.objects.order_by("pk").values_list())
-        for model in apps.get_models()
+        for model in apps.get_models(include_auto_created=True)
     }
 
 
@@ -176,3 +176,6 @@ def test_every_json_entry_point_is_covered():
     assert ("post", "/api/v1/review/tasks/{task_id}/decision/") in covered
     assert ("patch", "/api/v1/use-cases/{slug}/policy/") in covered
     assert ("post", "/api/v1/use-cases/") in covered
+    assert ("post", "/api/v1/tokens/") in covered
+    assert ("post", "/api/v1/webhooks/") in covered
+    assert ("patch", "/api/v1/webhooks/{webhook_id}/") in covered
