@@ -25,6 +25,13 @@ def job_start(*, job_id) -> None:
     )
 
 
+def jobs_start(*, job_ids) -> None:
+    """``job_start`` for many jobs in one statement (``job_ids`` may be a subquery)."""
+    Job.objects.filter(pk__in=job_ids, state=Job.State.QUEUED).update(
+        state=Job.State.RUNNING, started_at=timezone.now()
+    )
+
+
 def job_progress(*, job_id, done: int) -> None:
     """Add ``done`` units of work; the job is done when every unit is."""
     if done <= 0:

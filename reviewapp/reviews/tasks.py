@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from reviewapp.reviews.services.scoring import challenger_score, items_score, unscored_sweep
+from reviewapp.reviews.services.scoring import challenger_score, chunk_score, unscored_sweep
 
 RETRY = {
     "autoretry_for": (DatabaseError, ConnectionError),
@@ -16,7 +16,7 @@ RETRY = {
 
 @shared_task(name="reviews.score_items", acks_late=True, reject_on_worker_lost=True, **RETRY)
 def score_items(*, item_ids: list[int]) -> int:
-    return items_score(item_ids=item_ids)
+    return chunk_score(item_ids=item_ids)
 
 
 @shared_task(name="reviews.score_challenger", acks_late=True, reject_on_worker_lost=True, **RETRY)

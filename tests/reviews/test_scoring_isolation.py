@@ -18,6 +18,7 @@ from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.scoring import items_score, unscored_sweep
+from reviewapp.reviews.tasks import score_items
 from tests.factories import classifier_bytes, invoice, make_use_case, make_user, register_model
 
 pytestmark = pytest.mark.django_db
@@ -168,3 +169,23 @@ def test_jobs_report_running_with_a_start_while_their_chunks_are_scored(use_case
     items_score(item_ids=ids[2:])
     job.refresh_from_db()
     assert (job.state, job.done, job.started_at) == ("done", 4, started)
+
+
+def test_a_batch_of_one_chunk_shows_running_before_it_is_done(use_case, monkeypatch):
+    """Scoring and progress commit together, so the job is seen running from before."""
+    from reviewapp.reviews.services import scoring
+
+    job = job_create(kind=Job.Kind.BATCH_INGEST, total=3, use_case=use_case)
+    ids = _store(use_case, _rows(range(3)), job=job)
+    seen = []
+    score = scoring.items_score
+
+    def observed(**kwargs):
+        seen.append(Job.objects.values_list("state", "started_at").get(pk=job.pk))
+        return score(**kwargs)
+
+    monkeypatch.setattr(scoring, "items_score", observed)
+    assert score_items(item_ids=ids) == 3
+    assert seen[0][0] == "running" and seen[0][1] is not None
+    job.refresh_from_db()
+    assert (job.state, job.done, job.started_at) == ("done", 3, seen[0][1])

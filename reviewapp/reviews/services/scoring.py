@@ -18,7 +18,7 @@ from deployments.selectors import challengers_list, champion_get, policy_current
 from deployments.services.estimators import estimator_for
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput, database_unavailable
-from reviewapp.core.jobs import job_progress, job_start
+from reviewapp.core.jobs import job_progress, job_start, jobs_start
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
@@ -37,6 +37,14 @@ from reviewapp.reviews.services.routing import (
 from reviewapp.reviews.signals import predictions_recorded, use_case_facts_changed
 
 logger = logging.getLogger(__name__)
+
+
+def chunk_score(*, item_ids: list[int]) -> int:
+    """A batch's chunk, as its task scores it. The batch's job shows ``running`` (with its
+    ``started_at``) in a commit of its own first: when scoring and progress commit together,
+    a batch of one chunk would go from ``queued`` straight to ``done``."""
+    jobs_start(job_ids=Item.objects.filter(pk__in=item_ids, job__isnull=False).values("job_id"))
+    return items_score(item_ids=item_ids)
 
 
 def items_score(*, item_ids: list[int], now=None) -> int:
