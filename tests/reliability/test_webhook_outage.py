@@ -144,7 +144,7 @@ def test_outcomes_decided_while_redis_is_down_reach_the_receiver_once(stack, siz
             "outcomes_delivered_twice": len(ids) - len(set(ids)),
         }
         result_append(
-            scenario="5c Redis stopped while reviewers decide (webhooks)",
+            scenario="5d Redis stopped while reviewers decide (webhooks)",
             size=count,
             seed=seed,
             faults={"redis_stop_s": round(back_at - down_at, 1)},
