@@ -111,8 +111,8 @@ def test_lost_messages_with_poison_items_are_all_routed_by_the_sweeper(stack):
     )
     # Two sweeps route everything (the refused item's second attempt parks it): up to two
     # intervals, measured 2.3 with the scoring (the first sweep waits for the beat's phase).
-    # Four is the bound that stays clear of a slow machine and still fails at a third round.
-    assert drained - back_at <= 4 * stack.sweeper_seconds, "the sweeper took more than 2 rounds"
+    # Four intervals stay clear of a slow machine; more rounds than that is a regression.
+    assert drained - back_at <= 4 * stack.sweeper_seconds, "the sweeper needed more rounds"
     assert "features could not be read: OverflowError" in errors[unreadable]
     assert "parked after 2 failed attempts" in errors[refused]
     assert counts == {1: SIZE + 2}
