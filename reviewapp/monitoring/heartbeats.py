@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psutil
 from django.conf import settings
@@ -363,19 +363,41 @@ def _connection_close() -> None:
 
 
 _last_watch = 0.0
+WATCH_TASK = "monitoring.watch_system"
 
 
 def _watch_without_beat(now: datetime) -> None:
-    """Without a broker there is no beat to run the watcher: each web process runs it at most
-    once a minute (it is idempotent and race-safe)."""
+    """The watcher is a Celery task, so with no worker consuming it nobody would raise "no
+    worker" or "queue not consumed". Web and beat processes therefore run it themselves, at
+    most once a minute each, when no process reports a run of the task within two watch
+    intervals (with a broker) or always (embedded mode: no beat, no worker). It is idempotent
+    and race-safe, so two processes running it at once do no harm."""
     global _last_watch
-    if not settings.CELERY_TASK_ALWAYS_EAGER or time.monotonic() - _last_watch < 60:
+    if time.monotonic() - _last_watch < 60:
         return
+    probe = current_probe()
+    if probe is not None and probe.kind == ProcessHeartbeat.Kind.WORKER:
+        return  # workers run the task
     _last_watch = time.monotonic()
+    if not settings.CELERY_TASK_ALWAYS_EAGER and _watch_ran_since(
+        now - timedelta(seconds=2 * settings.CELERY_BEAT_SCHEDULE["watch-system"]["schedule"])
+    ):
+        return
     # system.py reads this module's constants, so its watcher is imported when first run.
     from reviewapp.monitoring.system import system_watch
 
     system_watch(now=now)
+
+
+def _watch_ran_since(since: datetime) -> bool:
+    """Whether a live process reports a run of the watch task since ``since``."""
+    for tasks_last in ProcessHeartbeat.objects.filter(gone_at__isnull=True).values_list(
+        "tasks_last", flat=True
+    ):
+        ran = (tasks_last or {}).get(WATCH_TASK)
+        if ran and datetime.fromisoformat(ran) >= since:
+            return True
+    return False
 
 
 # --- hooks -----------------------------------------------------------------------------------

@@ -191,3 +191,39 @@ def test_a_probe_that_cannot_start_never_fails_a_request(client, monkeypatch, ca
     with caplog.at_level(logging.WARNING):
         assert client.get("/monitoring/").status_code == 200
     assert "process probe not started" in caplog.text
+
+
+def _web_probe(monkeypatch) -> ProcessProbe:
+    probe = ProcessProbe(kind="web", name="web")
+    monkeypatch.setattr(heartbeats, "current_probe", lambda: probe)
+    monkeypatch.setattr(heartbeats, "_last_watch", 0.0)
+    monkeypatch.setattr(heartbeats.time, "monotonic", lambda: 1_000_000.0)
+    return probe
+
+
+def test_with_no_worker_a_web_process_runs_the_watch_and_raises_no_worker(settings, monkeypatch):
+    """The watcher is a Celery task: with every worker gone nobody would run it, so the web
+    process's heartbeat does, and the "no worker" alert is raised all the same."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    heartbeat_record(probe=_web_probe(monkeypatch), now=T0)
+    heartbeats._watch_without_beat(T0)
+    assert SystemAlert.objects.filter(kind="no_worker", cleared_at__isnull=True).exists()
+
+
+@pytest.mark.parametrize(("watched_ago", "watched_here"), [(30, False), (600, True)])
+def test_a_web_process_leaves_the_watch_to_workers_that_run_it(
+    settings, monkeypatch, watched_ago, watched_here
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.HEARTBEAT_STALE_SECONDS = 30
+    heartbeat_record(probe=_web_probe(monkeypatch), now=T0)
+    silent = worker_probe("celery@silent")
+    silent.pid, silent.key = silent.pid + 1, f"{silent.key}-silent"  # another process
+    heartbeat_record(probe=silent, now=T0 - timedelta(minutes=5))
+    watcher = worker_probe("celery@watcher")
+    watcher.tasks_last[heartbeats.WATCH_TASK] = (T0 - timedelta(seconds=watched_ago)).isoformat()
+    heartbeat_record(probe=watcher, now=T0)
+    heartbeats._watch_without_beat(T0)
+    # The silent worker is marked gone only by a watch run here.
+    gone = ProcessHeartbeat.objects.filter(name="celery@silent", gone_at__isnull=False).exists()
+    assert gone is watched_here
