@@ -127,12 +127,16 @@ def pytest_collection_modifyitems(config, items):
         # A second pass on another database engine: tests that never touch a database, the
         # browser tests (same templates, same behaviour) and the tests marked engine_agnostic
         # (who may reach what: the database only stores it) already ran on the first pass.
+        # Tests that need a real broker ("worker") only run here, database or not.
         kept = [
             item
             for item in items
-            if uses_database(item)
-            and "browser" not in item.keywords
-            and "engine_agnostic" not in item.keywords
+            if "worker" in item.keywords
+            or (
+                uses_database(item)
+                and "browser" not in item.keywords
+                and "engine_agnostic" not in item.keywords
+            )
         ]
         kept_ids = {id(item) for item in kept}
         deselected = [item for item in items if id(item) not in kept_ids]
