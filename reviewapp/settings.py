@@ -103,6 +103,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "reviewapp.core.context_processors.navigation",
                 "reviewapp.webhooks.context_processors.webhook_notices",
+                "reviewapp.monitoring.context_processors.system_notices",
             ],
         },
     },

@@ -79,3 +79,23 @@ def test_the_software_tab_shows_the_processes_and_links_the_system_page(manager_
     assert 'href="/monitoring/system/"' in page
     for key in ("process-memory", "process-cpu", "process-requests", "process-tasks"):
         assert f'data-chart="{key}"' in page, key
+
+
+def test_an_open_alert_is_on_every_page_a_manager_opens(client):
+    from reviewapp.monitoring.models import SystemAlert
+
+    alert = SystemAlert.objects.create(
+        key="no-worker",
+        kind="no_worker",
+        message="No Celery worker is reporting: queued work is not being done.",
+        raised_at=timezone.now(),
+    )
+    client.force_login(make_user(Role.MANAGER))
+    page = client.get("/").content.decode()
+    assert "No Celery worker is reporting" in page and 'href="/monitoring/system/"' in page
+    client.force_login(make_user(Role.REVIEWER))
+    assert "No Celery worker" not in client.get("/").content.decode()
+    alert.cleared_at = timezone.now()
+    alert.save()
+    client.force_login(make_user(Role.ADMIN))
+    assert "No Celery worker" not in client.get("/").content.decode()
