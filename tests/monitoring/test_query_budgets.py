@@ -59,19 +59,20 @@ def queries(client, url: str) -> list[str]:
 
 
 # The pinned counts, with what the queries are. Every page starts with the session, its user
-# and the user's groups (3 queries).
+# and the user's groups (3 queries); every page a manager opens ends with the paused webhook
+# endpoints and the open system alerts, for their banners (2 queries).
 BUDGETS = {
     # the use cases, their policies | the hourly rollups in the range, then one sum per JSON
     # column across them (outputs, review times, reviewers, confusion, calibration) | items
     # waiting, guardrail breaches.
-    "/monitoring/": 13,
+    "/monitoring/": 15,
     # the use case, its model versions, its policy | the hourly rollups in the range, one sum per
     # JSON column (outputs, review times, reviewers, confusion, calibration) | items waiting,
     # guardrail breaches.
-    "/monitoring/{slug}/quality/": 14,
+    "/monitoring/{slug}/quality/": 16,
     # the use cases, their policies, their model versions, their ramp plans | routes per use
     # case (one grouped count), decisions per use case (one grouped count), open breaches.
-    "/control/": 10,
+    "/control/": 12,
 }
 
 
