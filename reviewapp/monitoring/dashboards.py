@@ -99,7 +99,9 @@ def panel_build(
         panel["charts"] = [
             figures.override_chart(periods, totals, guardrails),
             figures.accuracy_chart(use_case, periods, totals, guardrails),
-            figures.confusion_chart(use_case, totals),
+            figures.confusion_chart(use_case, totals)
+            if use_case.is_classification
+            else figures.residuals_chart(use_case, totals),
             figures.calibration_chart(use_case, totals),
         ]
     elif tab == "inputs":

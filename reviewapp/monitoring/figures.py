@@ -629,6 +629,59 @@ def confusion_chart(use_case: UseCase, totals: dict) -> Chart:
     return chart
 
 
+def residuals_chart(use_case: UseCase, totals: dict) -> Chart:
+    """A regression's errors (human value minus the model's), counted in steps of one value
+    bin: the model's value and the human's are each known to their bin (the rollups keep
+    bins, not raw values), so an error is a whole number of bin widths."""
+    chart = Chart(
+        key="residuals",
+        title="Errors (human value − model's value)",
+        reading="No labelled items in this period.",
+    )
+    cells = totals["confusion"]
+    if not cells:
+        return chart
+    width = stats.value_bin_width(
+        value_min=use_case.value_min, value_max=use_case.value_max, tolerance=use_case.tolerance
+    )
+    steps: dict[int, int] = defaultdict(int)
+    for key, n in cells.items():
+        predicted, human = (int(part) for part in key.split("|", 1))
+        steps[human - predicted] += n
+    low, high = min(steps), max(steps)
+    x = [k * width for k in range(low, high + 1)]
+    y = [steps.get(k, 0) for k in range(low, high + 1)]
+    total = sum(y)
+    colours = ["#2f9e6b" if k == 0 else "#2456c7" for k in range(low, high + 1)]
+    chart.figure = {
+        "data": [
+            {
+                "type": "bar",
+                "x": x,
+                "y": y,
+                "marker": {"color": colours},
+                "hovertemplate": "error %{x:.3g}: %{y} items<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            x_title=f"Human value − model's value (value units, steps of {width:.3g})",
+            y_title="Labelled items",
+            showlegend=False,
+            bargap=0.05,
+            yaxis={"rangemode": "tozero"},
+        ),
+    }
+    same = steps.get(0, 0)
+    under = sum(n for k, n in steps.items() if k > 0)
+    over = sum(n for k, n in steps.items() if k < 0)
+    chart.reading = (
+        f"Of {total:,} labelled items, {_pct(_rate(same, total))} had the model's value in the "
+        f"same bin ({width:.3g} wide) as the human's; the model was too low on "
+        f"{_pct(_rate(under, total))} and too high on {_pct(_rate(over, total))}."
+    )
+    return chart
+
+
 def calibration_chart(use_case: UseCase, totals: dict) -> Chart:
     cells = totals["calibration"]
     classification = use_case.is_classification
@@ -799,7 +852,12 @@ def drift_chart(
         hover="%{y}: PSI %{x:.3f}",
         x_title="Population stability index (PSI, unitless" + (", log scale)" if log else ")"),
         y_title="Feature",
-        xaxis={"type": "log", "range": [math.log10(x_min), math.log10(x_max)], "dtick": 1}
+        xaxis={
+            "type": "log",
+            "range": [math.log10(x_min), math.log10(x_max)],
+            "dtick": 1,
+            "tickformat": ",~g",
+        }
         if log
         else {"range": [0, x_max]},
         shapes=shapes,
@@ -1066,7 +1124,9 @@ def latency_chart(periods: Periods, totals: dict) -> Chart:
         "layout": _layout(
             x_title=f"Time (UTC, per {periods.unit})",
             y_title="ms per item (log scale)",
-            yaxis={"type": "log", "dtick": "D2"},
+            # Powers of ten only, written out ("0.1", "1", "10", "1,000"): minor "D2" ticks
+            # read "2, 5, 2, 5" with no decade beside them.
+            yaxis={"type": "log", "dtick": 1, "tickformat": ",~g"},
         ),
     }
     overall = stats.duration_percentiles(totals["latency_buckets"])
