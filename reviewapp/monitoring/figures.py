@@ -1119,14 +1119,19 @@ def latency_chart(periods: Periods, totals: dict) -> Chart:
         for q in series:
             series[q].append(values[q])
     colours = {"p50": "#2456c7", "p95": "#d9822b", "p99": "#c2312b"}
+    shown = [v for values in series.values() for v in values if v]
+    # A log scale only where the values span more than two decades, ticked at powers of ten
+    # written out ("0.1", "1", "10", "1,000"); minor "D2" ticks read "2, 5, 2, 5" with no
+    # decade beside them, and a single decade would get a single tick.
+    log = bool(shown) and max(shown) / min(shown) > 100
     chart.figure = {
         "data": [_line(q, x, series[q], colours[q], hovertemplate="%{y:.3g} ms") for q in series],
         "layout": _layout(
             x_title=f"Time (UTC, per {periods.unit})",
-            y_title="ms per item (log scale)",
-            # Powers of ten only, written out ("0.1", "1", "10", "1,000"): minor "D2" ticks
-            # read "2, 5, 2, 5" with no decade beside them.
-            yaxis={"type": "log", "dtick": 1, "tickformat": ",~g"},
+            y_title="ms per item" + (" (log scale)" if log else ""),
+            yaxis={"type": "log", "dtick": 1, "tickformat": ",~g"}
+            if log
+            else {"rangemode": "tozero", "tickformat": ",~g"},
         ),
     }
     overall = stats.duration_percentiles(totals["latency_buckets"])
