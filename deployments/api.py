@@ -115,6 +115,7 @@ class UseCaseOutput(serializers.ModelSerializer):
             "item_view",
             "latency_budget_ms",
             "four_eyes",
+            "suggestion_preselected",
             "level",
             "created_at",
         ]
@@ -199,6 +200,11 @@ class UseCaseDetailApi(APIView):
             required=False,
             help_text="Raising the level to partial or full, or promoting a champion, then "
             "waits for a second manager's approval.",
+        )
+        suggestion_preselected = serializers.BooleanField(
+            required=False,
+            help_text="Assisted tasks open with the model's answer already picked (off: the "
+            "reviewer picks, then sees whether it matched).",
         )
 
     @extend_schema(responses=UseCaseOutput)

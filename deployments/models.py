@@ -38,6 +38,9 @@ class UseCase(models.Model):
     # Raising automation (level partial or full) or promoting a champion needs a second
     # manager's approval: the change waits as a ChangeRequest.
     four_eyes = models.BooleanField(default=False)
+    # Whether an assisted task opens with the model's answer already picked. Off, the reviewer
+    # picks first and then learns whether it matched: Enter cannot accept a suggestion unseen.
+    suggestion_preselected = models.BooleanField(default=False)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="UseCaseMembership", related_name="use_cases"
     )

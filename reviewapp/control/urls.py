@@ -24,6 +24,11 @@ urlpatterns = [
     ),
     path(f"{use_case}four-eyes/", change_requests.four_eyes_set, name="control-four-eyes"),
     path(
+        f"{use_case}suggestion-preselected/",
+        change_requests.suggestion_preselected_set,
+        name="control-suggestion-preselected",
+    ),
+    path(
         f"{use_case}change-requests/<int:request_id>/<str:action>/",
         change_requests.change_request_decide,
         name="control-change-request",

@@ -132,19 +132,21 @@ def task_view(
         keys = label_shortcuts(list(use_case.labels))
         view["keys_are_labels"] = all(keys.get(label) == label for label in use_case.labels)
         suggested = suggestion["answer"] if suggestion else None
+        preselected = use_case.suggestion_preselected
         view["choices"] = [
             {
                 "label": label,
                 "key": keys.get(label, ""),
                 "suggested": label == suggested,
-                # Pre-picked, so Enter accepts the suggestion; nothing is on a blind task.
-                "checked": label == suggested,
+                # Pre-picked only where the use case asks for it (Enter then accepts the
+                # suggestion); otherwise the reviewer picks. Nothing is on a blind task.
+                "checked": preselected and label == suggested,
             }
             for label in use_case.labels
         ]
     else:
         view["value"] = {
-            "prefill": public["value"] if public else None,
+            "prefill": public["value"] if public and use_case.suggestion_preselected else None,
             "min": use_case.value_min,
             "max": use_case.value_max,
         }

@@ -344,6 +344,7 @@ PAGES = [
     ),
     ("restore policy page", "post", f"{CONTROL}policy/1/restore/", None, {M, A}),
     ("four-eyes setting page", "post", f"{CONTROL}four-eyes/", None, {M, A}),
+    ("suggestion pre-pick page", "post", f"{CONTROL}suggestion-preselected/", None, {M, A}),
     (
         "decide change request page",
         "post",

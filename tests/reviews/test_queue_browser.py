@@ -49,8 +49,12 @@ def keys_then_next(page, *keys) -> None:
     )
 
 
-def invoices(members, *, level, n, start=0, **policy):
+def invoices(members, *, level, n, start=0, preselected=True, **policy):
+    """Invoices classified by a constant model; the suggestion pre-picked unless told not to
+    (Enter then accepts it)."""
     use_case = make_use_case(members=members, level=level, slug="invoices", **policy)
+    use_case.suggestion_preselected = preselected
+    use_case.save(update_fields=["suggestion_preselected"])
     register_model(use_case, constant_classifier_bytes("office", 0.7))
     send_items(use_case, range(start, start + n))
     return use_case
@@ -130,6 +134,25 @@ def test_ten_items_decided_by_keyboard_alone(browser, live_server):
         "inv-5": "override",
         "inv-7": "override",
     }
+
+
+def test_without_a_pre_picked_suggestion_enter_cannot_accept_it_unseen(signed_in):
+    rosa = make_user(Role.REVIEWER, "rosa")
+    invoices([rosa], level="assisted", n=2, preselected=False)
+    page = signed_in(rosa)
+    page.goto(page.base_url + "/queue/invoices/")
+    first = shown_task(page)
+    assert page.locator("#task .suggestion").count() == 1  # shown, but not picked
+    assert page.locator("#task input:checked").count() == 0
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)  # nothing is sent: an answer is required
+    assert shown_task(page) == first and not Decision.objects.exists()
+    screenshot(page, "queue-assisted-not-picked")
+    keys_then_next(page, "2", "Enter")  # the reviewer picks office, which the model said too
+    assert "you accepted the suggestion" in page.locator("#task .notice").inner_text()
+    keys_then_next(page, "1", "Enter")
+    kinds = list(Decision.objects.order_by("id").values_list("label", "kind"))
+    assert kinds == [("office", "accepted"), ("travel", "overridden")]
 
 
 def test_a_blind_task_never_shows_the_suggestion_in_the_dom(signed_in):

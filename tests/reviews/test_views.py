@@ -69,9 +69,16 @@ def test_the_queue_claims_the_oldest_item_and_shows_features_and_the_suggestion(
     assert "Model suggestion" in html and "70% confident" in html
     for label in ("travel", "office", "other"):
         assert f'value="{label}"' in html
-    # The suggested label is picked already, so Enter accepts it.
-    assert re.search(r'value="office" data-key="2" checked', html)
+    # Shown but not picked: the reviewer picks, then learns whether it matched.
+    assert re.search(r'value="office" data-key="2" required', html)
+    assert " checked" not in html
     assert held(use_case, rosa).item.external_id == "inv-0"
+
+    # Where the use case asks for it, the suggested label is picked already (Enter accepts).
+    use_case.suggestion_preselected = True
+    use_case.save(update_fields=["suggestion_preselected"])
+    html = logged_in_client(rosa).get(f"/queue/{use_case.slug}/").content.decode()
+    assert re.search(r'value="office" data-key="2" checked', html)
 
 
 def test_the_queue_size_refreshes_on_its_own(rosa):
@@ -290,6 +297,11 @@ def regression_queue(members, level):
 
 def test_regression_takes_a_number_prefilled_only_when_assisted(rosa):
     assisted = regression_queue([rosa], "assisted")
+    html = logged_in_client(rosa).get(f"/queue/{assisted.slug}/").content.decode()
+    prefill = re.search(r'id="value" name="value"[^>]* value="([^"]*)"', html).group(1)
+    assert prefill == ""  # the reviewer types a value unless the use case pre-picks
+    assisted.suggestion_preselected = True
+    assisted.save(update_fields=["suggestion_preselected"])
     html = logged_in_client(rosa).get(f"/queue/{assisted.slug}/").content.decode()
     prefill = re.search(r'id="value" name="value"[^>]* value="([^"]*)"', html).group(1)
     model_value = held(assisted, rosa).item.prediction.value

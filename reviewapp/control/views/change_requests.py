@@ -64,3 +64,18 @@ def four_eyes_set(request, slug):
         else "Four-eyes is off.",
     )
     return redirect("control-policy", slug=slug)
+
+
+@require_POST
+@page(roles=MANAGERS)
+def suggestion_preselected_set(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    on = request.POST.get("suggestion_preselected") == "on"
+    use_case_update(use_case=use_case, changes={"suggestion_preselected": on})
+    messages.success(
+        request,
+        "Assisted tasks open with the model's answer picked: Enter accepts it."
+        if on
+        else "Reviewers pick their answer first, then see whether it matched the model's.",
+    )
+    return redirect("control-policy", slug=slug)
