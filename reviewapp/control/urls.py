@@ -8,6 +8,7 @@ from reviewapp.control.views import (
     policy,
     ramp,
     readiness,
+    reviewers,
 )
 
 use_case = "use-cases/<slug:slug>/"
@@ -51,6 +52,7 @@ urlpatterns = [
     ),
     path(f"{use_case}items/<str:external_id>/", models.item_page, name="control-item"),
     path(f"{use_case}readiness/", readiness.readiness_page, name="control-readiness"),
+    path(f"{use_case}reviewers/", reviewers.reviewers_page, name="control-reviewers"),
     path(f"{use_case}backtests/", backtests.backtests_page, name="control-backtests"),
     path(f"{use_case}backtests/<uuid:job_id>/", backtests.backtest_page, name="control-backtest"),
 ]

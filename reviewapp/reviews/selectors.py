@@ -3,11 +3,13 @@
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from deployments.models import AutomationPolicy, UseCase
 from deployments.selectors import use_cases_visible_to
+from deployments.statistics.evidence import wilson
 from reviewapp.core.errors import NotFound
 from reviewapp.reviews.models import (
     Decision,
@@ -269,6 +271,9 @@ def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
         p_agreed = sum(peers[i][0] for i in ids if i in peers)
         p_n = sum(peers[i][1] for i in ids if i in peers)
         return {
+            "rubber_stamp": accepts_more_than_blind(
+                assisted=_rate_of(a_agreed, a_n), blind=_rate_of(b_agreed, b_n)
+            ),
             "today": sum(1 for _, at, _ in rows if at >= day_start),
             "week": sum(1 for _, at, _ in rows if at >= week_start),
             "median_seconds": week_times[len(week_times) // 2] / 1000 if week_times else None,
@@ -293,8 +298,118 @@ def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
     return {
         "totals": figures(use_case_ids),
         "by_use_case": by_use_case,
+        "accepts_more": [row["use_case"] for row in by_use_case if row["rubber_stamp"]],
         "days": per_day,
         "day_start": day_start,
         "week_start": week_start,
         "agreement_days": AGREEMENT_DAYS,
+    }
+
+
+# A reviewer is flagged when, on at least this many decisions each, the share of suggestions
+# they accept is above what their blind answers' agreement with the model explains: the Wilson
+# intervals do not overlap. At `partial` the blind answers are audits of the model's confident
+# items, where agreement runs higher than on the uncertain items people review with the
+# suggestion, so the comparison leans against a flag rather than towards one.
+RUBBER_STAMP_MIN = 20
+
+
+def accepts_more_than_blind(*, assisted: dict[str, Any], blind: dict[str, Any]) -> bool:
+    """Possible rubber-stamping: enough decisions of each kind, and the suggestions accepted
+    beyond what the blind answers' agreement with the model explains (intervals apart)."""
+    return (
+        assisted["n"] >= RUBBER_STAMP_MIN
+        and blind["n"] >= RUBBER_STAMP_MIN
+        and wilson(assisted["agreed"], assisted["n"]).low > wilson(blind["agreed"], blind["n"]).high
+    )
+
+
+def reviewers_quality(*, use_case: UseCase, now=None) -> dict[str, Any]:
+    """Each reviewer's figures in ``use_case`` over the last ``AGREEMENT_DAYS`` days: decisions,
+    median time per item, suggestions accepted when shown, blind answers that matched the
+    silent model, agreement with other reviewers on double-reviewed items, and whether the
+    first is higher than the second explains (possible rubber-stamping)."""
+    now = now or timezone.now()
+    since = now - timedelta(days=AGREEMENT_DAYS)
+    Kind = Decision.Kind
+    window = Decision.objects.filter(use_case=use_case, created_at__gte=since)
+    times: dict[int, list[int]] = {}
+    for reviewer_id, spent in window.values_list("reviewer_id", "time_spent_ms"):
+        times.setdefault(reviewer_id, []).append(spent)
+    assisted = {
+        row["reviewer_id"]: row
+        for row in window.filter(kind__in=[Kind.ACCEPTED, Kind.OVERRIDDEN])
+        .values("reviewer_id")
+        .annotate(n=Count("id"), agreed=Count("id", filter=Q(kind=Kind.ACCEPTED)))
+    }
+    blind_n = dict(
+        window.filter(kind=Kind.BLIND, item__prediction__isnull=False, item__prediction__error="")
+        .values("reviewer_id")
+        .annotate(n=Count("id"))
+        .values_list("reviewer_id", "n")
+    )
+    blind_differ = dict(
+        Disagreement.objects.filter(
+            use_case=use_case,
+            decided_at__gte=since,
+            decision__kind=Kind.BLIND,
+            prediction_id=F("item__prediction_id"),
+        )
+        .values("reviewer_id")
+        .annotate(n=Count("decision_id", distinct=True))
+        .values_list("reviewer_id", "n")
+    )
+    shared = (window.values("item_id").annotate(people=Count("reviewer_id", distinct=True))).filter(
+        people__gt=1
+    )
+    answers: dict[int, list[tuple]] = {}
+    for item_id, reviewer_id, label, value in window.filter(
+        item_id__in=shared.values("item_id")
+    ).values_list("item_id", "reviewer_id", "label", "value"):
+        answers.setdefault(item_id, []).append((reviewer_id, label, value))
+    peers: dict[int, list[int]] = {}
+    for given in answers.values():
+        for reviewer_id, label, value in given:
+            for other_id, other_label, other_value in given:
+                if other_id == reviewer_id:
+                    continue
+                tally = peers.setdefault(reviewer_id, [0, 0])
+                tally[0] += not answers_differ(
+                    use_case=use_case,
+                    model_label=other_label,
+                    model_value=other_value,
+                    human_label=label,
+                    human_value=value,
+                )
+                tally[1] += 1
+    people = {
+        user.pk: user for user in get_user_model().objects.filter(pk__in=times).order_by("username")
+    }
+    rows = []
+    for reviewer_id, user in people.items():
+        spent = sorted(t for t in times[reviewer_id] if t is not None)
+        a = assisted.get(reviewer_id, {"n": 0, "agreed": 0})
+        b_n = blind_n.get(reviewer_id, 0)
+        b_agreed = b_n - blind_differ.get(reviewer_id, 0)
+        p_agreed, p_n = peers.get(reviewer_id, [0, 0])
+        flagged = accepts_more_than_blind(
+            assisted=_rate_of(a["agreed"], a["n"]), blind=_rate_of(b_agreed, b_n)
+        )
+        rows.append(
+            {
+                "reviewer": user,
+                "decisions": len(times[reviewer_id]),
+                "median_seconds": spent[len(spent) // 2] / 1000 if spent else None,
+                "assisted": _rate_of(a["agreed"], a["n"]),
+                "blind": _rate_of(b_agreed, b_n),
+                "peers": _rate_of(p_agreed, p_n),
+                "rubber_stamp": flagged,
+            }
+        )
+    return {
+        "rows": rows,
+        "since": since,
+        "days": AGREEMENT_DAYS,
+        "min_n": RUBBER_STAMP_MIN,
+        "flagged": [row["reviewer"] for row in rows if row["rubber_stamp"]],
     }

@@ -356,6 +356,7 @@ PAGES = [
     ("check guardrails", "post", f"{CONTROL}guardrails/check/", None, {M, A}),
     ("resolve breach", "post", f"{CONTROL}breaches/999999/resolve/", None, {M, A}),
     ("ramp page", "get", f"{CONTROL}ramp/", None, {M, A}),
+    ("reviewers page", "get", f"{CONTROL}reviewers/", None, {M, A}),
     ("pause ramp", "post", f"{CONTROL}ramp/pause/", None, {M, A}),
     ("models page", "get", f"{CONTROL}models/", None, {M, ML, A}),
     ("challenge model page", "post", f"{CONTROL}models/v2/challenge/", None, {M, ML, A}),
