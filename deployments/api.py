@@ -116,6 +116,7 @@ class UseCaseOutput(serializers.ModelSerializer):
             "latency_budget_ms",
             "four_eyes",
             "suggestion_preselected",
+            "gold_rate",
             "level",
             "created_at",
         ]
@@ -205,6 +206,13 @@ class UseCaseDetailApi(APIView):
             required=False,
             help_text="Assisted tasks open with the model's answer already picked (off: the "
             "reviewer picks, then sees whether it matched).",
+        )
+        gold_rate = FiniteFloatField(
+            required=False,
+            min_value=0,
+            max_value=0.5,
+            help_text="Share of a reviewer's claims in the app's queue that re-serve, blind, "
+            "an item two reviewers agreed on, to score the reviewer (0: never).",
         )
 
     @extend_schema(responses=UseCaseOutput)

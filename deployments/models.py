@@ -41,6 +41,9 @@ class UseCase(models.Model):
     # Whether an assisted task opens with the model's answer already picked. Off, the reviewer
     # picks first and then learns whether it matched: Enter cannot accept a suggestion unseen.
     suggestion_preselected = models.BooleanField(default=False)
+    # Share of a reviewer's claims that re-serve, blind, an item whose answer is settled (two
+    # reviewers agreed): their answers measure the reviewer, never the model.
+    gold_rate = models.FloatField(default=0.0)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="UseCaseMembership", related_name="use_cases"
     )

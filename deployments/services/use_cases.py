@@ -124,6 +124,11 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
             )
     if "features" in changes:
         changes["features"] = feature_schema_clean(changes["features"])
+    if "gold_rate" in changes:
+        rate = changes["gold_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 0.5:
+            raise InvalidInput({"gold_rate": ["a number from 0 to 0.5"]})
+        changes["gold_rate"] = float(rate)
     task_type = changes.get("task_type", use_case.task_type)
     if "labels" in changes or "task_type" in changes:
         changes["labels"] = _labels_clean(task_type, changes.get("labels", use_case.labels))

@@ -24,6 +24,7 @@ urlpatterns = [
         name="control-policy-restore",
     ),
     path(f"{use_case}four-eyes/", change_requests.four_eyes_set, name="control-four-eyes"),
+    path(f"{use_case}gold-rate/", change_requests.gold_rate_set, name="control-gold-rate"),
     path(
         f"{use_case}suggestion-preselected/",
         change_requests.suggestion_preselected_set,

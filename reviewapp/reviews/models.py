@@ -209,6 +209,41 @@ class ItemSeen(models.Model):
         return f"{self.user_id} saw item {self.item_id}"
 
 
+class GoldCheck(models.Model):
+    """An item whose answer is settled (two reviewers agreed on it), served again, blind, to a
+    reviewer who has not seen it, and their answer scored against the settled one.
+
+    Kept apart from tasks and decisions: a gold answer measures the reviewer and never counts
+    in the item's outcome, the model's figures or the queue.
+    """
+
+    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    expected_label = models.CharField(max_length=200, blank=True)
+    expected_value = models.FloatField(null=True, blank=True)
+    served_at = models.DateTimeField()
+    lease_token = models.UUIDField()
+    lease_expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    skipped = models.BooleanField(default=False)
+    label = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True)
+    correct = models.BooleanField(null=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reviewer", "item"], name="gold_once_per_reviewer"),
+        ]
+        indexes = [models.Index(fields=["use_case", "reviewer", "served_at"])]
+
+    def __str__(self) -> str:
+        return f"gold {self.item_id} for {self.reviewer_id}"
+
+
 class Decision(AppendOnlyModel):
     """A human's answer to a review task. Append-only."""
 

@@ -1,7 +1,9 @@
 """How review tasks look to their readers (API and pages alike)."""
 
+from types import SimpleNamespace
 from typing import Any
 
+from django.urls import reverse
 from django.utils import timezone
 
 from deployments.models import UseCase
@@ -19,8 +21,10 @@ def features_visible(features: dict, *, use_case: UseCase, show_pii: bool) -> tu
 
 def suggestion_public(task: ReviewTask, *, use_case: UseCase) -> dict[str, Any] | None:
     """The model's suggestion, only on tasks that may show it (never on blind ones)."""
+    if not task.show_suggestion:
+        return None
     prediction = task.item.prediction
-    if not task.show_suggestion or prediction is None or prediction.error:
+    if prediction is None or prediction.error:
         return None
     if use_case.is_classification:
         return {
@@ -123,6 +127,10 @@ def task_view(
         if task.lease_expires_at
         else 0,
         "note": note,
+        "urls": {
+            action: reverse(f"reviews:{action}", args=[use_case.slug, task.pk])
+            for action in ("decide", "skip", "escalate")
+        },
         "comment": "",
         "choices": None,
         "value": None,
@@ -150,4 +158,24 @@ def task_view(
             "min": use_case.value_min,
             "max": use_case.value_max,
         }
+    return view
+
+
+def gold_view(check, *, use_case: UseCase, show_pii: bool, now=None) -> dict[str, Any]:
+    """A gold item, shown exactly as a blind task is (nothing tells the reviewer it is one);
+    only its form posts elsewhere."""
+    shown = SimpleNamespace(
+        pk=check.pk,
+        item=check.item,
+        show_suggestion=False,
+        lease_token=check.lease_token,
+        lease_expires_at=check.lease_expires_at,
+    )
+    view = task_view(shown, use_case=use_case, show_pii=show_pii, now=now)
+    view["id"] = f"g{check.pk}"
+    view["idempotency_key"] = f"ui:g{check.pk}:{check.lease_token}"
+    view["urls"] = {
+        action: reverse(f"reviews:gold-{action}", args=[use_case.slug, check.pk])
+        for action in ("decide", "skip", "escalate")
+    }
     return view

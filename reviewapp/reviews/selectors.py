@@ -15,6 +15,7 @@ from reviewapp.reviews.models import (
     Decision,
     Disagreement,
     Escalation,
+    GoldCheck,
     Item,
     Prediction,
     ReviewTask,
@@ -241,8 +242,13 @@ def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
         ).values_list("item_id", "use_case_id", "label", "value")
     }
 
+    gold = {uc: tally for (uc, _), tally in gold_scores(since=since, reviewer=user).items()}
     use_case_ids = (
-        {row[0] for row in recent} | set(assisted) | set(blind_n) | {v[0] for v in mine.values()}
+        {row[0] for row in recent}
+        | set(assisted)
+        | set(blind_n)
+        | {v[0] for v in mine.values()}
+        | set(gold)
     )
     use_cases = UseCase.objects.in_bulk(use_case_ids)
     peers: dict[int, list[int]] = {}
@@ -270,7 +276,10 @@ def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
         b_agreed = b_n - sum(blind_differ.get(i, 0) for i in ids)
         p_agreed = sum(peers[i][0] for i in ids if i in peers)
         p_n = sum(peers[i][1] for i in ids if i in peers)
+        g_agreed = sum(gold[i]["agreed"] for i in ids if i in gold)
+        g_n = sum(gold[i]["n"] for i in ids if i in gold)
         return {
+            "gold": _rate_of(g_agreed, g_n),
             "rubber_stamp": accepts_more_than_blind(
                 assisted=_rate_of(a_agreed, a_n), blind=_rate_of(b_agreed, b_n)
             ),
@@ -382,12 +391,16 @@ def reviewers_quality(*, use_case: UseCase, now=None) -> dict[str, Any]:
                     human_value=value,
                 )
                 tally[1] += 1
+    gold = {who: tally for (_, who), tally in gold_scores(since=since, use_case=use_case).items()}
     people = {
-        user.pk: user for user in get_user_model().objects.filter(pk__in=times).order_by("username")
+        user.pk: user
+        for user in get_user_model()
+        .objects.filter(pk__in=set(times) | set(gold))
+        .order_by("username")
     }
     rows = []
     for reviewer_id, user in people.items():
-        spent = sorted(t for t in times[reviewer_id] if t is not None)
+        spent = sorted(t for t in times.get(reviewer_id, []) if t is not None)
         a = assisted.get(reviewer_id, {"n": 0, "agreed": 0})
         b_n = blind_n.get(reviewer_id, 0)
         b_agreed = b_n - blind_differ.get(reviewer_id, 0)
@@ -398,11 +411,12 @@ def reviewers_quality(*, use_case: UseCase, now=None) -> dict[str, Any]:
         rows.append(
             {
                 "reviewer": user,
-                "decisions": len(times[reviewer_id]),
+                "decisions": len(times.get(reviewer_id, [])),
                 "median_seconds": spent[len(spent) // 2] / 1000 if spent else None,
                 "assisted": _rate_of(a["agreed"], a["n"]),
                 "blind": _rate_of(b_agreed, b_n),
                 "peers": _rate_of(p_agreed, p_n),
+                "gold": _rate_of(**gold.get(reviewer_id, {"agreed": 0, "n": 0})),
                 "rubber_stamp": flagged,
             }
         )
@@ -413,3 +427,18 @@ def reviewers_quality(*, use_case: UseCase, now=None) -> dict[str, Any]:
         "min_n": RUBBER_STAMP_MIN,
         "flagged": [row["reviewer"] for row in rows if row["rubber_stamp"]],
     }
+
+
+def gold_scores(*, since, use_case: UseCase | None = None, reviewer=None) -> dict:
+    """Gold items answered since ``since`` and how many were right, per (use case, reviewer)."""
+    checks = GoldCheck.objects.filter(answered_at__gte=since)
+    if use_case is not None:
+        checks = checks.filter(use_case=use_case)
+    if reviewer is not None:
+        checks = checks.filter(reviewer=reviewer)
+    rows = (
+        checks.values("use_case_id", "reviewer_id")
+        .annotate(n=Count("id"), agreed=Count("id", filter=Q(correct=True)))
+        .values_list("use_case_id", "reviewer_id", "n", "agreed")
+    )
+    return {(uc, who): {"n": n, "agreed": agreed} for uc, who, n, agreed in rows}

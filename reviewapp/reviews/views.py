@@ -25,7 +25,7 @@ from reviewapp.reviews.forms import (
     ResolveForm,
     form_errors,
 )
-from reviewapp.reviews.presenters import task_view
+from reviewapp.reviews.presenters import gold_view, task_view
 from reviewapp.reviews.selectors import (
     escalation_get_for,
     escalation_note_for,
@@ -40,6 +40,8 @@ from reviewapp.reviews.services.queue import (
     QueueStep,
     queue_decide,
     queue_escalate,
+    queue_gold_decide,
+    queue_gold_pass,
     queue_next,
     queue_skip,
 )
@@ -70,21 +72,27 @@ def _see_other(url: str) -> HttpResponseRedirect:
 def _task_context(request, use_case, step: QueueStep, *, errors=None, posted=None) -> dict:
     task = step.task
     view = None
-    if task is not None:
+    if step.gold is not None:
+        view = gold_view(
+            step.gold,
+            use_case=use_case,
+            show_pii=can_view_pii(user=request.user, use_case=use_case),
+        )
+    elif task is not None:
         view = task_view(
             task,
             use_case=use_case,
             show_pii=can_view_pii(user=request.user, use_case=use_case),
             note=escalation_note_for(task=task),
         )
-        if posted is not None and str(task.pk) == str(posted.get("task")):
-            # A refused submit shows the same item with what the reviewer had entered.
-            view["comment"] = posted.get("comment", "")
-            if view["choices"] is not None and posted.get("label"):
-                for choice in view["choices"]:
-                    choice["checked"] = choice["label"] == posted["label"]
-            if view["value"] is not None and posted.get("value") not in (None, ""):
-                view["value"]["prefill"] = posted["value"]
+    if view is not None and posted is not None and str(view["id"]) == str(posted.get("task")):
+        # A refused submit shows the same item with what the reviewer had entered.
+        view["comment"] = posted.get("comment", "")
+        if view["choices"] is not None and posted.get("label"):
+            for choice in view["choices"]:
+                choice["checked"] = choice["label"] == posted["label"]
+        if view["value"] is not None and posted.get("value") not in (None, ""):
+            view["value"]["prefill"] = posted["value"]
     return {"use_case": use_case, "task": view, "notice": step.notice, "errors": errors or {}}
 
 
@@ -193,6 +201,37 @@ def escalate(request, slug, task_id):
     except InvalidInput as bad:
         return _refused(request, use_case, bad.detail, task_id=task_id)
     return _step_response(request, use_case, step)
+
+
+@page(roles=REVIEWERS)
+@require_POST
+def gold_decide(request, slug, check_id):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, use_case, form_errors(form), task_id=f"g{check_id}")
+    data = form.cleaned_data
+    try:
+        step = queue_gold_decide(
+            use_case=use_case,
+            user=request.user,
+            check_id=check_id,
+            label=data["label"] or None,
+            value=data["value"],
+            time_spent_ms=data["time_spent_ms"],
+        )
+    except InvalidInput as bad:
+        return _refused(request, use_case, bad.detail, task_id=f"g{check_id}")
+    return _step_response(request, use_case, step)
+
+
+@page(roles=REVIEWERS)
+@require_POST
+def gold_pass(request, slug, check_id):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    return _step_response(
+        request, use_case, queue_gold_pass(use_case=use_case, user=request.user, check_id=check_id)
+    )
 
 
 @page(roles=REVIEWERS)

@@ -322,6 +322,9 @@ PAGES = [
     ("decide from the page", "post", task_page + "decide/", None, {R, M, A}),
     ("skip from the page", "post", task_page + "skip/", None, {R, M, A}),
     ("escalate from the page", "post", task_page + "escalate/", None, {R, M, A}),
+    ("answer a gold item", "post", "/queue/{slug}/gold/999999/decide/", None, {R, M, A}),
+    ("skip a gold item", "post", "/queue/{slug}/gold/999999/skip/", None, {R, M, A}),
+    ("escalate a gold item", "post", "/queue/{slug}/gold/999999/escalate/", None, {R, M, A}),
     ("my work page", "get", "/my-work/", None, {R, M, A}),
     ("escalations page", "get", "/escalations/", None, {M, A}),
     ("resolve an escalation", "post", "/escalations/999999/resolve/", None, {M, A}),
@@ -345,6 +348,7 @@ PAGES = [
     ("restore policy page", "post", f"{CONTROL}policy/1/restore/", None, {M, A}),
     ("four-eyes setting page", "post", f"{CONTROL}four-eyes/", None, {M, A}),
     ("suggestion pre-pick page", "post", f"{CONTROL}suggestion-preselected/", None, {M, A}),
+    ("gold rate page", "post", f"{CONTROL}gold-rate/", None, {M, A}),
     (
         "decide change request page",
         "post",

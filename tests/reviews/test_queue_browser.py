@@ -336,3 +336,33 @@ def test_the_queue_works_under_a_strict_content_security_policy(signed_in):
     assert "Saved travel" in page.locator("#task .notice").inner_text()
     page.keyboard.press("?")
     assert page.evaluate("window.__blocked") == []
+
+
+def test_gold_items_come_blind_among_the_tasks_and_score_the_reviewer(signed_in):
+    from deployments.services.use_cases import use_case_update
+    from reviewapp.reviews.models import GoldCheck
+    from reviewapp.reviews.services.review import review_task_decide
+
+    ann, bob, cleo = (make_user(Role.REVIEWER, name) for name in ("ann", "bob", "cleo"))
+    use_case = invoices([ann, bob, cleo], level="assisted", n=20, double_review_rate=1.0)
+    for reviewer in (ann, bob):  # two reviewers agree on every item: 20 settled answers
+        while (task := review_task_claim(use_case=use_case, user=reviewer)) is not None:
+            review_task_decide(task=task, user=reviewer, label="office")
+    send_items(use_case, range(20, 40))  # cleo's own work
+    use_case_update(use_case=use_case, changes={"gold_rate": 0.3})
+
+    page = signed_in(cleo)
+    page.goto(page.base_url + "/queue/invoices/")
+    shown = 0
+    for _ in range(20):
+        shown_task(page)
+        if page.locator("#task .suggestion").count() == 0:  # blind: a gold item here
+            shown += 1
+            if shown == 1:
+                screenshot(page, "queue-gold")
+            keys_then_next(page, "1", "Enter")  # travel, where the settled answer is office
+        else:
+            keys_then_next(page, "Enter")
+    checks = list(GoldCheck.objects.filter(reviewer=cleo))
+    assert len(checks) == shown and 2 <= shown <= 12
+    assert all(c.answered_at and c.label == "travel" and c.correct is False for c in checks)

@@ -79,3 +79,23 @@ def suggestion_preselected_set(request, slug):
         else "Reviewers pick their answer first, then see whether it matched the model's.",
     )
     return redirect("control-policy", slug=slug)
+
+
+@require_POST
+@page(roles=MANAGERS)
+def gold_rate_set(request, slug):
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    try:
+        rate = float(request.POST.get("gold_rate", ""))
+    except ValueError:
+        rate = -1.0
+    try:
+        use_case_update(use_case=use_case, changes={"gold_rate": rate})
+    except DomainError as bad:
+        messages.error(request, " ".join(bad.detail.get("gold_rate", ["a number from 0 to 0.5"])))
+        return redirect("control-policy", slug=slug)
+    messages.success(
+        request,
+        f"Gold items: {rate:.0%} of each reviewer's claims." if rate else "Gold items are off.",
+    )
+    return redirect("control-policy", slug=slug)

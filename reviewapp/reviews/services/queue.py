@@ -9,10 +9,20 @@ but a notice, and the next task is claimed in the same request so the page can s
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils import timezone
+
 from deployments.models import UseCase
 from reviewapp.core.errors import Conflict, NotFound
-from reviewapp.reviews.models import Decision, ReviewTask
+from reviewapp.reviews.models import Decision, GoldCheck, ReviewTask
 from reviewapp.reviews.services.escalations import escalation_raise
+from reviewapp.reviews.services.gold import (
+    gold_answer,
+    gold_get_for,
+    gold_held,
+    gold_serve,
+    gold_skip,
+    user_holds_a_task,
+)
 from reviewapp.reviews.services.review import (
     review_task_claim,
     review_task_decide,
@@ -32,6 +42,7 @@ class QueueStep:
     task: ReviewTask | None  # what to show next; None when nothing is waiting
     notice: Notice | None = None
     decision: Decision | None = None
+    gold: GoldCheck | None = None  # or a gold item, shown as a blind task
 
 
 ALREADY_DECIDED = "Already decided: that item was saved before, nothing changed."
@@ -65,8 +76,45 @@ def _task_in(*, use_case: UseCase, task_id: Any, user) -> ReviewTask:
 
 
 def queue_next(*, use_case: UseCase, user, notice: Notice | None = None) -> QueueStep:
-    """The task the user holds in this use case, or a newly claimed one."""
+    """The task (or gold item) the user holds in this use case, or a newly claimed one: at the
+    use case's gold rate, a gold item instead of a task (see ``services.gold``)."""
+    if use_case.gold_rate > 0:
+        now = timezone.now()
+        gold = gold_held(use_case=use_case, user=user, now=now)
+        if gold is None and not user_holds_a_task(use_case=use_case, user=user, now=now):
+            gold = gold_serve(use_case=use_case, user=user, now=now)
+        if gold is not None:
+            return QueueStep(task=None, gold=gold, notice=notice)
     return QueueStep(task=review_task_claim(use_case=use_case, user=user), notice=notice)
+
+
+def queue_gold_decide(
+    *,
+    use_case: UseCase,
+    user,
+    check_id: Any,
+    label: Any = None,
+    value: Any = None,
+    time_spent_ms: int | None = None,
+) -> QueueStep:
+    """Answer a gold item (scored, never a decision), then claim the next. The notice is the
+    one a blind decision gets: nothing tells the reviewer the item was gold."""
+    check = gold_get_for(use_case=use_case, user=user, check_id=check_id)
+    try:
+        answered = gold_answer(
+            check=check, user=user, label=label, value=value, time_spent_ms=time_spent_ms
+        )
+    except Conflict:
+        return queue_next(use_case=use_case, user=user, notice=Notice("warning", ALREADY_DECIDED))
+    answer = answered.label if use_case.is_classification else f"{answered.value:g}"
+    return queue_next(use_case=use_case, user=user, notice=Notice("success", f"Saved {answer}."))
+
+
+def queue_gold_pass(*, use_case: UseCase, user, check_id: Any) -> QueueStep:
+    """Skip (or escalate) a gold item: its answer is settled already, so it simply goes."""
+    check = gold_get_for(use_case=use_case, user=user, check_id=check_id)
+    gold_skip(check=check, user=user)
+    return queue_next(use_case=use_case, user=user)
 
 
 def _saved_notice(decision: Decision, *, use_case: UseCase) -> Notice:
