@@ -38,3 +38,18 @@ def test_set_on_the_policy_page(client):
     client.post(url, {})
     use_case.refresh_from_db()
     assert use_case.suggestion_preselected is False
+
+
+def test_the_gold_rate_is_set_on_the_policy_page_within_its_bounds(client):
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(actor=manager, members=[manager])
+    client.force_login(manager)
+    url = f"/control/use-cases/{use_case.slug}/gold-rate/"
+    assert "Gold items: 20%" in client.post(url, {"gold_rate": "0.2"}, follow=True).content.decode()
+    use_case.refresh_from_db()
+    assert use_case.gold_rate == 0.2
+    for bad in ("0.9", "nan", "lots"):
+        answer = client.post(url, {"gold_rate": bad}, follow=True).content.decode()
+        assert "a number from 0 to 0.5" in answer
+    use_case.refresh_from_db()
+    assert use_case.gold_rate == 0.2
