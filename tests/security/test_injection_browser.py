@@ -66,7 +66,10 @@ def pages(use_case) -> list[str]:
         f"/control/use-cases/{slug}/models/",
         f"/control/use-cases/{slug}/items/{external_id}/",
         f"/control/use-cases/{slug}/backtests/",
+        f"/control/use-cases/{slug}/readiness/",
+        f"/control/use-cases/{slug}/reviewers/",
         "/monitoring/",
+        "/monitoring/system/",
         f"/monitoring/{slug}/",
         *(f"/monitoring/{slug}/{tab}/" for tab in ("quality", "inputs", "outputs", "software")),
         "/datasets/",
@@ -74,6 +77,8 @@ def pages(use_case) -> list[str]:
         f"/datasets/{slug}/items/{external_id}",
         f"/datasets/{slug}/exports/",
         f"/datasets/{slug}/retraining/",
+        "/webhooks/",
+        "/tokens/",
     ]
 
 
