@@ -1,11 +1,11 @@
 """Gold items: items whose answer is settled, served again, blind, to measure reviewers.
 
-An item is settled when at least two different reviewers decided it and agreed (the same label;
-for a regression, values within the use case's tolerance): their shared answer is the gold
-answer. At ``UseCase.gold_rate`` of a reviewer's claims in the queue, one such item they have
-never seen is shown to them like any blind task; their answer is scored against the settled
-one and kept in ``GoldCheck`` alone, never as a decision, so it counts for the reviewer and
-never for the item, the model or the queue.
+An item is settled when its double review is done and every reviewer who decided it agreed (the
+same label; for a regression, values within the use case's tolerance): their shared answer is
+the gold answer. At ``UseCase.gold_rate`` of a reviewer's claims in the queue, one such item
+they have never seen is shown to them like any blind task; their answer is scored against the
+settled one and kept in ``GoldCheck`` alone, never as a decision, so it counts for the reviewer
+and never for the item, the model or the queue.
 
 Which claims are gold is decided by a hash of the reviewer, the use case and how many answers
 they have given there: the share over many claims is the rate, no reviewer can tell which claim
@@ -23,6 +23,7 @@ from django.db.models import Count, Exists, Max, Min, OuterRef
 from django.utils import timezone
 
 from deployments.models import UseCase
+from deployments.policy import TaskReason
 from reviewapp.core.errors import Conflict, NotFound
 from reviewapp.reviews.models import Decision, GoldCheck, ItemSeen, ReviewTask
 from reviewapp.reviews.services.disagreements import answers_differ
@@ -65,8 +66,17 @@ def gold_due(*, use_case: UseCase, user) -> bool:
 def settled_answers(*, use_case: UseCase, user=None, limit: int = CANDIDATES) -> list[dict]:
     """Settled items of the use case, newest first (``user``: only those they never saw): the
     item and its agreed answer."""
+    # Two people decide an item through its double review: the newest finished ones are the
+    # candidates, so the query reads a bounded number of items whatever the history's size.
+    reviewed_twice = list(
+        ReviewTask.objects.filter(
+            use_case=use_case, reason=TaskReason.DOUBLE_REVIEW, state=ReviewTask.State.DONE
+        )
+        .order_by("-id")
+        .values_list("item_id", flat=True)[: limit * 5]
+    )
     decided = (
-        Decision.objects.filter(use_case=use_case)
+        Decision.objects.filter(use_case=use_case, item_id__in=reviewed_twice)
         .values("item_id")
         .annotate(
             people=Count("reviewer_id", distinct=True),
