@@ -348,8 +348,14 @@ def test_gold_items_come_blind_among_the_tasks_and_score_the_reviewer(signed_in)
     for reviewer in (ann, bob):  # two reviewers agree on every item: 20 settled answers
         while (task := review_task_claim(use_case=use_case, user=reviewer)) is not None:
             review_task_decide(task=task, user=reviewer, label="office")
-    send_items(use_case, range(20, 40))  # cleo's own work
-    use_case_update(use_case=use_case, changes={"gold_rate": 0.3})
+    policy_change(
+        use_case=use_case,
+        actor=make_user(Role.MANAGER),
+        changes={"double_review_rate": 0.0},
+        reason="t",
+    )
+    send_items(use_case, range(20, 40))  # cleo's own work, all assisted: blind means gold
+    use_case_update(use_case=use_case, changes={"gold_rate": 0.5})
 
     page = signed_in(cleo)
     page.goto(page.base_url + "/queue/invoices/")
@@ -363,6 +369,7 @@ def test_gold_items_come_blind_among_the_tasks_and_score_the_reviewer(signed_in)
             keys_then_next(page, "1", "Enter")  # travel, where the settled answer is office
         else:
             keys_then_next(page, "Enter")
-    checks = list(GoldCheck.objects.filter(reviewer=cleo))
-    assert len(checks) == shown and 2 <= shown <= 12
+    # (The page after the last answer may already hold the next gold item, unanswered.)
+    checks = list(GoldCheck.objects.filter(reviewer=cleo, answered_at__isnull=False))
+    assert len(checks) == shown and 1 <= shown <= 19  # half of 20 claims, give or take chance
     assert all(c.answered_at and c.label == "travel" and c.correct is False for c in checks)
