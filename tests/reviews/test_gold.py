@@ -115,9 +115,10 @@ def test_a_gold_item_looks_like_any_blind_task_in_the_page(settled):
     use_case, _ = settled
     dora = make_user(Role.REVIEWER, "dora")
     use_case.members.add(dora)
+    send_items(use_case, range(100, 130))  # her own work, until a claim is gold
     use_case_update(use_case=use_case, changes={"gold_rate": 0.5})
     client = logged_in_client(dora)
-    for _ in range(10):  # claims until one is gold
+    for _ in range(25):  # claims until one is gold (half are: 25 misses would be 1 in 3e7)
         html = client.get(f"/queue/{use_case.slug}/").content.decode()
         check = GoldCheck.objects.filter(reviewer=dora, answered_at__isnull=True).first()
         if check is not None:
