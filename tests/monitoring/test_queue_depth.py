@@ -21,7 +21,8 @@ def test_queue_depth_over_time_is_the_tasks_open_at_each_period_end(chosen):
     manager, reviewer = make_user(Role.MANAGER), make_user(Role.REVIEWER)
     use_case = make_use_case(members=[manager, reviewer], level="assisted", actor=manager)
     register_model(use_case, classifier_bytes())
-    now = timezone.now().replace(minute=30, second=0, microsecond=0)
+    # Half past the hour before last: every moment below is in the past, whenever this runs.
+    now = timezone.now().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
     hour = now.replace(minute=0) - timedelta(hours=5)
     # Five hours ago 6 items arrive, four hours ago 2 are decided, three hours ago 4 more
     # arrive, an hour ago 5 are decided: open at each hour's end 6, 4, 8, 8, 3, then 3 now.
