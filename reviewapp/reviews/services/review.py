@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from deployments.models import UseCase
@@ -40,9 +41,17 @@ def _claimable(*, use_case: UseCase, user, now, include_skipped: bool):
     )
     # A blind answer is independent only from someone who never saw the item: not after a
     # skipped, escalated or expired task of it, whatever that task showed (see ItemSeen).
+    # The task's own "blind" test sits inside the subquery: with it outside, in an OR, the
+    # planner hashes every item the reviewer ever saw on each claim; inside, the NOT EXISTS is
+    # an anti-join that probes the (user, item) index once per row it looks at.
     tasks = tasks.exclude(
-        Q(show_suggestion=False)
-        & Exists(ItemSeen.objects.filter(user=user, item_id=OuterRef("item_id")))
+        Exists(
+            ItemSeen.objects.filter(
+                Exact(OuterRef("show_suggestion"), False),
+                user=user,
+                item_id=OuterRef("item_id"),
+            )
+        )
     )
     if not include_skipped:
         tasks = tasks.exclude(Exists(TaskSkip.objects.filter(task_id=OuterRef("pk"), user=user)))
