@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from deployments.selectors import use_case_get_for
 from deployments.services.change_requests import change_request_approve, change_request_reject
 from deployments.services.use_cases import use_case_update
+from reviewapp.control.views.shared import flat_errors
 from reviewapp.core.api import MANAGERS
 from reviewapp.core.errors import DomainError
 from reviewapp.core.pages import page
@@ -51,51 +52,49 @@ def change_request_decide(request, slug, request_id, action):
     return _back(request, slug)
 
 
+def _setting_save(request, slug, *, field: str, value, said: str):
+    """Save one of the use case's settings from the policy page; a refused value is shown
+    there as the service words it."""
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    try:
+        use_case_update(use_case=use_case, changes={field: value})
+    except DomainError as bad:
+        messages.error(request, "; ".join(flat_errors(bad.detail).popitem()[1]))
+    else:
+        messages.success(request, said)
+    return redirect("control-policy", slug=slug)
+
+
 @require_POST
 @page(roles=MANAGERS)
 def four_eyes_set(request, slug):
-    use_case = use_case_get_for(user=request.user, slug=slug)
     on = request.POST.get("four_eyes") == "on"
-    use_case_update(use_case=use_case, changes={"four_eyes": on})
-    messages.success(
-        request,
+    said = (
         "Four-eyes is on: raising automation or promoting a champion needs a second manager."
         if on
-        else "Four-eyes is off.",
+        else "Four-eyes is off."
     )
-    return redirect("control-policy", slug=slug)
+    return _setting_save(request, slug, field="four_eyes", value=on, said=said)
 
 
 @require_POST
 @page(roles=MANAGERS)
 def suggestion_preselected_set(request, slug):
-    use_case = use_case_get_for(user=request.user, slug=slug)
     on = request.POST.get("suggestion_preselected") == "on"
-    use_case_update(use_case=use_case, changes={"suggestion_preselected": on})
-    messages.success(
-        request,
+    said = (
         "Assisted tasks open with the model's answer picked: Enter accepts it."
         if on
-        else "Reviewers pick their answer first, then see whether it matched the model's.",
+        else "Reviewers pick their answer first, then see whether it matched the model's."
     )
-    return redirect("control-policy", slug=slug)
+    return _setting_save(request, slug, field="suggestion_preselected", value=on, said=said)
 
 
 @require_POST
 @page(roles=MANAGERS)
 def gold_rate_set(request, slug):
-    use_case = use_case_get_for(user=request.user, slug=slug)
     try:
         rate = float(request.POST.get("gold_rate", ""))
     except ValueError:
-        rate = -1.0
-    try:
-        use_case_update(use_case=use_case, changes={"gold_rate": rate})
-    except DomainError as bad:
-        messages.error(request, " ".join(bad.detail.get("gold_rate", ["a number from 0 to 0.5"])))
-        return redirect("control-policy", slug=slug)
-    messages.success(
-        request,
-        f"Gold items: {rate:.0%} of each reviewer's claims." if rate else "Gold items are off.",
-    )
-    return redirect("control-policy", slug=slug)
+        rate = -1.0  # refused by the service, in its own words
+    said = f"Gold items: {rate:.0%} of each reviewer's claims." if rate else "Gold items are off."
+    return _setting_save(request, slug, field="gold_rate", value=rate, said=said)
