@@ -188,6 +188,35 @@ def _rate_of(agreed: int, n: int) -> dict[str, Any]:
 AGREEMENT_DAYS = 30
 
 
+def _model_agreement(decisions, disagreements, by: str) -> tuple[dict, dict, dict]:
+    """Per ``by`` (a use case, a reviewer) among ``decisions``: the assisted decisions and how
+    many kept the suggestion ({"n", "agreed"}), the blind decisions on items the model scored,
+    and how many of those differed from the model's routing prediction (from
+    ``disagreements``, the same window's)."""
+    Kind = Decision.Kind
+    assisted = {
+        row[by]: row
+        for row in decisions.filter(kind__in=[Kind.ACCEPTED, Kind.OVERRIDDEN])
+        .values(by)
+        .annotate(n=Count("id"), agreed=Count("id", filter=Q(kind=Kind.ACCEPTED)))
+    }
+    blind_n = dict(
+        decisions.filter(
+            kind=Kind.BLIND, item__prediction__isnull=False, item__prediction__error=""
+        )
+        .values(by)
+        .annotate(n=Count("id"))
+        .values_list(by, "n")
+    )
+    blind_differ = dict(
+        disagreements.filter(decision__kind=Kind.BLIND, prediction_id=F("item__prediction_id"))
+        .values(by)
+        .annotate(n=Count("decision_id", distinct=True))
+        .values_list(by, "n")
+    )
+    return assisted, blind_n, blind_differ
+
+
 def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
     """A reviewer's own figures: decisions today and this week (per use case and per day),
     median time per item this week, and over the last 30 days their agreement with the model
@@ -205,30 +234,9 @@ def reviewer_work_summary(*, user, now=None) -> dict[str, Any]:
             "use_case_id", "created_at", "time_spent_ms"
         )
     )
-    Kind = Decision.Kind
     window = decisions.filter(created_at__gte=since)
-    assisted = {
-        row["use_case_id"]: row
-        for row in window.filter(kind__in=[Kind.ACCEPTED, Kind.OVERRIDDEN])
-        .values("use_case_id")
-        .annotate(n=Count("id"), agreed=Count("id", filter=Q(kind=Kind.ACCEPTED)))
-    }
-    blind_n = dict(
-        window.filter(kind=Kind.BLIND, item__prediction__isnull=False, item__prediction__error="")
-        .values("use_case_id")
-        .annotate(n=Count("id"))
-        .values_list("use_case_id", "n")
-    )
-    blind_differ = dict(
-        Disagreement.objects.filter(
-            reviewer=user,
-            decided_at__gte=since,
-            decision__kind=Kind.BLIND,
-            prediction_id=F("item__prediction_id"),
-        )
-        .values("use_case_id")
-        .annotate(n=Count("decision_id", distinct=True))
-        .values_list("use_case_id", "n")
+    assisted, blind_n, blind_differ = _model_agreement(
+        window, Disagreement.objects.filter(reviewer=user, decided_at__gte=since), "use_case_id"
     )
     others = list(
         Decision.objects.filter(item_id__in=window.values("item_id"))
@@ -340,33 +348,14 @@ def reviewers_quality(*, use_case: UseCase, now=None) -> dict[str, Any]:
     first is higher than the second explains (possible rubber-stamping)."""
     now = now or timezone.now()
     since = now - timedelta(days=AGREEMENT_DAYS)
-    Kind = Decision.Kind
     window = Decision.objects.filter(use_case=use_case, created_at__gte=since)
     times: dict[int, list[int]] = {}
     for reviewer_id, spent in window.values_list("reviewer_id", "time_spent_ms"):
         times.setdefault(reviewer_id, []).append(spent)
-    assisted = {
-        row["reviewer_id"]: row
-        for row in window.filter(kind__in=[Kind.ACCEPTED, Kind.OVERRIDDEN])
-        .values("reviewer_id")
-        .annotate(n=Count("id"), agreed=Count("id", filter=Q(kind=Kind.ACCEPTED)))
-    }
-    blind_n = dict(
-        window.filter(kind=Kind.BLIND, item__prediction__isnull=False, item__prediction__error="")
-        .values("reviewer_id")
-        .annotate(n=Count("id"))
-        .values_list("reviewer_id", "n")
-    )
-    blind_differ = dict(
-        Disagreement.objects.filter(
-            use_case=use_case,
-            decided_at__gte=since,
-            decision__kind=Kind.BLIND,
-            prediction_id=F("item__prediction_id"),
-        )
-        .values("reviewer_id")
-        .annotate(n=Count("decision_id", distinct=True))
-        .values_list("reviewer_id", "n")
+    assisted, blind_n, blind_differ = _model_agreement(
+        window,
+        Disagreement.objects.filter(use_case=use_case, decided_at__gte=since),
+        "reviewer_id",
     )
     shared = (window.values("item_id").annotate(people=Count("reviewer_id", distinct=True))).filter(
         people__gt=1
