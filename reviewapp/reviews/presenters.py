@@ -161,6 +161,11 @@ def task_view(
     return view
 
 
+def gold_shown_id(check_id) -> str:
+    """The id the queue page shows a gold item under (apart from task ids)."""
+    return f"g{check_id}"
+
+
 def gold_view(check, *, use_case: UseCase, show_pii: bool, now=None) -> dict[str, Any]:
     """A gold item, shown exactly as a blind task is (nothing tells the reviewer it is one);
     only its form posts elsewhere."""
@@ -172,8 +177,8 @@ def gold_view(check, *, use_case: UseCase, show_pii: bool, now=None) -> dict[str
         lease_expires_at=check.lease_expires_at,
     )
     view = task_view(shown, use_case=use_case, show_pii=show_pii, now=now)
-    view["id"] = f"g{check.pk}"
-    view["idempotency_key"] = f"ui:g{check.pk}:{check.lease_token}"
+    view["id"] = gold_shown_id(check.pk)
+    view["idempotency_key"] = f"ui:{view['id']}:{check.lease_token}"
     view["urls"] = {
         action: reverse(f"reviews:gold-{action}", args=[use_case.slug, check.pk])
         for action in ("decide", "skip", "escalate")

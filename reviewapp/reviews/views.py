@@ -25,7 +25,7 @@ from reviewapp.reviews.forms import (
     ResolveForm,
     form_errors,
 )
-from reviewapp.reviews.presenters import gold_view, task_view
+from reviewapp.reviews.presenters import gold_shown_id, gold_view, task_view
 from reviewapp.reviews.selectors import (
     escalation_get_for,
     escalation_note_for,
@@ -142,16 +142,28 @@ def queue_stats_view(request, slug):
     )
 
 
-@page(roles=REVIEWERS)
-@require_POST
-def decide(request, slug, task_id):
+def _answered(request, slug, shown_id, answer):
+    """An answer posted from the queue page: checked by the form, given to ``answer`` (use
+    case, cleaned data -> the next step); bad input shows the same item again (422)."""
     use_case = use_case_get_for(user=request.user, slug=slug)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        return _refused(request, use_case, form_errors(form), task_id=task_id)
-    data = form.cleaned_data
+        return _refused(request, use_case, form_errors(form), task_id=shown_id)
     try:
-        step = queue_decide(
+        step = answer(use_case, form.cleaned_data)
+    except InvalidInput as bad:
+        return _refused(request, use_case, bad.detail, task_id=shown_id)
+    return _step_response(request, use_case, step)
+
+
+@page(roles=REVIEWERS)
+@require_POST
+def decide(request, slug, task_id):
+    return _answered(
+        request,
+        slug,
+        task_id,
+        lambda use_case, data: queue_decide(
             use_case=use_case,
             user=request.user,
             task_id=task_id,
@@ -161,10 +173,8 @@ def decide(request, slug, task_id):
             lease_token=data["lease_token"],
             time_spent_ms=data["time_spent_ms"],
             idempotency_key=data["idempotency_key"] or None,
-        )
-    except InvalidInput as bad:
-        return _refused(request, use_case, bad.detail, task_id=task_id)
-    return _step_response(request, use_case, step)
+        ),
+    )
 
 
 @page(roles=REVIEWERS)
@@ -206,23 +216,19 @@ def escalate(request, slug, task_id):
 @page(roles=REVIEWERS)
 @require_POST
 def gold_decide(request, slug, check_id):
-    use_case = use_case_get_for(user=request.user, slug=slug)
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        return _refused(request, use_case, form_errors(form), task_id=f"g{check_id}")
-    data = form.cleaned_data
-    try:
-        step = queue_gold_decide(
+    return _answered(
+        request,
+        slug,
+        gold_shown_id(check_id),
+        lambda use_case, data: queue_gold_decide(
             use_case=use_case,
             user=request.user,
             check_id=check_id,
             label=data["label"] or None,
             value=data["value"],
             time_spent_ms=data["time_spent_ms"],
-        )
-    except InvalidInput as bad:
-        return _refused(request, use_case, bad.detail, task_id=f"g{check_id}")
-    return _step_response(request, use_case, step)
+        ),
+    )
 
 
 @page(roles=REVIEWERS)
