@@ -106,8 +106,10 @@ def queue_gold_decide(
         )
     except Conflict:
         return queue_next(use_case=use_case, user=user, notice=Notice("warning", ALREADY_DECIDED))
-    answer = answered.label if use_case.is_classification else f"{answered.value:g}"
-    return queue_next(use_case=use_case, user=user, notice=Notice("success", f"Saved {answer}."))
+    notice = _saved_notice(
+        use_case=use_case, label=answered.label, value=answered.value, kind=Decision.Kind.BLIND
+    )
+    return queue_next(use_case=use_case, user=user, notice=notice)
 
 
 def queue_gold_pass(*, use_case: UseCase, user, check_id: Any) -> QueueStep:
@@ -117,11 +119,11 @@ def queue_gold_pass(*, use_case: UseCase, user, check_id: Any) -> QueueStep:
     return queue_next(use_case=use_case, user=user)
 
 
-def _saved_notice(decision: Decision, *, use_case: UseCase) -> Notice:
-    answer = decision.label if use_case.is_classification else f"{decision.value:g}"
-    if decision.kind == Decision.Kind.OVERRIDDEN:
+def _saved_notice(*, use_case: UseCase, label: str, value, kind: str) -> Notice:
+    answer = label if use_case.is_classification else f"{value:g}"
+    if kind == Decision.Kind.OVERRIDDEN:
         return Notice("success", f"Saved {answer}: you overrode the suggestion.")
-    if decision.kind == Decision.Kind.ACCEPTED:
+    if kind == Decision.Kind.ACCEPTED:
         return Notice("success", f"Saved {answer}: you accepted the suggestion.")
     # Blind: say nothing about the model, not even whether the answer matched it.
     return Notice("success", f"Saved {answer}.")
@@ -158,7 +160,12 @@ def queue_decide(
     notice = (
         Notice("warning", ALREADY_DECIDED)
         if result.replayed
-        else _saved_notice(result.decision, use_case=use_case)
+        else _saved_notice(
+            use_case=use_case,
+            label=result.decision.label,
+            value=result.decision.value,
+            kind=result.decision.kind,
+        )
     )
     step = queue_next(use_case=use_case, user=user, notice=notice)
     step.decision = result.decision
