@@ -35,8 +35,6 @@ CANDIDATES = 200
 
 def gold_held(*, use_case: UseCase, user, now=None) -> GoldCheck | None:
     """The gold item the reviewer was shown and has not answered, while its hold lasts."""
-    if use_case.gold_rate <= 0:
-        return None
     now = now or timezone.now()
     return (
         GoldCheck.objects.filter(
@@ -140,15 +138,6 @@ def gold_serve(*, use_case: UseCase, user, now=None) -> GoldCheck | None:
     except IntegrityError:  # served to this reviewer by a request a moment ago
         return gold_held(use_case=use_case, user=user, now=now)
     return GoldCheck.objects.select_related("item").get(pk=check.pk)
-
-
-def user_holds_a_task(*, use_case: UseCase, user, now) -> bool:
-    return ReviewTask.objects.filter(
-        use_case=use_case,
-        claimed_by=user,
-        state=ReviewTask.State.OPEN,
-        lease_expires_at__gt=now,
-    ).exists()
 
 
 def gold_get_for(*, use_case: UseCase, user, check_id: Any) -> GoldCheck:

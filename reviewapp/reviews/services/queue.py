@@ -21,12 +21,12 @@ from reviewapp.reviews.services.gold import (
     gold_held,
     gold_serve,
     gold_skip,
-    user_holds_a_task,
 )
 from reviewapp.reviews.services.review import (
     review_task_claim,
     review_task_decide,
     review_task_get_for,
+    review_task_held,
     review_task_skip,
 )
 
@@ -81,7 +81,7 @@ def queue_next(*, use_case: UseCase, user, notice: Notice | None = None) -> Queu
     if use_case.gold_rate > 0:
         now = timezone.now()
         gold = gold_held(use_case=use_case, user=user, now=now)
-        if gold is None and not user_holds_a_task(use_case=use_case, user=user, now=now):
+        if gold is None and review_task_held(use_case=use_case, user=user, now=now) is None:
             gold = gold_serve(use_case=use_case, user=user, now=now)
         if gold is not None:
             return QueueStep(task=None, gold=gold, notice=notice)

@@ -58,7 +58,8 @@ def _claimable(*, use_case: UseCase, user, now, include_skipped: bool):
     return tasks.order_by("created_at", "id")
 
 
-def _held(*, use_case: UseCase, user, now) -> ReviewTask | None:
+def review_task_held(*, use_case: UseCase, user, now) -> ReviewTask | None:
+    """The task the user holds a live lease on in this use case, if any."""
     return (
         ReviewTask.objects.filter(
             use_case=use_case,
@@ -86,7 +87,7 @@ def review_task_claim(
     """
     now = now or timezone.now()
     lease = timedelta(seconds=lease_seconds or settings.REVIEW_LEASE_SECONDS)
-    held = _held(use_case=use_case, user=user, now=now)
+    held = review_task_held(use_case=use_case, user=user, now=now)
     if held is not None:
         return ReviewTask.objects.select_related("item__prediction").get(pk=held.pk)
     for include_skipped in (False, True):
