@@ -104,24 +104,24 @@ class _Exchange:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-def _exchange_joins(connection) -> None:
-    exchange = getattr(_Exchange.current, "value", None)
-    if exchange is not None:
-        exchange.connection = connection
-        if exchange.expired:  # cut before it had a connection
-            exchange.cut()
+class _JoinsItsExchange:
+    """A connection that tells the post in flight on this thread which connection it got."""
 
-
-class _HTTPConnection(urllib3.connection.HTTPConnection):
     def request(self, *args, **kwargs):
-        _exchange_joins(self)
+        exchange = getattr(_Exchange.current, "value", None)
+        if exchange is not None:
+            exchange.connection = self
+            if exchange.expired:  # the time ran out before it had a connection: send nothing
+                raise urllib3.exceptions.TimeoutError("the whole attempt's time ran out")
         return super().request(*args, **kwargs)
 
 
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args, **kwargs):
-        _exchange_joins(self)
-        return super().request(*args, **kwargs)
+class _HTTPConnection(_JoinsItsExchange, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_JoinsItsExchange, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
