@@ -110,12 +110,21 @@ def test_outcomes_decided_while_redis_is_down_reach_the_receiver_once(stack, siz
         started = time.monotonic()
         with ThreadPoolExecutor(REVIEWERS) as pool:
             futures = [pool.submit(review, i) for i in range(REVIEWERS)]
-            for _ in range(count // 3):
+            for _ in range(count // 4):
                 assert decided.acquire(timeout=120), ledger.errors
             stack.redis.stop()
             down_at = time.monotonic()
             before = len(stored_decisions(stack, world))
             time.sleep(rng.uniform(2.0, 4.0))  # decisions go on committing with no broker
+            # A web process that queued a fan-out just before the stop does not queue another
+            # for FANOUT_QUEUED_SECONDS, so the first commits of an outage may not even try.
+            # The broker stays down until a commit has failed to announce its events: the
+            # three quarters left take the reviewers at least 3.75 s of pauses alone.
+            wait_until(
+                lambda: unpublished_commits(stack) > unpublished,
+                timeout=60,
+                what="a commit that could not queue its fan-out",
+            )
             during = len(stored_decisions(stack, world)) - before
             stack.redis.start()
             back_at = time.monotonic()
@@ -159,7 +168,6 @@ def test_outcomes_decided_while_redis_is_down_reach_the_receiver_once(stack, siz
         )
         assert total == count
         assert during > 0, "no decision committed while Redis was down"
-        assert unpublished_commits(stack) > unpublished, "every commit reached the broker"
         assert violations == dict.fromkeys(violations, 0), ledger.errors
     finally:
         stop()
