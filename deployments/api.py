@@ -95,9 +95,16 @@ class FeatureSchemaField(serializers.JSONField):
     """Checked by ``feature_schema_clean`` (one error per entry); declared for the schema."""
 
 
+class ErrorCostSerializer(serializers.Serializer):
+    true = serializers.CharField(help_text="The right label.")
+    predicted = serializers.CharField(help_text="The label the model gave instead.")
+    cost = FiniteFloatField(min_value=0)
+
+
 class UseCaseOutput(serializers.ModelSerializer):
     level = serializers.SerializerMethodField()
     features = FeatureSerializer(many=True)
+    error_costs = ErrorCostSerializer(many=True)
 
     class Meta:
         model = UseCase
@@ -117,6 +124,14 @@ class UseCaseOutput(serializers.ModelSerializer):
             "four_eyes",
             "suggestion_preselected",
             "gold_rate",
+            "error_cost",
+            "error_costs",
+            "review_minutes",
+            "hourly_cost",
+            "capacity_reviewers",
+            "capacity_hours_per_day",
+            "queue_order",
+            "turnaround_minutes",
             "level",
             "created_at",
         ]
@@ -213,6 +228,52 @@ class UseCaseDetailApi(APIView):
             max_value=0.5,
             help_text="Share of a reviewer's claims in the app's queue that re-serve, blind, "
             "an item two reviewers agreed on, to score the reviewer (0: never).",
+        )
+        error_cost = FiniteFloatField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="Cost of one wrong automated decision (classification) or of one unit "
+            "of absolute error (regression), in your own currency.",
+        )
+        error_costs = ErrorCostSerializer(
+            many=True,
+            required=False,
+            help_text="Classification: costs of particular mistakes (true label, predicted "
+            "label) that override error_cost.",
+        )
+        review_minutes = FiniteFloatField(
+            required=False,
+            allow_null=True,
+            min_value=0,
+            help_text="Minutes a person spends per item; null: measured from recorded times.",
+        )
+        hourly_cost = FiniteFloatField(
+            required=False, allow_null=True, min_value=0, help_text="Cost of a reviewer hour."
+        )
+        capacity_reviewers = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            help_text="Reviewers on this use case; with capacity_hours_per_day (both or "
+            "neither; null: measured from recent daily decisions).",
+        )
+        capacity_hours_per_day = FiniteFloatField(
+            required=False, allow_null=True, min_value=0, max_value=24
+        )
+        queue_order = serializers.ChoiceField(
+            choices=UseCase.QueueOrder.choices,
+            required=False,
+            help_text="Which waiting task a reviewer gets next: fifo (oldest), priority (then "
+            "oldest), due (earliest due_at first, items without one last), uncertain (least "
+            "confident model output first: the most useful labels for retraining).",
+        )
+        turnaround_minutes = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            help_text="An item sent without due_at is due this long after it was received "
+            "(null: no default).",
         )
 
     @extend_schema(responses=UseCaseOutput)

@@ -44,6 +44,33 @@ class UseCase(models.Model):
     # Share of a reviewer's claims that re-serve, blind, an item whose answer is settled (two
     # reviewers agreed): their answers measure the reviewer, never the model.
     gold_rate = models.FloatField(default=0.0)
+
+    # --- what automation costs, and what the team can do (see deployments/policy/costs.py) ---
+    # The cost of one wrong automated decision (classification), or of one unit of absolute
+    # error (regression). Costs are in the use case's own unit (say, euros).
+    error_cost = models.FloatField(null=True, blank=True)
+    # Classification only: costs per (true label, predicted label) pair that override
+    # ``error_cost``: [{"true": "fraud", "predicted": "legit", "cost": 400.0}, ...].
+    error_costs = models.JSONField(default=list, blank=True)
+    # Minutes a person spends per item; empty: measured from the recorded time per decision.
+    review_minutes = models.FloatField(null=True, blank=True)
+    hourly_cost = models.FloatField(null=True, blank=True)
+    # The team: reviewers x hours a day; empty: measured from recent daily decisions.
+    capacity_reviewers = models.PositiveIntegerField(null=True, blank=True)
+    capacity_hours_per_day = models.FloatField(null=True, blank=True)
+
+    class QueueOrder(models.TextChoices):
+        FIFO = "fifo", "Oldest first"
+        PRIORITY = "priority", "Highest priority, then oldest"
+        DUE = "due", "Earliest due first"
+        UNCERTAIN = "uncertain", "Most uncertain first"
+
+    # Which waiting task a reviewer gets next, and the turnaround promised for an item sent
+    # without its own ``due_at`` (empty: none).
+    queue_order = models.CharField(
+        max_length=16, choices=QueueOrder.choices, default=QueueOrder.FIFO
+    )
+    turnaround_minutes = models.PositiveIntegerField(null=True, blank=True)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="UseCaseMembership", related_name="use_cases"
     )

@@ -129,6 +129,7 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 0.5:
             raise InvalidInput({"gold_rate": ["a number from 0 to 0.5"]})
         changes["gold_rate"] = float(rate)
+    _costs_clean(use_case=use_case, changes=changes)
     task_type = changes.get("task_type", use_case.task_type)
     if "labels" in changes or "task_type" in changes:
         changes["labels"] = _labels_clean(task_type, changes.get("labels", use_case.labels))
@@ -142,6 +143,80 @@ def use_case_update(*, use_case: UseCase, changes: dict[str, Any]) -> UseCase:
     if switched:
         _roles_fit_source(use_case=use_case)
     return use_case
+
+
+# Optional numbers of the cost and service settings: (lowest, highest, whether the lowest is
+# allowed, what the refusal says).
+_COST_NUMBERS = {
+    "error_cost": (0.0, None, True, "a number of at least 0, or empty"),
+    "review_minutes": (0.0, 24 * 60.0, False, "minutes above 0 (at most a day), or empty"),
+    "hourly_cost": (0.0, None, True, "a number of at least 0, or empty"),
+    "capacity_reviewers": (1, 100_000, True, "a whole number of reviewers from 1, or empty"),
+    "capacity_hours_per_day": (0.0, 24.0, False, "hours above 0, at most 24, or empty"),
+    "turnaround_minutes": (1, 525_600, True, "whole minutes from 1 (at most a year), or empty"),
+}
+_WHOLE = frozenset({"capacity_reviewers", "turnaround_minutes"})
+
+
+def _cost_number(field: str, value: Any) -> float | int | None:
+    if value is None:
+        return None
+    low, high, low_allowed, said = _COST_NUMBERS[field]
+    whole = field in _WHOLE
+    kind = int if whole else int | float
+    if isinstance(value, bool) or not isinstance(value, kind) or value != value:
+        raise InvalidInput({field: [said]})
+    if value < low or (value == low and not low_allowed) or (high is not None and value > high):
+        raise InvalidInput({field: [said]})
+    return value if whole else float(value)
+
+
+def _error_costs_clean(*, use_case: UseCase, pairs: Any) -> list[dict]:
+    if pairs in (None, []):
+        return []
+    if not use_case.is_classification:
+        raise InvalidInput({"error_costs": ["only classification use cases cost label pairs"]})
+    if not isinstance(pairs, list):
+        raise InvalidInput({"error_costs": ["a list of {true, predicted, cost}"]})
+    cleaned, seen = [], set()
+    for n, pair in enumerate(pairs):
+        where = f"error_costs[{n}]"
+        if not isinstance(pair, dict) or set(pair) != {"true", "predicted", "cost"}:
+            raise InvalidInput({where: ["needs exactly true, predicted and cost"]})
+        true, predicted = pair["true"], pair["predicted"]
+        for name, label in (("true", true), ("predicted", predicted)):
+            if label not in use_case.labels:
+                raise InvalidInput(
+                    {f"{where}.{name}": [f"must be one of {', '.join(use_case.labels)}"]}
+                )
+        if true == predicted:
+            raise InvalidInput({where: ["a right answer costs nothing: true equals predicted"]})
+        if (true, predicted) in seen:
+            raise InvalidInput({where: [f"the pair {true} → {predicted} is given twice"]})
+        seen.add((true, predicted))
+        cost = _cost_number("error_cost", pair["cost"])
+        if cost is None:
+            raise InvalidInput({f"{where}.cost": ["a number of at least 0"]})
+        cleaned.append({"true": true, "predicted": predicted, "cost": cost})
+    return cleaned
+
+
+def _costs_clean(*, use_case: UseCase, changes: dict[str, Any]) -> None:
+    """Check the cost, capacity and queue settings being changed (in place)."""
+    for field in _COST_NUMBERS:
+        if field in changes:
+            changes[field] = _cost_number(field, changes[field])
+    if "error_costs" in changes:
+        changes["error_costs"] = _error_costs_clean(use_case=use_case, pairs=changes["error_costs"])
+    if "queue_order" in changes and changes["queue_order"] not in UseCase.QueueOrder.values:
+        raise InvalidInput({"queue_order": [f"one of {', '.join(UseCase.QueueOrder.values)}"]})
+    reviewers = changes.get("capacity_reviewers", use_case.capacity_reviewers)
+    hours = changes.get("capacity_hours_per_day", use_case.capacity_hours_per_day)
+    if (reviewers is None) != (hours is None):
+        field = "capacity_hours_per_day" if hours is None else "capacity_reviewers"
+        raise InvalidInput(
+            {field: ["capacity is reviewers × hours a day: give both, or neither to measure it"]}
+        )
 
 
 def _roles_fit_source(*, use_case: UseCase) -> None:

@@ -349,6 +349,7 @@ PAGES = [
     ("four-eyes setting page", "post", f"{CONTROL}four-eyes/", None, {M, A}),
     ("suggestion pre-pick page", "post", f"{CONTROL}suggestion-preselected/", None, {M, A}),
     ("gold rate page", "post", f"{CONTROL}gold-rate/", None, {M, A}),
+    ("queue order page", "post", f"{CONTROL}queue-order/", None, {M, A}),
     (
         "decide change request page",
         "post",

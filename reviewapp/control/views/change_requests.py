@@ -7,6 +7,7 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from deployments.models import UseCase
 from deployments.selectors import use_case_get_for
 from deployments.services.change_requests import change_request_approve, change_request_reject
 from deployments.services.use_cases import use_case_update
@@ -52,12 +53,12 @@ def change_request_decide(request, slug, request_id, action):
     return _back(request, slug)
 
 
-def _setting_save(request, slug, *, field: str, value, said: str):
-    """Save one of the use case's settings from the policy page; a refused value is shown
-    there as the service words it."""
+def _setting_save(request, slug, *, said: str, field: str = "", value=None, changes=None):
+    """Save one of the use case's settings (``field``, ``value``) or several (``changes``) from
+    the policy page; a refused value is shown there as the service words it."""
     use_case = use_case_get_for(user=request.user, slug=slug)
     try:
-        use_case_update(use_case=use_case, changes={field: value})
+        use_case_update(use_case=use_case, changes=changes or {field: value})
     except DomainError as bad:
         messages.error(request, "; ".join(flat_errors(bad.detail).popitem()[1]))
     else:
@@ -98,3 +99,23 @@ def gold_rate_set(request, slug):
         rate = -1.0  # refused by the service, in its own words
     said = f"Gold items: {rate:.0%} of each reviewer's claims." if rate else "Gold items are off."
     return _setting_save(request, slug, field="gold_rate", value=rate, said=said)
+
+
+@require_POST
+@page(roles=MANAGERS)
+def queue_order_set(request, slug):
+    order = request.POST.get("queue_order", "")
+    turnaround = request.POST.get("turnaround_minutes", "").strip()
+    try:
+        minutes = int(turnaround) if turnaround else None
+    except ValueError:
+        minutes = -1  # refused by the service, in its own words
+    labels = dict(UseCase.QueueOrder.choices)
+    said = f"Queue order: {labels.get(order, order).lower()}; " + (
+        f"items are due {minutes} minutes after they arrive unless sent with due_at."
+        if minutes
+        else "no default turnaround."
+    )
+    return _setting_save(
+        request, slug, said=said, changes={"queue_order": order, "turnaround_minutes": minutes}
+    )
