@@ -49,6 +49,19 @@ class ItemInput(serializers.Serializer):
         "with an unknown key). An unusable answer (no label or value, a label outside the set, "
         "a confidence outside [0, 1]) is a null output: the item goes to a human.",
     )
+    priority = serializers.IntegerField(
+        required=False,
+        min_value=-1000,
+        max_value=1000,
+        help_text="Higher is reviewed first when the use case's queue order is 'priority'. "
+        "Default 0.",
+    )
+    due_at = serializers.DateTimeField(
+        required=False,
+        help_text="When the item should be decided by (with its time zone). Default: received "
+        "plus the use case's turnaround_minutes, if set. An item still waiting for a person "
+        "past it raises queue.sla_breached.",
+    )
 
 
 class DecisionBody(serializers.Serializer):
@@ -63,6 +76,8 @@ class ItemOutput(serializers.Serializer):
     route = serializers.ChoiceField(choices=["auto", "assisted", "blind", "human"], allow_null=True)
     decision = DecisionBody(allow_null=True)
     prediction = PredictionBody(allow_null=True)
+    priority = serializers.IntegerField()
+    due_at = serializers.DateTimeField(allow_null=True)
 
 
 class ItemIngestApi(APIView):
@@ -77,12 +92,14 @@ class ItemIngestApi(APIView):
     )
     def post(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
-        data = body_fields_check(request.data, {"external_id", "features", "prediction"})
+        data = body_fields_check(request.data, set(ItemInput().fields))
         result = item_ingest(
             use_case=use_case,
             external_id=data.get("external_id"),
             features=data.get("features"),
             prediction=data.get("prediction"),
+            priority=data.get("priority"),
+            due_at=data.get("due_at"),
         )
         return Response(
             item_public(result.item, use_case=use_case),

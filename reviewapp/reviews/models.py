@@ -56,6 +56,10 @@ class Item(models.Model):
     # Database defaults: batches insert items with plain SQL.
     scoring_failures = models.PositiveSmallIntegerField(default=0, db_default=0)
     scoring_error = models.TextField(blank=True, default="", db_default="")
+    # How soon a person should see it: higher priority first (queue order "priority"), and the
+    # time by which it should be decided (sent, or received_at + the use case's turnaround).
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -141,6 +145,14 @@ class ReviewTask(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     done_at = models.DateTimeField(null=True, blank=True)
+    # Copied from the item and its prediction when the task is made, so that each queue order
+    # is one walk of one partial index (see UseCase.queue_order).
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    due_at = models.DateTimeField(null=True, blank=True)
+    # 1 - the model's confidence; 1 when there is none (a null output is the least certain).
+    uncertainty = models.FloatField(default=1.0, db_default=1.0)
+    # When the task was found still open past its item's due_at (noted once, by the beat).
+    past_due_noted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -148,11 +160,26 @@ class ReviewTask(models.Model):
         ]
         indexes = [
             # The queue: open tasks of a use case, oldest first. Partial, so its size is the
-            # number of waiting tasks, not the history.
+            # number of waiting tasks, not the history. One index per queue order.
             models.Index(
                 fields=["use_case", "created_at", "id"],
                 condition=Q(state="open"),
                 name="task_queue_idx",
+            ),
+            models.Index(
+                fields=["use_case", "-priority", "created_at", "id"],
+                condition=Q(state="open"),
+                name="task_queue_priority_idx",
+            ),
+            models.Index(
+                fields=["use_case", "due_at", "created_at", "id"],
+                condition=Q(state="open"),
+                name="task_queue_due_idx",
+            ),
+            models.Index(
+                fields=["use_case", "-uncertainty", "created_at", "id"],
+                condition=Q(state="open"),
+                name="task_queue_uncertain_idx",
             ),
             # "Does this reviewer already hold a task here?" runs before every claim; leases
             # are few, so this stays tiny however long the queue grows.

@@ -1,6 +1,6 @@
 """Reading items, queues and disagreements."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -49,6 +49,13 @@ def prediction_public(prediction: Prediction | None, *, use_case: UseCase) -> di
     return body
 
 
+def _utc_text(moment) -> str | None:
+    """A moment as the API writes them: ISO 8601 in UTC with a Z."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def item_public(item: Item, *, use_case: UseCase) -> dict[str, Any]:
     decision = None
     if item.decision_source:
@@ -63,6 +70,8 @@ def item_public(item: Item, *, use_case: UseCase) -> dict[str, Any]:
         "route": item.route or None,
         "decision": decision,
         "prediction": prediction_public(item.prediction, use_case=use_case),
+        "priority": item.priority,
+        "due_at": _utc_text(item.due_at),
     }
 
 

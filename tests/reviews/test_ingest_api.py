@@ -38,6 +38,8 @@ def test_human_only_never_consults_the_model(api, caller):
         "route": "human",
         "decision": None,
         "prediction": None,
+        "priority": 0,
+        "due_at": None,
     }
     assert not Prediction.objects.exists()
     task = ReviewTask.objects.get()

@@ -3,7 +3,8 @@
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -33,6 +34,8 @@ from reviewapp.reviews.services.routing import items_route, pending_item, predic
 from reviewapp.reviews.signals import use_case_facts_changed
 
 MAX_EXTERNAL_ID = 200
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+DUE_AT_FORMAT = "an ISO 8601 date-time with its time zone, such as 2026-12-05T17:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,44 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _item_new(*, use_case: UseCase, external_id: str, features: dict, now) -> Item:
+def item_priority_clean(priority: Any) -> int:
+    """An item's priority: an integer, higher first; 0 when not sent."""
+    if priority is None:
+        return 0
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+    ):
+        raise InvalidInput(
+            {"priority": [f"an integer from {PRIORITY_MIN} to {PRIORITY_MAX} (higher first)"]}
+        )
+    return priority
+
+
+def item_due_at_clean(due_at: Any) -> datetime | None:
+    """The time an item should be decided by, as sent (None when not sent)."""
+    if due_at is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(due_at) if isinstance(due_at, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidInput({"due_at": [DUE_AT_FORMAT]})
+    return parsed
+
+
+def item_due_at(*, use_case: UseCase, due_at: datetime | None, now) -> datetime | None:
+    """The due time sent, else the use case's turnaround from receipt, else none."""
+    if due_at is not None or not use_case.turnaround_minutes:
+        return due_at
+    return now + timedelta(minutes=use_case.turnaround_minutes)
+
+
+def _item_new(
+    *, use_case: UseCase, external_id: str, features: dict, now, priority=0, due_at=None
+) -> Item:
     buckets = item_buckets(salt=use_case.slug, key=external_id)
     return Item(
         use_case=use_case,
@@ -148,6 +188,8 @@ def _item_new(*, use_case: UseCase, external_id: str, features: dict, now) -> It
         audit_bucket=buckets.audit,
         double_review_bucket=buckets.double_review,
         received_at=now,
+        priority=priority,
+        due_at=item_due_at(use_case=use_case, due_at=due_at, now=now),
     )
 
 
@@ -248,6 +290,8 @@ def item_ingest(
     external_id: Any,
     features: Any,
     prediction: Any = None,
+    priority: Any = None,
+    due_at: Any = None,
     now=None,
 ) -> IngestResult:
     """Validate, score with the champion (or take the caller's prediction), route and store one
@@ -265,6 +309,8 @@ def item_ingest(
         )
     cleaned = item_features_clean(schema=use_case.features, features=features)
     sent = external_prediction_clean(use_case=use_case, prediction=prediction)
+    priority = item_priority_clean(priority)
+    due_at = item_due_at_clean(due_at)
     now = now or timezone.now()
     policy = policy_current(use_case=use_case)
     outputs = champion_outputs(
@@ -274,7 +320,14 @@ def item_ingest(
         external=[sent],
         budget_ms=use_case.latency_budget_ms,
     )
-    item = _item_new(use_case=use_case, external_id=external_id, features=cleaned, now=now)
+    item = _item_new(
+        use_case=use_case,
+        external_id=external_id,
+        features=cleaned,
+        now=now,
+        priority=priority,
+        due_at=due_at,
+    )
     try:
         with transaction.atomic():
             item.save(force_insert=True)
@@ -306,7 +359,18 @@ def item_ingest(
 # --- batch --------------------------------------------------------------------------------
 
 
-def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[tuple[str, dict, Any]]:
+class BatchRow(NamedTuple):
+    external_id: str
+    features: dict
+    prediction: Any = None
+    priority: int = 0
+    due_at: datetime | None = None
+
+
+BATCH_ROW_FIELDS = frozenset({"external_id", "features", "prediction", "priority", "due_at"})
+
+
+def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[BatchRow]:
     """Check a whole batch; raise InvalidInput naming every bad row by its position."""
     if not isinstance(rows, list) or not rows:
         raise InvalidInput({"items": ["a non-empty list of items is required"]})
@@ -321,7 +385,7 @@ def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[tuple[str, dict, A
         if not isinstance(row, dict):
             errors[str(index)] = {"non_field_errors": ["must be an object"]}
             continue
-        unknown = set(row) - {"external_id", "features", "prediction"}
+        unknown = set(row) - BATCH_ROW_FIELDS
         problems: dict[str, Any] = {name: ["unknown field"] for name in sorted(unknown)}
         try:
             external_id = external_id_clean(row.get("external_id"))
@@ -342,10 +406,20 @@ def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[tuple[str, dict, A
             sent = external_prediction_clean(use_case=use_case, prediction=row.get("prediction"))
         except InvalidInput as exc:
             problems.update(exc.detail)
+        priority = due_at = None
+        try:
+            priority = item_priority_clean(row.get("priority"))
+        except InvalidInput as exc:
+            problems.update(exc.detail)
+        try:
+            due_at = item_due_at_clean(row.get("due_at"))
+        except InvalidInput as exc:
+            problems.update(exc.detail)
         if problems:
             errors[str(index)] = problems
         else:
-            cleaned.append((external_id, features, row.get("prediction") if sent else None))
+            prediction = row.get("prediction") if sent else None
+            cleaned.append(BatchRow(external_id, features, prediction, priority, due_at))
     if errors:
         shown = dict(list(errors.items())[:100])
         if len(errors) > len(shown):
@@ -355,9 +429,10 @@ def batch_rows_clean(*, use_case: UseCase, rows: Any) -> list[tuple[str, dict, A
 
 
 def items_store_pending(
-    *, use_case: UseCase, rows: Sequence[tuple[str, dict, Any]], now, job: Job | None = None
+    *, use_case: UseCase, rows: Sequence[tuple], now, job: Job | None = None
 ) -> list[int]:
-    """Insert checked rows as pending items; existing external_ids are left untouched.
+    """Insert checked rows (``BatchRow``, or its first three fields) as pending items;
+    existing external_ids are left untouched.
 
     Returns the ids of the rows inserted now. Call inside a transaction.
     """
@@ -374,9 +449,12 @@ def items_store_pending(
             "status",
             "received_at",
             "job_id",
+            "priority",
+            "due_at",
         )
     }
-    for external_id, features, prediction in rows:
+    for row in rows:
+        external_id, features, prediction, priority, due_at = BatchRow(*row)
         buckets = item_buckets(salt=use_case.slug, key=external_id)
         columns["use_case_id"].append(use_case.pk)
         columns["external_id"].append(external_id)
@@ -388,6 +466,8 @@ def items_store_pending(
         columns["status"].append(Item.Status.PENDING)
         columns["received_at"].append(now)
         columns["job_id"].append(job.pk if job else None)
+        columns["priority"].append(priority)
+        columns["due_at"].append(item_due_at(use_case=use_case, due_at=due_at, now=now))
     return [pk for pk in rows_insert(Item, columns, ignore_conflicts=True) if pk is not None]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
@@ -55,7 +55,17 @@ def _claimable(*, use_case: UseCase, user, now, include_skipped: bool):
     )
     if not include_skipped:
         tasks = tasks.exclude(Exists(TaskSkip.objects.filter(task_id=OuterRef("pk"), user=user)))
-    return tasks.order_by("created_at", "id")
+    return tasks.order_by(*QUEUE_ORDERS[use_case.queue_order])
+
+
+# Each order is one partial index of ReviewTask (task_queue_*_idx), walked from its start;
+# ties fall back to the oldest task, then the lowest id, so the order is total.
+QUEUE_ORDERS = {
+    UseCase.QueueOrder.FIFO: ("created_at", "id"),
+    UseCase.QueueOrder.PRIORITY: ("-priority", "created_at", "id"),
+    UseCase.QueueOrder.DUE: (F("due_at").asc(nulls_last=True), "created_at", "id"),
+    UseCase.QueueOrder.UNCERTAIN: ("-uncertainty", "created_at", "id"),
+}
 
 
 def review_task_held(*, use_case: UseCase, user, now) -> ReviewTask | None:

@@ -47,6 +47,8 @@ class PendingItem:
     id: int
     external_id: str
     buckets: Buckets
+    priority: int = 0
+    due_at: Any = None
 
 
 def pending_item(item: Item) -> PendingItem:
@@ -58,6 +60,8 @@ def pending_item(item: Item) -> PendingItem:
             audit=item.audit_bucket,
             double_review=item.double_review_bucket,
         ),
+        priority=item.priority,
+        due_at=item.due_at,
     )
 
 
@@ -175,10 +179,14 @@ def items_route(
         "reason": [],
         "show_suggestion": [],
         "created_at": [],
+        "priority": [],
+        "due_at": [],
+        "uncertainty": [],
     }
     updates: dict[str, list[Any]] = {name: [] for name in ROUTED_COLUMNS}
-    for entry in routed:
+    for item, entry in zip(items, routed, strict=True):
         decision = entry.decision
+        confidence = getattr(entry.verdict, "confidence", None)
         automated = decision.automated
         entry.values = {
             "route": decision.route.value,
@@ -199,6 +207,9 @@ def items_route(
             tasks["reason"].append(spec_task.reason.value)
             tasks["show_suggestion"].append(spec_task.show_suggestion)
             tasks["created_at"].append(now)
+            tasks["priority"].append(item.priority)
+            tasks["due_at"].append(item.due_at)
+            tasks["uncertainty"].append(1.0 if confidence is None else 1.0 - confidence)
     rows_insert(ReviewTask, tasks)
     rows_update(Item, [entry.item_id for entry in routed], updates)
     items_routed.send(

@@ -166,6 +166,8 @@ def _items_score_together(*, item_ids: list[int], now) -> int:
                 "double_review_bucket",
                 "job_id",
                 "external_id",
+                "priority",
+                "due_at",
             )
         )
         by_use_case: dict[int, list[tuple]] = defaultdict(list)
@@ -191,6 +193,8 @@ def _items_score_together(*, item_ids: list[int], now) -> int:
                     id=row[0],
                     external_id=row[8],
                     buckets=Buckets(ramp=row[4], audit=row[5], double_review=row[6]),
+                    priority=row[9],
+                    due_at=row[10],
                 )
                 for row in group
             ]
