@@ -5,6 +5,7 @@ process. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch it to PostgreSQL and 
 """
 
 import importlib.util
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -238,6 +239,16 @@ else:
     raise ImproperlyConfigured("CACHE_URL must be redis://..., rediss://... or locmem://.")
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", "900"))
+# Reverse proxies (addresses or networks, e.g. "10.0.0.0/8,127.0.0.1") whose X-Forwarded-For
+# names the client, for limits kept per address; from anyone else the header is ignored.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an address or a network"
+        ) from None
 INGEST_RATE_LIMIT = os.environ.get("INGEST_RATE_LIMIT", "60000/minute")
 if not re.fullmatch(r"\d+/(second|minute|hour|day)", INGEST_RATE_LIMIT):
     raise ImproperlyConfigured(

@@ -15,6 +15,8 @@ urlpatterns = [
     path("accounts/refused/", oidc_views.oidc_refused, name="oidc-refused"),
     path("oidc/authenticate/", oidc_views.oidc_sign_in, name="oidc_authentication_init"),
     path("oidc/callback/", oidc_views.oidc_callback, name="oidc_authentication_callback"),
+    # Before admin.site.urls, so the admin's sign-in is the throttled one.
+    path("admin/login/", core_views.ThrottledAdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("tokens/", tokens_views.tokens, name="api-tokens-page"),
     path("tokens/new/", tokens_views.token_create, name="api-token-create"),

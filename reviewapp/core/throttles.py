@@ -12,19 +12,25 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 
-def _window_count(key: str, *, window_seconds: int) -> tuple[int, float]:
-    """Count one more hit on ``key`` in the current window; return the count and the seconds
-    until the window closes."""
+def _window_take(key: str, *, window_seconds: int, amount: int, limit: int) -> float | None:
+    """Take ``amount`` from ``key``'s allowance of ``limit`` in the current window: None when
+    taken, else the seconds until the window closes (a refusal takes nothing)."""
     now = time.time()
     window_start = int(now // window_seconds) * window_seconds
     bucket = f"{key}:{window_start}"
     cache.add(bucket, 0, timeout=window_seconds + 1)
     try:
-        count = cache.incr(bucket)
+        count = cache.incr(bucket, amount)
     except ValueError:  # evicted between add and incr
-        cache.set(bucket, 1, timeout=window_seconds + 1)
-        count = 1
-    return count, window_start + window_seconds - now
+        cache.set(bucket, amount, timeout=window_seconds + 1)
+        count = amount
+    if count <= limit:
+        return None
+    try:
+        cache.decr(bucket, amount)
+    except ValueError:  # the window closed meanwhile
+        pass
+    return window_start + window_seconds - now
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -35,17 +41,36 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 class IngestRateThrottle(BaseThrottle):
-    """At most ``INGEST_RATE_LIMIT`` ingest requests per caller (token or session user)."""
+    """At most ``INGEST_RATE_LIMIT`` items per caller (token or session user) and window: one
+    for a realtime item, the item count for a batch, so batches cannot go round the limit. A
+    batch larger than what is left of the window is refused whole, taking nothing."""
+
+    def cost(self, request) -> int:
+        return 1
 
     def allow_request(self, request, view) -> bool:
         limit, window = parse_rate(settings.INGEST_RATE_LIMIT)
         ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
-        count, remaining = _window_count(f"throttle:ingest:{ident}", window_seconds=window)
-        self._wait = max(1.0, remaining)
-        return count <= limit
+        remaining = _window_take(
+            f"throttle:ingest:{ident}",
+            window_seconds=window,
+            amount=self.cost(request),
+            limit=limit,
+        )
+        self._wait = max(1.0, remaining or 0.0)
+        return remaining is None
 
     def wait(self) -> float:
         return self._wait
+
+
+class IngestBatchRateThrottle(IngestRateThrottle):
+    """A batch costs its number of items (a body that is not a list of them costs one: its
+    own check then refuses it with a 400)."""
+
+    def cost(self, request) -> int:
+        items = request.data.get("items") if isinstance(request.data, dict) else None
+        return max(1, len(items)) if isinstance(items, list) else 1
 
 
 def _login_key(username: str, ip: str) -> str:

@@ -1,14 +1,18 @@
 import sys
 
 from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views import defaults
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
 from drf_spectacular.views import SpectacularAPIView
 
+from reviewapp.core.client_address import client_address
 from reviewapp.core.errors import database_unavailable
 from reviewapp.core.middleware import database_unavailable_response
 from reviewapp.core.throttles import (
@@ -82,9 +86,48 @@ def healthz(request):
     return JsonResponse({"ok": True})
 
 
-class ThrottledLoginView(LoginView):
-    """Sign-in that refuses (429) a username from an address after LOGIN_FAILURE_LIMIT failed
-    attempts within LOGIN_FAILURE_WINDOW_SECONDS, so passwords cannot be guessed at speed."""
+class _SignInThrottle:
+    """Refuse (429) a username from an address after LOGIN_FAILURE_LIMIT failed attempts
+    within LOGIN_FAILURE_WINDOW_SECONDS, so passwords cannot be guessed at speed. The address
+    is the client's (``client_address``: a forwarded one only from a trusted proxy)."""
+
+    def refusal_context(self, *, minutes: int) -> dict:
+        """What the sign-in template needs to say the attempt was refused."""
+        return {"throttled": True, "retry_minutes": minutes}
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        if login_failures_exceeded(username=username, ip=client_address(request)):
+            minutes = -(-settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
+            response = render(
+                request,
+                self.template_name,
+                {
+                    **self.refusal_context(minutes=minutes),
+                    "form": self.get_form(),
+                    "next": self.get_redirect_url(),
+                },
+                status=429,
+            )
+            response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW_SECONDS)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        login_failure_record(
+            username=self.request.POST.get("username", ""), ip=client_address(self.request)
+        )
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        login_failures_clear(
+            username=form.get_user().get_username(), ip=client_address(self.request)
+        )
+        return super().form_valid(form)
+
+
+class ThrottledLoginView(_SignInThrottle, LoginView):
+    """The app's sign-in page (password, and single sign-on when configured)."""
 
     template_name = "core/login.html"
     redirect_authenticated_user = True
@@ -96,36 +139,43 @@ class ThrottledLoginView(LoginView):
             "oidc_provider": settings.OIDC_PROVIDER_NAME,
         }
 
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        if login_failures_exceeded(username=username, ip=request.META.get("REMOTE_ADDR", "")):
-            response = render(
-                request,
-                "core/login.html",
-                {
-                    "form": self.get_form(),
-                    "throttled": True,
-                    "retry_minutes": -(-settings.LOGIN_FAILURE_WINDOW_SECONDS // 60),
-                    "next": self.get_redirect_url(),
-                },
-                status=429,
-            )
-            response["Retry-After"] = str(settings.LOGIN_FAILURE_WINDOW_SECONDS)
-            return response
-        return super().post(request, *args, **kwargs)
 
-    def form_invalid(self, form):
-        login_failure_record(
-            username=self.request.POST.get("username", ""),
-            ip=self.request.META.get("REMOTE_ADDR", ""),
-        )
-        return super().form_invalid(form)
+class ThrottledAdminLoginView(_SignInThrottle, LoginView):
+    """The admin's sign-in, under the same limit as the app's (it counts the same failures:
+    guessing a password there is no cheaper). Otherwise Django's own admin login."""
 
-    def form_valid(self, form):
-        login_failures_clear(
-            username=form.get_user().get_username(), ip=self.request.META.get("REMOTE_ADDR", "")
+    template_name = "admin/login.html"
+    authentication_form = AdminAuthenticationForm
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **self._admin_context()}
+
+    def _admin_context(self) -> dict:
+        return {
+            **admin.site.each_context(self.request),
+            "title": "Log in",
+            "app_path": self.request.get_full_path(),
+            "username": self.request.user.get_username(),
+        }
+
+    def refusal_context(self, *, minutes: int) -> dict:
+        # The admin's template shows messages, not the app's "throttled" notice.
+        messages.error(
+            self.request,
+            f"Too many failed sign-ins for this username. Try again in {minutes} minutes.",
         )
-        return super().form_valid(form)
+        return self._admin_context()
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "GET" and admin.site.has_permission(request):
+            return redirect("admin:index")
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_redirect_url(self):
+        return super().get_redirect_url() or reverse("admin:index")
+
+    def get_success_url(self):
+        return self.get_redirect_url()
 
 
 class SchemaView(SpectacularAPIView):

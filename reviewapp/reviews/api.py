@@ -15,7 +15,7 @@ from reviewapp.core.api import (
     idempotency_key_header,
 )
 from reviewapp.core.errors import InvalidInput
-from reviewapp.core.throttles import IngestRateThrottle
+from reviewapp.core.throttles import IngestBatchRateThrottle, IngestRateThrottle
 from reviewapp.reviews.models import Decision, Disagreement
 from reviewapp.reviews.presenters import task_public
 from reviewapp.reviews.selectors import item_get, item_public
@@ -109,7 +109,7 @@ class ItemIngestApi(APIView):
 
 class ItemBatchApi(APIView):
     permission_classes = [RolesAllowed]
-    throttle_classes = [IngestRateThrottle]
+    throttle_classes = [IngestBatchRateThrottle]
     allowed_roles = {"POST": CALLERS}
 
     class BatchInput(serializers.Serializer):
