@@ -8,7 +8,7 @@ from deployments.models import (
     UseCase,
     UseCaseMembership,
 )
-from reviewapp.core.admin_mixins import AppendOnlyAdmin
+from reviewapp.core.admin_mixins import AppendOnlyAdmin, KeepsHistoryAdmin
 
 
 class MembershipInline(admin.TabularInline):
@@ -18,7 +18,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(UseCase)
-class UseCaseAdmin(admin.ModelAdmin):
+class UseCaseAdmin(KeepsHistoryAdmin):
     list_display = ["slug", "name", "task_type", "prediction_source", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
@@ -53,7 +53,7 @@ class AutomationPolicyAdmin(AppendOnlyAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(KeepsHistoryAdmin):
     list_display = ["use_case", "version", "role", "source", "estimator", "created_at"]
     list_filter = ["use_case", "role", "source"]
     readonly_fields = [

@@ -11,10 +11,13 @@ history in minutes and backdates what it wrote to the replayed day.
 """
 
 import contextvars
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.apps import apps
 from django.db import connection, models, transaction
+from django.db.models import ProtectedError
 from django.db.models.signals import pre_delete
 
 # The PostgreSQL triggers read this setting; set_config(..., true) scopes it to the transaction.
@@ -55,7 +58,10 @@ class AppendOnlyQuerySet(models.QuerySet):
         return super()._raw_delete(using)
 
 
-def _refuse_cascade(sender, **kwargs) -> None:
+def _refuse_cascade(sender, origin=None, **kwargs) -> None:
+    # Deleting an account, use case or model version says why in its own words first.
+    if isinstance(origin, models.Model) and type(origin) in _history_keepers:
+        _refuse_losing_history(type(origin), origin)
     _refuse(sender, "delete (a cascade from a deleted parent)")
 
 
@@ -81,6 +87,55 @@ class AppendOnlyModel(models.Model):
     def delete(self, *args, **kwargs):
         _refuse(type(self), "delete")
         return super().delete(*args, **kwargs)
+
+
+class HistoryKept(ProtectedError):
+    """Deleting an account, a use case or a model version that history refers to."""
+
+
+def history_kept_by(instance: models.Model) -> list[str]:
+    """What history refers to ``instance`` (plural names; empty when it can be deleted): rows
+    of append-only tables, and of models that say ``keeps_history = True`` (items, predictions).
+    One EXISTS per relation, so it is cheap however long the history is."""
+    found = {
+        str(model._meta.verbose_name_plural)
+        for model, field in _history_fields(type(instance))
+        if model._base_manager.filter(**{field: instance.pk}).exists()
+    }
+    return sorted(found)
+
+
+@functools.cache
+def _history_fields(target: type[models.Model]) -> tuple[tuple[type[models.Model], str], ...]:
+    """The (model, foreign key) pairs of history rows that can point at ``target``; hidden
+    relations (``related_name="+"``) included, which ``_meta.related_objects`` leaves out."""
+    return tuple(
+        (model, field.name)
+        for model in apps.get_models()
+        if issubclass(model, AppendOnlyModel) or getattr(model, "keeps_history", False)
+        for field in model._meta.get_fields()
+        if isinstance(field, models.ForeignKey) and field.related_model is target
+    )
+
+
+def _refuse_losing_history(sender, instance, **kwargs) -> None:
+    kept = history_kept_by(instance)
+    if kept and not _rewrite_allowed.get():
+        raise HistoryKept(
+            f"{sender._meta.verbose_name} {instance} has history ({', '.join(kept)}) and is "
+            "kept with it: deactivate or retire it instead of deleting it",
+            [instance],
+        )
+
+
+def history_keeper(model: type[models.Model]) -> None:
+    """Refuse to delete a ``model`` row that history refers to (a ``HistoryKept`` error, before
+    anything is removed), wherever the delete comes from: the admin, a shell, a cascade."""
+    _history_keepers.add(model)
+    pre_delete.connect(_refuse_losing_history, sender=model, weak=False)
+
+
+_history_keepers: set[type[models.Model]] = set()
 
 
 def _rewrite_setting_set(value: str) -> None:

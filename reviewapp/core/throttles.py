@@ -5,6 +5,7 @@ thousands a minute costs the same as a limit of five (DRF's built-in throttles k
 every request's time in the window instead).
 """
 
+import contextlib
 import time
 
 from django.conf import settings
@@ -26,10 +27,8 @@ def _window_take(key: str, *, window_seconds: int, amount: int, limit: int) -> f
         count = amount
     if count <= limit:
         return None
-    try:
+    with contextlib.suppress(ValueError):  # the window closed meanwhile
         cache.decr(bucket, amount)
-    except ValueError:  # the window closed meanwhile
-        pass
     return window_start + window_seconds - now
 
 

@@ -19,6 +19,7 @@ class Item(models.Model):
         HUMAN = "human"
 
     ROUTE_CHOICES = [(r.value, r.value) for r in Route]
+    keeps_history = True  # a use case or account it refers to is never deleted
 
     use_case = models.ForeignKey(
         "deployments.UseCase", on_delete=models.CASCADE, related_name="items"
@@ -80,6 +81,8 @@ class Item(models.Model):
 
 class Prediction(models.Model):
     """What one model version said about one item (or why it could not say)."""
+
+    keeps_history = True
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
     use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
