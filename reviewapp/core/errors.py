@@ -107,7 +107,14 @@ def database_unavailable(exc: BaseException) -> bool:
     transaction did not commit, so the caller may safely retry."""
     from django.db import InterfaceError, OperationalError
 
-    return isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    # Streams read on a psycopg connection of their own (exports), past Django's wrappers.
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:

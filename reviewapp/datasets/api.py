@@ -24,6 +24,7 @@ from reviewapp.datasets.export_tables import (
     DISAGREEMENT_KINDS,
     disagreement_stream,
     disagreements_filtered,
+    stream_ended_clearly,
 )
 from reviewapp.datasets.filters import FILTER_NAMES, filters_clean
 from reviewapp.datasets.models import Export, TrainingRun
@@ -530,14 +531,14 @@ class DisagreementExportApi(APIView):
             kind=choice_param(params, "kind", DISAGREEMENT_KINDS),
         )
         content_type, extension = FORMATS[fmt]
+        chunks = disagreement_stream(
+            use_case=use_case,
+            rows=rows,
+            fmt=fmt,
+            include_pii=can_view_pii(user=request.user, use_case=use_case),
+        )
         response = StreamingHttpResponse(
-            disagreement_stream(
-                use_case=use_case,
-                rows=rows,
-                fmt=fmt,
-                include_pii=can_view_pii(user=request.user, use_case=use_case),
-            ),
-            content_type=content_type,
+            stream_ended_clearly(chunks, fmt=fmt), content_type=content_type
         )
         response["Content-Disposition"] = (
             f'attachment; filename="{use_case.slug}-disagreements.{extension}"'

@@ -2,6 +2,8 @@
 to, the typed columns of an export table, and its streaming in chunks (PostgreSQL COPY inside a
 snapshot, or keyset batches)."""
 
+import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +40,8 @@ from reviewapp.datasets.export_formats import (
 )
 from reviewapp.datasets.sql import IsoTimestamp, JsonHmac, JsonLine, JsonValue
 from reviewapp.reviews.models import Decision, Disagreement, Item
+
+logger = logging.getLogger(__name__)
 
 DISAGREEMENT_KINDS = [k.value for k in Disagreement.Kind]
 
@@ -598,3 +602,45 @@ def disagreement_stream(*, use_case: UseCase, rows, fmt: str, include_pii: bool)
         use_case=use_case, rows=rows, include_pii=include_pii, fmt=fmt
     )
     return export_chunks(table=table, fmt=fmt, summary=ExportSummary())
+
+
+class StreamInterrupted(Exception):
+    """A streamed export lost its database part-way: the body sent so far is incomplete."""
+
+
+INTERRUPTED_DETAIL = (
+    "The database became unavailable part-way through this export; the rows above are "
+    "incomplete. Retry the export."
+)
+
+
+def stream_ended_clearly(chunks: Iterator[bytes], *, fmt: str) -> Iterator[bytes]:
+    """A streamed export whose database may go away.
+
+    Before the first byte: the error is raised at once, so the caller answers 503
+    ``database_unavailable`` (the first chunk is read here, in the view). Part-way: the body
+    ends with a line that says so (a JSON object with ``error`` for JSON lines, a ``#`` line
+    for CSV; a Parquet file is left without its footer, which every reader refuses) and the
+    connection is then cut, so an HTTP client also sees an incomplete transfer instead of a
+    file that looks whole."""
+    from reviewapp.core.errors import database_unavailable
+
+    chunks = iter(chunks)
+    first = next(chunks, b"")
+
+    def rest() -> Iterator[bytes]:
+        yield first
+        try:
+            yield from chunks
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            logger.error("streamed %s export interrupted: database unavailable (%s)", fmt, exc)
+            if fmt == "jsonl":
+                error = {"code": "database_unavailable", "detail": INTERRUPTED_DETAIL}
+                yield b"\n" + json.dumps({"error": error}).encode() + b"\n"
+            elif fmt == "csv":
+                yield f"\n# ERROR database_unavailable: {INTERRUPTED_DETAIL}\n".encode()
+            raise StreamInterrupted(INTERRUPTED_DETAIL) from exc
+
+    return rest()
