@@ -342,6 +342,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reviews.sweep_unscored_items",
         "schedule": SWEEPER_INTERVAL_SECONDS,
     },
+    # Exports, retraining and backtests whose task was never published or was lost.
+    "sweep-queued-jobs": {
+        "task": "core.sweep_queued_jobs",
+        "schedule": SWEEPER_INTERVAL_SECONDS,
+    },
 }
 # Monitoring: recorded facts are folded into the hourly rollups this often (dashboards lag by
 # at most this much when tasks run on workers; with eager tasks they fold on commit).

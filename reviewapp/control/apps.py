@@ -8,6 +8,9 @@ class ControlConfig(AppConfig):
 
     def ready(self) -> None:
         from reviewapp.control.guardrail_watch import use_case_watch_soon
+        from reviewapp.control.tasks import run_backtest
+        from reviewapp.core.jobs import job_requeuer_register
+        from reviewapp.core.models import Job
         from reviewapp.reviews.signals import use_case_facts_changed
 
         def on_use_case_facts_changed(sender, *, use_case_id, **kwargs) -> None:
@@ -18,3 +21,5 @@ class ControlConfig(AppConfig):
         use_case_facts_changed.connect(
             on_use_case_facts_changed, weak=False, dispatch_uid="control.guardrail_watch"
         )
+        # A backtest queued while the broker was down is swept like scoring.
+        job_requeuer_register(Job.Kind.BACKTEST, lambda job: run_backtest.delay(job_id=str(job.pk)))

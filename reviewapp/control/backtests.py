@@ -29,7 +29,7 @@ from deployments.selectors import model_version_get, policy_current
 from deployments.services.estimators import estimator_for
 from deployments.services.policies import policy_spec
 from reviewapp.core.errors import InvalidInput, NotFound
-from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from reviewapp.core.jobs import job_claim, job_create, job_fail, job_finish, job_progress
 from reviewapp.core.models import Job
 from reviewapp.reviews.models import Item
 
@@ -232,10 +232,8 @@ def backtest_run(*, job_id: str) -> None:
     The policy is read once, at the start: the replay shows one consistent policy version.
     """
     job = Job.objects.filter(pk=job_id, kind=Job.Kind.BACKTEST).select_related("use_case").first()
-    if job is None or job.state in (Job.State.DONE, Job.State.FAILED):
-        return
-    job_start(job_id=job.pk)
-    Job.objects.filter(pk=job.pk).update(done=0)
+    if job is None or not job_claim(job_id=job.pk):
+        return  # gone, ended, or another run holds it
     try:
         use_case = job.use_case
         params = job.params

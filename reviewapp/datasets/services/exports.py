@@ -26,7 +26,7 @@ from deployments.models import ModelVersion, UseCase
 from deployments.selectors import can_view_pii
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.events import event_record
-from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from reviewapp.core.jobs import job_claim, job_create, job_fail, job_finish, job_progress
 from reviewapp.core.logs import event_log
 from reviewapp.core.models import Job
 from reviewapp.datasets.export_formats import FORMATS
@@ -316,11 +316,11 @@ def export_write(*, export_id, on_progress: Progress | None = None) -> Export:
     if export.state == Export.State.READY:
         return export
     started = timezone.now()
+    if export.job_id and not job_claim(job_id=export.job_id, now=started):
+        return export  # another run is writing it, or it ended
     Export.objects.filter(pk=export.pk).update(
         state=Export.State.RUNNING, started_at=started, error=""
     )
-    if export.job_id:
-        job_start(job_id=export.job_id)
     try:
         _write(export, on_progress)
     except Exception as exc:

@@ -26,7 +26,7 @@ from deployments.services.estimators import estimator_for
 from deployments.services.model_versions import model_version_challenge, model_version_register
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.events import event_record
-from reviewapp.core.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from reviewapp.core.jobs import job_claim, job_create, job_fail, job_finish, job_progress
 from reviewapp.core.models import Job
 from reviewapp.datasets.export_tables import (
     RowFilters,
@@ -157,11 +157,11 @@ def training_run_execute(*, run_id, on_progress=None) -> TrainingRun:
     ).get(pk=run_id)
     if run.state in (TrainingRun.State.DONE, TrainingRun.State.FAILED):
         return run
+    if run.job_id and not job_claim(job_id=run.job_id):
+        return run  # another run holds it
     TrainingRun.objects.filter(pk=run.pk).update(
         state=TrainingRun.State.RUNNING, started_at=timezone.now(), error=""
     )
-    if run.job_id:
-        job_start(job_id=run.job_id)
     try:
         _execute(run, _Progress(run, on_progress))
         if on_progress:
