@@ -105,6 +105,7 @@ TEMPLATES = [
                 "reviewapp.core.context_processors.navigation",
                 "reviewapp.webhooks.context_processors.webhook_notices",
                 "reviewapp.monitoring.context_processors.system_notices",
+                "reviewapp.reviews.context_processors.past_due_notices",
             ],
         },
     },
@@ -378,6 +379,15 @@ MODEL_LATENCY_PROBE_MAX_SECONDS = float(os.environ.get("MODEL_LATENCY_PROBE_MAX_
 REALTIME_SCORING_THREADS = int(os.environ.get("REALTIME_SCORING_THREADS", "4"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Service levels: how often open review tasks are checked against their due times (a
+# ``queue.sla_breached`` event per use case with newly late items). The beat runs the check; in
+# embedded mode (eager Celery, no beat) the web process runs it after a response at most this
+# often (0: never there; the beat keeps 60 s).
+SLA_CHECK_SECONDS = float(os.environ.get("SLA_CHECK_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE["check-service-levels"] = {
+    "task": "reviews.check_service_levels",
+    "schedule": SLA_CHECK_SECONDS or 60.0,
+}
 
 # --- dataset exports -------------------------------------------------------------------------
 # Export files live in a directory, not in the database: they are large write-once blobs

@@ -70,6 +70,8 @@ def _eager_tasks_and_fresh_cache(settings):
     settings.HEARTBEAT_INTERVAL_SECONDS = 0
     # No webhook sweep after responses: tests sweep with a clock of theirs.
     settings.WEBHOOK_SWEEP_SECONDS = 0
+    # No service-level check after responses: tests check with a clock of theirs.
+    settings.SLA_CHECK_SECONDS = 0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     model_cache.clear()
     yield

@@ -5,3 +5,11 @@ class ReviewsConfig(AppConfig):
     name = "reviewapp.reviews"
     label = "reviews"
     verbose_name = "Reviews"
+
+    def ready(self) -> None:
+        from django.core.signals import request_finished
+
+        from reviewapp.reviews.tasks import check_after_response
+
+        # Embedded mode has no beat: the web process checks service levels after responses.
+        request_finished.connect(check_after_response, dispatch_uid="reviews-embedded-sla-check")

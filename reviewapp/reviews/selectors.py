@@ -1,6 +1,8 @@
 """Reading items, queues and disagreements."""
 
-from datetime import UTC, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -49,7 +51,7 @@ def prediction_public(prediction: Prediction | None, *, use_case: UseCase) -> di
     return body
 
 
-def _utc_text(moment) -> str | None:
+def utc_text(moment) -> str | None:
     """A moment as the API writes them: ISO 8601 in UTC with a Z."""
     if moment is None:
         return None
@@ -71,7 +73,7 @@ def item_public(item: Item, *, use_case: UseCase) -> dict[str, Any]:
         "decision": decision,
         "prediction": prediction_public(item.prediction, use_case=use_case),
         "priority": item.priority,
-        "due_at": _utc_text(item.due_at),
+        "due_at": utc_text(item.due_at),
     }
 
 
@@ -440,3 +442,93 @@ def gold_scores(*, since, use_case: UseCase | None = None, reviewer=None) -> dic
         .values_list("use_case_id", "reviewer_id", "n", "agreed")
     )
     return {(uc, who): {"n": n, "agreed": agreed} for uc, who, n, agreed in rows}
+
+
+# --- service levels: the queue against its due times ------------------------------------------
+
+# Throughput is measured over this window: a day holds every shift of a working day, so the
+# forecast does not swing with the hour it is read at.
+THROUGHPUT_WINDOW = timedelta(hours=24)
+THROUGHPUT_WINDOW_TEXT = "decisions per hour over the last 24 hours"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHealth:
+    """One use case's queue measured against its due times at ``now``."""
+
+    waiting: int  # open tasks
+    oldest_waiting_seconds: float | None
+    past_due_items: int  # items with an open task whose due_at has passed
+    oldest_due_at: datetime | None  # the earliest due time among the open tasks
+    decisions_per_hour: float  # over THROUGHPUT_WINDOW
+    clear_seconds: float | None  # None: tasks wait and no throughput was measured
+
+    @property
+    def no_throughput(self) -> bool:
+        return self.waiting > 0 and self.clear_seconds is None
+
+
+def queue_health_for(*, use_case_ids: Sequence[int], now: datetime) -> dict[int, QueueHealth]:
+    """Queue health of each use case: two queries whatever their number. Open tasks are read
+    through the queue's partial indexes (their size is the waiting work, not the history)."""
+    ids = list(use_case_ids)
+    open_rows = {
+        row["use_case_id"]: row
+        for row in ReviewTask.objects.filter(use_case_id__in=ids, state=ReviewTask.State.OPEN)
+        .values("use_case_id")
+        .annotate(
+            waiting=Count("id"),
+            oldest=Min("created_at"),
+            past_due=Count("item_id", distinct=True, filter=Q(due_at__lt=now)),
+            oldest_due=Min("due_at"),
+        )
+        .order_by()
+    }
+    decided = dict(
+        Decision.objects.filter(use_case_id__in=ids, created_at__gte=now - THROUGHPUT_WINDOW)
+        .values("use_case_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("use_case_id", "n")
+    )
+    window_hours = THROUGHPUT_WINDOW.total_seconds() / 3600
+    health = {}
+    for pk in ids:
+        row = open_rows.get(pk, {})
+        waiting = row.get("waiting", 0)
+        per_hour = decided.get(pk, 0) / window_hours
+        if waiting == 0:
+            clear = 0.0
+        elif per_hour > 0:
+            clear = waiting / per_hour * 3600
+        else:
+            clear = None
+        oldest = row.get("oldest")
+        health[pk] = QueueHealth(
+            waiting=waiting,
+            oldest_waiting_seconds=(now - oldest).total_seconds() if oldest else None,
+            past_due_items=row.get("past_due", 0),
+            oldest_due_at=row.get("oldest_due"),
+            decisions_per_hour=per_hour,
+            clear_seconds=clear,
+        )
+    return health
+
+
+def queue_health(*, use_case: UseCase, now: datetime | None = None) -> QueueHealth:
+    return queue_health_for(use_case_ids=[use_case.pk], now=now or timezone.now())[use_case.pk]
+
+
+def past_due_by_use_case(*, user, now: datetime) -> list[dict[str, Any]]:
+    """The use cases ``user`` may see that have items past due now (slug, name, items), in
+    name order: one query, answered from the due index of each use case's open tasks."""
+    return list(
+        ReviewTask.objects.filter(
+            use_case__in=use_cases_visible_to(user),
+            state=ReviewTask.State.OPEN,
+            due_at__lt=now,
+        )
+        .values("use_case__slug", "use_case__name")
+        .annotate(items=Count("item_id", distinct=True))
+        .order_by("use_case__name")
+    )

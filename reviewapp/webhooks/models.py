@@ -7,6 +7,7 @@ EVENT_TYPES = (
     "outcome.decided",
     "outcome.corrected",  # an audit overturned an automated outcome
     "item.escalated",
+    "queue.sla_breached",  # review tasks still open past their items' due time
     "policy.changed",
     "guardrail.breached",
     "model.changed",
