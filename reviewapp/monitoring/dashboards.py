@@ -22,6 +22,7 @@ from reviewapp.monitoring.selectors import (
 )
 from reviewapp.monitoring.system import health_read
 from reviewapp.monitoring.system_page import software_cards, software_charts
+from reviewapp.reviews.selectors import QueueHealth, queue_health
 
 TABS = {
     "automation": "Automation",
@@ -130,15 +131,7 @@ def panel_build(
     elif tab == "software":
         queue = queue_now(use_case=use_case, now=now)
         panel["queue"] = queue
-        panel["cards"] += [
-            {"label": "Open review tasks", "value": f"{queue['depth']:,}"},
-            {
-                "label": "Oldest waiting",
-                "value": figures._duration(queue["oldest_waiting_seconds"])
-                if queue["oldest_waiting_seconds"] is not None
-                else "—",
-            },
-        ]
+        panel["cards"] += queue_health_cards(queue_health(use_case=use_case, now=now))
         flow = _flow_after(use_case, periods)
         names = dict(
             get_user_model()
@@ -158,6 +151,35 @@ def panel_build(
         panel["cards"] += software_cards(health)
         panel["charts"] += software_charts(now=now)
     return panel
+
+
+def queue_health_cards(health: QueueHealth) -> list[dict]:
+    """The queue against its due times: size, age, items past due, time to clear."""
+    if health.clear_seconds is not None:
+        clear = figures._duration(health.clear_seconds)
+        clear_note = (
+            f"at {health.decisions_per_hour:.1f} decisions/h over the last 24 hours"
+            if health.waiting
+            else "nothing waiting"
+        )
+    else:
+        clear, clear_note = "—", "no throughput measured (no decisions in the last 24 hours)"
+    return [
+        {"label": "Open review tasks", "value": f"{health.waiting:,}"},
+        {
+            "label": "Oldest waiting",
+            "value": figures._duration(health.oldest_waiting_seconds)
+            if health.oldest_waiting_seconds is not None
+            else "—",
+        },
+        {
+            "label": "Past due",
+            "value": f"{health.past_due_items:,}",
+            "note": "items waiting past their due time",
+            "alert": health.past_due_items > 0,
+        },
+        {"label": "Time to clear", "value": clear, "note": clear_note},
+    ]
 
 
 def _flow_after(use_case: UseCase, periods: figures.Periods) -> list[int]:

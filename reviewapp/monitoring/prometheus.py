@@ -18,7 +18,7 @@ Two sources, chosen so the numbers are right however many processes serve the ap
 import os
 from collections import defaultdict
 
-from django.db.models import Count, Min, Sum
+from django.db.models import Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import (
@@ -31,7 +31,7 @@ from deployments.models import UseCase
 from reviewapp.monitoring import stats
 from reviewapp.monitoring.models import FoldLock, HourlyRollup, RollupEvent
 from reviewapp.monitoring.system_metrics import SystemCollector
-from reviewapp.reviews.models import ReviewTask
+from reviewapp.reviews.selectors import queue_health_for
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REQUEST_LATENCY = Histogram(
@@ -133,22 +133,29 @@ class DatabaseCollector:
             "Age of the oldest open review task, by use case.",
             labels=["use_case"],
         )
-        now = timezone.now()
-        open_tasks = {
-            row["use_case_id"]: row
-            for row in ReviewTask.objects.filter(
-                use_case_id__in=self.use_case_ids, state=ReviewTask.State.OPEN
-            )
-            .values("use_case_id")
-            .annotate(n=Count("id"), oldest=Min("created_at"))
-            .order_by()
-        }
+        past_due = GaugeMetricFamily(
+            "reviewapp_queue_past_due_items",
+            "Items waiting for review past their due time, by use case.",
+            labels=["use_case"],
+        )
+        clear = GaugeMetricFamily(
+            "reviewapp_queue_clear_forecast_seconds",
+            "Time to clear the open review tasks at the last 24 hours' decisions per hour, by"
+            " use case (absent while tasks wait and no decision was made in that window).",
+            labels=["use_case"],
+        )
+        health = queue_health_for(use_case_ids=self.use_case_ids, now=timezone.now())
         for pk, slug in UseCase.objects.filter(pk__in=self.use_case_ids).values_list("pk", "slug"):
-            row = open_tasks.get(pk)
-            depth.add_metric([slug], row["n"] if row else 0)
-            age.add_metric([slug], (now - row["oldest"]).total_seconds() if row else 0)
+            queue = health[pk]
+            depth.add_metric([slug], queue.waiting)
+            age.add_metric([slug], queue.oldest_waiting_seconds or 0)
+            past_due.add_metric([slug], queue.past_due_items)
+            if queue.clear_seconds is not None:
+                clear.add_metric([slug], queue.clear_seconds)
         yield depth
         yield age
+        yield past_due
+        yield clear
 
         pending = GaugeMetricFamily(
             "reviewapp_rollup_events_pending", "Facts recorded but not yet folded into rollups."

@@ -31,7 +31,7 @@ from reviewapp.reviews.selectors import (
     escalation_note_for,
     escalations_list,
     escalations_raised_by,
-    queue_stats,
+    queue_health,
     review_queues_overview,
     reviewer_work_summary,
 )
@@ -112,7 +112,7 @@ def _refused(request, use_case, errors: dict, *, task_id):
     context = _task_context(request, use_case, step, errors=errors, posted=posted)
     if request.htmx:
         return render(request, TASK_PARTIAL, context, status=422)
-    context["stats"] = queue_stats(use_case=use_case)
+    context["health"] = queue_health(use_case=use_case)
     return render(request, "reviews/queue.html", context, status=422)
 
 
@@ -125,20 +125,20 @@ def queue(request, slug):
     context = _task_context(request, use_case, step)
     if request.htmx:
         return render(request, TASK_PARTIAL, context)
-    context["stats"] = queue_stats(use_case=use_case)
+    context["health"] = queue_health(use_case=use_case)
     return render(request, "reviews/queue.html", context)
 
 
 @page(roles=REVIEWERS)
 @require_GET
 def queue_stats_view(request, slug):
-    """The queue's size and age, polled by the queue page (kept out of the decision's round
-    trip: counting a long queue costs more than deciding)."""
+    """The queue's size, age, items past due and time to clear, polled by the queue page (kept
+    out of the decision's round trip: counting a long queue costs more than deciding)."""
     use_case = use_case_get_for(user=request.user, slug=slug)
     return render(
         request,
         "reviews/queue.html#stats",
-        {"use_case": use_case, "stats": queue_stats(use_case=use_case)},
+        {"use_case": use_case, "health": queue_health(use_case=use_case)},
     )
 
 

@@ -78,7 +78,8 @@ def test_the_overview_query_count_does_not_grow_with_use_cases(
 ):
     for n in range(6):
         make_use_case(actor=manager, slug=f"case-{n}", level="shadow")
-    with django_assert_max_num_queries(14):
+    # 17: the queue health (two) and the past-due banner (one) are fixed costs too.
+    with django_assert_max_num_queries(17):
         assert client.get(url("control-overview")).status_code == 200
 
 

@@ -188,3 +188,30 @@ def test_the_grafana_dashboard_uses_only_series_the_app_exports(api, busy, monke
         base = re.sub(r"_(bucket|total|count|sum)$", "", name)
         assert base in declared or name in declared, f"{name} is not exported"
     assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])
+
+
+def test_metrics_export_the_queue_against_its_due_times(api, people):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from reviewapp.reviews.services.ingest import item_ingest
+
+    manager = people["manager"]
+    late = make_use_case(members=[manager], level="human_only", slug="late")
+    make_use_case(members=[manager], level="human_only", slug="idle")
+    hours_ago = timezone.now() - timedelta(hours=3)
+    for n in range(2):
+        item_ingest(
+            use_case=late,
+            now=hours_ago,
+            due_at=(hours_ago + timedelta(hours=1)).isoformat(),
+            **invoice(n),
+        )
+    samples = _samples(api(manager).get("/metrics").content.decode())
+    assert samples[("reviewapp_queue_past_due_items", (("use_case", "late"),))] == 2
+    assert samples[("reviewapp_queue_past_due_items", (("use_case", "idle"),))] == 0
+    assert samples[("reviewapp_queue_oldest_age_seconds", (("use_case", "late"),))] >= 3 * 3600
+    # An empty queue clears at once; a waiting one with no decisions has no forecast.
+    assert samples[("reviewapp_queue_clear_forecast_seconds", (("use_case", "idle"),))] == 0
+    assert ("reviewapp_queue_clear_forecast_seconds", (("use_case", "late"),)) not in samples

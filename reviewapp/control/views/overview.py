@@ -1,6 +1,7 @@
 """The spectrum overview, and the index of model versions by use case."""
 
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from deployments.selectors import (
@@ -13,6 +14,7 @@ from reviewapp.control.presenters import (
 )
 from reviewapp.core.api import MANAGERS, MODEL_OWNERS
 from reviewapp.core.pages import page
+from reviewapp.reviews.selectors import queue_health_for
 
 
 @require_GET
@@ -20,10 +22,18 @@ from reviewapp.core.pages import page
 def overview(request):
     rows = spectrum_overview(use_cases=use_cases_visible_to(request.user))
     breaches = [breach for row in rows for breach in row.breaches]
+    health = queue_health_for(use_case_ids=[row.use_case.pk for row in rows], now=timezone.now())
+    queues = [{"use_case": row.use_case, "health": health[row.use_case.pk]} for row in rows]
     return render(
         request,
         "control/overview.html",
-        {"rows": rows, "levels": LEVELS, "open_breaches": breaches, "is_manager": True},
+        {
+            "rows": rows,
+            "levels": LEVELS,
+            "open_breaches": breaches,
+            "queue_health": queues,
+            "is_manager": True,
+        },
     )
 
 
