@@ -116,7 +116,8 @@ def test_an_event_lists_the_first_ids_and_counts_the_rest(monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_checks_at_once_never_note_a_task_twice():
+def test_two_checks_at_once_never_note_a_task_twice(monkeypatch):
+    monkeypatch.setattr(service_levels, "EXTERNAL_IDS_SHOWN", 1000)  # every id listed
     use_case = _human_queue(slug="invoices")
     for n in range(200):
         _send(use_case, n, due_in=timedelta(minutes=1))
