@@ -158,7 +158,7 @@ def queue_health_cards(health: QueueHealth) -> list[dict]:
     if health.clear_seconds is not None:
         clear = figures._duration(health.clear_seconds)
         clear_note = (
-            f"at {health.decisions_per_hour:.1f} decisions/h over the last 24 hours"
+            f"at {health.decisions_per_hour:.2g} decisions/h over the last 24 hours"
             if health.waiting
             else "nothing waiting"
         )
