@@ -2,6 +2,7 @@ import functools
 import logging
 import os
 
+import celery.worker.consumer
 from celery import Celery
 from celery.contrib.django.task import DjangoTask
 
@@ -34,6 +35,30 @@ class Task(DjangoTask):
                 "could not queue %s after commit (broker unavailable?); left to the sweeper",
                 self.name,
             )
+
+
+class Consumer(celery.worker.consumer.Consumer):
+    """The worker's consumer, reconnecting to a broker that went away every
+    ``BROKER_RECONNECT_MAX_SECONDS`` at most, for as long as it takes (Celery's own waits 2, 4,
+    6 ... up to 30 s between attempts and gives up after 100, and has no setting for the
+    waits: after a long outage a worker slept up to half a minute past the broker's return,
+    and after a longer one it exited)."""
+
+    def ensure_connected(self, conn):
+        from django.conf import settings
+
+        return super().ensure_connected(
+            reconnect_paced(conn, seconds=settings.BROKER_RECONNECT_MAX_SECONDS)
+        )
+
+
+def reconnect_paced(conn, *, seconds: float):
+    """``conn`` (a kombu connection) retrying every ``seconds`` at most when it reconnects."""
+    if not isinstance(conn.ensure_connection, functools.partial):  # once per connection
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=0, interval_step=seconds, interval_max=seconds
+        )
+    return conn
 
 
 app = Celery("reviewapp", task_cls=Task)

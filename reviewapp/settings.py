@@ -333,6 +333,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker whose broker goes away keeps trying to reconnect, every few seconds, for as long as
+# it takes (reviewapp.celery.Consumer): work resumes within seconds of the broker's return.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CONSUMER = "reviewapp.celery:Consumer"
+BROKER_RECONNECT_MAX_SECONDS = float(os.environ.get("BROKER_RECONNECT_MAX_SECONDS", "2"))
 SWEEPER_INTERVAL_SECONDS = int(os.environ.get("SWEEPER_INTERVAL_SECONDS", "60"))
 # A pending item whose scoring failed this many times (its batch's task, then each sweep) is
 # routed to a human as a null output naming the error instead of being retried again. Two

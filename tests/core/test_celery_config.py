@@ -35,3 +35,27 @@ def test_a_hung_broker_times_out_instead_of_holding_a_request():
     options = app.conf.broker_transport_options
     assert 0 < options["socket_timeout"] <= 30
     assert 0 < options["socket_connect_timeout"] <= 30
+
+
+def test_a_worker_outlives_a_broker_outage_and_retries_every_few_seconds():
+    """Celery's consumer would wait up to 30 s between reconnects and exit after 100."""
+    assert app.conf.broker_connection_max_retries is None
+    assert app.conf.worker_consumer == "reviewapp.celery:Consumer"
+    assert 0 < settings.BROKER_RECONNECT_MAX_SECONDS <= 5
+
+
+def test_reconnects_are_paced_by_the_cap():
+    from kombu import Connection
+
+    from reviewapp.celery import reconnect_paced
+
+    waits = []
+    # Port 9 (discard): nothing listens, every attempt is refused at once.
+    conn = reconnect_paced(Connection("redis://127.0.0.1:9/0"), seconds=0.01)
+    try:
+        conn.ensure_connection(errback=lambda exc, interval: waits.append(interval), max_retries=4)
+    except Exception:
+        pass  # gave up after the four retries this test allows
+    finally:
+        conn.release()
+    assert len(waits) >= 3 and max(waits) <= 0.01
