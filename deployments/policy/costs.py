@@ -25,8 +25,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 Z95 = 1.959963984540054
 
 
@@ -61,22 +59,22 @@ class CostSettings:
 
 @dataclass(frozen=True)
 class ThresholdCosts:
-    thresholds: np.ndarray
-    model_per_day: np.ndarray
-    human_per_day: np.ndarray  # reviews a day: items for people plus audits
-    error_rate: np.ndarray  # of automated items (nan where none is automated)
-    error_cost: np.ndarray
-    error_cost_low: np.ndarray
-    error_cost_high: np.ndarray
-    review_cost: np.ndarray
-    total: np.ndarray
-    fits_capacity: np.ndarray  # bool (all True when capacity is unknown)
-    meets_ceiling: np.ndarray  # bool (all True without a ceiling)
+    thresholds: list[float]
+    model_per_day: list[float]
+    human_per_day: list[float]  # reviews a day: items for people plus audits
+    error_rate: list[float | None]  # of automated items (None where none is automated)
+    error_cost: list[float]
+    error_cost_low: list[float]
+    error_cost_high: list[float]
+    review_cost: list[float]
+    total: list[float]
+    fits_capacity: list[bool]  # all True when capacity is unknown
+    meets_ceiling: list[bool]  # all True without a ceiling
     note: str = ""  # what the figures had to assume
 
     def at(self, threshold: float) -> int:
         """The index of the curve's threshold nearest to ``threshold``."""
-        return int(np.argmin(np.abs(self.thresholds - threshold)))
+        return min(range(len(self.thresholds)), key=lambda i: abs(self.thresholds[i] - threshold))
 
 
 @dataclass(frozen=True)
@@ -98,33 +96,56 @@ def costs_missing(settings: CostSettings) -> list[str]:
     return missing
 
 
-def _wilson(successes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _wilson(successes: float, n: int) -> tuple[float, float]:
     if n <= 0:
-        zeros = np.zeros_like(successes, dtype=float)
-        return zeros, np.ones_like(zeros)
+        return 0.0, 1.0
     p = successes / n
     z2 = Z95**2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = Z95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    half = Z95 * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0)) / (1 + z2 / n)
+    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
-def _classification_error_cost(curve: BacktestCurve, settings: CostSettings):
+def _classification_window_costs(curve: BacktestCurve, settings: CostSettings):
     """Per threshold: the window's total error cost, and the note on what was assumed."""
-    errors = np.asarray(curve.errors, dtype=float)
     base = settings.error_cost if settings.error_cost is not None else 0.0
-    note = ""
+    totals = [e * base for e in curve.errors]
     if settings.pair_costs and curve.wrong_pairs is None:
-        note = "this backtest has no label pairs: every error costs error_cost; run a new one"
-        return errors * base, note
-    total = errors * base
+        return (
+            totals,
+            "this backtest has no label pairs: every error costs error_cost; run a new one",
+        )
     for pair, cost in settings.pair_costs.items():
         counts = (curve.wrong_pairs or {}).get(tuple(pair))
         if counts is not None:
-            total = total + np.asarray(counts, dtype=float) * (cost - base)
+            totals = [t + c * (cost - base) for t, c in zip(totals, counts, strict=True)]
     if settings.error_cost is None:
-        note = "mistakes without a pair cost count as free (error_cost is empty)"
-    return total, note
+        return totals, "mistakes without a pair cost count as free (error_cost is empty)"
+    return totals, ""
+
+
+def _error_intervals(curve: BacktestCurve, settings: CostSettings, window: list[float]):
+    """The 95% interval of each threshold's daily error cost (see the module's doc)."""
+    n = curve.items
+    scale = settings.arrivals_per_day * settings.traffic_share
+    if settings.regression:
+        unit = settings.error_cost or 0.0
+        intervals = []
+        for sums, squares in zip(curve.abs_error, curve.abs_error_sq, strict=True):
+            mean = sums * unit / n if n else 0.0
+            variance = max(squares * unit * unit / n - mean**2, 0.0) / n if n else 0.0
+            spread = Z95 * math.sqrt(variance)
+            intervals.append((max(mean - spread, 0.0) * scale, (mean + spread) * scale))
+        return intervals
+    fallback = settings.error_cost
+    if fallback is None:
+        fallback = max(settings.pair_costs.values(), default=0.0)
+    intervals = []
+    for errors, cost in zip(curve.errors, window, strict=True):
+        per_error = cost / errors if errors else fallback
+        low, high = _wilson(errors, n)
+        intervals.append((low * per_error * scale, high * per_error * scale))
+    return intervals
 
 
 def threshold_costs(curve: BacktestCurve, settings: CostSettings) -> ThresholdCosts | None:
@@ -132,63 +153,44 @@ def threshold_costs(curve: BacktestCurve, settings: CostSettings) -> ThresholdCo
     cannot price errors (a regression backtest without error sums)."""
     if costs_missing(settings):
         return None
-    thresholds = np.asarray(curve.thresholds, dtype=float)
+    if settings.regression and (curve.abs_error is None or curve.abs_error_sq is None):
+        return None
     n = max(int(curve.items), 0)
-    automated = np.asarray(curve.automated, dtype=float)
-    errors = np.asarray(curve.errors, dtype=float)
     per_item = settings.arrivals_per_day / n if n else 0.0
     share = settings.traffic_share
-    model = automated * per_item * share
-    human = settings.arrivals_per_day - model + model * settings.audit_rate
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error_rate = np.where(automated > 0, errors / automated, np.nan)
-    note = ""
     if settings.regression:
-        if curve.abs_error is None or curve.abs_error_sq is None:
-            return None
-        unit = settings.error_cost or 0.0
-        sums = np.asarray(curve.abs_error, dtype=float) * unit
-        squares = np.asarray(curve.abs_error_sq, dtype=float) * unit * unit
-        mean = sums / n if n else np.zeros_like(sums)
-        variance = np.maximum(squares / n - mean**2, 0.0) / n if n else np.zeros_like(sums)
-        spread = Z95 * np.sqrt(variance)
-        window_cost = sums
-        low = np.maximum(mean - spread, 0.0) * settings.arrivals_per_day * share
-        high = (mean + spread) * settings.arrivals_per_day * share
+        window = [a * (settings.error_cost or 0.0) for a in curve.abs_error]
+        note = ""
     else:
-        window_cost, note = _classification_error_cost(curve, settings)
-        low_share, high_share = _wilson(errors, n)
-        fallback = settings.error_cost
-        if fallback is None:
-            fallback = max(settings.pair_costs.values(), default=0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_error = np.where(errors > 0, window_cost / errors, fallback)
-        low = low_share * per_error * settings.arrivals_per_day * share
-        high = high_share * per_error * settings.arrivals_per_day * share
-    error_cost = window_cost * per_item * share
-    review = human * settings.review_minutes / 60.0 * settings.hourly_cost
-    if settings.capacity_per_day is None:
-        fits = np.ones_like(thresholds, dtype=bool)
-    else:
-        fits = human <= settings.capacity_per_day + 1e-9
-    if settings.error_rate_ceiling is None:
-        meets = np.ones_like(thresholds, dtype=bool)
-    else:
-        meets = np.where(automated > 0, errors <= settings.error_rate_ceiling * automated, True)
-    return ThresholdCosts(
-        thresholds=thresholds,
-        model_per_day=model,
-        human_per_day=human,
-        error_rate=error_rate,
-        error_cost=error_cost,
-        error_cost_low=np.minimum(low, error_cost),
-        error_cost_high=np.maximum(high, error_cost),
-        review_cost=review,
-        total=error_cost + review,
-        fits_capacity=fits,
-        meets_ceiling=meets,
-        note=note,
-    )
+        window, note = _classification_window_costs(curve, settings)
+    intervals = _error_intervals(curve, settings, window)
+    review_each = settings.review_minutes / 60.0 * settings.hourly_cost
+    ceiling, capacity = settings.error_rate_ceiling, settings.capacity_per_day
+    columns: dict[str, list] = {name: [] for name in ThresholdCosts.__dataclass_fields__}
+    columns.pop("note")
+    for k, threshold in enumerate(curve.thresholds):
+        automated, errors = curve.automated[k], curve.errors[k]
+        model = automated * per_item * share
+        human = settings.arrivals_per_day - model + model * settings.audit_rate
+        error_cost = window[k] * per_item * share
+        low, high = intervals[k]
+        review = human * review_each
+        row = {
+            "thresholds": float(threshold),
+            "model_per_day": model,
+            "human_per_day": human,
+            "error_rate": errors / automated if automated else None,
+            "error_cost": error_cost,
+            "error_cost_low": min(low, error_cost),
+            "error_cost_high": max(high, error_cost),
+            "review_cost": review,
+            "total": error_cost + review,
+            "fits_capacity": capacity is None or human <= capacity + 1e-9,
+            "meets_ceiling": ceiling is None or not automated or errors <= ceiling * automated,
+        }
+        for name, value in row.items():
+            columns[name].append(value)
+    return ThresholdCosts(**columns, note=note)
 
 
 def _money(value: float) -> str:
@@ -201,41 +203,39 @@ def _per_day(value: float) -> str:
 
 def recommend(costs: ThresholdCosts, settings: CostSettings) -> Recommendation:
     """The threshold to suggest, with its reason in one sentence (see the module's doc)."""
-    meets = costs.meets_ceiling
+    indices = range(len(costs.thresholds))
     ceiling = settings.error_rate_ceiling
     under = f"whose error rate stays under {ceiling:.1%}" if ceiling is not None else ""
-    if not meets.any():
+    meeting = [i for i in indices if costs.meets_ceiling[i]]
+    if not meeting:
         return Recommendation(
             None,
             None,
             f"No threshold keeps the error rate under {ceiling:.1%} in this backtest: "
             "keep people deciding, or improve the model.",
         )
-    allowed = meets & costs.fits_capacity
-    if not allowed.any():
+    allowed = [i for i in meeting if costs.fits_capacity[i]]
+    if not allowed:
         # Over capacity everywhere: the least human work that still meets the ceiling.
-        candidates = np.flatnonzero(meets)
-        best = int(candidates[np.argmin(costs.human_per_day[candidates])])
+        best = min(meeting, key=lambda i: costs.human_per_day[i])
         return Recommendation(
-            float(costs.thresholds[best]),
+            costs.thresholds[best],
             best,
             f"The team cannot keep up at any threshold {under or 'on this curve'}: "
             f"{costs.thresholds[best]:.2f} leaves the least human work, "
             f"{_per_day(costs.human_per_day[best])} reviews a day against a capacity of "
             f"{_per_day(settings.capacity_per_day or 0)}.",
         )
-    candidates = np.flatnonzero(allowed)
-    totals = costs.total[candidates]
     # The least total; among equals (to a cent), the highest threshold.
-    least = totals.min()
-    best = int(candidates[np.flatnonzero(totals <= least + 0.005)[-1]])
+    least = min(costs.total[i] for i in allowed)
+    best = max(i for i in allowed if costs.total[i] <= least + 0.005)
     conditions = [c for c in (under, _fits_clause(costs, settings, best)) if c]
     return Recommendation(
-        float(costs.thresholds[best]),
+        costs.thresholds[best],
         best,
         f"{costs.thresholds[best]:.2f} costs {_money(costs.total[best])} a day "
         f"(errors {_money(costs.error_cost[best])}, reviews {_money(costs.review_cost[best])}), "
-        f"the least of the {len(candidates)} thresholds"
+        f"the least of the {len(allowed)} thresholds"
         + (f" {' and '.join(conditions)}" if conditions else "")
         + ".",
     )
@@ -258,17 +258,13 @@ def capacity_fit(costs: ThresholdCosts, settings: CostSettings, current: float) 
     index = costs.at(current)
     if costs.fits_capacity[index]:
         return None
-    fitting = np.flatnonzero(costs.fits_capacity & costs.meets_ceiling)
-    nearest = None
-    if fitting.size:
-        nearest = float(costs.thresholds[fitting[np.argmin(np.abs(fitting - index))]])
+    fitting = [
+        i for i in range(len(costs.thresholds)) if costs.fits_capacity[i] and costs.meets_ceiling[i]
+    ]
+    nearest = costs.thresholds[min(fitting, key=lambda i: abs(i - index))] if fitting else None
     return {
         "threshold": float(costs.thresholds[index]),
         "human_per_day": float(costs.human_per_day[index]),
         "capacity_per_day": float(settings.capacity_per_day),
         "fitting_threshold": nearest,
     }
-
-
-def finite_or_none(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
