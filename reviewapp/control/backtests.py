@@ -111,10 +111,18 @@ class _Tally:
         self.moves: Counter[tuple[str, str]] = Counter()
         self.tasks: Counter[str] = Counter()
         self.auto_wrong = 0
+        # What the cost curve needs: wrong items by (true, predicted) label pair, and the sums
+        # of absolute and squared errors, by the same threshold index as ``automated_at``.
+        self.wrong_pairs_at: dict[tuple[str, str], np.ndarray] = {}
+        self.abs_error_at = np.zeros(len(THRESHOLDS) + 1)
+        self.abs_error_sq_at = np.zeros(len(THRESHOLDS) + 1)
 
     def curve(self) -> dict[str, list]:
-        automated = np.cumsum(self.automated_at[::-1])[::-1][1:]
-        wrong = np.cumsum(self.wrong_at[::-1])[::-1][1:]
+        def at_or_above(counts):  # reached index k counts for every threshold up to k
+            return np.cumsum(counts[::-1])[::-1][1:]
+
+        automated = at_or_above(self.automated_at)
+        wrong = at_or_above(self.wrong_at)
         total = max(self.scored, 1)
         return {
             "thresholds": THRESHOLDS.tolist(),
@@ -124,6 +132,12 @@ class _Tally:
             "error_rate": [
                 (int(w) / int(a)) if a else None for a, w in zip(automated, wrong, strict=True)
             ],
+            "wrong_pairs": [
+                {"true": true, "predicted": predicted, "errors": at_or_above(counts).tolist()}
+                for (true, predicted), counts in sorted(self.wrong_pairs_at.items())
+            ],
+            "abs_error": at_or_above(self.abs_error_at).tolist(),
+            "abs_error_sq": at_or_above(self.abs_error_sq_at).tolist(),
         }
 
 
@@ -137,6 +151,8 @@ def _chunk_tally(*, tally: _Tally, use_case: UseCase, spec, estimator, rows: lis
     n = len(rows)
     valid = np.zeros(n, dtype=bool)
     wrong = np.zeros(n, dtype=bool)
+    difference = np.zeros(n)  # regression: |model - human|
+    pairs: list[tuple[str, str] | None] = [None] * n  # classification: (true, predicted)
     for i, (_pk, _features, human_label, human_value, then, ramp, audit, double) in enumerate(rows):
         if scored.errors[i]:
             verdict = NullOutput(reason=scored.errors[i])
@@ -156,11 +172,12 @@ def _chunk_tally(*, tally: _Tally, use_case: UseCase, spec, estimator, rows: lis
             valid[i] = True
             if classification:
                 wrong[i] = verdict.label != human_label
+                pairs[i] = (human_label, verdict.label)
             else:
-                difference = abs(verdict.value - human_value)
-                wrong[i] = difference > (use_case.tolerance or 0.0)
-                tally.squared_error += difference**2
-                tally.absolute_error += difference
+                difference[i] = abs(verdict.value - human_value)
+                wrong[i] = difference[i] > (use_case.tolerance or 0.0)
+                tally.squared_error += difference[i] ** 2
+                tally.absolute_error += difference[i]
         decision = route(
             policy=spec,
             output=verdict,
@@ -184,6 +201,20 @@ def _chunk_tally(*, tally: _Tally, use_case: UseCase, spec, estimator, rows: lis
     tally.wrong_at += np.bincount(
         reached, weights=wrong[confident].astype(float), minlength=len(THRESHOLDS) + 1
     ).astype(np.int64)
+    size = len(THRESHOLDS) + 1
+    if classification:
+        wrong_confident = np.flatnonzero(confident & wrong)
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        reached_of = dict(zip(np.flatnonzero(confident).tolist(), reached.tolist(), strict=True))
+        for i in wrong_confident.tolist():
+            by_pair.setdefault(pairs[i], []).append(reached_of[i])
+        for pair, indices in by_pair.items():
+            counts = tally.wrong_pairs_at.setdefault(pair, np.zeros(size, dtype=np.int64))
+            counts += np.bincount(indices, minlength=size)
+    else:
+        errors = difference[confident]
+        tally.abs_error_at += np.bincount(reached, weights=errors, minlength=size)
+        tally.abs_error_sq_at += np.bincount(reached, weights=errors**2, minlength=size)
 
 
 def _result(*, tally: _Tally, use_case: UseCase, policy, version: ModelVersion, params) -> dict:

@@ -102,6 +102,24 @@ def test_a_backtest_job_holds_the_curve_for_100_thresholds(api, start, labelled)
         (e / a if a else None) for a, e in zip(automated, errors, strict=True)
     ]
     assert result["accuracy"] == pytest.approx(1 - errors[0] / 60)
+    # What the cost curve reads: each kind of mistake counted per threshold, the slow way.
+    rows = list(
+        Prediction.objects.filter(item__use_case=use_case).values_list(
+            "confidence", "label", "item__decision_label"
+        )
+    )
+    pairs = {(human, label) for _, label, human in rows if label != human}
+    assert pairs and {(p["true"], p["predicted"]) for p in curve["wrong_pairs"]} == pairs
+    for entry in curve["wrong_pairs"]:
+        assert entry["errors"] == [
+            sum(
+                1
+                for conf, label, human in rows
+                if conf >= t and (human, label) == (entry["true"], entry["predicted"])
+            )
+            for t in curve["thresholds"]
+        ]
+    assert [sum(p["errors"][k] for p in curve["wrong_pairs"]) for k in range(100)] == errors
 
 
 def test_the_replay_routes_the_window_through_the_current_policy(api, start, labelled):
@@ -198,3 +216,12 @@ def test_a_regression_backtest_reports_error_within_tolerance_and_mse(api, start
     assert result["items"] == 30 and result["with_confidence"] == 30
     assert 0.5 < result["mse"] < 3 and 0 < result["within_tolerance"] <= 1
     assert result["curve"]["automated"][0] == 30  # every forest vote agrees at least 1%
+    # The cost curve's sums: |error| and error² of the automated items, the slow way.
+    rows = [
+        (p.confidence, abs(p.value - p.item.decision_value))
+        for p in Prediction.objects.filter(item__use_case=use_case).select_related("item")
+    ]
+    for k, t in enumerate(result["curve"]["thresholds"]):
+        chosen = [d for conf, d in rows if conf >= t]
+        assert result["curve"]["abs_error"][k] == pytest.approx(sum(chosen))
+        assert result["curve"]["abs_error_sq"][k] == pytest.approx(sum(d * d for d in chosen))
