@@ -17,6 +17,7 @@ from deployments.selectors import (
     policies_current_for,
     ramp_plans_open_for,
 )
+from reviewapp.control.costs import capacity_warnings_for
 from reviewapp.reviews.models import Decision, Item
 
 
@@ -33,6 +34,8 @@ class OverviewRow:
     reviewed_today: int = 0
     overridden_today: int = 0
     breaches: list[GuardrailBreach] = field(default_factory=list)
+    # Set when people could not keep up at the current threshold (see control.costs).
+    capacity_warning: dict | None = None
 
     @property
     def automation_rate(self) -> float | None:
@@ -73,6 +76,16 @@ def spectrum_overview(*, use_cases, now=None) -> list[OverviewRow]:
             overridden=Count("id", filter=Q(kind=Decision.Kind.OVERRIDDEN)),
         )
     }
+    warnings = capacity_warnings_for(
+        use_cases=use_cases,
+        policies=policies,
+        champions={
+            use_case_id: models["champion"][0].version
+            for use_case_id, models in roles.items()
+            if models.get("champion")
+        },
+        now=now,
+    )
     open_breaches: dict[int, list[GuardrailBreach]] = {}
     for breach in breaches_open(use_cases=use_cases):
         open_breaches.setdefault(breach.use_case_id, []).append(breach)
@@ -95,6 +108,7 @@ def spectrum_overview(*, use_cases, now=None) -> list[OverviewRow]:
                 reviewed_today=decisions.get("accepted", 0) + decisions.get("overridden", 0),
                 overridden_today=decisions.get("overridden", 0),
                 breaches=open_breaches.get(use_case.pk, []),
+                capacity_warning=warnings.get(use_case.pk),
             )
         )
     return rows

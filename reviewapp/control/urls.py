@@ -26,6 +26,7 @@ urlpatterns = [
     path(f"{use_case}four-eyes/", change_requests.four_eyes_set, name="control-four-eyes"),
     path(f"{use_case}gold-rate/", change_requests.gold_rate_set, name="control-gold-rate"),
     path(f"{use_case}queue-order/", change_requests.queue_order_set, name="control-queue-order"),
+    path(f"{use_case}costs/", change_requests.costs_set, name="control-costs"),
     path(
         f"{use_case}suggestion-preselected/",
         change_requests.suggestion_preselected_set,

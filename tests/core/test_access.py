@@ -350,6 +350,7 @@ PAGES = [
     ("suggestion pre-pick page", "post", f"{CONTROL}suggestion-preselected/", None, {M, A}),
     ("gold rate page", "post", f"{CONTROL}gold-rate/", None, {M, A}),
     ("queue order page", "post", f"{CONTROL}queue-order/", None, {M, A}),
+    ("costs page", "post", f"{CONTROL}costs/", None, {M, A}),
     (
         "decide change request page",
         "post",

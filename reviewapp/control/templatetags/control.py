@@ -50,3 +50,24 @@ def level_title(level) -> str:
         return LEVEL_HELP[level]["title"]
     except KeyError:
         return str(level)
+
+
+@register.filter
+def index(sequence, position):
+    """``sequence[position]``, or None when there is no such position."""
+    try:
+        return sequence[int(position)]
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+COST_FIELDS = {
+    "error_cost": "what a wrong automated decision costs",
+    "review_minutes": "minutes a review",
+    "hourly_cost": "what a reviewer hour costs",
+}
+
+
+@register.filter
+def cost_field(name: str) -> str:
+    return COST_FIELDS.get(name, name)

@@ -119,3 +119,51 @@ def queue_order_set(request, slug):
     return _setting_save(
         request, slug, said=said, changes={"queue_order": order, "turnaround_minutes": minutes}
     )
+
+
+def _optional_number(request, name: str, kind=float):
+    """A form field as a number, None when empty, or the text itself for the service to refuse
+    in its own words."""
+    text = request.POST.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+@require_POST
+@page(roles=MANAGERS)
+def costs_set(request, slug):
+    """The cost and capacity settings of the policy page's cost section."""
+    use_case = use_case_get_for(user=request.user, slug=slug)
+    changes = {
+        "error_cost": _optional_number(request, "error_cost"),
+        "review_minutes": _optional_number(request, "review_minutes"),
+        "hourly_cost": _optional_number(request, "hourly_cost"),
+        "capacity_reviewers": _optional_number(request, "capacity_reviewers", int),
+        "capacity_hours_per_day": _optional_number(request, "capacity_hours_per_day"),
+    }
+    if use_case.is_classification:
+        pairs = []
+        for true, predicted, cost in zip(
+            request.POST.getlist("pair_true"),
+            request.POST.getlist("pair_predicted"),
+            request.POST.getlist("pair_cost"),
+            strict=False,
+        ):
+            if true or predicted or cost.strip():
+                number = _optional_number_text(cost)
+                pairs.append({"true": true, "predicted": predicted, "cost": number})
+        changes["error_costs"] = pairs
+    return _setting_save(
+        request, slug, said="Costs and capacity saved: the figures below use them.", changes=changes
+    )
+
+
+def _optional_number_text(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return None  # refused by the service as "a number of at least 0"

@@ -23,6 +23,7 @@ from deployments.services.change_requests import (
 )
 from deployments.services.policies import policy_change
 from reviewapp.control.confirmations import recent_traffic, restore_effect
+from reviewapp.control.costs import cost_view
 from reviewapp.control.forms import (
     GuardrailsForm,
     PolicyForm,
@@ -47,12 +48,13 @@ HISTORY_SHOWN = 30
 # --- policy editor -----------------------------------------------------------------------------
 
 
-def _whatif(use_case) -> dict | None:
+def _whatif_job(use_case):
+    """The backtest the what-if reads: the champion's latest, else the latest of any."""
     champion = champion_get(use_case=use_case)
     job = None
     if champion is not None:
         job = backtest_latest(use_case=use_case, model_version=champion.version)
-    return whatif_curve(job or backtest_latest(use_case=use_case))
+    return job or backtest_latest(use_case=use_case)
 
 
 def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> dict:
@@ -60,7 +62,8 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
     policy = context["policy"]
     show_all = request.GET.get("history") == "all"
     history = list(policy_history(use_case=use_case))
-    curve = _whatif(use_case)
+    job = _whatif_job(use_case)
+    curve = whatif_curve(job)
     values = form or {
         "level": policy.level,
         "confidence_threshold": f"{policy.confidence_threshold:g}",
@@ -69,6 +72,13 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
         "double_review_rate": f"{policy.double_review_rate * 100:.6g}",
         "reason": "",
     }
+    proposed = _proposed_threshold(request) if form is None else None
+    if proposed is not None:  # from the cost section's "put it in the form"
+        values = {
+            **values,
+            "confidence_threshold": f"{proposed:g}",
+            "reason": f"threshold {proposed:g}: the least expected cost a day (cost curve)",
+        }
     try:
         threshold = float(values.get("confidence_threshold"))
     except (TypeError, ValueError):
@@ -91,8 +101,17 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
         ][:HISTORY_SHOWN],
         whatif=curve,
         whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
+        costs=cost_view(use_case=use_case, policy=policy, job=job if curve else None),
     )
     return context
+
+
+def _proposed_threshold(request) -> float | None:
+    try:
+        value = float(request.GET.get("threshold", ""))
+    except ValueError:
+        return None
+    return value if 0 <= value <= 1 else None
 
 
 def _with_restore_effects(rows: list[dict], *, current, traffic) -> list[dict]:
