@@ -20,7 +20,7 @@ from deployments.services.model_versions import (
     model_version_register,
 )
 from deployments.services.policies import policy_change
-from deployments.services.use_cases import use_case_create
+from deployments.services.use_cases import use_case_create, use_case_update
 from reviewapp.control.backtests import backtest_start
 from reviewapp.control.guardrail_watch import use_case_watch
 from reviewapp.core.append_only import history_rewrite
@@ -339,6 +339,27 @@ DEMO_GUARDRAILS = {
 }
 
 
+# What a mistake and an hour of review cost in each demo use case (euros), and its team.
+DEMO_COSTS = {
+    "breast-cancer": {
+        "error_cost": 400.0,
+        "error_costs": [{"true": "malignant", "predicted": "benign", "cost": 5000.0}],
+        "review_minutes": 4.0,
+        "hourly_cost": 90.0,
+        "capacity_reviewers": 1,
+        "capacity_hours_per_day": 2.0,
+    },
+    "digits": {
+        "error_cost": 2.0,
+        "review_minutes": 0.2,
+        "hourly_cost": 30.0,
+        "capacity_reviewers": 2,
+        "capacity_hours_per_day": 1.0,
+    },
+    "diabetes-progression": {"error_cost": 0.5, "review_minutes": 3.0, "hourly_cost": 60.0},
+}
+
+
 def control_room_seed(*, actor, log=print) -> None:
     """Guardrails on every demo use case, and a backtest of each champion over the seeded
     history, so the policy editor's what-if and the trade-off curve have data at once."""
@@ -349,6 +370,8 @@ def control_room_seed(*, actor, log=print) -> None:
             changes={"guardrails": DEMO_GUARDRAILS},
             reason="protect the automation: step down to assisted if the model goes bad",
         )
+        # Costs, so the policy page prices each threshold and recommends one at once.
+        use_case_update(use_case=use_case, changes=DEMO_COSTS.get(use_case.slug, {}))
         champion = champion_get(use_case=use_case)
         if champion is not None:
             backtest_start(use_case=use_case, actor=actor, model_version=champion.version)
