@@ -128,3 +128,13 @@ def test_nothing_is_applied_until_the_manager_saves_a_policy_version(labelled, s
         use_case=use_case, actor=manager, changes={"confidence_threshold": 0.5}, reason="cost curve"
     )
     assert use_case.policies.order_by("-version").first().confidence_threshold == 0.5
+
+
+def test_the_backtest_page_prices_its_curve(labelled, start):  # noqa: F811
+    manager, use_case = _priced(labelled, start)
+    job = Job.objects.get(use_case=use_case, kind="backtest")
+    page = logged_in_client(manager).get(f"/control/use-cases/{use_case.slug}/backtests/{job.pk}/")
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert 'data-figure="backtest-cost-figure"' in text
+    assert re.search(r"[0-9.]+ costs [0-9,.]+ a day \(errors", text)

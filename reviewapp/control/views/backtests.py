@@ -14,6 +14,7 @@ from deployments.selectors import (
 )
 from deployments.services.policies import POLICY_FIELDS
 from reviewapp.control.backtests import ROUTES, backtest_start, backtest_window_default
+from reviewapp.control.costs import cost_view
 from reviewapp.control.forms import (
     BacktestForm,
 )
@@ -90,6 +91,7 @@ def backtest_page(request, slug, job_id):
         by_threshold=threshold_figure(result, current_threshold=threshold) if result else None,
         at_threshold=whatif_at(whatif_curve(job), threshold) if result else None,
         accuracy=backtest_accuracy(result) if result else None,
+        costs=cost_view(use_case=use_case, policy=context["policy"], job=job) if result else None,
         # In route order: the stored JSON's key order is not kept by PostgreSQL's jsonb.
         replay_rows=[
             (
