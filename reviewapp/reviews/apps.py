@@ -9,7 +9,9 @@ class ReviewsConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_finished
 
-        from reviewapp.reviews.tasks import check_after_response
+        from reviewapp.reviews.tasks import embedded_check
 
         # Embedded mode has no beat: the web process checks service levels after responses.
-        request_finished.connect(check_after_response, dispatch_uid="reviews-embedded-sla-check")
+        request_finished.connect(
+            embedded_check, weak=False, dispatch_uid="reviews-embedded-sla-check"
+        )

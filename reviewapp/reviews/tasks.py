@@ -1,14 +1,12 @@
 """Celery tasks: thin, keyword ids in, one idempotent service call each."""
 
 import logging
-import threading
-import time
-from collections.abc import Callable
 
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
+from reviewapp.core.embedded import AfterResponse
 from reviewapp.reviews.services.scoring import challenger_score, chunk_score, unscored_sweep
 from reviewapp.reviews.services.service_levels import queue_breaches_note
 
@@ -44,28 +42,7 @@ def check_service_levels() -> dict:
 
 # --- embedded mode: the web process checks ------------------------------------------------------
 
-_check_lock = threading.Lock()
-_last_check: float | None = None
-
-
-def check_if_due(*, clock: Callable[[], float] = time.monotonic) -> bool:
-    """Embedded mode (eager Celery, no beat): run the service-level check at most every
-    ``SLA_CHECK_SECONDS`` from the web process, so breaches are noted without a broker. Called
-    after each response; never raises into it. True when it checked."""
-    global _last_check
-    if not check_service_levels.app.conf.task_always_eager or settings.SLA_CHECK_SECONDS <= 0:
-        return False
-    now = clock()
-    with _check_lock:
-        if _last_check is not None and now - _last_check < settings.SLA_CHECK_SECONDS:
-            return False
-        _last_check = now
-    try:
-        check_service_levels()
-    except Exception:
-        logger.exception("the embedded service-level check failed; it runs again later")
-    return True
-
-
-def check_after_response(sender=None, **kwargs) -> None:
-    check_if_due()
+# Breaches are noted without a broker, at most every SLA_CHECK_SECONDS.
+embedded_check = AfterResponse(
+    check_service_levels, seconds=lambda: settings.SLA_CHECK_SECONDS, what="service-level check"
+)

@@ -10,8 +10,8 @@ class WebhooksConfig(AppConfig):
         from django.core.signals import request_finished
 
         from reviewapp.core.events import events_committed
-        from reviewapp.webhooks.tasks import fanout_soon, sweep_after_response
+        from reviewapp.webhooks.tasks import embedded_sweep, fanout_soon
 
         events_committed.connect(fanout_soon, dispatch_uid="webhooks-fanout")
         # Embedded mode has no beat: the web process sweeps (retries) after its responses.
-        request_finished.connect(sweep_after_response, dispatch_uid="webhooks-embedded-sweep")
+        request_finished.connect(embedded_sweep, weak=False, dispatch_uid="webhooks-embedded-sweep")

@@ -2,15 +2,13 @@
 
 import contextlib
 import logging
-import threading
-import time
-from collections.abc import Callable
 
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
+from reviewapp.core.embedded import AfterResponse
 from reviewapp.core.events import events_behind_horizon
 from reviewapp.webhooks.models import Endpoint
 from reviewapp.webhooks.services import (
@@ -114,28 +112,7 @@ def fanout_soon(sender=None, **kwargs) -> None:
 
 # --- embedded mode: the web process sweeps -----------------------------------------------------
 
-_sweep_lock = threading.Lock()
-_last_sweep: float | None = None
-
-
-def sweep_if_due(*, clock: Callable[[], float] = time.monotonic) -> bool:
-    """Embedded mode (eager Celery, no beat): run the sweep at most every
-    ``WEBHOOK_SWEEP_SECONDS`` from the web process, so failed deliveries are retried without a
-    broker. Called after each response; never raises into it. True when it swept."""
-    global _last_sweep
-    if not sweep.app.conf.task_always_eager or settings.WEBHOOK_SWEEP_SECONDS <= 0:
-        return False
-    now = clock()
-    with _sweep_lock:
-        if _last_sweep is not None and now - _last_sweep < settings.WEBHOOK_SWEEP_SECONDS:
-            return False
-        _last_sweep = now
-    try:
-        sweep()
-    except Exception:
-        logger.exception("the embedded webhook sweep failed; it runs again later")
-    return True
-
-
-def sweep_after_response(sender=None, **kwargs) -> None:
-    sweep_if_due()
+# Failed deliveries are retried without a broker, at most every WEBHOOK_SWEEP_SECONDS.
+embedded_sweep = AfterResponse(
+    sweep, seconds=lambda: settings.WEBHOOK_SWEEP_SECONDS, what="webhook sweep"
+)

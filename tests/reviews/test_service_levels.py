@@ -235,22 +235,22 @@ class Clock:
 
 def test_the_web_process_checks_at_most_every_interval(settings, monkeypatch):
     settings.SLA_CHECK_SECONDS = 30
-    monkeypatch.setattr(tasks, "_last_check", None)
+    monkeypatch.setattr(tasks.embedded_check, "last", None)
     use_case = _human_queue(slug="invoices")
     _send(use_case, 0, at=timezone.now() - timedelta(hours=2), due_in=timedelta(hours=1))
     clock = Clock()
-    assert tasks.check_if_due(clock=clock)
+    assert tasks.embedded_check.run_if_due(clock=clock)
     assert list(_breach_events()) == ["invoices"]
     clock.now += 29
-    assert not tasks.check_if_due(clock=clock)
+    assert not tasks.embedded_check.run_if_due(clock=clock)
     clock.now += 2
-    assert tasks.check_if_due(clock=clock)
+    assert tasks.embedded_check.run_if_due(clock=clock)
     assert Event.objects.filter(type=QUEUE_SLA_BREACHED).count() == 1  # nothing new
 
 
 def test_a_response_runs_the_check_in_embedded_mode(settings, monkeypatch, client):
     settings.SLA_CHECK_SECONDS = 30
-    monkeypatch.setattr(tasks, "_last_check", None)
+    monkeypatch.setattr(tasks.embedded_check, "last", None)
     use_case = _human_queue(slug="invoices")
     _send(use_case, 0, at=timezone.now() - timedelta(hours=2), due_in=timedelta(hours=1))
     client.get("/healthz")
