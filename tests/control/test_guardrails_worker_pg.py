@@ -1,8 +1,6 @@
 """Guardrails with a real Celery worker on Redis: the checks queued after decisions run in the
 worker, which steps the level down and retries the webhook later (a countdown, not at once)."""
 
-import time
-
 import pytest
 
 from deployments.models import GuardrailBreach
@@ -11,6 +9,7 @@ from reviewapp.core.roles import Role
 from tests.control.helpers import overriding, review_all, send
 from tests.factories import constant_classifier_bytes, make_use_case, make_user, register_model
 from tests.reviews.test_worker_pg import worker  # noqa: F401 (a fixture)
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.postgres,
@@ -28,15 +27,6 @@ def every_decision_checked(monkeypatch, settings):
     monkeypatch.setenv("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
     settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 0
     settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-
-
-def wait_for(condition, seconds: float = 45):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def test_the_worker_steps_down_and_retries_the_webhook(

@@ -3,7 +3,6 @@ due time a moment away are noted late by checks racing in the worker (as the bea
 them), recorded as one ``queue.sla_breached`` event and delivered to a subscribed endpoint."""
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from reviewapp.reviews.services.service_levels import QUEUE_SLA_BREACHED
 from reviewapp.reviews.tasks import check_service_levels
 from tests.factories import invoice, make_use_case, make_user
 from tests.reviews.test_worker_pg import worker  # noqa: F401 (a fixture)
+from tests.waiting import wait_for
 from tests.webhooks.receiver import start_receiver
 
 pytestmark = [
@@ -39,15 +39,6 @@ def receiver():
     server, stop = start_receiver()
     yield server
     stop()
-
-
-def wait_for(condition, seconds: float = 90) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
 
 
 def _z(moment: datetime) -> str:

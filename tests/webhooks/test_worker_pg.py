@@ -2,7 +2,6 @@
 reviewers reach a flaky receiver once each (signed), and the outcome feed agrees."""
 
 import logging
-import time
 
 import pytest
 from django.core.cache import cache
@@ -16,6 +15,7 @@ from tests.factories import constant_classifier_bytes, invoice, make_use_case, m
 from tests.factories import register_model as model_register
 from tests.reviews.test_ingest_broker_down import broker_down  # noqa: F401 (the fixture)
 from tests.reviews.test_worker_pg import worker  # noqa: F401 (the fixture)
+from tests.waiting import wait_for
 from tests.webhooks.receiver import Listener, start_receiver
 
 pytestmark = [
@@ -38,15 +38,6 @@ def receiver():
     server, stop = start_receiver()
     yield server
     stop()
-
-
-def wait_for(condition, seconds: float = 90) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 @pytest.mark.worker
