@@ -93,6 +93,7 @@
     var automated = curve.automation_rate[i];
     var errorRate = curve.error_rate[i];
     box.querySelector("[data-whatif-threshold]").textContent = curve.thresholds[i].toFixed(2);
+    updateWhatIfCost(box, curve.cost, i, curve.thresholds[i]);
     box.querySelector("[data-whatif-automated]").textContent = percent(automated);
     box.querySelector("[data-whatif-error]").textContent = percent(errorRate);
     var errorEvidence = box.querySelector("[data-whatif-error-evidence]");
@@ -117,6 +118,25 @@
         "At " + (LEVEL_NAMES[level] || level) +
         " the model decides nothing alone; these figures are what partial would do.";
     }
+  }
+
+  function whole(value) {
+    return Math.round(value).toLocaleString("en");
+  }
+
+  // Each threshold's daily cost, as the server priced it at the current ramp (control.costs).
+  function updateWhatIfCost(box, cost, i, threshold) {
+    var line = box.querySelector("[data-whatif-cost]");
+    if (!line || !cost) return;
+    var text = "Expected cost at " + threshold.toFixed(2) + ": " + whole(cost.total[i]) +
+      " a day (errors " + whole(cost.errors[i]) + ", reviews " + whole(cost.reviews[i]) + "), " +
+      whole(cost.human[i]) + " reviews a day";
+    if (cost.capacity !== null && cost.capacity !== undefined) {
+      text += cost.human[i] > cost.capacity
+        ? ", more than the team's " + whole(cost.capacity)
+        : " of the team's " + whole(cost.capacity);
+    }
+    line.textContent = text + ".";
   }
 
   function bindWhatIf(root) {

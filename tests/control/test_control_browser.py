@@ -292,6 +292,12 @@ def test_the_cost_curve_and_the_recommendation_on_the_policy_page(signed_in, con
     # The page never scrolls sideways, even at phone width.
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     screenshot(page, f"control-costs-{width}")
+    # The what-if prices the threshold being typed, before anything is saved.
+    page.locator("#confidence_threshold").fill("0.5")
+    cost_line = page.locator("[data-whatif-cost]")
+    assert cost_line.inner_text().startswith("Expected cost at 0.50: ")
+    assert " reviews a day" in cost_line.inner_text()
+    page.goto(page.base_url + "/control/use-cases/invoices/")
     recommended = section.locator("[data-recommended-threshold]")
     if recommended.count():  # the recommendation is not the current threshold
         value = recommended.get_attribute("data-recommended-threshold")

@@ -64,6 +64,7 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
     history = list(policy_history(use_case=use_case))
     job = _whatif_job(use_case)
     curve = whatif_curve(job)
+    costs = cost_view(use_case=use_case, policy=policy, job=job if curve else None)
     values = form or {
         "level": policy.level,
         "confidence_threshold": f"{policy.confidence_threshold:g}",
@@ -99,10 +100,21 @@ def _policy_context(request, use_case, *, form=None, errors=None, notice="") -> 
             for r in change_requests_list(use_case=use_case)
             if r.kind == ChangeRequest.Kind.POLICY
         ][:HISTORY_SHOWN],
-        whatif=curve,
         whatif_now=whatif_at(curve, threshold) if curve and threshold is not None else None,
-        costs=cost_view(use_case=use_case, policy=policy, job=job if curve else None),
+        costs=costs,
     )
+    if curve and costs.costs:  # the what-if reads each threshold's daily cost as it moves
+        curve = {
+            **curve,
+            "cost": {
+                "total": costs.costs.total,
+                "errors": costs.costs.error_cost,
+                "reviews": costs.costs.review_cost,
+                "human": costs.costs.human_per_day,
+                "capacity": costs.settings.capacity_per_day,
+            },
+        }
+    context["whatif"] = curve
     return context
 
 
