@@ -33,14 +33,18 @@ def _spread(use_case) -> None:
 
 def main(small: bool) -> None:
     reviewers = [_user(Role.REVIEWER, f"rev{i}") for i in range(8)]
-    sizes = (1_000, 4_000) if small else (10_000, 100_000)
+    # Each order takes 8 × (5 warm-up + per_reviewer) tasks: the small queue holds all four.
+    sizes = (600, 2_400) if small else (10_000, 100_000)
     p99s: dict[tuple[str, int], float] = {}
     rows = []
+    queues = {}
     for pending in sizes:
         use_case, _, _ = _use_case(level="human_only", members=[u for u, _ in reviewers])
         _fill_queue(use_case, pending)
         _spread(use_case)
-        with gunicorn(workers=2, threads=4) as url:
+        queues[pending] = use_case
+    with gunicorn(workers=2, threads=4) as url:  # one server for both sizes
+        for pending, use_case in queues.items():
             for order in ORDERS:
                 UseCase.objects.filter(pk=use_case.pk).update(queue_order=order)
                 waiting = ReviewTask.objects.filter(use_case=use_case, state="open").count()
@@ -48,7 +52,7 @@ def main(small: bool) -> None:
                     url=url,
                     slug=use_case.slug,
                     tokens=[t for _, t in reviewers],
-                    per_reviewer=20 if small else 100,
+                    per_reviewer=8 if small else 100,
                 )
                 p99s[order, pending] = pct(timings, 99)
                 rows.append(
