@@ -3,25 +3,71 @@ recommends one, and leaves applying it to the manager; the control room warns wh
 cannot keep up at the current threshold."""
 
 import re
+from datetime import timedelta
 
+import numpy as np
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
 from deployments.services.policies import policy_change
 from deployments.services.use_cases import use_case_update
+from reviewapp.control.backtests import THRESHOLDS, _Tally
 from reviewapp.control.costs import cost_view
+from reviewapp.core.jobs import job_create, job_finish
 from reviewapp.core.models import Job
+from reviewapp.core.roles import Role
+from reviewapp.reviews.services.ingest import items_store_pending
 from tests.control.test_backtests import labelled, start  # noqa: F401 (fixtures)
-from tests.factories import logged_in_client
+from tests.factories import invoice, logged_in_client, make_use_case, make_user
 
 pytestmark = pytest.mark.django_db
 
 
-def _priced(labelled, start, **costs):  # noqa: F811
-    manager, engineer, use_case = labelled
-    assert start(engineer, use_case).status_code == 202
-    values = {"error_cost": 40.0, "review_minutes": 2.0, "hourly_cost": 30.0, **costs}
-    use_case = use_case_update(use_case=use_case, changes=values)
+def _finished_backtest(use_case, actor, *, items: int = 1000) -> Job:
+    """A finished backtest of v1 whose curve is the tally of ``items`` scored items: the less
+    confident, the more often wrong (the backtest job itself is tested in test_backtests)."""
+    rng = np.random.default_rng(4)
+    confidence = rng.beta(5, 1.5, size=items)
+    wrong = rng.random(items) > confidence
+    tally = _Tally()
+    reached = np.searchsorted(THRESHOLDS, confidence, side="right")
+    size = len(THRESHOLDS) + 1
+    tally.scored = items
+    tally.automated_at += np.bincount(reached, minlength=size)
+    tally.wrong_at += np.bincount(reached, weights=wrong, minlength=size).astype(np.int64)
+    tally.wrong_pairs_at[("travel", "office")] = np.bincount(reached[wrong], minlength=size)
+    until = timezone.now()
+    job = job_create(
+        kind=Job.Kind.BACKTEST,
+        total=items,
+        use_case=use_case,
+        created_by=actor,
+        params={"model_version": "v1", "since": None, "until": until.isoformat()},
+    )
+    result = {"model_version": "v1", "since": None, "until": until.isoformat(), "items": items}
+    job_finish(job_id=job.pk, result={**result, "curve": tally.curve()})
+    return job
+
+
+@pytest.fixture
+def backtested():
+    """A use case at partial (threshold 0.9) with a finished backtest and 100 items a day."""
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(
+        actor=manager, members=[manager], level="partial", confidence_threshold=0.9
+    )
+    _finished_backtest(use_case, manager)
+    rows = [(f"a-{n}", invoice(n)["features"], None) for n in range(700)]
+    with transaction.atomic():
+        items_store_pending(use_case=use_case, rows=rows, now=timezone.now() - timedelta(days=1))
     return manager, use_case
+
+
+def _priced(backtested, **costs):
+    manager, use_case = backtested
+    values = {"error_cost": 40.0, "review_minutes": 2.0, "hourly_cost": 30.0, **costs}
+    return manager, use_case_update(use_case=use_case, changes=values)
 
 
 def _page(manager, use_case, query: str = "") -> str:
@@ -30,9 +76,8 @@ def _page(manager, use_case, query: str = "") -> str:
     return response.content.decode()
 
 
-def test_without_costs_the_page_says_what_to_fill_in(labelled, start):  # noqa: F811
-    manager, engineer, use_case = labelled
-    start(engineer, use_case)
+def test_without_costs_the_page_says_what_to_fill_in(backtested):
+    manager, use_case = backtested
     page = _page(manager, use_case)
     assert "What each threshold costs" in page
     assert "what a wrong automated decision costs" in page and "what a reviewer hour costs" in page
@@ -40,8 +85,8 @@ def test_without_costs_the_page_says_what_to_fill_in(labelled, start):  # noqa: 
     assert "Recommended:" not in page
 
 
-def test_with_costs_every_threshold_is_priced_and_one_recommended(labelled, start):  # noqa: F811
-    manager, use_case = _priced(labelled, start)
+def test_with_costs_every_threshold_is_priced_and_one_recommended(backtested):
+    manager, use_case = _priced(backtested)
     page = _page(manager, use_case)
     view = cost_view(
         use_case=use_case,
@@ -65,18 +110,17 @@ def test_with_costs_every_threshold_is_priced_and_one_recommended(labelled, star
     assert threshold == f"{view.recommendation.threshold:.2f}"
 
 
-def test_the_recommendation_respects_the_team_capacity(labelled, start):  # noqa: F811
-    manager, use_case = _priced(
-        labelled, start, capacity_reviewers=1, capacity_hours_per_day=0.05
-    )  # three minutes a day: a couple of reviews
+def test_the_recommendation_respects_the_team_capacity(backtested):
+    # Three minutes a day at two minutes a review: one review and a half.
+    manager, use_case = _priced(backtested, capacity_reviewers=1, capacity_hours_per_day=0.05)
     page = _page(manager, use_case)
     assert "cannot keep up" in page or "fits the team" in page
     overview = logged_in_client(manager).get("/control/").content.decode()
     assert "reviews a day, more than the team" in overview
 
 
-def test_costs_are_saved_from_the_page_and_nonsense_is_refused(labelled):  # noqa: F811
-    manager, _, use_case = labelled
+def test_costs_are_saved_from_the_page_and_nonsense_is_refused(backtested):
+    manager, use_case = backtested
     client = logged_in_client(manager)
     url = f"/control/use-cases/{use_case.slug}/costs/"
     saved = client.post(
@@ -106,11 +150,8 @@ def test_costs_are_saved_from_the_page_and_nonsense_is_refused(labelled):  # noq
     assert use_case.error_cost == 25 and use_case.capacity_reviewers == 3
 
 
-def test_a_reviewer_cannot_change_costs(labelled):  # noqa: F811
-    from reviewapp.core.roles import Role
-    from tests.factories import make_user
-
-    _, _, use_case = labelled
+def test_a_reviewer_cannot_change_costs(backtested):
+    _, use_case = backtested
     reviewer = make_user(Role.REVIEWER)
     use_case.members.add(reviewer)
     answer = logged_in_client(reviewer).post(
@@ -119,8 +160,8 @@ def test_a_reviewer_cannot_change_costs(labelled):  # noqa: F811
     assert answer.status_code in (403, 404)
 
 
-def test_nothing_is_applied_until_the_manager_saves_a_policy_version(labelled, start):  # noqa: F811
-    manager, use_case = _priced(labelled, start)
+def test_nothing_is_applied_until_the_manager_saves_a_policy_version(backtested):
+    manager, use_case = _priced(backtested)
     before = list(use_case.policies.values_list("version", "confidence_threshold"))
     _page(manager, use_case, "?threshold=0.5")
     assert list(use_case.policies.values_list("version", "confidence_threshold")) == before
@@ -131,7 +172,11 @@ def test_nothing_is_applied_until_the_manager_saves_a_policy_version(labelled, s
 
 
 def test_the_backtest_page_prices_its_curve(labelled, start):  # noqa: F811
-    manager, use_case = _priced(labelled, start)
+    manager, engineer, use_case = labelled
+    assert start(engineer, use_case).status_code == 202
+    use_case = use_case_update(
+        use_case=use_case, changes={"error_cost": 40.0, "review_minutes": 2.0, "hourly_cost": 30.0}
+    )
     job = Job.objects.get(use_case=use_case, kind="backtest")
     page = logged_in_client(manager).get(f"/control/use-cases/{use_case.slug}/backtests/{job.pk}/")
     text = page.content.decode()
