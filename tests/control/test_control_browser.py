@@ -274,34 +274,34 @@ def test_a_second_manager_approves_a_held_change_from_the_banner(signed_in, cont
     assert page.get_by_role("region", name="Changes waiting for approval").count() == 0
 
 
-@pytest.mark.parametrize("width", [1280, 390])
-def test_the_cost_curve_and_the_recommendation_on_the_policy_page(signed_in, control_room, width):
+def test_the_cost_curve_and_the_recommendation_on_the_policy_page(signed_in, control_room):
     manager, invoices, _, _ = control_room
     use_case_update(
         use_case=invoices,
         changes={"error_cost": 40.0, "review_minutes": 2.0, "hourly_cost": 30.0},
     )
-    page = signed_in(manager, width=width)
-    page.goto(page.base_url + "/control/use-cases/invoices/")
-    section = page.locator("#costs")
-    section.get_by_role("heading", name="What each threshold costs").wait_for()
-    section.locator("[data-figure=cost-figure] .main-svg").first.wait_for()
-    assert section.get_by_text("recommended (").count() >= 1  # the marker's legend entry
-    advice = section.locator(".recommendation").inner_text()
-    assert "Recommended:" in advice and " a day (errors " in advice
-    # The page never scrolls sideways, even at phone width.
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-    screenshot(page, f"control-costs-{width}")
-    # The what-if prices the threshold being typed, before anything is saved.
-    page.locator("#confidence_threshold").fill("0.5")
-    cost_line = page.locator("[data-whatif-cost]")
-    assert cost_line.inner_text().startswith("Expected cost at 0.50: ")
-    assert " reviews a day" in cost_line.inner_text()
-    page.goto(page.base_url + "/control/use-cases/invoices/")
-    recommended = section.locator("[data-recommended-threshold]")
-    if recommended.count():  # the recommendation is not the current threshold
-        value = recommended.get_attribute("data-recommended-threshold")
-        recommended.click()
-        assert page.locator("#confidence_threshold").input_value() == f"{float(value):g}"
-        assert "least expected cost" in page.locator("#reason").input_value()
-        assert policy_current(use_case=invoices).confidence_threshold == 0.9  # not applied
+    for width in (1280, 390):
+        page = signed_in(manager, width=width)
+        page.goto(page.base_url + "/control/use-cases/invoices/")
+        section = page.locator("#costs")
+        section.get_by_role("heading", name="What each threshold costs").wait_for()
+        section.locator("[data-figure=cost-figure] .main-svg").first.wait_for()
+        assert section.get_by_text("recommended (").count() >= 1  # the marker's legend entry
+        advice = section.locator(".recommendation").inner_text()
+        assert "Recommended:" in advice and " a day (errors " in advice
+        # The page never scrolls sideways, even at phone width.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        screenshot(page, f"control-costs-{width}")
+        # The what-if prices the threshold being typed, before anything is saved.
+        page.locator("#confidence_threshold").fill("0.5")
+        cost_line = page.locator("[data-whatif-cost]")
+        assert cost_line.inner_text().startswith("Expected cost at 0.50: ")
+        assert " reviews a day" in cost_line.inner_text()
+        page.goto(page.base_url + "/control/use-cases/invoices/")
+        recommended = page.locator("#costs [data-recommended-threshold]")
+        if recommended.count():  # the recommendation is not the current threshold
+            value = recommended.get_attribute("data-recommended-threshold")
+            recommended.click()
+            assert page.locator("#confidence_threshold").input_value() == f"{float(value):g}"
+            assert "least expected cost" in page.locator("#reason").input_value()
+            assert policy_current(use_case=invoices).confidence_threshold == 0.9  # not applied
