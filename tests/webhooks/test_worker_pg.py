@@ -91,7 +91,10 @@ def test_a_worker_delivers_every_outcome_once_through_five_failures(
     ids = sorted(m["data"]["external_id"] for m in delivered)
     assert ids == [f"inv-{n}" for n in range(5)], "each outcome delivered exactly once"
     assert sum(1 for r in receiver.received if r.status == 500) == 5
-    assert set(Delivery.objects.values_list("state", flat=True)) == {"delivered"}
+    # The receiver answered before the worker recorded it: wait for the last record.
+    assert wait_for(
+        lambda: set(Delivery.objects.values_list("state", flat=True)) == {"delivered"}
+    ), list(Delivery.objects.values_list("state", "attempts"))
 
     feed, after = [], ""
     for _ in range(50):
