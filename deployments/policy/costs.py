@@ -7,8 +7,8 @@ decision costs, what a human review costs and how many reviews the team can do a
 
 For a threshold ``t``, with ``n`` items in the window and ``A_t`` of them automated:
 
-* model items a day = arrivals × traffic × A_t / n; the rest go to people, and an audited share
-  of the automated ones comes back to them too;
+* model items a day = arrivals × traffic × A_t / n; the rest go to people (a double-reviewed
+  share of them twice), and an audited share of the automated ones comes back to them too;
 * error cost a day = arrivals × (the window's error cost at ``t``) / n. Its 95% interval: for
   classification, the Wilson interval of the window's share of wrong automated items times the
   mean cost of one of those errors (the counts are what is uncertain; Wilson stays honest with
@@ -19,11 +19,16 @@ For a threshold ``t``, with ``n`` items in the window and ``A_t`` of them automa
 The recommendation is the threshold with the least expected total cost among those whose error
 rate stays under the ceiling and whose human work fits the team; ties go to the higher
 threshold (less automation). It is advice: nothing here changes a policy.
+
+Where a use case stands today depends on its level as well as its threshold: below ``partial``
+the model decides nothing, at ``full`` it decides whatever it scores (``position_now``).
 """
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from deployments.policy.routing import Level
 
 Z95 = 1.959963984540054
 
@@ -55,6 +60,7 @@ class CostSettings:
     error_rate_ceiling: float | None = None
     traffic_share: float = 1.0  # the policy's traffic percent / 100
     audit_rate: float = 0.0  # share of automated items a person reviews afterwards
+    double_review_rate: float = 0.0  # share of reviewed items a second person reviews blind
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,9 @@ def threshold_costs(curve: BacktestCurve, settings: CostSettings) -> ThresholdCo
     for k, threshold in enumerate(curve.thresholds):
         automated, errors = curve.automated[k], curve.errors[k]
         model = automated * per_item * share
-        human = settings.arrivals_per_day - model + model * settings.audit_rate
+        human = (settings.arrivals_per_day - model) * (
+            1 + settings.double_review_rate
+        ) + model * settings.audit_rate
         error_cost = window[k] * per_item * share
         low, high = intervals[k]
         review = human * review_each
@@ -250,21 +258,80 @@ def _fits_clause(costs: ThresholdCosts, settings: CostSettings, index: int) -> s
     )
 
 
-def capacity_fit(costs: ThresholdCosts, settings: CostSettings, current: float) -> dict | None:
-    """When the human work at the ``current`` threshold exceeds capacity: the figures, and the
-    nearest threshold that would fit (None when none does). None when it fits."""
+@dataclass(frozen=True)
+class Position:
+    """A use case's daily figures where it stands today."""
+
+    threshold: float
+    index: int | None  # the curve's row; None when the level keeps every item with people
+    model_per_day: float
+    human_per_day: float
+    error_cost: float
+    error_cost_low: float
+    error_cost_high: float
+    review_cost: float
+    total: float
+    fits_capacity: bool
+
+
+def position_now(
+    costs: ThresholdCosts, settings: CostSettings, *, threshold: float, level: str
+) -> Position:
+    """Today's figures at ``level`` and ``threshold``: at ``partial``, the curve's row nearest the
+    threshold; at ``full`` the model decides whatever it scores, whatever its confidence, so the
+    curve's lowest threshold; below ``partial`` people review every item."""
+    level = Level(level)
+    if level in (Level.PARTIAL, Level.FULL):
+        index = 0 if level is Level.FULL else costs.at(threshold)
+        return Position(
+            threshold=float(threshold),
+            index=index,
+            model_per_day=costs.model_per_day[index],
+            human_per_day=costs.human_per_day[index],
+            error_cost=costs.error_cost[index],
+            error_cost_low=costs.error_cost_low[index],
+            error_cost_high=costs.error_cost_high[index],
+            review_cost=costs.review_cost[index],
+            total=costs.total[index],
+            fits_capacity=costs.fits_capacity[index],
+        )
+    human = settings.arrivals_per_day * (1 + settings.double_review_rate)
+    review = human * (settings.review_minutes or 0.0) / 60.0 * (settings.hourly_cost or 0.0)
+    capacity = settings.capacity_per_day
+    return Position(
+        threshold=float(threshold),
+        index=None,
+        model_per_day=0.0,
+        human_per_day=human,
+        error_cost=0.0,
+        error_cost_low=0.0,
+        error_cost_high=0.0,
+        review_cost=review,
+        total=review,
+        fits_capacity=capacity is None or human <= capacity + 1e-9,
+    )
+
+
+def capacity_fit(
+    costs: ThresholdCosts, settings: CostSettings, current: float, level: str = Level.PARTIAL
+) -> dict | None:
+    """When the human work where the use case stands today (``position_now``) exceeds capacity:
+    the figures, and the threshold nearest ``current`` at which people would keep up (at
+    ``partial``; None when none does within the error ceiling). None when it fits."""
     if settings.capacity_per_day is None:
         return None
-    index = costs.at(current)
-    if costs.fits_capacity[index]:
+    now = position_now(costs, settings, threshold=current, level=level)
+    if now.fits_capacity:
         return None
     fitting = [
         i for i in range(len(costs.thresholds)) if costs.fits_capacity[i] and costs.meets_ceiling[i]
     ]
+    index = costs.at(current)
     nearest = costs.thresholds[min(fitting, key=lambda i: abs(i - index))] if fitting else None
     return {
-        "threshold": float(costs.thresholds[index]),
-        "human_per_day": float(costs.human_per_day[index]),
+        "threshold": float(current),
+        "level": str(Level(level)),
+        "human_per_day": float(now.human_per_day),
         "capacity_per_day": float(settings.capacity_per_day),
         "fitting_threshold": nearest,
     }

@@ -12,6 +12,7 @@ from deployments.policy.costs import (
     CostSettings,
     capacity_fit,
     costs_missing,
+    position_now,
     recommend,
     threshold_costs,
 )
@@ -59,9 +60,20 @@ item = st.tuples(
     ceiling=st.one_of(st.none(), st.floats(0, 0.5)),
     traffic=st.sampled_from([1.0, 0.5, 0.05]),
     audit=st.sampled_from([0.0, 0.05]),
+    double=st.sampled_from([0.0, 0.1]),
 )
 def test_the_figures_and_the_recommendation_match_a_plain_computation(
-    items, error_cost, pair_cost, minutes, hourly, arrivals, capacity, ceiling, traffic, audit
+    items,
+    error_cost,
+    pair_cost,
+    minutes,
+    hourly,
+    arrivals,
+    capacity,
+    ceiling,
+    traffic,
+    audit,
+    double,
 ):
     curve = _curve_from_items(items)
     pair = ("a", "b")
@@ -76,6 +88,7 @@ def test_the_figures_and_the_recommendation_match_a_plain_computation(
         error_rate_ceiling=ceiling,
         traffic_share=traffic,
         audit_rate=audit,
+        double_review_rate=double,
     )
     figures = threshold_costs(curve, cost_settings)
     n = len(items)
@@ -86,7 +99,7 @@ def test_the_figures_and_the_recommendation_match_a_plain_computation(
             (pair_cost if (i[2], i[3]) == pair else error_cost) for i in chosen if i[1]
         )
         model = arrivals * traffic * len(chosen) / n
-        human = arrivals - model + model * audit
+        human = (arrivals - model) * (1 + double) + model * audit
         error_day = arrivals * traffic * window_cost / n
         review_day = human * minutes / 60 * hourly
         wrong = sum(1 for i in chosen if i[1])
@@ -151,6 +164,7 @@ def test_a_team_too_small_for_the_careful_threshold_gets_the_one_that_fits():
     warning = capacity_fit(figures, cost_settings, current=0.9)
     assert warning == {
         "threshold": 0.9,
+        "level": "partial",
         "human_per_day": 500.0,
         "capacity_per_day": 300.0,
         "fitting_threshold": 0.5,
@@ -216,3 +230,68 @@ def test_regression_prices_each_unit_of_error_with_a_normal_interval():
     assert (
         threshold_costs(BacktestCurve(THRESHOLDS, 100, [1] * 100, [0] * 100), cost_settings) is None
     )
+
+
+def test_below_partial_people_review_every_item_whatever_the_threshold():
+    cost_settings = _simple(capacity_per_day=600.0, double_review_rate=0.1)
+    figures = threshold_costs(_two_step_curve(), cost_settings)
+    now = position_now(figures, cost_settings, threshold=0.5, level="shadow")
+    # 1,000 items a day, a tenth of them twice: 1,100 reviews at 1.00 each, no model errors.
+    assert (now.model_per_day, now.human_per_day, now.error_cost) == (0.0, 1100.0, 0.0)
+    assert now.total == pytest.approx(1100.0) and not now.fits_capacity
+    # The same threshold at partial would leave people 200 (+ a tenth) and fit.
+    assert capacity_fit(figures, cost_settings, current=0.5, level="partial") is None
+    warning = capacity_fit(figures, cost_settings, current=0.5, level="shadow")
+    assert warning["human_per_day"] == pytest.approx(1100.0)
+    assert warning["fitting_threshold"] == 0.5 and warning["level"] == "shadow"
+
+
+def test_at_full_the_model_decides_whatever_it_scores():
+    cost_settings = _simple(capacity_per_day=300.0)
+    figures = threshold_costs(_two_step_curve(), cost_settings)
+    now = position_now(figures, cost_settings, threshold=0.95, level="full")
+    # The threshold of 0.95 would leave every item to people; at full it does not route.
+    assert (now.index, now.model_per_day, now.human_per_day) == (0, 800.0, 200.0)
+    assert capacity_fit(figures, cost_settings, current=0.95, level="full") is None
+    assert capacity_fit(figures, cost_settings, current=0.95, level="partial") is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(
+        st.tuples(st.floats(0, 1, allow_nan=False), st.floats(0, 100, allow_nan=False)),
+        min_size=1,
+        max_size=60,
+    ),
+    unit_cost=st.floats(0, 50),
+    arrivals=st.floats(0, 10_000),
+    tolerance=st.sampled_from([0.0, 5.0]),
+)
+def test_regression_figures_and_their_interval_match_a_plain_computation(
+    items, unit_cost, arrivals, tolerance
+):
+    """Items as (confidence, |error|): each day's error cost is the mean cost of one item of the
+    window (zero when people decide it) times the arrivals, with a normal 95% interval."""
+    n = len(items)
+    chosen_at = [[e for c, e in items if c >= t] for t in THRESHOLDS]
+    curve = BacktestCurve(
+        THRESHOLDS,
+        n,
+        [len(chosen) for chosen in chosen_at],
+        [sum(1 for e in chosen if e > tolerance) for chosen in chosen_at],
+        abs_error=[sum(chosen) for chosen in chosen_at],
+        abs_error_sq=[sum(e * e for e in chosen) for chosen in chosen_at],
+    )
+    cost_settings = _simple(regression=True, error_cost=unit_cost, arrivals_per_day=arrivals)
+    figures = threshold_costs(curve, cost_settings)
+    for k, chosen in enumerate(chosen_at):
+        per_item = [e * unit_cost for e in chosen] + [0.0] * (n - len(chosen))
+        mean = sum(per_item) / n
+        spread = 1.959963984540054 * math.sqrt(sum((x - mean) ** 2 for x in per_item) / n / n)
+        assert figures.error_cost[k] == pytest.approx(arrivals * mean, rel=1e-9, abs=1e-6)
+        assert figures.error_cost_high[k] == pytest.approx(
+            arrivals * (mean + spread), rel=1e-6, abs=1e-4
+        )
+        assert figures.error_cost_low[k] == pytest.approx(
+            arrivals * max(mean - spread, 0.0), rel=1e-6, abs=1e-4
+        )
