@@ -117,14 +117,17 @@ class _Tally:
         self.abs_error_at = np.zeros(len(THRESHOLDS) + 1)
         self.abs_error_sq_at = np.zeros(len(THRESHOLDS) + 1)
 
-    def curve(self) -> dict[str, list]:
+    def curve(self, *, regression: bool = False) -> dict[str, list]:
+        """The stored curve; the cost curve's extra counts only for the task type that has them
+        (label pairs for classification, error sums for regression), to keep the job small."""
+
         def at_or_above(counts):  # reached index k counts for every threshold up to k
             return np.cumsum(counts[::-1])[::-1][1:]
 
         automated = at_or_above(self.automated_at)
         wrong = at_or_above(self.wrong_at)
         total = max(self.scored, 1)
-        return {
+        curve = {
             "thresholds": THRESHOLDS.tolist(),
             "automated": automated.tolist(),
             "errors": wrong.tolist(),
@@ -132,13 +135,16 @@ class _Tally:
             "error_rate": [
                 (int(w) / int(a)) if a else None for a, w in zip(automated, wrong, strict=True)
             ],
-            "wrong_pairs": [
+        }
+        if regression:
+            curve["abs_error"] = at_or_above(self.abs_error_at).tolist()
+            curve["abs_error_sq"] = at_or_above(self.abs_error_sq_at).tolist()
+        else:
+            curve["wrong_pairs"] = [
                 {"true": true, "predicted": predicted, "errors": at_or_above(counts).tolist()}
                 for (true, predicted), counts in sorted(self.wrong_pairs_at.items())
-            ],
-            "abs_error": at_or_above(self.abs_error_at).tolist(),
-            "abs_error_sq": at_or_above(self.abs_error_sq_at).tolist(),
-        }
+            ]
+        return curve
 
 
 def _chunk_tally(*, tally: _Tally, use_case: UseCase, spec, estimator, rows: list[tuple]) -> None:
@@ -235,7 +241,7 @@ def _result(*, tally: _Tally, use_case: UseCase, policy, version: ModelVersion, 
         "null_reasons": dict(tally.null_reasons.most_common(5)),
         "with_confidence": tally.with_confidence,
         **quality,
-        "curve": tally.curve(),
+        "curve": tally.curve(regression=not use_case.is_classification),
         "policy": {
             "version": policy.version,
             "level": policy.level,

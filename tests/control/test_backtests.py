@@ -120,6 +120,8 @@ def test_a_backtest_job_holds_the_curve_for_100_thresholds(api, start, labelled)
             for t in curve["thresholds"]
         ]
     assert [sum(p["errors"][k] for p in curve["wrong_pairs"]) for k in range(100)] == errors
+    # Error sums are a regression's: a classification's job does not carry 200 zeros.
+    assert "abs_error" not in curve and "abs_error_sq" not in curve
 
 
 def test_the_replay_routes_the_window_through_the_current_policy(api, start, labelled):
@@ -225,3 +227,4 @@ def test_a_regression_backtest_reports_error_within_tolerance_and_mse(api, start
         chosen = [d for conf, d in rows if conf >= t]
         assert result["curve"]["abs_error"][k] == pytest.approx(sum(chosen))
         assert result["curve"]["abs_error_sq"][k] == pytest.approx(sum(d * d for d in chosen))
+    assert "wrong_pairs" not in result["curve"]  # label pairs are a classification's
