@@ -14,10 +14,12 @@ from deployments.models import UseCase
 from deployments.policy.costs import (
     BacktestCurve,
     CostSettings,
+    Position,
     Recommendation,
     ThresholdCosts,
     capacity_fit,
     costs_missing,
+    position_now,
     recommend,
     threshold_costs,
 )
@@ -29,7 +31,8 @@ ARRIVAL_DAYS = 7
 MINUTES_DAYS = 30
 MINUTES_MIN_DECISIONS = 30  # fewer recorded times than this: not measured
 MINUTES_CAP_MS = 30 * 60_000
-THROUGHPUT_DAYS = 14
+THROUGHPUT_DAYS = 7  # full days with decisions, today's unfinished one left out
+THROUGHPUT_LOOKBACK_DAYS = 28
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class Measured:
     arrivals_per_day: float
     review_minutes: float | None  # mean recorded time per decision, each capped
     timed_decisions: int
-    throughput_per_day: float | None  # mean decisions a day over days with decisions
-    active_days: int
+    throughput_per_day: float | None  # mean decisions a day over the last full days with any
+    active_days: int  # the days that mean is over
 
 
 def measured_by_use_case(*, use_case_ids, now) -> dict[int, Measured]:
@@ -63,17 +66,25 @@ def measured_by_use_case(*, use_case_ids, now) -> dict[int, Measured]:
         # A tab left open for an hour is not an hour of work: each time counts up to a cap.
         .annotate(n=Count("id"), mean_ms=Avg(Least("time_spent_ms", Value(MINUTES_CAP_MS))))
     }
+    # A team's pace is what it did on whole days: today has not ended, and a quiet weekend or
+    # holiday is no measure of it, so the mean runs over the last days that had decisions.
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     daily: dict[int, list[int]] = {}
     for use_case_id, _day, n in (
         Decision.objects.filter(
-            use_case_id__in=ids, created_at__gte=now - timedelta(days=THROUGHPUT_DAYS)
+            use_case_id__in=ids,
+            created_at__gte=today - timedelta(days=THROUGHPUT_LOOKBACK_DAYS),
+            created_at__lt=today,
         )
         .annotate(day=TruncDate("created_at"))
         .values("use_case_id", "day")
         .annotate(n=Count("id"))
+        .order_by("use_case_id", "-day")
         .values_list("use_case_id", "day", "n")
     ):
-        daily.setdefault(use_case_id, []).append(n)
+        days = daily.setdefault(use_case_id, [])
+        if len(days) < THROUGHPUT_DAYS:
+            days.append(n)
     measured = {}
     for use_case_id in ids:
         times = timed.get(use_case_id, {"n": 0, "mean_ms": None})
@@ -96,11 +107,17 @@ class CostView:
     missing: list[str]
     costs: ThresholdCosts | None
     recommendation: Recommendation | None
-    current_index: int | None
+    now: Position | None  # where the use case stands today, by its level and threshold
+    saving_per_day: float | None  # what the recommendation saves a day against now
     capacity_warning: dict | None
     capacity_source: str  # "settings", "measured" or ""
     minutes_source: str
     figure: dict | None
+
+    @property
+    def extra_per_day(self) -> float | None:
+        """What the recommendation costs a day more than now (when now is out of bounds)."""
+        return None if self.saving_per_day is None else -self.saving_per_day
 
 
 def backtest_curve(result: dict, *, regression: bool) -> BacktestCurve | None:
@@ -144,6 +161,7 @@ def cost_settings_for(*, use_case: UseCase, policy, measured: Measured) -> tuple
         error_rate_ceiling=ceiling,
         traffic_share=policy.traffic_percent / 100,
         audit_rate=policy.audit_rate,
+        double_review_rate=policy.double_review_rate,
     )
     return settings, minutes_source if minutes is not None else "", capacity_source
 
@@ -159,8 +177,16 @@ def cost_view(*, use_case: UseCase, policy, job, now=None) -> CostView:
     curve = backtest_curve(job.result, regression=settings.regression) if job else None
     costs = threshold_costs(curve, settings) if curve is not None else None
     advice = recommend(costs, settings) if costs is not None else None
-    current = costs.at(policy.confidence_threshold) if costs is not None else None
-    warning = capacity_fit(costs, settings, policy.confidence_threshold) if costs else None
+    now_at = None
+    saving = None
+    warning = None
+    if costs is not None:
+        now_at = position_now(
+            costs, settings, threshold=policy.confidence_threshold, level=policy.level
+        )
+        if advice.index is not None:
+            saving = now_at.total - costs.total[advice.index]
+        warning = capacity_fit(costs, settings, policy.confidence_threshold, policy.level)
     figure = (
         cost_figure(costs, current=policy.confidence_threshold, advice=advice) if costs else None
     )
@@ -170,7 +196,8 @@ def cost_view(*, use_case: UseCase, policy, job, now=None) -> CostView:
         missing=missing,
         costs=costs,
         recommendation=advice,
-        current_index=current,
+        now=now_at,
+        saving_per_day=saving,
         capacity_warning=warning,
         capacity_source=capacity_source,
         minutes_source=minutes_source,
@@ -279,7 +306,11 @@ def capacity_warnings_for(*, use_cases, policies, champions, now=None) -> dict[i
         curve = backtest_curve(job.result, regression=settings.regression)
         # Capacity is about human work, which needs no costs: price nothing if none is set.
         costs = threshold_costs(curve, _workload_only(settings)) if curve else None
-        warning = capacity_fit(costs, settings, policy.confidence_threshold) if costs else None
+        warning = (
+            capacity_fit(costs, settings, policy.confidence_threshold, policy.level)
+            if costs
+            else None
+        )
         if warning:
             warnings[use_case.pk] = warning
     return warnings

@@ -13,13 +13,14 @@ from django.utils import timezone
 from deployments.services.policies import policy_change
 from deployments.services.use_cases import use_case_update
 from reviewapp.control.backtests import THRESHOLDS, _Tally
-from reviewapp.control.costs import cost_view
+from reviewapp.control.costs import cost_view, measured_by_use_case
 from reviewapp.core.jobs import job_create, job_finish
 from reviewapp.core.models import Job
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import items_store_pending
+from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.control.test_backtests import labelled, start  # noqa: F401 (fixtures)
-from tests.factories import invoice, logged_in_client, make_use_case, make_user
+from tests.factories import invoice, logged_in_client, make_use_case, make_user, send_items
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +184,69 @@ def test_the_backtest_page_prices_its_curve(labelled, start):  # noqa: F811
     assert page.status_code == 200
     assert 'data-figure="backtest-cost-figure"' in text
     assert re.search(r"[0-9.]+ costs [0-9,.]+ a day \(errors", text)
+
+
+def test_a_use_case_not_yet_automating_is_warned_that_people_review_everything(backtested):
+    # 100 items a day; the team does 3 hours × 1 reviewer at 2 minutes a review: 90 a day.
+    manager, use_case = _priced(backtested, capacity_reviewers=1, capacity_hours_per_day=3.0)
+    policy_change(use_case=use_case, actor=manager, changes={"level": "shadow"}, reason="test")
+    page = _page(manager, use_case)
+    assert "people decide every item, the model none" in page
+    assert "At shadow people review every item: 100 reviews a day, more than the team" in page
+    overview = logged_in_client(manager).get("/control/").content.decode()
+    assert "At shadow people review every item: 100 reviews a day" in overview
+    assert "partial at " in overview and "Nothing changes by itself." in overview
+
+
+def test_the_team_pace_is_measured_on_whole_days(backtested):
+    manager, _ = backtested
+    reviewer = make_user(Role.REVIEWER)
+    use_case = make_use_case(actor=manager, members=[manager, reviewer])
+    send_items(use_case, range(12))
+    now = timezone.now()
+    for count, when in ((5, now - timedelta(days=2)), (4, now - timedelta(days=1)), (3, now)):
+        for _ in range(count):
+            task = review_task_claim(use_case=use_case, user=reviewer, now=when)
+            review_task_decide(
+                task=task, user=reviewer, label="office", time_spent_ms=90_000, now=when
+            )
+    measured = measured_by_use_case(use_case_ids=[use_case.pk], now=now)[use_case.pk]
+    # Today is not over: its 3 decisions are no measure of a day's work yet.
+    assert (measured.throughput_per_day, measured.active_days) == (4.5, 2)
+    # 12 recorded times are too few to stand for the minutes a review takes.
+    assert measured.review_minutes is None and measured.timed_decisions == 12
+    assert measured.arrivals_per_day == pytest.approx(12 / 7)
+
+
+def test_an_older_backtest_without_label_pairs_prices_every_error_alike(backtested):
+    manager, use_case = _priced(
+        backtested, error_costs=[{"true": "travel", "predicted": "office", "cost": 900.0}]
+    )
+    job = Job.objects.get(use_case=use_case, kind="backtest")
+    curve = {k: v for k, v in job.result["curve"].items() if k not in ("wrong_pairs", "abs_error")}
+    Job.objects.filter(pk=job.pk).update(result={**job.result, "curve": curve})
+    page = _page(manager, use_case)
+    assert "Recommended:" in page
+    assert "this backtest has no label pairs: every error costs error_cost; run a new one" in page
+
+
+def test_a_regression_backtest_without_error_sums_cannot_be_priced():
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(
+        actor=manager, members=[manager], task_type="regression", level="partial"
+    )
+    use_case_update(
+        use_case=use_case, changes={"error_cost": 2.0, "review_minutes": 2.0, "hourly_cost": 30.0}
+    )
+    job = job_create(kind=Job.Kind.BACKTEST, total=10, use_case=use_case, created_by=manager)
+    curve = {  # as backtests stored it before they summed the errors
+        "thresholds": THRESHOLDS.tolist(),
+        "automated": [5] * 100,
+        "errors": [1] * 100,
+        "automation_rate": [0.5] * 100,
+        "error_rate": [0.2] * 100,
+    }
+    job_finish(job_id=job.pk, result={"model_version": "v1", "items": 10, "curve": curve})
+    page = _page(manager, use_case)
+    assert "This backtest cannot price the model's errors (it has no error sums" in page
+    assert "Recommended:" not in page
