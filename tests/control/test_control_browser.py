@@ -18,7 +18,7 @@ from reviewapp.control.ramp_plans import ramp_plan_cancel, ramp_plan_start
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.ingest import items_store_pending
 from reviewapp.reviews.services.scoring import items_score
-from tests.conftest import screenshot
+from tests.conftest import ARTIFACTS, screenshot
 from tests.control.helpers import review_all, truth
 from tests.factories import (
     classifier_bytes,
@@ -292,6 +292,8 @@ def test_the_cost_curve_and_the_recommendation_on_the_policy_page(signed_in, con
         # The page never scrolls sideways, even at phone width.
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         screenshot(page, f"control-costs-{width}")
+        section.locator("details.cost-settings summary").click()
+        section.screenshot(path=str(ARTIFACTS / f"control-costs-section-{width}.png"))
         # The what-if prices the threshold being typed, before anything is saved.
         page.locator("#confidence_threshold").fill("0.5")
         cost_line = page.locator("[data-whatif-cost]")
@@ -300,6 +302,8 @@ def test_the_cost_curve_and_the_recommendation_on_the_policy_page(signed_in, con
         page.goto(page.base_url + "/control/use-cases/invoices/")
         recommended = page.locator("#costs [data-recommended-threshold]")
         if recommended.count():  # the recommendation is not the current threshold
+            saving = page.locator("#costs .cost-saving").inner_text()
+            assert saving.startswith(("That is ", "It costs ")) and saving.endswith("now.")
             value = recommended.get_attribute("data-recommended-threshold")
             recommended.click()
             assert page.locator("#confidence_threshold").input_value() == f"{float(value):g}"
