@@ -10,10 +10,13 @@ For a threshold ``t``, with ``n`` items in the window and ``A_t`` of them automa
 * model items a day = arrivals × traffic × A_t / n; the rest go to people (a double-reviewed
   share of them twice), and an audited share of the automated ones comes back to them too;
 * error cost a day = arrivals × (the window's error cost at ``t``) / n. Its 95% interval: for
-  classification, the Wilson interval of the window's share of wrong automated items times the
-  mean cost of one of those errors (the counts are what is uncertain; Wilson stays honest with
-  few or no errors, where a normal approximation collapses to a width of zero); for regression,
-  a normal interval on the mean cost per item from the sums of absolute and squared errors;
+  classification, the wider of two: the Wilson interval of the window's share of wrong
+  automated items times the mean cost of one of those errors (Wilson stays honest with few or
+  no errors, where a normal approximation collapses to a width of zero), and the normal
+  interval on the mean cost per item from the counts of each kind of mistake (which also
+  carries the uncertainty of the mix when some mistakes cost far more than others); for
+  regression, the normal interval on the mean cost per item from the sums of absolute and
+  squared errors;
 * review cost a day = human reviews a day × minutes per review / 60 × the hourly cost.
 
 The recommendation is the threshold with the least expected total cost among those whose error
@@ -130,6 +133,30 @@ def _classification_window_costs(curve: BacktestCurve, settings: CostSettings):
     return totals, ""
 
 
+def _classification_window_squares(curve: BacktestCurve, settings: CostSettings) -> list[float]:
+    """Per threshold: the sum over the window's wrong automated items of their cost squared
+    (priced as ``_classification_window_costs`` prices them)."""
+    base = settings.error_cost if settings.error_cost is not None else 0.0
+    squares = [e * base * base for e in curve.errors]
+    for pair, cost in settings.pair_costs.items():
+        counts = (curve.wrong_pairs or {}).get(tuple(pair))
+        if counts is not None:
+            squares = [
+                q + c * (cost * cost - base * base) for q, c in zip(squares, counts, strict=True)
+            ]
+    return squares
+
+
+def _normal(total: float, squares: float, n: int) -> tuple[float, float]:
+    """The normal 95% interval of the mean cost per item, from the sums of the item costs and
+    of their squares over ``n`` items (zero for items without an error)."""
+    if n <= 0:
+        return 0.0, 0.0
+    mean = total / n
+    spread = Z95 * math.sqrt(max(squares / n - mean * mean, 0.0) / n)
+    return max(mean - spread, 0.0), mean + spread
+
+
 def _error_intervals(curve: BacktestCurve, settings: CostSettings, window: list[float]):
     """The 95% interval of each threshold's daily error cost (see the module's doc)."""
     n = curve.items
@@ -138,19 +165,24 @@ def _error_intervals(curve: BacktestCurve, settings: CostSettings, window: list[
         unit = settings.error_cost or 0.0
         intervals = []
         for sums, squares in zip(curve.abs_error, curve.abs_error_sq, strict=True):
-            mean = sums * unit / n if n else 0.0
-            variance = max(squares * unit * unit / n - mean**2, 0.0) / n if n else 0.0
-            spread = Z95 * math.sqrt(variance)
-            intervals.append((max(mean - spread, 0.0) * scale, (mean + spread) * scale))
+            low, high = _normal(sums * unit, squares * unit * unit, n)
+            intervals.append((low * scale, high * scale))
         return intervals
     fallback = settings.error_cost
     if fallback is None:
         fallback = max(settings.pair_costs.values(), default=0.0)
+    squares = _classification_window_squares(curve, settings)
     intervals = []
-    for errors, cost in zip(curve.errors, window, strict=True):
+    for errors, cost, square in zip(curve.errors, window, squares, strict=True):
         per_error = cost / errors if errors else fallback
         low, high = _wilson(errors, n)
-        intervals.append((low * per_error * scale, high * per_error * scale))
+        normal_low, normal_high = _normal(cost, square, n)
+        intervals.append(
+            (
+                min(low * per_error, normal_low) * scale,
+                max(high * per_error, normal_high) * scale,
+            )
+        )
     return intervals
 
 

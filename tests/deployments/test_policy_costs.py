@@ -103,6 +103,16 @@ def test_the_figures_and_the_recommendation_match_a_plain_computation(
         error_day = arrivals * traffic * window_cost / n
         review_day = human * minutes / 60 * hourly
         wrong = sum(1 for i in chosen if i[1])
+        # The interval holds at least the normal one on the mean cost per item.
+        per_item = [
+            (pair_cost if (i[2], i[3]) == pair else error_cost) if i[0] >= t and i[1] else 0.0
+            for i in items
+        ]
+        mean = sum(per_item) / n
+        spread = 1.959963984540054 * math.sqrt(sum((x - mean) ** 2 for x in per_item) / n / n)
+        scale = arrivals * traffic
+        assert figures.error_cost_high[k] >= scale * (mean + spread) * (1 - 1e-9) - 1e-6
+        assert figures.error_cost_low[k] <= scale * max(mean - spread, 0.0) * (1 + 1e-9) + 1e-6
         meets = ceiling is None or not chosen or wrong <= ceiling * len(chosen)
         fits = capacity is None or human <= capacity + 1e-9
         rows.append((t, error_day + review_day, human, meets, fits))
@@ -295,3 +305,20 @@ def test_regression_figures_and_their_interval_match_a_plain_computation(
         assert figures.error_cost_low[k] == pytest.approx(
             arrivals * max(mean - spread, 0.0), rel=1e-6, abs=1e-4
         )
+
+
+def test_one_rare_costly_mistake_widens_the_interval():
+    # 1,000 items a day, all automated: 9 cheap mistakes (10 each) and one costing 1,000.
+    curve = BacktestCurve(
+        THRESHOLDS,
+        1000,
+        [1000] * 100,
+        [10] * 100,
+        wrong_pairs={("a", "b"): [9] * 100, ("fraud", "legit"): [1] * 100},
+    )
+    cost_settings = _simple(error_cost=10.0, pair_costs={("fraud", "legit"): 1000.0})
+    figures = threshold_costs(curve, cost_settings)
+    assert figures.error_cost[0] == pytest.approx(1090.0)
+    # Ten errors in a thousand at their mean cost (109) would say at most about 2,000 a day;
+    # one mistake in a thousand costing 1,000 could as well have been three.
+    assert figures.error_cost_high[0] > 3000 and figures.error_cost_low[0] < 600
