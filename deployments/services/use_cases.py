@@ -194,7 +194,10 @@ def _error_costs_clean(*, use_case: UseCase, pairs: Any) -> list[dict]:
         if (true, predicted) in seen:
             raise InvalidInput({where: [f"the pair {true} → {predicted} is given twice"]})
         seen.add((true, predicted))
-        cost = _cost_number("error_cost", pair["cost"])
+        try:
+            cost = _cost_number("error_cost", pair["cost"])
+        except InvalidInput:
+            cost = None  # refused below, under this pair's own name
         if cost is None:
             raise InvalidInput({f"{where}.cost": ["a number of at least 0"]})
         cleaned.append({"true": true, "predicted": predicted, "cost": cost})

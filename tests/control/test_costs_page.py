@@ -145,6 +145,12 @@ def test_costs_are_saved_from_the_page_and_nonsense_is_refused(backtested):
     assert use_case.error_costs == [{"true": "travel", "predicted": "office", "cost": 400.0}]
     refused = client.post(url, {"error_cost": "-5", "hourly_cost": "40"}, follow=True)
     assert "a number of at least 0" in refused.content.decode()
+    refused = client.post(
+        url,
+        {"pair_true": ["travel"], "pair_predicted": ["office"], "pair_cost": ["lots"]},
+        follow=True,
+    )
+    assert "a number of at least 0" in refused.content.decode()
     refused = client.post(url, {"capacity_reviewers": "3"}, follow=True)
     assert "give both, or neither" in refused.content.decode()
     use_case.refresh_from_db()

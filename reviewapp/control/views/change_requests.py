@@ -105,11 +105,7 @@ def gold_rate_set(request, slug):
 @page(roles=MANAGERS)
 def queue_order_set(request, slug):
     order = request.POST.get("queue_order", "")
-    turnaround = request.POST.get("turnaround_minutes", "").strip()
-    try:
-        minutes = int(turnaround) if turnaround else None
-    except ValueError:
-        minutes = -1  # refused by the service, in its own words
+    minutes = _optional_number(request, "turnaround_minutes", int)
     labels = dict(UseCase.QueueOrder.choices)
     said = f"Queue order: {labels.get(order, order).lower()}; " + (
         f"items are due {minutes} minutes after they arrive unless sent with due_at."
@@ -121,16 +117,20 @@ def queue_order_set(request, slug):
     )
 
 
-def _optional_number(request, name: str, kind=float):
-    """A form field as a number, None when empty, or the text itself for the service to refuse
+def _number_or_text(text: str, kind=float):
+    """A form value as a number, None when empty, or the text itself for the service to refuse
     in its own words."""
-    text = request.POST.get(name, "").strip()
+    text = text.strip()
     if not text:
         return None
     try:
         return kind(text)
     except ValueError:
         return text
+
+
+def _optional_number(request, name: str, kind=float):
+    return _number_or_text(request.POST.get(name, ""), kind)
 
 
 @require_POST
@@ -154,16 +154,8 @@ def costs_set(request, slug):
             strict=False,
         ):
             if true or predicted or cost.strip():
-                number = _optional_number_text(cost)
-                pairs.append({"true": true, "predicted": predicted, "cost": number})
+                pairs.append({"true": true, "predicted": predicted, "cost": _number_or_text(cost)})
         changes["error_costs"] = pairs
     return _setting_save(
         request, slug, said="Costs and capacity saved: the figures below use them.", changes=changes
     )
-
-
-def _optional_number_text(text: str):
-    try:
-        return float(text)
-    except ValueError:
-        return None  # refused by the service as "a number of at least 0"
