@@ -1,5 +1,5 @@
-"""Gold items: items two reviewers agreed on, served again blind at the use case's rate to
-reviewers who never saw them, scored, and never counted as decisions."""
+"""Gold items: items two reviewers agreed on or a manager resolved, served again blind at the
+use case's rate to reviewers who never saw them, scored, and never counted as decisions."""
 
 import re
 
@@ -9,6 +9,7 @@ from deployments.services.use_cases import use_case_update
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Decision, GoldCheck, Item, ReviewTask
 from reviewapp.reviews.selectors import reviewers_quality
+from reviewapp.reviews.services.escalations import escalation_raise, escalation_resolve
 from reviewapp.reviews.services.gold import settled_answers
 from reviewapp.reviews.services.queue import queue_decide, queue_gold_decide, queue_next
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
@@ -51,6 +52,41 @@ def test_settled_items_are_those_two_reviewers_agreed_on(settled):
     use_case, _ = settled
     answers = settled_answers(use_case=use_case, limit=100)
     assert len(answers) == 30 and {a["label"] for a in answers} == {"office"}
+
+
+def test_a_managers_resolution_settles_an_item(settled):
+    """An escalation a manager answered settles the item with the manager's answer, though
+    the other reviewer said otherwise; one returned to the queue settles nothing."""
+    use_case, manager = settled
+    ann, bob = (use_case.members.get(username=name) for name in ("ann", "bob"))
+    send_items(use_case, range(200, 203))
+    for _ in range(3):
+        task = review_task_claim(use_case=use_case, user=ann)
+        review_task_decide(task=task, user=ann, label="office")
+    answered, returned = [], []
+    for into in (answered, answered, returned):
+        task = review_task_claim(use_case=use_case, user=bob)  # the blind second review
+        assert task.reason == "double_review"
+        into.append(task.item_id)
+        escalation = escalation_raise(task=task, user=bob, comment="cannot tell")
+        if into is answered:
+            escalation_resolve(
+                escalation=escalation, user=manager, note="it is travel", label="travel"
+            )
+        else:
+            escalation_resolve(escalation=escalation, user=manager, note="have another look")
+
+    answers = {a["item_id"]: a for a in settled_answers(use_case=use_case, limit=100)}
+    assert len(answers) == 32  # the 30 agreed on, and the 2 the manager answered
+    assert all(answers[item]["label"] == "travel" for item in answered)
+    assert returned[0] not in answers
+    # Those who saw a resolved item (ann decided it, bob raised it) never get it as gold.
+    for user in (ann, bob):
+        assert not set(answered) & {
+            a["item_id"] for a in settled_answers(use_case=use_case, user=user)
+        }
+    cleo = make_user(Role.REVIEWER, "cleo")
+    assert set(answered) <= {a["item_id"] for a in settled_answers(use_case=use_case, user=cleo)}
 
 
 def answer_queue(use_case, user, *, claims: int, gold_label="office", task_label="office"):

@@ -2,10 +2,11 @@
 
 An item is settled when its double review is done and every reviewer who decided it agreed (the
 same label; for a regression, values within the use case's tolerance): their shared answer is
-the gold answer. At ``UseCase.gold_rate`` of a reviewer's claims in the queue, one such item
-they have never seen is shown to them like any blind task; their answer is scored against the
-settled one and kept in ``GoldCheck`` alone, never as a decision, so it counts for the reviewer
-and never for the item, the model or the queue.
+the gold answer. A manager's answer to an escalation settles the item too, whatever the
+reviewers said: the manager's answer is the gold one. At ``UseCase.gold_rate`` of a reviewer's
+claims in the queue, one such item they have never seen is shown to them like any blind task;
+their answer is scored against the settled one and kept in ``GoldCheck`` alone, never as a
+decision, so it counts for the reviewer and never for the item, the model or the queue.
 
 Which claims are gold is decided by a hash of the reviewer, the use case and how many answers
 they have given there: the share over many claims is the rate, no reviewer can tell which claim
@@ -25,7 +26,7 @@ from django.utils import timezone
 from deployments.models import UseCase
 from deployments.policy import TaskReason
 from reviewapp.core.errors import Conflict, NotFound
-from reviewapp.reviews.models import Decision, GoldCheck, ItemSeen, ReviewTask
+from reviewapp.reviews.models import Decision, Escalation, GoldCheck, ItemSeen, ReviewTask
 from reviewapp.reviews.services.disagreements import answers_differ
 from reviewapp.reviews.services.review import answer_clean, item_seen_record
 
@@ -61,9 +62,35 @@ def gold_due(*, use_case: UseCase, user) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < use_case.gold_rate
 
 
+def _unseen(rows, *, user):
+    """``rows`` (values of decisions, keyed by ``item_id``) less the items ``user`` ever saw
+    or was served as gold."""
+    if user is None:
+        return rows
+    return rows.exclude(
+        Exists(ItemSeen.objects.filter(user=user, item_id=OuterRef("item_id")))
+    ).exclude(Exists(GoldCheck.objects.filter(reviewer=user, item_id=OuterRef("item_id"))))
+
+
+def _resolved_answers(*, use_case: UseCase, user, limit: int) -> dict[int, dict]:
+    """The newest items a manager answered through an escalation: item id -> their answer."""
+    answered = Escalation.objects.filter(
+        task_id=OuterRef("task_id"), outcome=Escalation.Outcome.ANSWERED
+    )
+    rows = _unseen(
+        Decision.objects.filter(use_case=use_case).filter(Exists(answered)), user=user
+    ).values("item_id", "label", "value")
+    answers: dict[int, dict] = {}
+    for row in rows.order_by("-id")[:limit]:
+        # The newest answer of an item wins, should a manager have answered it twice.
+        answers.setdefault(row["item_id"], row)
+    return answers
+
+
 def settled_answers(*, use_case: UseCase, user=None, limit: int = CANDIDATES) -> list[dict]:
     """Settled items of the use case, newest first (``user``: only those they never saw): the
-    item and its agreed answer."""
+    item and its settled answer (a manager's resolution over the reviewers' agreement)."""
+    resolved = _resolved_answers(use_case=use_case, user=user, limit=limit)
     # Two people decide an item through its double review: the newest finished ones are the
     # candidates, so the query reads a bounded number of items whatever the history's size.
     reviewed_twice = list(
@@ -87,10 +114,14 @@ def settled_answers(*, use_case: UseCase, user=None, limit: int = CANDIDATES) ->
     )
     if use_case.is_classification:
         decided = decided.filter(labels=1)
-    if user is not None:
-        decided = decided.exclude(
-            Exists(ItemSeen.objects.filter(user=user, item_id=OuterRef("item_id")))
-        ).exclude(Exists(GoldCheck.objects.filter(reviewer=user, item_id=OuterRef("item_id"))))
+    # Where a manager answered, their answer is the settled one, not the reviewers'.
+    decided = _unseen(decided, user=user).exclude(
+        Exists(
+            Escalation.objects.filter(
+                item_id=OuterRef("item_id"), outcome=Escalation.Outcome.ANSWERED
+            )
+        )
+    )
     rows = []
     for row in decided.order_by("-item_id")[: limit * 2]:
         if not use_case.is_classification:
@@ -107,7 +138,8 @@ def settled_answers(*, use_case: UseCase, user=None, limit: int = CANDIDATES) ->
             rows.append({"item_id": row["item_id"], "label": row["label"], "value": None})
         if len(rows) == limit:
             break
-    return rows
+    rows.extend(resolved.values())
+    return sorted(rows, key=lambda row: row["item_id"], reverse=True)[:limit]
 
 
 def gold_serve(*, use_case: UseCase, user, now=None) -> GoldCheck | None:
