@@ -1,14 +1,20 @@
 """The outcome feed: every final answer once, in order, to a reader that follows `next`."""
 
 import pytest
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from deployments.services.policies import policy_change
 from reviewapp.core.events import event_record, position_parse
 from reviewapp.core.models import Event
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import ReviewTask
-from reviewapp.reviews.outcomes import OUTCOME_CORRECTED, OUTCOME_DECIDED, outcomes_wait
+from reviewapp.reviews.outcomes import (
+    OUTCOME_CORRECTED,
+    OUTCOME_DECIDED,
+    WAIT_REREAD_SECONDS,
+    outcomes_wait,
+)
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.factories import (
     constant_classifier_bytes,
@@ -161,6 +167,64 @@ def test_wait_returns_as_soon_as_an_outcome_commits(world, settings):
     assert [o["external_id"] for o in page.outcomes] == ["x"]
     if not settings.IS_POSTGRES:  # there, other transactions may hold the horizon a moment
         assert len(sleeps) == 3
+
+
+def _backends_on_test_database() -> int:
+    """Clients connected to the test database (autovacuum aside), seen from a connection of its
+    own."""
+    observer = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with observer.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchone()[0]
+    finally:
+        observer.close()
+
+
+def test_wait_holds_no_database_connection_while_it_waits(world, settings, monkeypatch):
+    use_case, *_ = world
+    now = [0.0]
+    during = []
+    closes = []
+    close = connection.close
+
+    def close_observed():
+        closes.append(now[0])
+        close()
+
+    monkeypatch.setattr(connection, "close", close_observed)
+    # Django never closes an in-memory SQLite database (that would destroy it): there the wait
+    # can only be seen asking to close it, holding no transaction open.
+    kept_open = connection.vendor == "sqlite" and connection.is_in_memory_db()
+
+    def sleep(seconds):
+        # Observed at every tick of the wait, with the feed's clock standing still meanwhile.
+        raw = connection.connection
+        held = raw is not None and not (kept_open and not raw.in_transaction)
+        backends = _backends_on_test_database() if settings.IS_POSTGRES else 0
+        during.append((now[0], held, backends))
+        now[0] += seconds
+
+    with CaptureQueriesContext(connection) as queries:
+        page = outcomes_wait(
+            use_case=use_case,
+            after=position_parse(""),
+            limit=10,
+            wait=5,
+            sleep=sleep,
+            clock=lambda: now[0],
+        )
+    assert page.outcomes == []
+    assert len(during) >= 10
+    assert [d for d in during if d[1] or d[2]] == []
+    assert closes == [at for at, _, _ in during]  # given back before every tick
+    # Read at the start and then every WAIT_REREAD_SECONDS (nothing moved the counter), not
+    # at every tick.
+    feed_reads = [q for q in queries.captured_queries if "core_event" in q["sql"]]
+    assert len(feed_reads) == 1 + int(5 / WAIT_REREAD_SECONDS)
 
 
 @pytest.mark.parametrize(
