@@ -64,7 +64,7 @@ class GuardrailKind:
 KINDS = (
     GuardrailKind("override_rate", "override rate", "reviewed items", True, 200, 30, 1.0),
     GuardrailKind("null_output_rate", "null-output rate", "model outputs", True, 500, 30, 1.0),
-    GuardrailKind("drift_psi", "input drift (worst feature PSI)", "items", False, 1000, 200, 100.0),
+    GuardrailKind("drift_psi", "input shift (worst feature)", "items", False, 1000, 200, 100.0),
     GuardrailKind("audit_error_rate", "audit error rate", "audits", True, 100, 20, 1.0),
 )
 KIND_BY_NAME = {kind.name: kind for kind in KINDS}
@@ -316,7 +316,7 @@ class Verdict:
         if self.judgement.because == "trend":
             return (
                 f"{kind.label} rising above {limit:.1%}: the most recent {kind.observations} "
-                f"are well over it ({value:.1%} {over}, {interval}; sequential test)"
+                f"are well over it ({value:.1%} {over}, {interval})"
             )
         if self.breached:
             return f"{kind.label} {value:.1%} > {limit:.1%} {over} ({interval})"

@@ -109,6 +109,7 @@ def panel_build(
         reference = reference_model_for(use_case=use_case, model_version=filters.model_version)
         panel["reference_version"] = reference.version if reference else None
         panel["drift_excluded"] = use_case.drift_exclusions
+        panel["drift_method"] = figures.DRIFT_METHOD
         panel["charts"] = [
             figures.drift_chart(features, guardrails, reference.version if reference else None),
             figures.missing_chart(features),
@@ -287,12 +288,12 @@ def cards_for(tab: str, *, use_case: UseCase, summary: dict, guardrails: dict) -
         return [
             {"label": "Features", "value": f"{len(features):,}"},
             {
-                "label": "Major drift (PSI ≥ 0.25)",
+                "label": "Features that moved a lot",
                 "value": f"{major:,}",
                 "alert": major > 0,
             },
             {
-                "label": "Worst PSI",
+                "label": "Largest input shift (0 = same as training)",
                 "value": _num(worst["psi"]) if worst else "—",
                 "note": worst["feature"] if worst else "",
                 "alert": _over(worst["psi"] if worst else None, guardrails, "drift_psi"),

@@ -41,6 +41,9 @@ class Chart:
     figure: dict[str, Any] | None = None
     table: list[dict[str, Any]] = field(default_factory=list)
     empty: str = "Nothing to draw for this period."
+    # How the figure is computed, in the statistician's terms: shown folded under the reading,
+    # which says the same in plain words.
+    method: str = ""
 
     @property
     def element_id(self) -> str:
@@ -738,9 +741,13 @@ def calibration_chart(use_case: UseCase, totals: dict) -> Chart:
             yaxis={"range": [0, 1.02], "tickformat": ".0%"},
         )
         chart.reading = (
-            f"Over {sum(n):,} labelled items the confidence is off from the observed accuracy "
-            f"by {gap:.1%} on average (expected calibration error); points under the diagonal "
-            "are over-confident."
+            f"Confidence vs. being right, over {sum(n):,} labelled items: the confidence is "
+            f"off from how often the model was right by {gap:.1%} on average; points under the "
+            "diagonal are over-confident."
+        )
+        chart.method = (
+            "The gap is the expected calibration error: the mean, weighted by items, of "
+            "|mean confidence − share right| over the confidence bins."
         )
     else:
         layout = _layout(
@@ -760,6 +767,11 @@ def calibration_chart(use_case: UseCase, totals: dict) -> Chart:
 
 DRIFT_BANDS = ((0.0, 0.1, "rgba(47,158,107,0.10)"), (0.1, 0.25, "rgba(217,130,43,0.14)"))
 DRIFT_TOP = 20
+DRIFT_METHOD = (
+    "Input shift is the population stability index (PSI) of each feature against the training "
+    "data, on its training deciles (numbers) or categories: Σ (now − then) · ln(now / then). "
+    "Under 0.1 is usually noise, 0.1–0.25 a moderate shift, 0.25 or more a major one."
+)
 
 
 def drift_chart(
@@ -768,7 +780,7 @@ def drift_chart(
     scored = [f for f in features if f["psi"] is not None]
     chart = Chart(
         key="drift",
-        title="Drift against the training reference (PSI), worst first",
+        title="Input shift: how far inputs moved from training, worst first",
         reading="No items scored by a model with a training reference in this period."
         if reference_version is None or not scored
         else "",
@@ -849,8 +861,8 @@ def drift_chart(
         labels=[f["feature"] for f in top],
         values=[f["psi"] for f in top],
         colour=colours,
-        hover="%{y}: PSI %{x:.3f}",
-        x_title="Population stability index (PSI, unitless" + (", log scale)" if log else ")"),
+        hover="%{y}: shift %{x:.3f}",
+        x_title="Input shift (0 = same as training" + (", log scale)" if log else ")"),
         y_title="Feature",
         xaxis={
             "type": "log",
@@ -868,13 +880,15 @@ def drift_chart(
     chart.reading = (
         f"Against the training data of {reference_version}: "
         + (
-            f"{len(major)} feature{'s' if len(major) != 1 else ''} shifted a lot "
-            f"(PSI ≥ 0.25: {', '.join(major[:4])}{'…' if len(major) > 4 else ''})"
+            f"{len(major)} feature{'s' if len(major) != 1 else ''} moved a lot "
+            f"(0.25 or more: {', '.join(major[:4])}{'…' if len(major) > 4 else ''})"
             if major
-            else "no feature shifted a lot (all PSI < 0.25)"
+            else "no feature moved a lot (all under 0.25)"
         )
-        + f", {len(moderate)} moderately (0.1–0.25), of {len(scored)} checked."
+        + f", {len(moderate)} moderately (0.1–0.25), of {len(scored)} checked; 0 = same as "
+        "training."
     )
+    chart.method = DRIFT_METHOD
     return chart
 
 

@@ -225,7 +225,7 @@ def test_the_reason_says_what_broke_and_what_was_done():
     assert reason == (
         "guardrail breached: override rate 40.0% > 20.0% over the last 200 reviewed items "
         "(95% CI 33.5%–46.9%); "
-        "input drift (worst feature PSI) 0.41 > 0.25 over the last 1000 items; "
+        "input shift (worst feature) 0.41 > 0.25 over the last 1000 items; "
         "level stepped down to assisted"
     )
     assert "stepped down" not in breach_reason(verdicts=verdicts, step_to=None)

@@ -216,5 +216,5 @@ def test_personal_data_and_identifiers_are_left_out_of_drift_and_the_page_says_s
     client.force_login(manager)
     html = client.get(f"/monitoring/{use_case.slug}/inputs/?range=7d").content.decode()
     assert "Not judged for drift" in html and "<strong>vendor</strong> (personal data)" in html
-    drift = next(c for c in _figures(html).values() if "PSI" in json.dumps(c))
+    drift = next(c for c in _figures(html).values() if "Input shift" in json.dumps(c))
     assert "vendor" not in json.dumps(drift)
