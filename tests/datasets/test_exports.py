@@ -10,12 +10,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings
+from django.db import DatabaseError
 
 from reviewapp.core.errors import Conflict, InvalidInput
-from reviewapp.core.models import Job
+from reviewapp.core.models import Event, Job
 from reviewapp.datasets import export_tables
 from reviewapp.datasets.export_tables import RowFilters
 from reviewapp.datasets.models import Export
+from reviewapp.datasets.services import exports
 from reviewapp.datasets.services.exports import (
     MANIFEST_SUFFIX,
     export_create,
@@ -320,6 +322,29 @@ def test_a_failed_write_is_recorded_with_its_reason_and_leaves_no_file(world, se
     job = Job.objects.get(pk=export.job_id)
     assert job.state == "failed" and job.error == export.error
     assert export.file_name == ""
+
+
+def test_a_written_export_records_export_ready_with_its_manifest(world):
+    export = run_export(world, fmt="csv")
+    event = Event.objects.get(type="export.ready")
+    assert event.use_case_id == world.use_case.pk
+    assert event.data == {"export": str(export.pk), "manifest": export.manifest}
+
+
+def test_export_ready_is_written_with_the_ready_export_or_not_at_all(world, monkeypatch):
+    record = exports.event_record
+
+    def record_then_fail(**kwargs):
+        record(**kwargs)
+        raise DatabaseError("the connection dropped before the commit")
+
+    monkeypatch.setattr(exports, "event_record", record_then_fail)
+    export = export_create(use_case=world.use_case, actor=world.analyst, fmt="csv")
+    export = export_write(export_id=export.pk)
+    # The event went with the rolled-back change: no event, and no ready file recorded.
+    assert not Event.objects.filter(type="export.ready").exists()
+    assert export.state == Export.State.FAILED
+    assert (export.file_name, export.manifest, export.row_count) == ("", {}, None)
 
 
 def test_bad_choices_are_named(world):
