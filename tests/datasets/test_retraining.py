@@ -10,15 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import DatabaseError
 from django.utils import timezone
 
 from deployments.ml.scoring import features_frame
 from deployments.models import ModelVersion, ModelVersionEvent
 from deployments.services.estimators import estimator_for
 from reviewapp.core.errors import InvalidInput, NotFound
-from reviewapp.core.models import Job
+from reviewapp.core.models import Event, Job
 from reviewapp.core.roles import Role
 from reviewapp.datasets.models import Export, TrainingRun
+from reviewapp.datasets.services import retraining
 from reviewapp.datasets.services.exports import export_storage
 from reviewapp.datasets.services.retraining import training_run_create, training_run_execute
 from reviewapp.demo import datasets
@@ -168,6 +170,66 @@ def test_a_run_that_cannot_learn_fails_with_its_reason(settings):
     assert job.state == "failed" and "single label" in job.error
     assert not ModelVersion.objects.filter(source="retrained").exists()
     assert Export.objects.get(pk=run.export_id).state == Export.State.READY
+
+
+def test_a_failed_run_records_retraining_finished_with_its_reason(settings):
+    from tests.datasets.conftest import build_world
+
+    settings.RETRAIN_MIN_ITEMS = 5
+    world = build_world()
+    Item.objects.filter(use_case=world.use_case).update(decision_label="travel")
+    run = training_run_create(use_case=world.use_case, actor=world.analyst)
+    run = training_run_execute(run_id=run.pk)
+    assert run.state == TrainingRun.State.FAILED
+    event = Event.objects.get(type="retraining.finished")
+    assert event.use_case_id == world.use_case.pk
+    assert event.data["training_run"] == str(run.pk)
+    assert event.data["status"] == "failed"
+    assert "single label" in event.data["error"] and len(event.data["error"]) <= 500
+    assert event.data["model_version"] is None
+
+
+def test_a_finished_run_records_retraining_finished_with_its_model(settings):
+    from tests.datasets.conftest import build_world
+
+    settings.RETRAIN_MIN_ITEMS = 5
+    world = build_world(items_per_phase=10)
+    run = retrain(world.use_case, world.analyst)
+    event = Event.objects.get(type="retraining.finished")
+    assert event.use_case_id == world.use_case.pk
+    assert event.data == {
+        "training_run": str(run.pk),
+        "status": "done",
+        "model_version": run.model_version.version,
+        "role": "challenger",
+        "challenger": run.metrics["challenger"],
+        "champion": run.metrics["champion"],
+        "error": "",
+    }
+
+
+def test_retraining_finished_is_written_with_the_registered_model_or_not_at_all(
+    settings, monkeypatch
+):
+    from tests.datasets.conftest import build_world
+
+    settings.RETRAIN_MIN_ITEMS = 5
+    world = build_world(items_per_phase=10)
+    record = retraining.event_record
+
+    def fail_after_the_done_event(**kwargs):
+        record(**kwargs)
+        if kwargs["data"]["status"] == "done":
+            raise DatabaseError("the connection dropped before the commit")
+
+    monkeypatch.setattr(retraining, "event_record", fail_after_the_done_event)
+    run = training_run_create(use_case=world.use_case, actor=world.analyst)
+    run = training_run_execute(run_id=run.pk)
+    # The model, the run's success and its event went back together; the failure is told.
+    assert run.state == TrainingRun.State.FAILED and run.model_version_id is None
+    assert not ModelVersion.objects.filter(source="retrained").exists()
+    statuses = [e.data["status"] for e in Event.objects.filter(type="retraining.finished")]
+    assert statuses == ["failed"]
 
 
 def test_executing_a_finished_run_again_changes_nothing(settings):

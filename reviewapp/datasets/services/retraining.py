@@ -137,14 +137,26 @@ class _Progress:
             self.on_progress(self.done, 100)
 
 
-def _finished(run: TrainingRun, model_version: ModelVersion, metrics: dict) -> dict:
-    """The ``retraining.finished`` event's payload."""
+ERROR_SUMMARY_CHARS = 500
+
+
+def _finished(
+    run: TrainingRun,
+    model_version: ModelVersion | None = None,
+    metrics: dict | None = None,
+    error: str = "",
+) -> dict:
+    """The ``retraining.finished`` event's payload: the registered model's version, role and
+    figures when the run is done; when it failed, nulls and the reason (its first line, cut)."""
+    metrics = metrics or {}
     return {
         "training_run": str(run.pk),
-        "model_version": model_version.version,
-        "role": model_version.role,
+        "status": TrainingRun.State.FAILED.value if error else TrainingRun.State.DONE.value,
+        "model_version": model_version.version if model_version else None,
+        "role": model_version.role if model_version else None,
         "challenger": metrics.get("challenger"),
         "champion": metrics.get("champion"),
+        "error": (error.strip().splitlines() or [""])[0][:ERROR_SUMMARY_CHARS],
     }
 
 
@@ -170,9 +182,15 @@ def training_run_execute(*, run_id, on_progress=None) -> TrainingRun:
         logger.exception("training run %s failed", run.pk)
         message = exc.detail if isinstance(exc, InvalidInput) else f"{type(exc).__name__}: {exc}"
         message = str(message)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            state=TrainingRun.State.FAILED, error=message[:10_000], finished_at=timezone.now()
-        )
+        with transaction.atomic():
+            TrainingRun.objects.filter(pk=run.pk).update(
+                state=TrainingRun.State.FAILED, error=message[:10_000], finished_at=timezone.now()
+            )
+            event_record(
+                type="retraining.finished",
+                use_case_id=run.use_case_id,
+                data=_finished(run, error=message or type(exc).__name__),
+            )
         if run.job_id:
             job_fail(job_id=run.job_id, error=message)
     run.refresh_from_db()
@@ -348,7 +366,7 @@ def _execute(run: TrainingRun, progress: _Progress) -> None:
             notes=notes,
         )
         if model_version.role != ModelVersion.Role.CHAMPION:
-            model_version_challenge(
+            model_version = model_version_challenge(
                 use_case=use_case,
                 version=model_version.version,
                 actor=run.created_by,
