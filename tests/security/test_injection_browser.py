@@ -11,12 +11,15 @@ from urllib.parse import quote
 import pytest
 
 from deployments.models import UseCase
+from reviewapp.control.backtests import backtest_start
+from reviewapp.core.models import Job
 from reviewapp.core.roles import Role
 from reviewapp.monitoring.services import rollups_fold
 from reviewapp.reviews.services.escalations import escalation_raise
 from reviewapp.reviews.services.ingest import item_ingest
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.conftest import screenshot
+from tests.error_urls import BROKEN_PATH
 from tests.factories import classifier_bytes, make_use_case, make_user, register_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -44,17 +47,33 @@ def hostile_data():
         task = review_task_claim(use_case=use_case, user=reviewer)
         review_task_decide(task=task, user=reviewer, label="travel", comment=PAYLOAD)
     task = review_task_claim(use_case=use_case, user=reviewer)
-    escalation_raise(task=task, user=reviewer, comment=PAYLOAD)
+    escalation_raise(task=task, user=reviewer, comment=PAYLOAD)  # open on /escalations/
+    backtest_start(use_case=use_case, actor=manager, model_version="v1")  # runs on commit
     rollups_fold()
     return use_case, manager, reviewer
+
+
+# Pages answered with an error status on purpose; every other page must answer 200. The 500
+# page needs the URL conf with a failing page in it: the ``error_pages`` fixture.
+NOT_FOUND_PATH = "/no-such-page/"
+EXPECTED_STATUS = {NOT_FOUND_PATH: 404, BROKEN_PATH: 500}
+
+
+@pytest.fixture
+def error_pages(settings):
+    settings.ROOT_URLCONF = "tests.error_urls"
 
 
 def pages(use_case) -> list[str]:
     slug = use_case.slug
     item = use_case.items.order_by("pk").first()
     external_id = quote(item.external_id, safe="")
+    backtest = Job.objects.get(use_case=use_case, kind=Job.Kind.BACKTEST)
     return [
         "/",
+        "/accounts/login/",
+        NOT_FOUND_PATH,
+        BROKEN_PATH,
         f"/queue/{slug}/",
         "/my-work/",
         "/escalations/",
@@ -66,6 +85,7 @@ def pages(use_case) -> list[str]:
         f"/control/use-cases/{slug}/models/",
         f"/control/use-cases/{slug}/items/{external_id}/",
         f"/control/use-cases/{slug}/backtests/",
+        f"/control/use-cases/{slug}/backtests/{backtest.pk}/",
         f"/control/use-cases/{slug}/readiness/",
         f"/control/use-cases/{slug}/reviewers/",
         "/monitoring/",
@@ -113,7 +133,7 @@ def visit(page, path: str) -> dict:
     return {"status": response.status, "dialogs": page.dialogs, "blocked": page.blocked, **injected}
 
 
-def test_every_page_shows_hostile_data_as_inert_text(signed_in):
+def test_every_page_shows_hostile_data_as_inert_text(signed_in, error_pages):
     use_case, manager, reviewer = hostile_data()
     reviewer_page = watched(signed_in(reviewer))
     manager_page = watched(signed_in(manager))
@@ -121,7 +141,7 @@ def test_every_page_shows_hostile_data_as_inert_text(signed_in):
     for path in pages(use_case):
         page = reviewer_page if path.startswith(("/queue/", "/my-work/")) else manager_page
         result = visit(page, path)
-        assert result["status"] == 200, path
+        assert result["status"] == EXPECTED_STATUS.get(path, 200), path
         assert result["dialogs"] == [], path
         assert result["blocked"] == [], path
         assert (result["images"], result["scripts"], result["links"]) == (0, 0, 0), path
