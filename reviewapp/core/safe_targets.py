@@ -34,14 +34,23 @@ def _allowed_host(host: str) -> bool:
     return host in {h.strip().lower() for h in settings.WEBHOOK_ALLOWED_HOSTS if h.strip()}
 
 
+# The most telling name first: ``ipaddress`` counts 0.0.0.0, 240.0.0.1 and fe80::1 as private
+# too.
+REFUSED_KINDS = ("unspecified", "loopback", "multicast", "link_local", "reserved", "private")
+
+
 def address_refusal(address: str) -> str | None:
     """Why this IP may not be called, or None when it is a public unicast address."""
     ip = ipaddress.ip_address(address.split("%")[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for flag in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+    if ip.version == 6:
+        # An IPv6 address that carries an IPv4 one is judged as that one: a mapped address
+        # (::ffff:a.b.c.d) is connected to as a.b.c.d, and a 6to4 one (2002:a.b.c.d::/48) is
+        # sent by a 6to4 tunnel to a.b.c.d.
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
+    for flag in REFUSED_KINDS:
         if getattr(ip, f"is_{flag}"):
-            return f"{address} is a {flag.replace('_', '-')} address"
+            kind = flag.replace("_", "-")
+            return f"{address} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
     if not ip.is_global:
         return f"{address} is not a public address"
     return None
