@@ -27,3 +27,20 @@ def test_sign_in_with_the_form_and_see_your_queues(browser, live_server):
     assert page.get_by_text("Invoice category").is_visible()
     screenshot(page, "home")
     context.close()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_missing_page_is_the_friendly_404_in_every_mode(signed_in, settings, debug):
+    """The demo runs with DEBUG on: even then a missing page says so in plain words and links
+    home, with none of Django's technical page (its list of every URL pattern)."""
+    settings.DEBUG = debug
+    manager = make_user(Role.MANAGER, "maria")
+    page = signed_in(manager)
+    response = page.goto(page.base_url + "/control/use-cases/no-such-use-case/")
+    assert response.status == 404
+    page.get_by_role("heading", name="Nothing here").wait_for()
+    text = page.locator("body").inner_text()
+    assert "URLconf" not in text and "Using the URLconf" not in text
+    assert "admin/" not in text and "api/v1/" not in text and "Page not found (404)" not in text
+    page.get_by_role("link", name="Back to your queues").click()
+    page.wait_for_url(page.base_url + "/")

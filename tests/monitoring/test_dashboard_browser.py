@@ -113,3 +113,55 @@ def test_dashboard_at_phone_width(signed_in):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "nothing overflows the phone's width"
     screenshot(page, "dashboard-quality-390")
+
+
+def test_the_inputs_tab_names_the_features_left_out_of_drift(signed_in):
+    use_case, manager = seeded()  # its vendor feature is personal data
+    page = signed_in(manager)
+    page.goto(f"{page.base_url}/monitoring/{use_case.slug}/inputs/?range=7d")
+    page.wait_for_selector(".chart .plot.js-plotly-plot")
+    note = page.locator(".feature-table p.reading", has_text="Not judged for drift")
+    expect(note).to_contain_text("vendor (personal data)")
+    row = page.locator(".feature-table tbody tr", has=page.locator("th", has_text="vendor"))
+    expect(row.locator("td").last).to_have_text("not judged")
+    drift = page.locator(".chart[data-chart=drift] .plot")
+    labels = drift.evaluate("plot => plot._fullData.flatMap(trace => trace.y || [])")
+    assert labels and "vendor" not in labels and "amount" in labels
+
+
+def test_a_regression_use_case_shows_its_errors_not_a_confusion_matrix(signed_in):
+    manager, alice = make_user(Role.MANAGER, "maria"), make_user(Role.REVIEWER, "alice")
+    use_case = make_use_case(
+        members=[manager, alice],
+        slug="amounts",
+        task_type="regression",
+        level="assisted",
+        audit_rate=0,
+        actor=manager,
+    )
+    use_case.prediction_source = "external"
+    use_case.save(update_fields=["prediction_source"])
+    at = timezone.now() - timedelta(hours=2)
+    for n in range(12):
+        item_ingest(
+            use_case=use_case,
+            external_id=f"r-{n}",
+            features={"x": float(n), "y": 1.0},
+            prediction={"value": 10.0 + n, "model_version": "edge-1"},
+            now=at,
+        )
+    for n in range(12):
+        task = review_task_claim(use_case=use_case, user=alice, now=at)
+        review_task_decide(task=task, user=alice, value=10.0 + n + (150 if n % 4 == 0 else 0))
+    rollups_fold()
+    page = signed_in(manager)
+    page.goto(f"{page.base_url}/monitoring/{use_case.slug}/quality/?range=7d")
+    page.wait_for_selector(".chart .plot.js-plotly-plot")
+    keys = page.locator(".chart").evaluate_all("charts => charts.map(c => c.dataset.chart)")
+    assert "residuals" in keys and "confusion" not in keys
+    residuals = page.locator(".chart[data-chart=residuals]")
+    expect(residuals.locator("h2")).to_have_text("Errors (human value − model's value)")
+    expect(residuals.locator(".plot svg.main-svg").first).to_be_visible()
+    bars = residuals.locator(".plot").evaluate("plot => plot._fullData[0].y")
+    assert sum(bars) == 12  # every judged item in one bar or another
+    expect(residuals.locator("figcaption")).to_contain_text("Of 12 labelled items")
