@@ -117,23 +117,40 @@ def _score(estimator, frame, *, task_type: str, tolerance: float | None) -> list
 
 
 def score_frame(
-    estimator: Any, frame: pd.DataFrame, *, task_type: str, tolerance: float | None = None
+    estimator: Any,
+    frame: pd.DataFrame,
+    *,
+    task_type: str,
+    tolerance: float | None = None,
+    interrupts: tuple[type[BaseException], ...] = (),
 ) -> list[RawOutput]:
     """Score every row. One call for the whole frame; if it raises, rows are retried one by one
-    so that only the rows the model cannot handle become null outputs."""
+    so that only the rows the model cannot handle become null outputs.
+
+    ``interrupts`` are raised, never read as the model's failure: the caller's time ran out (a
+    task's soft time limit), and scoring row by row would only run further past it.
+    """
     started = time.perf_counter()
     try:
         outputs = _score(estimator, frame, task_type=task_type, tolerance=tolerance)
         per_row = (time.perf_counter() - started) * 1000 / max(len(frame), 1)
         return [_with_latency(o, per_row) for o in outputs]
     except Exception as batch_error:
+        if isinstance(batch_error, interrupts):
+            raise
         if len(frame) == 1:
             elapsed = (time.perf_counter() - started) * 1000
             return [RawOutput(error=_describe(batch_error), latency_ms=elapsed)]
     outputs = []
     for i in range(len(frame)):
         outputs.extend(
-            score_frame(estimator, frame.iloc[i : i + 1], task_type=task_type, tolerance=tolerance)
+            score_frame(
+                estimator,
+                frame.iloc[i : i + 1],
+                task_type=task_type,
+                tolerance=tolerance,
+                interrupts=interrupts,
+            )
         )
     return outputs
 
@@ -145,6 +162,7 @@ def score_rows(
     *,
     task_type: str,
     tolerance: float | None = None,
+    interrupts: tuple[type[BaseException], ...] = (),
 ) -> list[RawOutput]:
     """Score feature dicts as stored on items: the frame is built the way live traffic is.
 
@@ -156,9 +174,16 @@ def score_rows(
         frame = features_frame(rows, features)
     except Exception:
         return _score_readable_rows(
-            estimator, rows, features, task_type=task_type, tolerance=tolerance
+            estimator,
+            rows,
+            features,
+            task_type=task_type,
+            tolerance=tolerance,
+            interrupts=interrupts,
         )
-    return score_frame(estimator, frame, task_type=task_type, tolerance=tolerance)
+    return score_frame(
+        estimator, frame, task_type=task_type, tolerance=tolerance, interrupts=interrupts
+    )
 
 
 def _score_readable_rows(
@@ -168,6 +193,7 @@ def _score_readable_rows(
     *,
     task_type: str,
     tolerance: float | None,
+    interrupts: tuple[type[BaseException], ...],
 ) -> list[RawOutput]:
     outputs: list[RawOutput | None] = []
     readable: list[dict[str, Any]] = []
@@ -181,7 +207,11 @@ def _score_readable_rows(
             readable.append(row)
     scored = iter(
         score_frame(
-            estimator, features_frame(readable, features), task_type=task_type, tolerance=tolerance
+            estimator,
+            features_frame(readable, features),
+            task_type=task_type,
+            tolerance=tolerance,
+            interrupts=interrupts,
         )
         if readable
         else []

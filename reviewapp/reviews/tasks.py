@@ -3,11 +3,18 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError
 
 from reviewapp.core.embedded import AfterResponse
-from reviewapp.reviews.services.scoring import challenger_score, chunk_score, unscored_sweep
+from reviewapp.reviews.services.scoring import (
+    challenger_score,
+    challenger_timed_out,
+    chunk_score,
+    chunk_timed_out,
+    unscored_sweep,
+)
 from reviewapp.reviews.services.service_levels import queue_breaches_note
 
 logger = logging.getLogger(__name__)
@@ -22,12 +29,26 @@ RETRY = {
 
 @shared_task(name="reviews.score_items", acks_late=True, reject_on_worker_lost=True, **RETRY)
 def score_items(*, item_ids: list[int]) -> int:
-    return chunk_score(item_ids=item_ids)
+    try:
+        return chunk_score(item_ids=item_ids)
+    except SoftTimeLimitExceeded:
+        return chunk_timed_out(
+            item_ids=item_ids, requeue=lambda ids: score_items.delay(item_ids=ids)
+        )
 
 
 @shared_task(name="reviews.score_challenger", acks_late=True, reject_on_worker_lost=True, **RETRY)
 def score_challenger(*, model_version_id: int, item_ids: list[int]) -> int:
-    return challenger_score(model_version_id=model_version_id, item_ids=item_ids)
+    try:
+        return challenger_score(model_version_id=model_version_id, item_ids=item_ids)
+    except SoftTimeLimitExceeded:
+        return challenger_timed_out(
+            model_version_id=model_version_id,
+            item_ids=item_ids,
+            requeue=lambda ids: score_challenger.delay(
+                model_version_id=model_version_id, item_ids=ids
+            ),
+        )
 
 
 @shared_task(name="reviews.sweep_unscored_items", acks_late=True, reject_on_worker_lost=True)

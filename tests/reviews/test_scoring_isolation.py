@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from deployments.models import UseCase
+from deployments.services.model_versions import model_version_challenge
 from deployments.services.use_cases import use_case_update
 from reviewapp.core.jobs import job_create
 from reviewapp.core.models import Job
@@ -189,3 +190,73 @@ def test_a_batch_of_one_chunk_shows_running_before_it_is_done(use_case, monkeypa
     assert seen[0][0] == "running" and seen[0][1] is not None
     job.refresh_from_db()
     assert (job.state, job.done, job.started_at) == ("done", 3, seen[0][1])
+
+
+HANGS_ON = 424242.0  # the amount the model "hangs" on until the task's soft time limit fires
+
+
+@pytest.fixture
+def hangs_on_one_row(monkeypatch):
+    """The model runs past the task's soft time limit on one row: Celery raises
+    SoftTimeLimitExceeded in the task's thread (the signal is outside the system)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from deployments.ml import scoring
+
+    score = scoring._score
+    calls = []
+
+    def hanging(estimator, frame, **kwargs):
+        calls.append(len(frame))
+        if (frame["amount"] == HANGS_ON).any():
+            raise SoftTimeLimitExceeded()
+        return score(estimator, frame, **kwargs)
+
+    monkeypatch.setattr(scoring, "_score", hanging)
+    return calls
+
+
+def test_a_chunk_that_runs_out_of_time_is_split_in_tasks_until_the_hanging_item_is_alone(
+    use_case, settings, hangs_on_one_row
+):
+    settings.SCORING_MAX_ATTEMPTS = 2
+    rows = _rows(range(64))
+    rows[37] = (rows[37][0], {**rows[37][1], "amount": HANGS_ON}, None)
+    ids = _store(use_case, rows)
+
+    score_items(item_ids=ids)  # each split half is a task of its own (eager here)
+
+    pending = Item.objects.filter(status=Item.Status.PENDING)
+    assert list(pending.values_list("external_id", flat=True)) == ["inv-37"]
+    hanging = pending.get()
+    assert hanging.scoring_failures == 1
+    assert "time limit" in hanging.scoring_error
+    assert Prediction.objects.filter(error="").count() == 63
+    # Halves only, never row by row past the limit: 64, then two calls at 32, 16, 8, 4, 2, 1.
+    assert sorted(hangs_on_one_row) == sorted([64, 32, 32, 16, 16, 8, 8, 4, 4, 2, 2, 1, 1])
+
+    score_items(item_ids=[hanging.pk])  # the sweeper sends it again: the last attempt
+    hanging.refresh_from_db()
+    assert (hanging.status, hanging.route, hanging.scoring_failures) == ("in_review", "human", 2)
+    assert "time limit" in hanging.prediction.error
+
+
+def test_a_challenger_that_runs_out_of_time_records_a_null_output_for_that_item_alone(
+    use_case, hangs_on_one_row
+):
+    from reviewapp.reviews.tasks import score_challenger
+
+    rows = _rows(range(16))
+    rows[5] = (rows[5][0], {**rows[5][1], "amount": HANGS_ON}, None)
+    ids = _store(use_case, rows)
+    register_model(use_case, classifier_bytes(), version="v2")
+    challenger = model_version_challenge(
+        use_case=use_case, version="v2", actor=make_user(Role.ML_ENGINEER)
+    )
+
+    score_challenger(model_version_id=challenger.pk, item_ids=ids)
+    shadow = Prediction.objects.filter(model_version=challenger)
+    assert shadow.count() == 16
+    assert list(shadow.exclude(error="").values_list("item__external_id", "error")) == [
+        ("inv-5", "scoring took longer than the task's time limit")
+    ]

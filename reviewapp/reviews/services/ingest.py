@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,6 +37,9 @@ from reviewapp.reviews.signals import use_case_facts_changed
 MAX_EXTERNAL_ID = 200
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 DUE_AT_FORMAT = "an ISO 8601 date-time with its time zone, such as 2026-12-05T17:00:00Z"
+# A task's soft time limit ran out while scoring: never the model's failure, so never a null
+# output; the task that was scoring decides what to do with its items.
+SCORING_INTERRUPTS: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded,)
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,8 @@ def _champion_score(
                 if estimator is not None  # a Pipeline's truth is its length: test identity
                 else estimator_load(model_version=champion, data=data)
             )
+        except SCORING_INTERRUPTS:
+            raise
         except Exception as exc:  # an artifact that no longer loads must not lose the items
             return [RawOutput(error=f"model could not be loaded: {exc}"[:1000])] * len(rows)
         return score_rows(
@@ -258,6 +264,7 @@ def _champion_score(
             use_case.features,
             task_type=use_case.task_type,
             tolerance=use_case.tolerance,
+            interrupts=SCORING_INTERRUPTS,
         )
 
     if budget_ms is None:

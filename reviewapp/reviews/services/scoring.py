@@ -3,6 +3,7 @@ and the sweeper that finds work a lost message left undone."""
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,6 +23,7 @@ from reviewapp.core.jobs import job_progress, job_start, jobs_start
 from reviewapp.reviews.models import Decision, Item, Prediction
 from reviewapp.reviews.services.disagreements import disagreements_record
 from reviewapp.reviews.services.ingest import (
+    SCORING_INTERRUPTS,
     ExternalPrediction,
     challengers_enqueue,
     champion_outputs,
@@ -77,7 +79,8 @@ def items_score(*, item_ids: list[int], now=None) -> int:
 
 def _outage(exc: Exception) -> bool:
     """The database or the broker went away: retrying the same work later will do, and
-    splitting it would only fail again."""
+    splitting it would only fail again. A task's soft time limit is passed up too: the task
+    splits its items into tasks of their own (``chunk_timed_out``), each with the whole time."""
     return database_unavailable(exc) or isinstance(exc, ConnectionError | SoftTimeLimitExceeded)
 
 
@@ -226,22 +229,12 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
     """Score items with a challenger, in shadow; record where it differs from humans who have
     already decided (later decisions record it themselves). Idempotent."""
     now = now or timezone.now()
-    model_version = (
-        ModelVersion.objects.filter(pk=model_version_id)
-        .defer("artifact")
-        .select_related("use_case")
-        .first()
+    model_version, items = _challenger_unscored(
+        model_version_id=model_version_id, item_ids=item_ids
     )
-    if model_version is None or model_version.role != ModelVersion.Role.CHALLENGER:
+    if model_version is None:
         return 0
     use_case = model_version.use_case
-    items = list(
-        Item.objects.filter(pk__in=item_ids)
-        .exclude(
-            Exists(Prediction.objects.filter(item=OuterRef("pk"), model_version=model_version))
-        )
-        .order_by("id")
-    )
     if not items:
         return 0
     estimator = estimator_for(model_version)
@@ -251,7 +244,33 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
         use_case.features,
         task_type=use_case.task_type,
         tolerance=use_case.tolerance,
+        interrupts=SCORING_INTERRUPTS,
     )
+    return _challenger_outputs_write(model_version=model_version, items=items, raws=raws, now=now)
+
+
+def _challenger_unscored(*, model_version_id: int, item_ids: list[int]):
+    """The challenger (None if it no longer challenges) and the items it has yet to score."""
+    model_version = (
+        ModelVersion.objects.filter(pk=model_version_id)
+        .defer("artifact")
+        .select_related("use_case")
+        .first()
+    )
+    if model_version is None or model_version.role != ModelVersion.Role.CHALLENGER:
+        return None, []
+    items = list(
+        Item.objects.filter(pk__in=item_ids)
+        .exclude(
+            Exists(Prediction.objects.filter(item=OuterRef("pk"), model_version=model_version))
+        )
+        .order_by("id")
+    )
+    return model_version, items
+
+
+def _challenger_outputs_write(*, model_version: ModelVersion, items: list[Item], raws, now) -> int:
+    use_case = model_version.use_case
     columns = prediction_columns(
         use_case=use_case,
         item_ids=[item.pk for item in items],
@@ -307,6 +326,62 @@ def challenger_score(*, model_version_id: int, item_ids: list[int], now=None) ->
             ],
         )
     return len(by_item)
+
+
+TIMED_OUT = "scoring took longer than the task's time limit"
+
+
+def chunk_timed_out(*, item_ids: list[int], requeue: Callable[[list[int]], object]) -> int:
+    """A chunk's task ran out of time (its soft time limit) while scoring: a model that hangs
+    on one row must not hold the others back, nor be retried whole forever. The items still
+    pending are split in two tasks of their own, each with the whole time limit, down to the
+    single item, whose attempt is counted (and which is parked as a null output after
+    ``SCORING_MAX_ATTEMPTS``, as for any other failure). Returns how many were routed."""
+    pending = list(
+        Item.objects.filter(pk__in=item_ids, status=Item.Status.PENDING)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if len(pending) > 1:
+        logger.warning("scoring %s items ran out of time: split in two tasks", len(pending))
+        half = len(pending) // 2
+        requeue(pending[:half])
+        requeue(pending[half:])
+        return 0
+    if not pending:
+        return 0
+    return item_scoring_failed(
+        item_id=pending[0], error=TimeoutError(TIMED_OUT), now=timezone.now()
+    )
+
+
+def challenger_timed_out(
+    *, model_version_id: int, item_ids: list[int], requeue: Callable[[list[int]], object]
+) -> int:
+    """As ``chunk_timed_out``, for a challenger in shadow: the single item that runs out of
+    time is recorded as the challenger's null output naming why, so the sweeper does not send
+    it again (nothing is routed on a challenger's output). Returns how many were recorded."""
+    model_version, items = _challenger_unscored(
+        model_version_id=model_version_id, item_ids=item_ids
+    )
+    if len(items) > 1:
+        logger.warning(
+            "challenger %s ran out of time on %s items: split in two tasks",
+            model_version_id,
+            len(items),
+        )
+        half = len(items) // 2
+        requeue([i.pk for i in items[:half]])
+        requeue([i.pk for i in items[half:]])
+        return 0
+    if model_version is None or not items:
+        return 0
+    return _challenger_outputs_write(
+        model_version=model_version,
+        items=items,
+        raws=[RawOutput(error=TIMED_OUT)],
+        now=timezone.now(),
+    )
 
 
 def unscored_sweep(*, older_than_seconds: int, now=None, limit: int = 50_000) -> dict[str, int]:
