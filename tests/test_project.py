@@ -105,4 +105,41 @@ def test_flower_is_for_operators_only():
     flower = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["flower"]
     assert flower["profiles"] == ["ops"]
     assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
-    assert any(part.startswith("--basic-auth=") for part in flower["command"])
+    assert flower["environment"] == {"FLOWER_BASIC_AUTH": "${FLOWER_BASIC_AUTH:-}"}
+
+
+def _flower_starts(tmp_path, password: str) -> subprocess.CompletedProcess:
+    """Flower's command as the container runs it (compose turns ``$$`` into ``$``), with a
+    stand-in ``celery`` on the PATH that prints the arguments it was given."""
+    flower = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["flower"]
+    shell, flag, script = flower["command"]
+    stand_in = tmp_path / "celery"
+    stand_in.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    stand_in.chmod(0o755)
+    return subprocess.run(
+        [shell, flag, script.replace("$$", "$")],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "FLOWER_BASIC_AUTH": password},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_flower_refuses_to_start_without_a_password_and_uses_the_one_given(tmp_path):
+    refused = _flower_starts(tmp_path, "")
+    assert refused.returncode == 1
+    assert "set FLOWER_BASIC_AUTH" in refused.stderr
+    started = _flower_starts(tmp_path, "ops:s3cret with space")
+    assert started.returncode == 0
+    assert "--basic-auth=ops:s3cret with space" in started.stdout.splitlines()
+    assert "flower" in started.stdout.splitlines()
+
+
+def test_plain_docker_compose_up_needs_no_variable_but_the_secret_key():
+    """Compose interpolates the whole file before it looks at profiles: a required variable
+    anywhere stops every `docker compose up`, so only the app's SECRET_KEY may be one."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = {
+        line.split("${", 1)[1].split(":?", 1)[0] for line in text.splitlines() if ":?" in line
+    }
+    assert required == {"SECRET_KEY"}
