@@ -8,7 +8,11 @@ from rest_framework.test import APIClient
 from deployments.ml.loading import model_cache
 from reviewapp.celery import app as celery_app
 from tests.factories import make_user
-from tests.template_database import database_copy_from_template, template_build_once
+from tests.template_database import (
+    database_copy_from_template,
+    database_destroy,
+    template_build_once,
+)
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls a test makes
 # around it are still synchronous, so Django's async-safety guard is lifted for tests only.
@@ -58,7 +62,7 @@ def django_db_setup(
     yield
     with django_db_blocker.unblock():
         for alias, original_name in originals.items():
-            connections[alias].creation.destroy_test_db(original_name, verbosity=0)
+            database_destroy(connections[alias], original_name=original_name)
 
 
 @pytest.fixture(autouse=True)

@@ -77,3 +77,21 @@ def database_copy_from_template(connection, *, template_name: str) -> str:
         cursor.execute(f"CREATE DATABASE {quote(test_name)} TEMPLATE {quote(template_name)}")
     _use_database(connection, test_name)
     return original_name
+
+
+def database_destroy(connection, *, original_name: str) -> None:
+    """Drop this worker's test database and point ``connection`` back at ``original_name``.
+
+    On PostgreSQL the drop is forced: a Celery worker or gunicorn process a test started (and
+    killed, as fault tests do) can still hold a session for a moment, and a plain ``DROP
+    DATABASE`` would then fail the run's last test with "being accessed by other users".
+    """
+    if _is_sqlite(connection):
+        connection.creation.destroy_test_db(original_name, verbosity=0)
+        return
+    test_name = connection.settings_dict["NAME"]
+    connection.close()
+    quote = connection.ops.quote_name
+    with connection.creation._nodb_cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {quote(test_name)} WITH (FORCE)")
+    _use_database(connection, original_name)
