@@ -107,8 +107,12 @@ def _nests_too_deep(data: bytes, limit: int) -> bool:
         if not structure:
             return False
         structure = structure.replace(b"[]", b"").replace(b"{}", b"")
-    # Brackets that never pair up are malformed JSON, which the parser names as such.
-    return b"[]" in structure or b"{}" in structure
+    if b"[]" in structure or b"{}" in structure:
+        return True
+    # What is left never pairs up: malformed JSON, which the parser names as such. But each
+    # opening bracket left is inside every one left before it (none of them closed), so the
+    # parser would nest that deep before it finds the body malformed.
+    return structure.count(b"[") + structure.count(b"{") > limit
 
 
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')

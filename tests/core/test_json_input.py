@@ -130,6 +130,21 @@ def test_deep_nesting_is_refused_before_parsing(api, setup, opening):
     assert "nest" in response.json()["non_field_errors"][0]
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 100_000, "[1]," + "[{" * 60_000])
+def test_deep_nesting_that_never_closes_is_refused_before_parsing(api, setup, text):
+    caller, _, use_case = setup
+    response = _post(api(caller), _batch(use_case), text)
+    assert response.status_code == 400
+    assert "nest" in response.json()["non_field_errors"][0]
+
+
+def test_malformed_json_that_nests_little_is_named_as_malformed(api, setup):
+    caller, _, use_case = setup
+    response = _post(api(caller), _batch(use_case), '{"items": [[[1, 2]]' + "]" * 5000)
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting(api, setup):
     caller, _, use_case = setup
     response = _post(api(caller), _items(use_case), {**invoice(1), "external_id": "[" * 150})
