@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -338,6 +339,55 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_CONSUMER = "reviewapp.celery:Consumer"
 BROKER_RECONNECT_MAX_SECONDS = float(os.environ.get("BROKER_RECONNECT_MAX_SECONDS", "2"))
+# Queues by kind of work, so that each kind gets a worker pool sized for it and none waits
+# behind another: a 100,000-item backtest or a retraining run never holds back a webhook, a
+# guardrail step-down or a batch. A worker started without -Q consumes every queue below (the
+# embedded mode and single-process set-ups); docker-compose.yml runs one pool per queue.
+#   realtime    what an upstream system waits on after an answer: the outcome fan-out and the
+#               webhook deliveries (short, I/O-bound). Realtime items themselves are scored in
+#               the web process, under the use case's latency budget, never on a queue.
+#   batch       scoring the chunks of accepted batches (and what the sweeper sends again).
+#   challenger  challengers scoring in shadow: nobody waits, and a slow challenger model must
+#               never hold back the champion.
+#   monitoring  the rollup fold, the guardrail and ramp watch, the System watch, service
+#               levels and the sweeps: short and periodic, and a guardrail step-down must not
+#               wait behind anything long.
+#   heavy       backtests, dataset exports and retraining: minutes of CPU and hundreds of MB.
+# Webhook deliveries are with the realtime work rather than the monitoring: a receiver that
+# answers slowly (up to WEBHOOK_TOTAL_TIMEOUT_SECONDS) must not delay a guardrail step-down,
+# and an outcome must not wait behind a batch or a backtest.
+TASK_QUEUE_KINDS = ("realtime", "batch", "challenger", "monitoring", "heavy")
+TASK_KINDS = {
+    "webhooks.fanout": "realtime",
+    "webhooks.deliver": "realtime",
+    "reviews.score_items": "batch",
+    "reviews.score_challenger": "challenger",
+    "monitoring.fold_rollups": "monitoring",
+    "monitoring.watch_system": "monitoring",
+    "reviews.sweep_unscored_items": "monitoring",
+    "reviews.check_service_levels": "monitoring",
+    "deployments.watch_use_case": "monitoring",
+    "deployments.watch_use_cases": "monitoring",
+    "webhooks.sweep": "monitoring",
+    "core.sweep_queued_jobs": "monitoring",
+    "deployments.run_backtest": "heavy",
+    "datasets.write_export": "heavy",
+    "datasets.retrain": "heavy",
+}
+# Prefixed to every queue's name: deployments (or parallel tests) sharing one broker each see
+# only their own queues.
+TASK_QUEUE_PREFIX = os.environ.get("TASK_QUEUE_PREFIX", "")
+TASK_QUEUES = {kind: f"{TASK_QUEUE_PREFIX}{kind}" for kind in TASK_QUEUE_KINDS}
+CELERY_TASK_ROUTES = {task: {"queue": TASK_QUEUES[kind]} for task, kind in TASK_KINDS.items()}
+# Where a task no route names would go (a test keeps every task routed); consumed with the
+# monitoring queue, so nothing sent there is stranded.
+CELERY_TASK_DEFAULT_QUEUE = (
+    os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or f"{TASK_QUEUE_PREFIX}celery"
+)
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name)
+    for name in (*TASK_QUEUES.values(), CELERY_TASK_DEFAULT_QUEUE)
+]
 SWEEPER_INTERVAL_SECONDS = int(os.environ.get("SWEEPER_INTERVAL_SECONDS", "60"))
 # A pending item whose scoring failed this many times (its batch's task, then each sweep) is
 # routed to a human as a null output naming the error instead of being retried again. Two
@@ -444,8 +494,6 @@ LOGGING = {
 # (per use case, across all processes), and by the beat below.
 GUARDRAIL_CHECK_INTERVAL_SECONDS = int(os.environ.get("GUARDRAIL_CHECK_INTERVAL_SECONDS", "15"))
 BACKTEST_CHUNK_SIZE = int(os.environ.get("BACKTEST_CHUNK_SIZE", "10000"))
-# The queue tasks go to unless routed elsewhere (isolates deployments sharing one broker).
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
 CELERY_BEAT_SCHEDULE["watch-guardrails-and-ramp-plans"] = {
     "task": "deployments.watch_use_cases",
     "schedule": int(os.environ.get("GUARDRAIL_SWEEP_SECONDS", "60")),

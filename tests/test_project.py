@@ -80,13 +80,15 @@ def test_celery_delivers_at_least_once_and_never_twice_concurrently():
 def test_compose_runs_the_full_stack_with_health_checks():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ("postgres", "redis", "web", "worker", "beat"):
+    workers = [name for name in services if name.startswith("worker-")]
+    assert len(workers) == 5  # one per queue (tests/test_celery_queues.py)
+    for name in ("postgres", "redis", "web", *workers, "beat"):
         assert name in services, name
         assert "healthcheck" in services[name], name
     assert services["web"]["command"][0] == "gunicorn"
     module, attribute = services["web"]["command"][1].split(":")
     assert hasattr(importlib.import_module(module), attribute)
-    for name in ("worker", "beat"):
+    for name in (*workers, "beat"):
         command = services[name]["command"]
         assert command[:3] == ["celery", "-A", "reviewapp"]
         assert importlib.import_module("reviewapp").celery_app.main == "reviewapp"

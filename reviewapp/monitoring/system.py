@@ -54,8 +54,14 @@ class QueueState:
 
 
 def broker_queue_names() -> list[str]:
-    """The default queue, the configured extras and every queue a live worker consumes."""
-    names = {settings.CELERY_TASK_DEFAULT_QUEUE, *settings.SYSTEM_BROKER_QUEUES}
+    """Every queue a task is routed to, the default queue, the configured extras and every
+    queue a live worker consumes: a routed queue nobody consumes is listed too, which is when
+    it matters."""
+    names = {
+        *settings.TASK_QUEUES.values(),
+        settings.CELERY_TASK_DEFAULT_QUEUE,
+        *settings.SYSTEM_BROKER_QUEUES,
+    }
     for queues in ProcessHeartbeat.objects.filter(
         kind=ProcessHeartbeat.Kind.WORKER, gone_at__isnull=True
     ).values_list("queues", flat=True):

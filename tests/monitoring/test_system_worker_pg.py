@@ -17,7 +17,13 @@ from django.utils import timezone
 
 from reviewapp.celery import app as celery_app
 from reviewapp.monitoring.models import ProcessHeartbeat, SystemAlert
-from reviewapp.monitoring.system import broker_queues, health_read, system_watch
+from reviewapp.monitoring.system import (
+    broker_queue_names,
+    broker_queues,
+    health_read,
+    system_watch,
+)
+from tests.celery_queues import prefixed_env, prefixed_queues, queue_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 # Messages are published to queues no worker consumes, whatever the eager setting says.
@@ -43,20 +49,20 @@ def wait_for(predicate, *, seconds: float, what: str):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("celery-worker")
 def test_a_real_workers_heartbeats_appear_and_expire_when_it_is_killed(settings):
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    node = f"{queue}@{os.uname().nodename}"
+    prefix = queue_prefix()
+    node = f"{prefix}worker@{os.uname().nodename}"  # -n below, with %h the host's name
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        **prefixed_env(prefix),
         "CONN_MAX_AGE": "0",
         "HEARTBEAT_INTERVAL_SECONDS": "0.5",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "reviewapp", "worker", "-Q", queue]
+        [sys.executable, "-m", "celery", "-A", "reviewapp", "worker"]
         + ["--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"]
-        + ["-n", f"{queue}@%h"],
+        + ["-n", f"{prefix}worker@%h"],
         cwd=ROOT,
         env=env,
         start_new_session=True,  # its own process group: killed with its pool below
@@ -74,7 +80,9 @@ def test_a_real_workers_heartbeats_appear_and_expire_when_it_is_killed(settings)
         )
         assert process.poll() is None
         assert {r.kind for r in rows} == {"worker"}
-        assert all(r.queues == [queue] for r in rows)
+        # No -Q: every queue of its prefix, each listed with its length on the System page.
+        assert all(r.queues == prefixed_queues(prefix) for r in rows)
+        assert set(prefixed_queues(prefix)) <= set(broker_queue_names())
         assert process.pid in {r.pid for r in rows}
         assert all(r.rss_bytes > 0 and r.host_memory_total_bytes > 0 for r in rows)
         assert node in health_read(now=timezone.now(), with_broker=False).workers

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from django.db.models import Count
 from reviewapp.celery import app as celery_app
 from reviewapp.core.roles import Role
 from reviewapp.reviews.models import Item, Prediction
+from tests.celery_queues import prefixed_env, queue_prefix, queues_prefixed
 from tests.factories import classifier_bytes, invoice, make_use_case, make_user, register_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +34,19 @@ def database_url() -> str:
 
 @pytest.fixture
 def worker():
-    """A Celery worker process on its own queue, reading this test's database."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+    """A Celery worker process on queues of its own, reading this test's database. Started as
+    .ci/run's tests and a single-process deployment start one (no ``-Q``): it consumes every
+    queue under its prefix."""
+    prefix = queue_prefix()
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        # Tasks the worker queues itself (a webhook after a breach) stay on the test's queue.
-        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        # Tasks the worker queues itself (a webhook after a breach) stay on the test's queues.
+        **prefixed_env(prefix),
         "CONN_MAX_AGE": "0",
     }
+    node = f"{prefix}worker"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -52,8 +55,6 @@ def worker():
             "-A",
             "reviewapp",
             "worker",
-            "-Q",
-            queue,
             "--concurrency",
             "2",
             "--loglevel",
@@ -61,24 +62,22 @@ def worker():
             "--without-gossip",
             "--without-mingle",
             "-n",
-            f"{queue}@%h",
+            f"{node}@%h",
         ],
         cwd=ROOT,
         env=env,
     )
     celery_app.conf.task_always_eager = False
-    previous_queue = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
     try:
-        deadline = time.monotonic() + 60
-        while not celery_app.control.ping(
-            destination=[f"{queue}@{os.uname().nodename}"], timeout=1
-        ):
-            assert process.poll() is None, "the worker exited"
-            assert time.monotonic() < deadline, "the worker did not start"
-        yield process
+        with queues_prefixed(prefix):
+            deadline = time.monotonic() + 60
+            while not celery_app.control.ping(
+                destination=[f"{node}@{os.uname().nodename}"], timeout=1
+            ):
+                assert process.poll() is None, "the worker exited"
+                assert time.monotonic() < deadline, "the worker did not start"
+            yield process
     finally:
-        celery_app.conf.task_default_queue = previous_queue
         celery_app.conf.task_always_eager = True
         process.terminate()
         process.wait(timeout=30)
