@@ -20,8 +20,7 @@ from reviewapp.monitoring.selectors import (
     reference_model_for,
     snapshot_read,
 )
-from reviewapp.monitoring.system import health_read
-from reviewapp.monitoring.system_page import software_cards, software_charts
+from reviewapp.monitoring.system_page import software_panel
 from reviewapp.reviews.selectors import QueueHealth, queue_health
 
 TABS = {
@@ -146,11 +145,13 @@ def panel_build(
             figures.queue_chart(periods, queue["depth"], flow, queue),
             figures.reviewers_chart(totals, names, hours),
         ]
-        # The processes doing the work, shared by every use case (the System page has more).
-        health = health_read(now=now)
-        panel["alerts"] = health.alerts
-        panel["cards"] += software_cards(health)
-        panel["charts"] += software_charts(now=now)
+        # The processes doing the work, shared by every use case.
+        software = software_panel(now=now)
+        panel["alerts"] = software["alerts"]
+        panel["cards"] += software["cards"]
+        panel["charts"] += software["charts"]
+        panel["broker_queues"] = software["queues"]
+        panel["views"] = software["views"]
     return panel
 
 

@@ -23,52 +23,53 @@ MB = 1024 * 1024
 
 def system_page_build(*, now: datetime, range_key: str) -> dict:
     health = health_read(now=now)
-    rows, first, step = samples_by_bucket(now=now, range_key=range_key)
-    current = int(now.timestamp() // 60) // step
-    buckets = list(range(first, current + 1))
-    x = [datetime.fromtimestamp(b * step * 60, UTC).isoformat() for b in buckets]
-    unit = f"{step} min" if step < 60 else f"{step // 60} h"
     return {
         "health": health,
         "cards": cards_of(health),
-        "charts": [
-            memory_chart(rows, buckets, x, unit),
-            cpu_chart(rows, buckets, x, unit),
-            load_chart(rows, buckets, x, unit),
-            requests_chart(rows, buckets, x, unit),
-            request_latency_chart(rows, buckets, x, unit),
-            tasks_chart(rows, buckets, x, unit),
-        ],
+        "charts": system_charts(now=now, range_key=range_key),
         "views": views_table(now=now, range_key=range_key),
         "range": range_key,
         "ranges": {key: value[0] for key, value in SYSTEM_RANGES.items()},
     }
 
 
-def software_charts(*, now: datetime) -> list[Chart]:
-    """The Software tab's process charts: the last 24 hours of the whole app (the processes
-    serve every use case), only those with something to draw."""
-    rows, first, step = samples_by_bucket(now=now, range_key="24h")
-    if not rows:
-        return []
-    buckets = list(range(first, int(now.timestamp() // 60) // step + 1))
+def system_charts(*, now: datetime, range_key: str) -> list[Chart]:
+    """Memory, CPU, load, requests, request latency and tasks over the period, by process
+    kind and host: the System page's charts, and the Software tab's."""
+    rows, first, step = samples_by_bucket(now=now, range_key=range_key)
+    current = int(now.timestamp() // 60) // step
+    buckets = list(range(first, current + 1))
     x = [datetime.fromtimestamp(b * step * 60, UTC).isoformat() for b in buckets]
-    unit = f"{step} min"
-    charts = [
+    unit = f"{step} min" if step < 60 else f"{step // 60} h"
+    return [
         memory_chart(rows, buckets, x, unit),
         cpu_chart(rows, buckets, x, unit),
+        load_chart(rows, buckets, x, unit),
         requests_chart(rows, buckets, x, unit),
+        request_latency_chart(rows, buckets, x, unit),
         tasks_chart(rows, buckets, x, unit),
     ]
+
+
+SOFTWARE_RANGE = "24h"
+
+
+def software_panel(*, now: datetime) -> dict:
+    """What the Software tab adds about the processes doing the work: the System page's cards,
+    charts, broker queues and requests by view over the last 24 hours. The processes serve
+    every use case, so this part is the same on each use case's tab."""
+    health = health_read(now=now)
+    charts = system_charts(now=now, range_key=SOFTWARE_RANGE)
     for chart in charts:
         chart.key = f"process-{chart.key}"
         chart.title += " (whole app, last 24 h)"
-    return [chart for chart in charts if chart.figure is not None]
-
-
-def software_cards(health: Health) -> list[dict]:
-    """The few figures the Software tab shows above its charts (the System page has more)."""
-    return cards_of(health)[:4]
+    return {
+        "alerts": health.alerts,
+        "cards": cards_of(health),
+        "charts": charts,
+        "queues": health.queues,
+        "views": views_table(now=now, range_key=SOFTWARE_RANGE),
+    }
 
 
 def cards_of(health: Health) -> list[dict]:

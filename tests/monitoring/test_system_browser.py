@@ -41,9 +41,11 @@ def test_the_software_tab_draws_the_process_charts_on_a_phone(signed_in):
     make_use_case(members=[manager], slug="invoices")
     page = signed_in(manager, width=390)
     page.goto(page.base_url + "/monitoring/invoices/software/")
-    for key in ("process-memory", "process-cpu", "process-requests", "process-tasks"):
-        expect(page.locator(f'[data-chart="{key}"] .plot .main-svg').first).to_be_attached()
+    for key in ("memory", "cpu", "load", "requests", "request-latency", "tasks"):
+        chart = page.locator(f'[data-chart="process-{key}"] .plot .main-svg').first
+        expect(chart).to_be_attached()
     expect(page.get_by_text("Web processes")).to_be_visible()
+    expect(page.get_by_role("heading", name="Requests by view")).to_be_visible()
     overflow = page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )

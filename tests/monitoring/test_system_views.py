@@ -77,8 +77,12 @@ def test_the_software_tab_shows_the_processes_and_links_the_system_page(manager_
     page = manager_client.get(f"/monitoring/{use_case.slug}/software/").content.decode()
     assert "Web processes" in page and "Celery workers" in page and "Broker messages" in page
     assert 'href="/monitoring/system/"' in page
-    for key in ("process-memory", "process-cpu", "process-requests", "process-tasks"):
-        assert f'data-chart="{key}"' in page, key
+    # Everything the System page draws, over the last 24 hours.
+    for key in ("memory", "cpu", "load", "requests", "request-latency", "tasks"):
+        assert f'data-figure="fig-process-{key}"' in page, key
+    assert "Sweeper last ran" in page and "Rollups last folded" in page
+    assert "Broker queues" in page and "No Redis broker to read" in page  # eager, embedded
+    assert "Requests by view" in page and "reviews:queue" in page and "api-items" in page
 
 
 def test_an_open_alert_is_on_every_page_a_manager_opens(client):
