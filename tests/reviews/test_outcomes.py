@@ -1,5 +1,7 @@
 """The outcome feed: every final answer once, in order, to a reader that follows `next`."""
 
+import time
+
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
@@ -169,17 +171,23 @@ def test_wait_returns_as_soon_as_an_outcome_commits(world, settings):
         assert len(sleeps) == 3
 
 
-def _backends_on_test_database() -> int:
-    """Clients connected to the test database (autovacuum aside), seen from a connection of its
-    own."""
+def _backends_alive(pids: list[int]) -> int:
+    """How many of these server processes (the wait's sessions) are still there, seen from a
+    connection of its own. Other clients of the test database (another thread's session) are
+    not the wait's and do not count. A server process ends a moment after its client closes:
+    it is given up to 10 s to go, which a session the wait kept open never does."""
+    if not pids:
+        return 0
     observer = connections.create_connection(DEFAULT_DB_ALIAS)
+    deadline = time.monotonic() + 10
     try:
         with observer.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            )
-            return cursor.fetchone()[0]
+            while True:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids])
+                alive = cursor.fetchone()[0]
+                if not alive or time.monotonic() > deadline:
+                    return alive
+                time.sleep(0.05)
     finally:
         observer.close()
 
@@ -191,8 +199,12 @@ def test_wait_holds_no_database_connection_while_it_waits(world, settings, monke
     closes = []
     close = connection.close
 
+    sessions = []  # the server process of each session the wait opened
+
     def close_observed():
         closes.append(now[0])
+        if settings.IS_POSTGRES and connection.connection is not None:
+            sessions.append(connection.connection.info.backend_pid)
         close()
 
     monkeypatch.setattr(connection, "close", close_observed)
@@ -204,7 +216,7 @@ def test_wait_holds_no_database_connection_while_it_waits(world, settings, monke
         # Observed at every tick of the wait, with the feed's clock standing still meanwhile.
         raw = connection.connection
         held = raw is not None and not (kept_open and not raw.in_transaction)
-        backends = _backends_on_test_database() if settings.IS_POSTGRES else 0
+        backends = _backends_alive(sessions) if settings.IS_POSTGRES else 0
         during.append((now[0], held, backends))
         now[0] += seconds
 
