@@ -64,7 +64,7 @@ def _model_bytes() -> bytes:
     return sio.dumps(pipeline.fit(frame, labels))
 
 
-def _seed(n: int):
+def _seed(n: int, slug: str = "bench-backtest"):
     """A use case in assisted with ``n`` items a human decided over the last 30 days."""
     from datetime import timedelta
 
@@ -79,7 +79,7 @@ def _seed(n: int):
 
     use_case = use_case_create(
         actor=None,
-        slug="bench-backtest",
+        slug=slug,
         name="Backtest benchmark",
         task_type="classification",
         features=FEATURES,

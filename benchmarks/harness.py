@@ -82,8 +82,9 @@ def gunicorn(*, workers: int = 2, threads: int = 4):
 
 
 @contextlib.contextmanager
-def celery_workers(*, concurrency: int = 2):
-    """Real Celery worker processes on the benchmark's own Redis database (emptied first)."""
+def celery_workers(*, concurrency: int = 2, queues: list[str] | None = None):
+    """Real Celery worker processes on the benchmark's own Redis database (emptied first);
+    ``queues``: those named after -Q (default: every queue). Yields the main process."""
     import redis
 
     from reviewapp.celery import app
@@ -107,6 +108,7 @@ def celery_workers(*, concurrency: int = 2):
             "--without-mingle",
             "-n",
             f"{name}@%h",
+            *(["-Q", ",".join(queues)] if queues else []),
         ],
         cwd=ROOT,
         env=env,
@@ -118,7 +120,7 @@ def celery_workers(*, concurrency: int = 2):
         while not app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=1):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the Celery worker did not start")
-        yield name
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=60)
