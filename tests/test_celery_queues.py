@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from reviewapp.celery import app as celery_app
+from reviewapp.monitoring.system import broker_queue_names
 from tests.celery_queues import prefixed_env, prefixed_queues, queue_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,12 @@ def test_a_worker_without_q_consumes_every_queue():
     assert names == {*settings.TASK_QUEUES.values(), settings.CELERY_TASK_DEFAULT_QUEUE}
 
 
+@pytest.mark.django_db
+def test_the_system_page_lists_every_routed_queue_even_with_no_worker_consuming_it():
+    names = broker_queue_names()
+    assert {*settings.TASK_QUEUES.values(), settings.CELERY_TASK_DEFAULT_QUEUE} <= set(names)
+
+
 def test_the_compose_workers_consume_every_queue_between_them_and_the_beat_is_one():
     workers = compose_workers()
     assert len(workers) == 5
@@ -82,6 +89,10 @@ def test_the_compose_workers_consume_every_queue_between_them_and_the_beat_is_on
     for command in workers.values():
         assert "--concurrency" in command
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    # Heavy jobs one at a time, and never ahead of the others for the CPU.
+    heavy = next(services[name] for name, c in workers.items() if consumed(c) == ["heavy"])
+    assert heavy["command"][heavy["command"].index("--concurrency") + 1] == "1"
+    assert heavy["cpu_shares"] < 1024
     beats = [s for s in services.values() if s.get("command", [])[3:4] == ["beat"]]
     assert len(beats) == 1 and "deploy" not in beats[0]
 
