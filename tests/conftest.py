@@ -69,6 +69,8 @@ def django_db_setup(
 def _eager_tasks_and_fresh_cache(settings):
     """Celery runs in process during tests unless a test starts a real worker; models are
     reloaded per test so no estimator leaks between databases."""
+    from reviewapp.control.guardrail_watch import watch_notes_clear
+
     celery_app.conf.task_always_eager = True
     # No heartbeat thread in the test process: tests write heartbeats with a clock of theirs.
     settings.HEARTBEAT_INTERVAL_SECONDS = 0
@@ -78,8 +80,12 @@ def _eager_tasks_and_fresh_cache(settings):
     settings.SLA_CHECK_SECONDS = 0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     model_cache.clear()
+    # What this process noted of queued guardrail watches belongs to another test's database
+    # and clock.
+    watch_notes_clear()
     yield
     model_cache.clear()
+    watch_notes_clear()
 
 
 @pytest.fixture(autouse=True)

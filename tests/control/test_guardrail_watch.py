@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deployments.models import GuardrailBreach, GuardrailStatus
@@ -379,6 +381,57 @@ def test_checks_are_queued_at_most_once_per_interval(team, settings):
     now = timezone.now()
     assert use_case_watch_soon(use_case_id=use_case.pk, now=now) is True
     assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=29)) is False
+    assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=30)) is True
+
+
+def test_once_a_watch_is_queued_the_process_asks_the_database_again_only_after_the_interval(
+    team, settings, django_capture_on_commit_callbacks
+):
+    settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 30
+    use_case = partial_use_case(team)
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):  # the caller commits
+        assert use_case_watch_soon(use_case_id=use_case.pk, now=now) is True
+    with CaptureQueriesContext(connection) as skipped:
+        assert (
+            use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=29)) is False
+        )
+    assert skipped.captured_queries == []
+    with CaptureQueriesContext(connection) as asked:
+        assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=30)) is True
+    assert len(asked.captured_queries) == 1
+
+
+def test_a_rolled_back_caller_leaves_the_next_caller_to_queue_the_watch(
+    team, settings, django_capture_on_commit_callbacks
+):
+    settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 30
+    use_case = partial_use_case(team)
+    now = timezone.now()
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        assert use_case_watch_soon(use_case_id=use_case.pk, now=now) is True
+        raise RuntimeError("the decision failed after its facts were announced")
+    assert callbacks == []  # no watch queued, nothing noted
+    assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=1)) is True
+
+
+def test_a_watch_queued_by_another_process_is_noted_with_its_own_time(
+    team, settings, django_capture_on_commit_callbacks
+):
+    """Losing the update reads when the other process queued: this one asks again exactly one
+    interval after that, not after its own call."""
+    settings.GUARDRAIL_CHECK_INTERVAL_SECONDS = 30
+    use_case = partial_use_case(team)
+    now = timezone.now()
+    GuardrailStatus.objects.update_or_create(use_case=use_case, defaults={"enqueued_at": now})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert (
+            use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=20)) is False
+        )
     assert use_case_watch_soon(use_case_id=use_case.pk, now=now + timedelta(seconds=30)) is True
 
 
