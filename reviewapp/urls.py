@@ -32,5 +32,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler400 = "reviewapp.core.views.bad_request"
 handler404 = "reviewapp.core.views.page_not_found"
 handler500 = "reviewapp.core.views.server_error"

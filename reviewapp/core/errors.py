@@ -46,10 +46,35 @@ class ServiceUnavailable(DomainError):
     code = "unavailable"
 
 
-def _as_body(detail: Any) -> Any:
-    if isinstance(detail, dict | list):
-        return detail
-    return {"detail": str(detail)}
+# The two keys every error body may carry besides field names (the schema's ``Error``).
+ERROR_KEYS = ("detail", "code")
+
+
+def error_body(detail: Any, *, code: str) -> dict:
+    """``detail`` in the API's one error shape: an object naming fields or giving a ``detail``,
+    always with a machine-readable ``code`` (the raiser's own, when it gave one).
+
+    A list of messages is kept under ``non_field_errors``; a field literally named ``code`` or
+    ``detail`` (an unknown field a caller sent) is named there too, so those keys keep their
+    declared meaning."""
+    if isinstance(detail, list):
+        body: dict = {"non_field_errors": detail}
+    elif isinstance(detail, dict):
+        body = dict(detail)
+    else:
+        body = {"detail": str(detail)}
+    for key in ERROR_KEYS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            messages = value if isinstance(value, list) else [value]
+            body.pop(key)
+            body.setdefault("non_field_errors", [])
+            body["non_field_errors"] = list(body["non_field_errors"]) + [
+                f"{key}: {message}" for message in messages
+            ]
+    if not isinstance(body.get("code"), str) or not body["code"]:
+        body["code"] = code
+    return body
 
 
 # Characters a JSON response cannot carry as UTF-8 (unpaired surrogates) or that a log or
@@ -119,7 +144,8 @@ def database_unavailable(exc: BaseException) -> bool:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        return Response(detail_bounded(_as_body(exc.detail)), status=exc.status_code)
+        body = error_body(detail_bounded(exc.detail), code=exc.code)
+        return Response(body, status=exc.status_code)
     if database_unavailable(exc):
         return Response(
             DATABASE_UNAVAILABLE_BODY,
@@ -131,9 +157,19 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     from rest_framework.views import exception_handler
 
     response = exception_handler(exc, context)
-    if response is not None and isinstance(response.data, dict | list):
-        response.data = detail_bounded(response.data)
+    if response is not None:
+        response.data = error_body(detail_bounded(response.data), code=_drf_code(exc))
     return response
+
+
+def _drf_code(exc: Exception) -> str:
+    """The code DRF gives the error (``not_authenticated``, ``throttled``...): the detail's own
+    when it is one message, else the exception's default (``invalid`` for field errors)."""
+    detail = getattr(exc, "detail", None)
+    own = getattr(detail, "code", None)
+    if isinstance(own, str) and own:
+        return own
+    return getattr(exc, "default_code", None) or "error"
 
 
 def raise_for_serializer(serializer) -> None:
@@ -151,6 +187,7 @@ __all__ = [
     "ServiceUnavailable",
     "database_unavailable",
     "detail_bounded",
+    "error_body",
     "excerpt",
     "api_exception_handler",
     "raise_for_serializer",

@@ -4,7 +4,7 @@ view looks it up in a database that would refuse it (PostgreSQL takes no NUL in 
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from reviewapp.core.errors import excerpt
+from reviewapp.core.errors import error_body, excerpt
 from reviewapp.core.json_input import text_problem
 
 
@@ -29,5 +29,5 @@ class UnstorableUrlTextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         problems = url_problems(request)
         if problems:
-            return JsonResponse(problems, status=400)
+            return JsonResponse(error_body(problems, code="invalid"), status=400)
         return self.get_response(request)

@@ -32,6 +32,20 @@ def page_not_found(request, exception):
     return response
 
 
+def bad_request(request, exception):
+    """``handler400`` (a request Django itself refuses: too many fields, a bad multipart
+    body): the API's JSON error shape under /api/, the page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "detail": "Bad request; the body or its size is not one this path reads.",
+                "code": "bad_request",
+            },
+            status=400,
+        )
+    return defaults.bad_request(request, exception)
+
+
 def server_error(request):
     """``handler500``: a lost database is a 503 the caller can retry (errors outside views, e.g.
     the session read in middleware; see ``DatabaseUnavailableMiddleware``); anything else is a

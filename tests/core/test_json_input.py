@@ -167,7 +167,7 @@ def test_an_unknown_field_name_is_echoed_as_an_excerpt(api, setup, settings):
     response = _post(api(caller), _items(use_case), {**invoice(1), name: 1})
     assert response.status_code == 400
     assert len(response.content) < 2 * settings.API_ERROR_EXCERPT_CHARS + 100
-    (key,) = response.json()
+    (key,) = set(response.json()) - {"code"}
     assert key.startswith("xxx") and len(key) == settings.API_ERROR_EXCERPT_CHARS
 
 
@@ -185,7 +185,7 @@ def test_many_unknown_fields_are_counted_not_all_listed(api, setup):
     response = _post(api(caller), _items(use_case), body)
     assert response.status_code == 400
     errors = response.json()
-    assert len(errors) <= 101 and "more" in errors
+    assert len(errors) <= 102 and "more" in errors and errors["code"] == "invalid"
 
 
 @pytest.mark.parametrize(

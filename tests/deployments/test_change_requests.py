@@ -43,7 +43,7 @@ def test_raising_the_level_waits_and_a_second_manager_applies_it(api, team):
     approve = f"{base(use_case)}change-requests/{held['id']}/approve/"
     own = api(asker).post(approve, {"reason": "fine"}, format="json")
     assert own.status_code == 403 and policy_current(use_case=use_case).level == "assisted"
-    assert api(second).post(approve, {}, format="json").json().keys() == {"reason"}
+    assert api(second).post(approve, {}, format="json").json().keys() == {"reason", "code"}
     events_before = Event.objects.filter(type="policy.changed").count()
     approved = api(second).post(approve, {"reason": "readiness is green"}, format="json")
     assert approved.status_code == 200 and approved.json()["state"] == "approved"

@@ -146,7 +146,7 @@ def test_hostile_uploads_are_refused_naming_the_file(api, engineer_and_use_case,
     response = _upload(api, engineer, use_case, data)
     assert response.status_code == 400, response.content
     body = response.json()
-    assert list(body) == ["file"] and message in body["file"][0], body
+    assert list(body) == ["file", "code"] and message in body["file"][0], body
     assert not marker.exists()
     assert not ModelVersion.objects.exists()
 
@@ -174,7 +174,10 @@ def test_an_over_large_file_is_refused_before_it_is_read(api, engineer_and_use_c
     settings.MODEL_UPLOAD_MAX_BYTES = 1000
     response = _upload(api, engineer, use_case, b"\0" * 5000)
     assert response.status_code == 400
-    assert response.json() == {"file": ["the file is 5000 bytes; the limit is 1000"]}
+    assert response.json() == {
+        "file": ["the file is 5000 bytes; the limit is 1000"],
+        "code": "invalid",
+    }
 
 
 def test_the_uncompressed_size_limit_is_checked_on_the_entries(

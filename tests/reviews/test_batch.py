@@ -68,7 +68,10 @@ def test_a_bad_row_refuses_the_whole_batch_and_names_it(api, setup):
     rows[7]["features"]["amount"] = "lots"
     response = post_batch(api, caller, use_case, rows)
     assert response.status_code == 400
-    assert response.json() == {"items": {"7": {"features": {"amount": ["must be a number"]}}}}
+    assert response.json() == {
+        "items": {"7": {"features": {"amount": ["must be a number"]}}},
+        "code": "invalid",
+    }
     assert not Item.objects.exists() and not Job.objects.exists()
 
 
