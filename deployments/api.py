@@ -7,13 +7,18 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from deployments.guardrail_schema import GuardrailsField
 from deployments.model_version_presenters import (
     model_version_environment_public,
     model_version_latency_public,
@@ -50,7 +55,10 @@ from reviewapp.core.api import (
     EVERYONE,
     MANAGERS,
     MODEL_OWNERS,
+    FileAnswerNegotiation,
     RolesAllowed,
+    SlugTextField,
+    TextField,
     body_fields_check,
 )
 from reviewapp.core.errors import InvalidInput, NotFound, raise_for_serializer
@@ -69,23 +77,23 @@ class FiniteFloatField(serializers.FloatField):
 
 
 class FeatureSerializer(serializers.Serializer):
-    name = serializers.CharField()
+    name = TextField()
     type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string", "category"])
     required = serializers.BooleanField(required=False, default=True)
     min = serializers.FloatField(required=False)
     max = serializers.FloatField(required=False)
-    categories = serializers.ListField(child=serializers.CharField(), required=False)
+    categories = serializers.ListField(child=TextField(), required=False)
     pii = serializers.BooleanField(required=False, default=False)
     identifier = serializers.BooleanField(
         required=False,
         help_text="An identifier (claim number, customer id): never judged for drift.",
     )
-    label = serializers.CharField(required=False, max_length=80, help_text="Display name.")
-    description = serializers.CharField(
+    label = TextField(required=False, max_length=80, help_text="Display name.")
+    description = TextField(
         required=False, max_length=300, help_text="What the feature means; shown as a tooltip."
     )
-    unit = serializers.CharField(required=False, max_length=20, help_text="Shown after numbers.")
-    group = serializers.CharField(
+    unit = TextField(required=False, max_length=20, help_text="Shown after numbers.")
+    group = TextField(
         required=False, max_length=60, help_text="Features of one group are shown together."
     )
 
@@ -96,8 +104,8 @@ class FeatureSchemaField(serializers.JSONField):
 
 
 class ErrorCostSerializer(serializers.Serializer):
-    true = serializers.CharField(help_text="The right label.")
-    predicted = serializers.CharField(help_text="The label the model gave instead.")
+    true = TextField(help_text="The right label.")
+    predicted = TextField(help_text="The label the model gave instead.")
     cost = FiniteFloatField(min_value=0)
 
 
@@ -142,9 +150,9 @@ class UseCaseOutput(serializers.ModelSerializer):
 
 
 class UseCaseInput(serializers.Serializer):
-    slug = serializers.SlugField(max_length=64)
-    name = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    slug = SlugTextField(max_length=64)
+    name = TextField(max_length=200)
+    description = TextField(required=False, allow_blank=True, default="")
     task_type = serializers.ChoiceField(choices=UseCase.TaskType.choices)
     labels = serializers.JSONField(required=False)
     tolerance = FiniteFloatField(required=False, allow_null=True, min_value=0)
@@ -198,8 +206,8 @@ class UseCaseDetailApi(APIView):
     allowed_roles = {"GET": EVERYONE, "PATCH": MANAGERS}
 
     class PatchInput(serializers.Serializer):
-        name = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
+        name = TextField(max_length=200, required=False)
+        description = TextField(required=False, allow_blank=True)
         labels = serializers.JSONField(required=False)
         tolerance = FiniteFloatField(required=False, allow_null=True, min_value=0)
         value_min = FiniteFloatField(required=False, allow_null=True)
@@ -319,11 +327,11 @@ class PolicyOutput(serializers.ModelSerializer):
 
 
 class ReasonInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, help_text="Why; kept in the history")
+    reason = TextField(max_length=2000, help_text="Why; kept in the history")
 
 
 class OptionalReasonInput(serializers.Serializer):
-    reason = serializers.CharField(
+    reason = TextField(
         max_length=2000, required=False, allow_blank=True, default="", help_text="Why (optional)"
     )
 
@@ -459,8 +467,8 @@ class PolicyInput(serializers.Serializer):
     traffic_percent = FiniteFloatField(min_value=0, max_value=100)
     audit_rate = FiniteFloatField(min_value=0, max_value=1)
     double_review_rate = FiniteFloatField(min_value=0, max_value=1)
-    guardrails = serializers.DictField(required=False)
-    reason = serializers.CharField(max_length=2000)
+    guardrails = GuardrailsField(required=False)
+    reason = TextField(max_length=2000)
 
 
 class PolicyApi(APIView):
@@ -625,15 +633,15 @@ class ModelVersionListApi(APIView):
     allowed_roles = {"GET": ANALYSTS, "POST": MODEL_OWNERS}
 
     class UploadInput(serializers.Serializer):
-        version = serializers.CharField(max_length=64)
+        version = TextField(max_length=64)
         file = serializers.FileField()
         reference = serializers.FileField(
             required=False,
             help_text="Optional CSV or Parquet sample of the training features, used as the "
             "reference for drift. Without it, the use case's recent items are the reference.",
         )
-        notes = serializers.CharField(required=False, allow_blank=True, default="")
-        environment = serializers.CharField(
+        notes = TextField(required=False, allow_blank=True, default="")
+        environment = TextField(
             required=False,
             allow_blank=True,
             help_text="Optional JSON object of the library versions the model was saved with, "
@@ -731,17 +739,39 @@ class ModelRollbackApi(_ModelActionApi):
         return Response(_model_version_output(model_version, use_case=use_case))
 
 
-class ModelArtifactApi(APIView):
+class ModelArtifactApi(FileAnswerNegotiation, APIView):
     """The version's ``.skops`` file as it was uploaded, so a score can be reproduced."""
 
     permission_classes = [RolesAllowed]
     allowed_roles = {"GET": MODEL_OWNERS}
 
-    def perform_content_negotiation(self, request, force=False):
-        # The body is the file whatever the Accept header says; errors stay JSON.
-        return JSONRenderer(), JSONRenderer.media_type
-
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "X-Content-SHA256",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                response=[200],
+                description="The file's SHA-256, in hex.",
+            ),
+            OpenApiParameter(
+                "Repr-Digest",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                response=[200],
+                description="The same digest per RFC 9530: `sha-256=:<base64>:`.",
+            ),
+            OpenApiParameter(
+                "Content-Disposition",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                response=[200],
+                description="attachment; filename=<use case>-<version>.skops",
+            ),
+        ],
         responses={
             (200, "application/octet-stream"): OpenApiResponse(
                 OpenApiTypes.BINARY,

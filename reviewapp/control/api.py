@@ -6,7 +6,6 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -20,7 +19,9 @@ from reviewapp.core.api import (
     ANALYSTS,
     MODEL_OWNERS,
     EstimateOutput,
+    MomentField,
     RolesAllowed,
+    TextField,
     body_fields_check,
     window_params,
 )
@@ -172,13 +173,8 @@ class SlicesApi(APIView):
 # --- backtests --------------------------------------------------------------------------------
 
 
-@extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
-class MomentField(serializers.CharField):
-    """An ISO 8601 date or date-time, parsed by ``window_params``."""
-
-
 class BacktestInput(serializers.Serializer):
-    model_version = serializers.CharField(max_length=64)
+    model_version = TextField(max_length=64)
     since = MomentField(
         required=False, allow_null=True, help_text="ISO 8601 date or date-time (inclusive)"
     )

@@ -4,8 +4,10 @@ from datetime import datetime
 
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 
 from reviewapp.core.errors import InvalidInput, excerpt
 from reviewapp.core.roles import Role, user_roles
@@ -26,6 +28,15 @@ class RolesAllowed(BasePermission):
         if allowed is None and request.method in ("HEAD", "OPTIONS"):
             allowed = view.allowed_roles.get("GET")
         return bool(allowed and user_roles(request.user) & allowed)
+
+
+class FileAnswerNegotiation:
+    """For a view whose body is a file, in the media type its schema declares, whatever the
+    Accept header says: a client asking for that type (``Accept: text/csv``) gets it rather
+    than a 406, and the view's errors stay JSON."""
+
+    def perform_content_negotiation(self, request, force=False):
+        return JSONRenderer(), JSONRenderer.media_type
 
 
 EVERYONE = frozenset(Role)
@@ -63,12 +74,52 @@ def window_params(params) -> tuple[datetime | None, datetime | None]:
 
 
 def choice_param(params, name: str, choices, default=None):
+    """One of ``choices``, or ``default`` when the parameter is left out; sent empty it is
+    refused like any other value outside the choices (the schema declares an enum)."""
     raw = params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     if raw not in choices:
         raise InvalidInput({name: [f"must be one of {', '.join(choices)}"]})
     return raw
+
+
+EMPTY_REFUSED = "must not be empty; leave the parameter out instead"
+
+
+def params_not_empty(params, names) -> None:
+    """Refuse, naming each, the parameters among ``names`` sent with an empty value
+    (``?kind=``): their schema (an enum, a number) has no empty value, unlike a date's, whose
+    empty value means no bound."""
+    empty = [name for name in names if name in params and params.get(name) == ""]
+    if empty:
+        raise InvalidInput({name: [EMPTY_REFUSED] for name in empty})
+
+
+class _TextOnly:
+    """DRF's text fields turn a number or a boolean into its text (``"reason": 0`` becomes
+    ``"0"``); the API refuses a value of the wrong type, naming the field, as its schema
+    (``type: string``) says."""
+
+    default_error_messages = {"not_text": "must be a string"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_text")
+        return super().to_internal_value(data)
+
+
+class TextField(_TextOnly, serializers.CharField):
+    """A CharField of an input body that takes text only."""
+
+
+class SlugTextField(_TextOnly, serializers.SlugField):
+    """A SlugField of an input body that takes text only."""
+
+
+@extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
+class MomentField(TextField):
+    """An ISO 8601 date or date-time, parsed by ``datetime_param``."""
 
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"

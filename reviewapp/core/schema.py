@@ -8,6 +8,7 @@ field and its problems, or ``{"detail": ...}``.
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
+from rest_framework.views import APIView
 
 ERROR_BODY = {
     "type": "object",
@@ -33,9 +34,11 @@ class ReviewAppSchema(AutoSchema):
         return responses
 
     def _error_responses(self) -> dict[int, str]:
-        errors: dict[int, str] = {}
-        if self.method in _WRITES or self.get_override_parameters():
-            errors[400] = "The request is malformed; the body names each bad field."
+        # Any request can be a 400: a path or query parameter holding NUL or an unpaired
+        # surrogate is refused before any view (reviewapp.core.url_input).
+        errors: dict[int, str] = {
+            400: "The request is malformed; the body names each bad field or parameter."
+        }
         if self.get_auth():
             errors[401] = "No valid token or session."
             errors[403] = "The caller's role may not do this."
@@ -45,6 +48,8 @@ class ReviewAppSchema(AutoSchema):
             errors[409] = "The request conflicts with the current state."
         if self.view.get_throttles():
             errors[429] = "Too many requests; retry after the Retry-After header's seconds."
+        if type(self.view).perform_content_negotiation is APIView.perform_content_negotiation:
+            errors[406] = "The Accept header names no media type this path answers with."
         return errors
 
     def get_tags(self) -> list[str]:
@@ -89,8 +94,16 @@ ERROR_COMPONENT = {
     ),
     "properties": {
         "detail": {"type": "string"},
-        "code": {"type": "string"},
+        "code": {
+            "type": "string",
+            "description": "Machine-readable: `invalid` (a field or parameter named in the "
+            "body), `parse_error`, `not_authenticated`, `authentication_failed`, "
+            "`permission_denied`, `not_found`, `method_not_allowed`, `not_acceptable`, "
+            "`conflict` (or a narrower one such as `decided`, `lease_lost`), `too_large`, "
+            "`unsupported_media_type`, `throttled`, `database_unavailable`...",
+        },
     },
+    "required": ["code"],
     "additionalProperties": {
         "oneOf": [
             {"type": "array", "items": {}},
@@ -102,10 +115,19 @@ ERROR_COMPONENT = {
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "schema": {"type": "integer", "minimum": 0},
+        "description": "Seconds to wait before retrying.",
+    }
+}
+
+
 def errors_share_one_shape(result, generator, request, public):
     """Every 4xx and 5xx response of every operation, new ones included, refers to the one
-    ``Error`` component; a database outage (503) and an unsupported body type (415) can happen
-    on any operation that takes a body, so they are declared too."""
+    ``Error`` component. A database outage (503) can happen on any operation; an unsupported
+    body type (415) on any that takes a body, a body over ``API_MAX_BODY_BYTES`` (413) on any
+    that takes JSON. A 429 and a 503 say when to retry (``Retry-After``)."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_COMPONENT
     for path in result.get("paths", {}).values():
         for operation in path.values():
@@ -116,12 +138,18 @@ def errors_share_one_shape(result, generator, request, public):
                 responses.setdefault(
                     "415", {"description": "The body's media type is not one this path reads."}
                 )
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                responses.setdefault(
+                    "413", {"description": "The body is larger than this API reads."}
+                )
             responses.setdefault(
                 "503", {"description": "The database is unavailable; retry after Retry-After."}
             )
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
+                if code in ("429", "503"):
+                    response.setdefault("headers", {}).update(_RETRY_AFTER)
     return result
 
 

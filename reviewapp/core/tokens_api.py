@@ -5,7 +5,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from reviewapp.core.api import EVERYONE, RolesAllowed, body_fields_check
+from reviewapp.core.api import EVERYONE, RolesAllowed, TextField, body_fields_check
 from reviewapp.core.errors import raise_for_serializer
 from reviewapp.core.tokens import (
     api_token_create,
@@ -16,11 +16,11 @@ from reviewapp.core.tokens import (
 
 
 class TokenInput(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = TextField(max_length=100)
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="ISO 8601, in the future; null never expires."
     )
-    service_account = serializers.CharField(
+    service_account = TextField(
         required=False,
         max_length=150,
         help_text="Admin only: the service account (an integration user, made if new) to "

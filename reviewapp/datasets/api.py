@@ -4,7 +4,12 @@ disagreements streamed straight to the caller."""
 
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -13,9 +18,13 @@ from rest_framework.views import APIView
 from deployments.selectors import can_view_pii, use_case_get_for
 from reviewapp.core.api import (
     ANALYSTS,
+    FileAnswerNegotiation,
+    MomentField,
     RolesAllowed,
+    TextField,
     body_fields_check,
     choice_param,
+    params_not_empty,
     window_params,
 )
 from reviewapp.core.errors import InvalidInput, raise_for_serializer
@@ -45,7 +54,7 @@ LIST_LIMIT = 100
 
 FILTER_PARAMETERS = [
     OpenApiParameter("model_version", str),
-    OpenApiParameter("kind", str, enum=["override", "shadow", "audit", "challenger"]),
+    OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
     OpenApiParameter("since", OpenApiTypes.DATETIME),
     OpenApiParameter("until", OpenApiTypes.DATETIME),
     OpenApiParameter("model_label", str),
@@ -57,6 +66,38 @@ FILTER_PARAMETERS = [
     OpenApiParameter("human_value_min", float),
     OpenApiParameter("human_value_max", float),
 ]
+# The filter parameters that have no empty value (an enum, numbers); the pages' filter forms
+# send empty fields, the API's callers leave a parameter out.
+FILTER_PARAMETERS_NOT_EMPTY = [
+    parameter.name for parameter in FILTER_PARAMETERS if parameter.enum or parameter.type is float
+]
+
+
+class ExportFilters(serializers.Serializer):
+    """The row filters an export takes, each optional (null or left out: no filter); checked
+    by ``filters_clean``, which names every bad one, and declared here with their types."""
+
+    model_version = TextField(required=False, allow_null=True, max_length=200)
+    kind = serializers.ChoiceField(choices=DISAGREEMENT_KINDS, required=False, allow_null=True)
+    since = MomentField(required=False, allow_null=True, help_text="Decided on or after.")
+    until = MomentField(required=False, allow_null=True, help_text="Decided before.")
+    model_label = TextField(required=False, allow_null=True, max_length=200)
+    human_label = TextField(required=False, allow_null=True, max_length=200)
+    confidence_min = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=1
+    )
+    confidence_max = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=1
+    )
+    model_value_min = serializers.FloatField(required=False, allow_null=True)
+    model_value_max = serializers.FloatField(required=False, allow_null=True)
+    human_value_min = serializers.FloatField(required=False, allow_null=True)
+    human_value_max = serializers.FloatField(required=False, allow_null=True)
+
+
+@extend_schema_field(ExportFilters)
+class ExportFiltersField(serializers.DictField):
+    """Checked by ``filters_clean``; declared with its keys."""
 
 
 class ProgressOutput(serializers.Serializer):
@@ -129,11 +170,7 @@ class ExportListApi(APIView):
             help_text="omit PII features, hash them (HMAC-SHA256 under a server key, so "
             "exports join on them), or include them (only with the PII right).",
         )
-        filters = serializers.DictField(
-            required=False,
-            default=dict,
-            help_text=f"Any of: {', '.join(FILTER_NAMES)}.",
-        )
+        filters = ExportFiltersField(required=False, default=dict)
 
     @extend_schema(
         responses=ExportOutput(many=True),
@@ -223,11 +260,33 @@ def _file_responses() -> dict:
     }
 
 
-class ExportDownloadApi(APIView):
+def _attachment_header(example: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Content-Disposition",
+        str,
+        OpenApiParameter.HEADER,
+        required=True,
+        response=[200],
+        description=f"attachment; filename={example}",
+    )
+
+
+class ExportDownloadApi(FileAnswerNegotiation, APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"GET": ANALYSTS}
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "X-Content-SHA256",
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                response=[200],
+                description="The file's SHA-256 in hex, as in the manifest.",
+            ),
+            _attachment_header("<the export's file name>"),
+        ],
         responses={
             **_file_responses(),
             403: OpenApiResponse(description="The file holds PII, which you may not see"),
@@ -297,7 +356,7 @@ class TrainingRunListApi(APIView):
     allowed_roles = {"GET": ANALYSTS, "POST": ANALYSTS}
 
     class RetrainInput(serializers.Serializer):
-        base_version = serializers.CharField(
+        base_version = TextField(
             required=False,
             allow_blank=True,
             help_text="The version whose pipeline is fitted afresh; the champion by default.",
@@ -308,9 +367,7 @@ class TrainingRunListApi(APIView):
             help_text="The latest share of labelled items, by decision time, held out to "
             "evaluate (0.05 to 0.5).",
         )
-        version = serializers.CharField(
-            required=False, allow_blank=True, help_text="The new version's name."
-        )
+        version = TextField(required=False, allow_blank=True, help_text="The new version's name.")
 
     @extend_schema(responses=TrainingRunOutput(many=True), summary="Retraining runs, newest first")
     def get(self, request, slug):
@@ -379,6 +436,7 @@ class DisagreementMatrixApi(APIView):
     )
     def get(self, request, slug):
         use_case = use_case_get_for(user=request.user, slug=slug)
+        params_not_empty(request.query_params, FILTER_PARAMETERS_NOT_EMPTY)
         filters = filters_clean(use_case=use_case, raw=request.query_params)
         matrix = disagreement_matrix(use_case=use_case, filters=filters)
         return Response(
@@ -503,7 +561,7 @@ class ItemHistoryApi(APIView):
         )
 
 
-class DisagreementExportApi(APIView):
+class DisagreementExportApi(FileAnswerNegotiation, APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"GET": ANALYSTS}
 
@@ -514,6 +572,7 @@ class DisagreementExportApi(APIView):
             OpenApiParameter("since", OpenApiTypes.DATETIME),
             OpenApiParameter("until", OpenApiTypes.DATETIME),
             OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
+            _attachment_header("<use case>-disagreements.<csv|jsonl|parquet>"),
         ],
         responses=_file_responses(),
         summary="Stream the disagreements (CSV, JSONL or Parquet)",

@@ -38,10 +38,10 @@ class OutcomeFeed(serializers.Serializer):
 
 def _int_param(params, name: str, *, default: int, low: int, high: int) -> int:
     raw = params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
-        value = int(raw)
+        value = int(raw)  # "" too is not an integer
     except ValueError:
         value = None
     if value is None or not low <= value <= high:

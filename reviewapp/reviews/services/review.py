@@ -250,11 +250,7 @@ def review_task_decide(
     use_case = task.use_case
     label, value = answer_clean(use_case=use_case, label=label, value=value)
     comment = (comment or "").strip()[:5000]
-    if lease_token not in (None, ""):
-        try:
-            lease_token = uuid.UUID(str(lease_token))
-        except ValueError:
-            raise InvalidInput({"lease_token": ["not a lease token"]}) from None
+    lease_token = lease_token_parse(lease_token)
     try:
         with transaction.atomic():
             locked = ReviewTask.objects.select_for_update().get(pk=task.pk)
@@ -385,15 +381,31 @@ def review_task_decide(
     return DecideResult(decision=decision, replayed=False)
 
 
+def lease_token_parse(raw: Any) -> uuid.UUID | None:
+    """The lease token a caller sent (None when it sent none), or InvalidInput naming it: a
+    token is the UUID text the claim gave out, never a number or anything else."""
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, uuid.UUID):  # the pages pass the token their form field parsed
+        return raw
+    try:
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidInput({"lease_token": ["not a lease token"]}) from None
+
+
 def review_task_skip(*, task: ReviewTask, user, lease_token: Any = None, now=None) -> None:
     """Give a held task back to the queue; this reviewer is offered it again only when nothing
     else is waiting for them."""
     now = now or timezone.now()
+    lease_token = lease_token_parse(lease_token)
     with transaction.atomic():
         locked = ReviewTask.objects.select_for_update().get(pk=task.pk)
         if locked.state != ReviewTask.State.OPEN or locked.claimed_by_id != user.pk:
             raise Conflict({"detail": "You do not hold this task.", "code": "lease_lost"})
-        if lease_token not in (None, "") and str(lease_token) != str(locked.lease_token):
+        if lease_token is not None and lease_token != locked.lease_token:
             raise Conflict({"detail": "You do not hold this task.", "code": "lease_lost"})
         ReviewTask.objects.filter(pk=locked.pk).update(
             claimed_by=None, claimed_at=None, lease_token=None, lease_expires_at=None
