@@ -1,11 +1,17 @@
 """Use cases, their automation policy versions and their model versions."""
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from deployments.policy import Level
 from reviewapp.core.append_only import AppendOnlyModel
+
+
+def config_stamp_new() -> int:
+    return secrets.randbits(62)
 
 
 class UseCase(models.Model):
@@ -82,6 +88,11 @@ class UseCase(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # A new random value on every write to the use case's configuration (``use_case_lock``):
+    # what a process cached of its policy and models (``deployments.selectors``) is good while
+    # the stamp it was read under is the one on the row. Random, not counted, so the stamp of
+    # a rolled-back change never comes back with other data.
+    config_stamp = models.BigIntegerField(default=config_stamp_new, editable=False)
 
     class Meta:
         ordering = ["name"]

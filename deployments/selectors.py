@@ -1,8 +1,11 @@
 """Reading use cases, policies and model versions, always through what the user may see."""
 
+import threading
 import uuid
 from datetime import datetime
+from functools import cached_property
 
+from django.db import connection
 from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from deployments.models import (
@@ -95,6 +98,80 @@ def challengers_list(*, use_case: UseCase) -> list[ModelVersion]:
         .only(*SCORING_FIELDS)
         .order_by("id")
     )
+
+
+class ScoringConfig:
+    """What scoring and routing read of a use case on every item, each part read from the
+    database on first use (a request needs one or two of them)."""
+
+    def __init__(self, use_case: UseCase):
+        self._use_case = use_case
+
+    @cached_property
+    def policy(self) -> AutomationPolicy:
+        return policy_current(use_case=self._use_case)
+
+    @cached_property
+    def champion(self) -> ModelVersion | None:
+        return champion_get(use_case=self._use_case)
+
+    @cached_property
+    def challengers(self) -> tuple[ModelVersion, ...]:
+        return tuple(challengers_list(use_case=self._use_case))
+
+
+# Per process: use case id -> (the config stamp it was read under, what was read).
+_scoring_configs: dict[int, tuple[int, ScoringConfig]] = {}
+# Per thread: use cases whose configuration this thread's open transaction is writing.
+_writing = threading.local()
+
+
+def scoring_config(*, use_case: UseCase) -> ScoringConfig:
+    """The current policy, champion and challengers, kept per process under the use case's
+    ``config_stamp``: every configuration write (``use_case_lock``) puts a new random stamp on
+    the row, so reading the use case, which every request and task does anyway, is the one
+    check. Pass a use case read by this request or task.
+
+    A stamp is read before what is kept under it, so what is kept is never older than its
+    stamp. While this thread's transaction writes the use case's configuration (it may yet roll
+    back), the process's copy is neither read nor written; the stamp of a rolled-back write
+    never comes back.
+    """
+    writing = getattr(_writing, "use_case_ids", set())
+    if use_case.pk in writing:
+        if connection.in_atomic_block:
+            return ScoringConfig(use_case)  # this caller's own reads, shared with nobody
+        writing.discard(use_case.pk)  # the write ended, committed or rolled back
+    stamp = use_case.config_stamp
+    kept = _scoring_configs.get(use_case.pk)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    config = ScoringConfig(use_case)
+    if len(_scoring_configs) > 10_000:  # never grows without bound
+        _scoring_configs.clear()
+    _scoring_configs[use_case.pk] = (stamp, config)
+    return config
+
+
+def scoring_config_writing(*, use_case_id: int) -> None:
+    """This thread's transaction writes the use case's configuration: forget what this process
+    kept of it, and keep nothing until the transaction ends (``scoring_config_written``)."""
+    _scoring_configs.pop(use_case_id, None)
+    ids = getattr(_writing, "use_case_ids", None)
+    if ids is None:
+        ids = _writing.use_case_ids = set()
+    ids.add(use_case_id)
+
+
+def scoring_config_written(*, use_case_id: int) -> None:
+    getattr(_writing, "use_case_ids", set()).discard(use_case_id)
+    _scoring_configs.pop(use_case_id, None)
+
+
+def scoring_configs_forget() -> None:
+    """Forget everything kept (tests, whose databases come and go)."""
+    _scoring_configs.clear()
+    getattr(_writing, "use_case_ids", set()).clear()
 
 
 def model_version_get(*, use_case: UseCase, version: str, field: str = "version") -> ModelVersion:

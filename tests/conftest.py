@@ -69,6 +69,7 @@ def django_db_setup(
 def _eager_tasks_and_fresh_cache(settings):
     """Celery runs in process during tests unless a test starts a real worker; models are
     reloaded per test so no estimator leaks between databases."""
+    from deployments.selectors import scoring_configs_forget
     from reviewapp.control.guardrail_watch import watch_notes_clear
 
     celery_app.conf.task_always_eager = True
@@ -83,9 +84,11 @@ def _eager_tasks_and_fresh_cache(settings):
     # What this process noted of queued guardrail watches belongs to another test's database
     # and clock.
     watch_notes_clear()
+    scoring_configs_forget()
     yield
     model_cache.clear()
     watch_notes_clear()
+    scoring_configs_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,11 @@ from deployments.models import (
     ModelVersionEvent,
     UseCase,
     UseCaseMembership,
+    config_stamp_new,
 )
 from deployments.policy import Level
 from deployments.schema import feature_schema_clean
+from deployments.selectors import scoring_config_writing, scoring_config_written
 from reviewapp.core.errors import InvalidInput
 
 IMMUTABLE_WITH_ITEMS = ("task_type", "labels", "features", "prediction_source")
@@ -31,7 +33,14 @@ def use_case_lock(*, use_case_id: int) -> UseCase:
     prediction source cannot interleave with a model being registered. Take it before locking
     any other row of the use case, so concurrent writers always lock in the same order.
     """
-    return UseCase.objects.select_for_update().get(pk=use_case_id)
+    use_case = UseCase.objects.select_for_update().get(pk=use_case_id)
+    # A new stamp: every process's kept scoring configuration of the use case is stale once
+    # this commits (see ``scoring_config``); this thread keeps none until then.
+    use_case.config_stamp = config_stamp_new()
+    UseCase.objects.filter(pk=use_case_id).update(config_stamp=use_case.config_stamp)
+    scoring_config_writing(use_case_id=use_case_id)
+    transaction.on_commit(lambda: scoring_config_written(use_case_id=use_case_id))
+    return use_case
 
 
 def _labels_clean(task_type: str, labels: Any) -> list[str]:

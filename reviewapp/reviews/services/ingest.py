@@ -16,7 +16,7 @@ from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import AutomationPolicy, ModelVersion, UseCase
 from deployments.policy import consults_model, item_buckets
 from deployments.schema import FeaturesValidator, item_features_clean
-from deployments.selectors import challengers_list, champion_get, policy_current
+from deployments.selectors import scoring_config
 from deployments.services.estimators import (
     artifact_bytes,
     estimator_cached,
@@ -239,7 +239,7 @@ def _champion_score(
     *, use_case: UseCase, rows: Sequence[dict], budget_ms: int | None
 ) -> list[tuple[ModelVersion | None, RawOutput]]:
     started = time.perf_counter()
-    champion = champion_get(use_case=use_case)
+    champion = scoring_config(use_case=use_case).champion
     if champion is None:
         missing = RawOutput(error="no champion model registered")
         return [(None, missing)] * len(rows)
@@ -287,7 +287,7 @@ def challengers_enqueue(*, use_case: UseCase, item_ids: list[int]) -> None:
 
     if use_case.prediction_source != UseCase.PredictionSource.REGISTRY:
         return
-    for challenger in challengers_list(use_case=use_case):
+    for challenger in scoring_config(use_case=use_case).challengers:
         score_challenger.delay_on_commit(model_version_id=challenger.pk, item_ids=item_ids)
 
 
@@ -319,7 +319,7 @@ def item_ingest(
     priority = item_priority_clean(priority)
     due_at = item_due_at_clean(due_at)
     now = now or timezone.now()
-    policy = policy_current(use_case=use_case)
+    policy = scoring_config(use_case=use_case).policy
     outputs = champion_outputs(
         use_case=use_case,
         policy=policy,

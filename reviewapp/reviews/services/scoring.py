@@ -15,7 +15,7 @@ from django.utils import timezone
 from deployments.ml.scoring import RawOutput, score_rows
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import Buckets, consults_model
-from deployments.selectors import challengers_list, champion_get, policy_current
+from deployments.selectors import challengers_list, champion_get, policy_current, scoring_config
 from deployments.services.estimators import estimator_for
 from reviewapp.core.bulk import rows_insert
 from reviewapp.core.errors import InvalidInput, database_unavailable
@@ -178,7 +178,7 @@ def _items_score_together(*, item_ids: list[int], now) -> int:
             by_use_case[row[1]].append(row)
         for use_case_id, group in by_use_case.items():
             use_case = UseCase.objects.get(pk=use_case_id)
-            policy = policy_current(use_case=use_case)
+            policy = scoring_config(use_case=use_case).policy
             external = None
             if use_case.prediction_source == UseCase.PredictionSource.EXTERNAL:
                 external = [
