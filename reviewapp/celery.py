@@ -3,7 +3,7 @@ import logging
 import os
 
 import celery.worker.consumer
-from celery import Celery
+from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
@@ -64,6 +64,21 @@ def reconnect_paced(conn, *, seconds: float):
 app = Celery("reviewapp", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _scoring_libraries_before_fork(sender, **kwargs) -> None:
+    """A worker consuming a queue whose tasks score (batch, challenger, heavy) imports the
+    scoring libraries in its main process, before the pool forks: its pool processes share
+    those pages instead of each importing a copy of its own. A worker of the other queues
+    (realtime, monitoring) never holds them."""
+    from django.conf import settings
+
+    from deployments.ml.loading import scoring_libraries_import
+
+    scoring = {settings.TASK_QUEUES[kind] for kind in ("batch", "challenger", "heavy")}
+    if scoring & set(sender.app.amqp.queues.consume_from):
+        scoring_libraries_import()
 
 
 @app.on_after_configure.connect

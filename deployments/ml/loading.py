@@ -14,6 +14,9 @@ wait and still load the bytes in this process). What a thread cannot do, kill a 
 the checks before it bound: the archive's uncompressed size is capped and only types from
 scikit-learn, NumPy and SciPy are constructed, so an abandoned load holds bounded memory and
 runs no foreign code.
+
+skops (and through it scikit-learn and SciPy, some 150 MB) is imported when the first model is
+loaded, not with this module: a web process or a worker that never scores stays small.
 """
 
 import hashlib
@@ -26,8 +29,6 @@ from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
-
-import skops.io as sio
 
 from deployments.ml.environment import LoadWarning, saved_versions_read, warnings_recorded
 from deployments.ml.latency import call_in_own_thread
@@ -97,7 +98,31 @@ def _check_archive(data: bytes, *, max_bytes: int, max_uncompressed: int) -> zip
     return archive
 
 
+def _skops_io():
+    """skops.io, imported on first use (see the module's docstring)."""
+    import skops.io
+
+    return skops.io
+
+
+def scoring_libraries_import() -> None:
+    """Import what loading and scoring a model need (skops, scikit-learn, SciPy, pandas) now,
+    rather than on the first model: in a process about to fork workers that will score, so they
+    share one copy, or to keep the first scored item's wait short."""
+    import pandas  # noqa: F401  (scoring builds its rows as a DataFrame)
+
+    _skops_io()
+
+
+def __getattr__(name: str):
+    # ``deployments.ml.loading.sio`` still names skops.io for callers and tests that patch it.
+    if name == "sio":
+        return _skops_io()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _refuse_untrusted(data: bytes) -> list[str]:
+    sio = _skops_io()
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises many kinds on a malformed archive
@@ -140,6 +165,7 @@ def model_load(
     if not isinstance(schema, dict):
         raise ModelRejected("not a .skops file: schema.json is not an object")
     trusted = _refuse_untrusted(data)
+    sio = _skops_io()
 
     def load() -> tuple[Any, list[warnings.WarningMessage]]:
         with warnings.catch_warnings(record=True) if record_warnings else nullcontext() as seen:

@@ -4,16 +4,23 @@ The snapshot is stored with the model version as JSON so drift can be checked la
 the training data: per feature the missing rate, moments, quantiles and a histogram on
 quantile bins (numeric), or category frequencies (categorical); plus a few sample rows that
 the upload check scores to prove the model runs in this environment.
+
+pandas is imported by the one function that needs it (an upload's statistics): drift is read
+from plain arrays by processes that never see a DataFrame.
 """
+
+from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from deployments.ml.scoring import NUMERIC_TYPES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 PSI_BINS = 10
@@ -29,6 +36,8 @@ def _json_number(x: Any) -> float | None:
 
 
 def _numeric_stats(series: pd.Series) -> dict[str, Any]:
+    import pandas as pd
+
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     present = values[~np.isnan(values)]
     stats: dict[str, Any] = {

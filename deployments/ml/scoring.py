@@ -1,13 +1,21 @@
-"""Scoring feature rows with a loaded estimator, vectorised, one raw output per row."""
+"""Scoring feature rows with a loaded estimator, vectorised, one raw output per row.
+
+pandas is imported where a frame is first built, not with this module: the web and worker
+processes import this module at start (for ``RawOutput``) and most of them never score.
+"""
+
+from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NUMERIC_TYPES = frozenset({"number", "integer", "boolean"})
 
@@ -26,6 +34,8 @@ class RawOutput:
 
 def features_frame(rows: Sequence[dict[str, Any]], features: Sequence[dict]) -> pd.DataFrame:
     """A DataFrame with the use case's feature columns in order; absent values are NaN/None."""
+    import pandas as pd
+
     columns = {}
     for spec in features:
         name = spec["name"]

@@ -1,13 +1,22 @@
 """Model versions' estimators in this process: loading artifacts under the upload limits, the
 per-process cache, and the thread pool realtime scoring runs on."""
 
+import logging
 import threading
 
 from django.conf import settings
 
 from deployments.ml.latency import TimeoutPool
-from deployments.ml.loading import LoadedModel, ModelRejected, model_cache, model_load
+from deployments.ml.loading import (
+    LoadedModel,
+    ModelRejected,
+    model_cache,
+    model_load,
+    scoring_libraries_import,
+)
 from deployments.models import ModelVersion
+
+logger = logging.getLogger(__name__)
 
 
 def _cache_key(model_version: ModelVersion) -> tuple[int, str]:
@@ -56,6 +65,27 @@ def estimator_for(model_version: ModelVersion):
     if estimator is None:
         estimator = estimator_load(model_version=model_version, data=artifact_bytes(model_version))
     return estimator
+
+
+def champions_warm() -> int:
+    """Load every champion with an artifact into this process's cache (and with it the
+    scoring libraries, imported on first use); return how many loaded. A champion that no
+    longer loads is logged and left for its first item to report."""
+    champions = ModelVersion.objects.filter(
+        role=ModelVersion.Role.CHAMPION, artifact__isnull=False
+    ).only("pk", "version", "artifact_sha256")
+    loaded = 0
+    for champion in champions:
+        if estimator_cached(champion) is not None:
+            continue
+        try:
+            estimator_load(model_version=champion, data=artifact_bytes(champion))
+        except ModelRejected as exc:
+            logger.warning("champion %s not loaded at start: %s", champion.version, exc)
+        else:
+            loaded += 1
+    scoring_libraries_import()  # pandas too, which a load does not import
+    return loaded
 
 
 _realtime_pool: TimeoutPool | None = None

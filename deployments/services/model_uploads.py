@@ -1,12 +1,13 @@
 """Reading what a model upload brings (the file, a reference sample) and proving the model
 works here: it scores its reference rows with usable outputs, within a time limit."""
 
+from __future__ import annotations
+
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from django.conf import settings
 
 from deployments.ml.environment import warnings_describe, warnings_recorded
@@ -16,6 +17,9 @@ from deployments.ml.scoring import features_frame, score_rows
 from deployments.models import UseCase
 from deployments.policy import NullOutput, assess_output
 from reviewapp.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def model_upload_read(*, upload) -> bytes:
@@ -30,6 +34,8 @@ def reference_upload_read(*, upload) -> pd.DataFrame | None:
     """An uploaded CSV or Parquet sample of the training features (None when absent)."""
     if upload is None:
         return None
+    import pandas as pd  # an upload's process only; the others never read a sample
+
     raw = upload.read()
     try:
         if raw[:4] == b"PAR1":

@@ -1,11 +1,12 @@
 """Writing model versions: registering uploads and callers' versions, and the role changes
 (promote, challenge, retire, rollback) that decide which model answers for a use case."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -26,6 +27,9 @@ from deployments.services.model_uploads import model_check, reference_frame
 from deployments.services.use_cases import use_case_lock
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.events import event_record
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REASON_REQUIRED = "a reason is required to change the champion"
 NO_MODELS_HERE = "this use case takes predictions from its callers; it has no models here"

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from deployments.models import ModelVersion, UseCase
 from reviewapp.reviews.models import Item, Prediction
@@ -112,6 +111,10 @@ def model_comparison(
     )
     if not rows:
         return comparison
+    # Imported by the comparison page when it has rows to pivot, not by every web process
+    # that imports the control screens' URLs.
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=["item", "version", "answer", "confidence", "error"])
     # (item, version) is unique in the database, so a plain pivot never has to aggregate.
     wide = frame.pivot(index="item", columns="version", values=["answer", "confidence", "error"])

@@ -4,7 +4,12 @@ byte chunks out.
 The rows arrive typed by the database (see ``selectors.export_chunks``), so the writers do no
 per-value work in Python: ``csv.writer.writerows``, one ``json`` encode per row, and Arrow
 arrays built a column at a time. (On PostgreSQL most of this is the server's work: COPY.)
+
+pyarrow (some 60 MB resident) is imported by the Parquet writer and the CSV reader that need
+it, not with this module: every web process imports it for ``FORMATS``.
 """
+
+from __future__ import annotations
 
 import csv
 import io
@@ -12,26 +17,16 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "jsonl": ("application/x-ndjson", "jsonl"),
     "parquet": ("application/vnd.apache.parquet", "parquet"),
-}
-# Column kinds (see ``selectors.ExportColumn``) and the feature types of a use case's schema.
-ARROW_TYPES = {
-    "number": pa.float64(),
-    "integer": pa.int64(),
-    "boolean": pa.bool_(),
-    "string": pa.string(),
-    "category": pa.string(),
-    "flag": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
 }
 # A Parquet row group is flushed at whichever comes first; both bound the memory held. Larger
 # groups compressed no better on export-shaped data and raised the writer's peak memory.
@@ -108,12 +103,34 @@ class _Sink(io.RawIOBase):
         return out
 
 
+@cache
+def arrow_types() -> dict[str, pa.DataType]:
+    """Arrow types of the column kinds (see ``selectors.ExportColumn``) and of the feature
+    types of a use case's schema."""
+    import pyarrow as pa
+
+    return {
+        "number": pa.float64(),
+        "integer": pa.int64(),
+        "boolean": pa.bool_(),
+        "string": pa.string(),
+        "category": pa.string(),
+        "flag": pa.string(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+
+
 def arrow_schema(columns: Iterable[tuple[str, str]]) -> pa.Schema:
     """(name, kind) pairs -> an Arrow schema."""
-    return pa.schema([(name, ARROW_TYPES.get(kind, pa.string())) for name, kind in columns])
+    import pyarrow as pa
+
+    types = arrow_types()
+    return pa.schema([(name, types.get(kind, pa.string())) for name, kind in columns])
 
 
 def _record_batch(batch: Batch, schema: pa.Schema) -> pa.RecordBatch:
+    import pyarrow as pa
+
     columns = zip(*batch, strict=True)
     arrays = [
         pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)
@@ -129,6 +146,9 @@ def parquet_record_chunks(
     row_group_bytes: int | None = None,
 ) -> Iterator[bytes]:
     """Parquet (zstd) written one row group at a time from Arrow record batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     row_group_rows = row_group_rows or ROW_GROUP_ROWS
     row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
     sink = _Sink()
@@ -185,6 +205,8 @@ class _RecordBatches:
     unquoted empty value is null, a quoted one an empty string), with their schema."""
 
     def __init__(self, blocks: Iterable[bytes], schema: pa.Schema, block_size: int):
+        import pyarrow.csv as pa_csv
+
         self.schema = schema
         self.reader = pa_csv.open_csv(
             io.BufferedReader(_Blocks(blocks), buffer_size=block_size),

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from django.db.models import Count
 
 from deployments.ml.latency import LATENCY_BUDGET_EXCEEDED
@@ -307,6 +306,10 @@ def features_add(
     acc: Accumulator, ctx: Context, use_case_id: int, version: int | None, rows: list[dict]
 ) -> None:
     """Input health of a group of items routed by one model version, vectorised per feature."""
+    # Imported here, in the fold (a monitoring task): web processes import this module through
+    # the signal receivers and never fold.
+    import pandas as pd
+
     use_case = ctx.use_case(use_case_id)
     bins = ctx.bins(version)
     hours = [hour_of(r["received_at"]) for r in rows]
@@ -331,6 +334,8 @@ def features_add(
 def features_group_add(
     acc: Accumulator, *, keys: list[FeatureKey], numeric: bool, column, groups, bins
 ) -> None:
+    import pandas as pd  # see features_add
+
     n = len(keys)
     if numeric:
         values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)

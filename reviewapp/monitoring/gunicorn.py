@@ -4,11 +4,14 @@ Run gunicorn with ``--config python:reviewapp.monitoring.gunicorn``.
 Each worker writes its request-latency samples to files in ``PROMETHEUS_MULTIPROC_DIR``; the
 directory is emptied when the server starts (stale files would resurrect old counts) and a
 dead worker's live gauges are dropped. Each worker starts its heartbeat as soon as it is forked
-(an idle worker is alive too) and removes it when it exits cleanly.
+(an idle worker is alive too) and removes it when it exits cleanly, and with
+``SCORING_WARM_ON_START`` loads the champions on a thread of its own (see the setting).
 """
 
+import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 
@@ -34,6 +37,23 @@ def post_fork(server, worker) -> None:
     from reviewapp.monitoring.heartbeats import process_start
 
     process_start(kind="web", name="gunicorn")
+    from django.conf import settings
+
+    if settings.SCORING_WARM_ON_START:
+        threading.Thread(target=_champions_warm, name="champions-warm", daemon=True).start()
+
+
+def _champions_warm() -> None:
+    from django.db import connection
+
+    from deployments.services.estimators import champions_warm
+
+    try:
+        champions_warm()
+    except Exception:  # a database away at start: the first item loads its champion instead
+        logging.getLogger(__name__).exception("champions not loaded at start")
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def worker_exit(server, worker) -> None:

@@ -5,16 +5,20 @@ hyper-parameters, unfitted), or another registered version's when asked. The dat
 of every human-labelled item, written first, so the model names the exact file (and SHA-256) it
 learnt from. The latest share of those items by decision time is held out; the new model and
 the champion are scored on it, and the new model is registered as a challenger with the figures.
+
+pandas is imported by the functions that read the training data (a retraining task's work), not
+with this module: the web processes import it to start a run.
 """
+
+from __future__ import annotations
 
 import logging
 import math
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -35,6 +39,9 @@ from reviewapp.datasets.export_tables import (
 )
 from reviewapp.datasets.models import Export, TrainingRun
 from reviewapp.datasets.services.exports import export_create, export_storage, export_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +225,8 @@ def _export(run: TrainingRun, progress: _Progress) -> Export:
 
 def training_frame(*, use_case: UseCase, export: Export) -> pd.DataFrame:
     """The export read back from its file, oldest decision first (ties by external id)."""
+    import pandas as pd
+
     with export_storage().open(export.file_name, "rb") as handle:
         frame = pd.read_parquet(handle)
     return frame.sort_values(["decided_at", "external_id"], kind="stable").reset_index(drop=True)
@@ -226,6 +235,8 @@ def training_frame(*, use_case: UseCase, export: Export) -> pd.DataFrame:
 def feature_matrix(*, use_case: UseCase, frame: pd.DataFrame) -> pd.DataFrame:
     """The model's input, typed the way scoring types it (``features_frame``): numbers as
     floats, everything else as objects. PII features were not exported: they are missing."""
+    import pandas as pd
+
     exported = export_feature_columns(use_case=use_case, include_pii=False)
     columns = {}
     for spec in use_case.features:
