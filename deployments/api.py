@@ -56,15 +56,18 @@ from reviewapp.core.api import (
     MANAGERS,
     MODEL_OWNERS,
     FileAnswerNegotiation,
+    NumberField,
     RolesAllowed,
     SlugTextField,
     TextField,
+    TrueFalseField,
+    WholeNumberField,
     body_fields_check,
 )
 from reviewapp.core.errors import InvalidInput, NotFound, raise_for_serializer
 
 
-class FiniteFloatField(serializers.FloatField):
+class FiniteFloatField(NumberField):
     default_error_messages = {"finite": "must be a finite number"}
 
     def to_internal_value(self, data):
@@ -79,12 +82,12 @@ class FiniteFloatField(serializers.FloatField):
 class FeatureSerializer(serializers.Serializer):
     name = TextField()
     type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string", "category"])
-    required = serializers.BooleanField(required=False, default=True)
-    min = serializers.FloatField(required=False)
-    max = serializers.FloatField(required=False)
+    required = TrueFalseField(required=False, default=True)
+    min = NumberField(required=False)
+    max = NumberField(required=False)
     categories = serializers.ListField(child=TextField(), required=False)
-    pii = serializers.BooleanField(required=False, default=False)
-    identifier = serializers.BooleanField(
+    pii = TrueFalseField(required=False, default=False)
+    identifier = TrueFalseField(
         required=False,
         help_text="An identifier (claim number, customer id): never judged for drift.",
     )
@@ -167,7 +170,7 @@ class UseCaseInput(serializers.Serializer):
     item_view = serializers.ChoiceField(
         choices=UseCase.ItemView.choices, required=False, default=UseCase.ItemView.TABLE
     )
-    latency_budget_ms = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    latency_budget_ms = WholeNumberField(required=False, allow_null=True, min_value=1)
 
 
 def _use_cases_with_policy(queryset):
@@ -219,13 +222,13 @@ class UseCaseDetailApi(APIView):
             required=False,
             help_text="Fixed once the use case has received items.",
         )
-        latency_budget_ms = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-        four_eyes = serializers.BooleanField(
+        latency_budget_ms = WholeNumberField(required=False, allow_null=True, min_value=1)
+        four_eyes = TrueFalseField(
             required=False,
             help_text="Raising the level to partial or full, or promoting a champion, then "
             "waits for a second manager's approval.",
         )
-        suggestion_preselected = serializers.BooleanField(
+        suggestion_preselected = TrueFalseField(
             required=False,
             help_text="Assisted tasks open with the model's answer already picked (off: the "
             "reviewer picks, then sees whether it matched).",
@@ -259,7 +262,7 @@ class UseCaseDetailApi(APIView):
         hourly_cost = FiniteFloatField(
             required=False, allow_null=True, min_value=0, help_text="Cost of a reviewer hour."
         )
-        capacity_reviewers = serializers.IntegerField(
+        capacity_reviewers = WholeNumberField(
             required=False,
             allow_null=True,
             min_value=1,
@@ -276,7 +279,7 @@ class UseCaseDetailApi(APIView):
             "oldest), due (earliest due_at first, items without one last), uncertain (least "
             "confident model output first: the most useful labels for retraining).",
         )
-        turnaround_minutes = serializers.IntegerField(
+        turnaround_minutes = WholeNumberField(
             required=False,
             allow_null=True,
             min_value=1,

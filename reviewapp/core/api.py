@@ -96,25 +96,55 @@ def params_not_empty(params, names) -> None:
         raise InvalidInput({name: [EMPTY_REFUSED] for name in empty})
 
 
-class _TextOnly:
-    """DRF's text fields turn a number or a boolean into its text (``"reason": 0`` becomes
-    ``"0"``); the API refuses a value of the wrong type, naming the field, as its schema
-    (``type: string``) says."""
+class _OfJsonType:
+    """DRF's fields convert between JSON types (``"reason": 0`` becomes ``"0"``, ``"0.5"``
+    becomes 0.5, ``"yes"`` becomes True); the API refuses a value of another type than the
+    schema declares, naming the field."""
 
-    default_error_messages = {"not_text": "must be a string"}
+    json_types: tuple[type, ...] = ()
+    default_error_messages = {"wrong_type": "has the wrong type"}
 
     def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("not_text")
+        if not isinstance(data, self.json_types) or (
+            isinstance(data, bool) and bool not in self.json_types
+        ):
+            self.fail("wrong_type")
         return super().to_internal_value(data)
 
 
-class TextField(_TextOnly, serializers.CharField):
+class TextField(_OfJsonType, serializers.CharField):
     """A CharField of an input body that takes text only."""
 
+    json_types = (str,)
+    default_error_messages = {"wrong_type": "must be a string"}
 
-class SlugTextField(_TextOnly, serializers.SlugField):
+
+class SlugTextField(_OfJsonType, serializers.SlugField):
     """A SlugField of an input body that takes text only."""
+
+    json_types = (str,)
+    default_error_messages = {"wrong_type": "must be a string"}
+
+
+class NumberField(_OfJsonType, serializers.FloatField):
+    """A FloatField of an input body that takes JSON numbers only."""
+
+    json_types = (int, float)
+    default_error_messages = {"wrong_type": "must be a number"}
+
+
+class WholeNumberField(_OfJsonType, serializers.IntegerField):
+    """An IntegerField of an input body that takes JSON numbers only."""
+
+    json_types = (int, float)
+    default_error_messages = {"wrong_type": "must be a whole number"}
+
+
+class TrueFalseField(_OfJsonType, serializers.BooleanField):
+    """A BooleanField of an input body that takes true or false only."""
+
+    json_types = (bool,)
+    default_error_messages = {"wrong_type": "must be true or false"}
 
 
 @extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})

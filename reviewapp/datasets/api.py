@@ -20,6 +20,7 @@ from reviewapp.core.api import (
     ANALYSTS,
     FileAnswerNegotiation,
     MomentField,
+    NumberField,
     RolesAllowed,
     TextField,
     body_fields_check,
@@ -74,25 +75,28 @@ FILTER_PARAMETERS_NOT_EMPTY = [
 
 
 class ExportFilters(serializers.Serializer):
-    """The row filters an export takes, each optional (null or left out: no filter); checked
-    by ``filters_clean``, which names every bad one, and declared here with their types."""
+    """The row filters an export takes, each optional (null, empty or left out: no filter).
+    A body's filters are checked against these types first, then by ``filters_clean``, which
+    names every value the use case does not have."""
 
-    model_version = TextField(required=False, allow_null=True, max_length=200)
-    kind = serializers.ChoiceField(choices=DISAGREEMENT_KINDS, required=False, allow_null=True)
-    since = MomentField(required=False, allow_null=True, help_text="Decided on or after.")
-    until = MomentField(required=False, allow_null=True, help_text="Decided before.")
-    model_label = TextField(required=False, allow_null=True, max_length=200)
-    human_label = TextField(required=False, allow_null=True, max_length=200)
-    confidence_min = serializers.FloatField(
-        required=False, allow_null=True, min_value=0, max_value=1
+    model_version = TextField(required=False, allow_null=True, allow_blank=True, max_length=200)
+    kind = serializers.ChoiceField(
+        choices=DISAGREEMENT_KINDS, required=False, allow_null=True, allow_blank=True
     )
-    confidence_max = serializers.FloatField(
-        required=False, allow_null=True, min_value=0, max_value=1
+    since = MomentField(
+        required=False, allow_null=True, allow_blank=True, help_text="Decided on or after."
     )
-    model_value_min = serializers.FloatField(required=False, allow_null=True)
-    model_value_max = serializers.FloatField(required=False, allow_null=True)
-    human_value_min = serializers.FloatField(required=False, allow_null=True)
-    human_value_max = serializers.FloatField(required=False, allow_null=True)
+    until = MomentField(
+        required=False, allow_null=True, allow_blank=True, help_text="Decided before."
+    )
+    model_label = TextField(required=False, allow_null=True, allow_blank=True, max_length=200)
+    human_label = TextField(required=False, allow_null=True, allow_blank=True, max_length=200)
+    confidence_min = NumberField(required=False, allow_null=True, min_value=0, max_value=1)
+    confidence_max = NumberField(required=False, allow_null=True, min_value=0, max_value=1)
+    model_value_min = NumberField(required=False, allow_null=True)
+    model_value_max = NumberField(required=False, allow_null=True)
+    human_value_min = NumberField(required=False, allow_null=True)
+    human_value_max = NumberField(required=False, allow_null=True)
 
 
 @extend_schema_field(ExportFilters)
@@ -194,6 +198,9 @@ class ExportListApi(APIView):
         unknown = sorted(set(data["filters"]) - set(FILTER_NAMES))
         if unknown:
             raise InvalidInput({"filters": {name: ["unknown filter"] for name in unknown}})
+        typed = ExportFilters(data=data["filters"])
+        if not typed.is_valid():
+            raise InvalidInput({"filters": typed.errors})
         try:
             filters = filters_clean(use_case=use_case, raw=data["filters"])
         except InvalidInput as exc:
@@ -361,7 +368,7 @@ class TrainingRunListApi(APIView):
             allow_blank=True,
             help_text="The version whose pipeline is fitted afresh; the champion by default.",
         )
-        holdout_fraction = serializers.FloatField(
+        holdout_fraction = NumberField(
             required=False,
             default=HOLDOUT_DEFAULT,
             help_text="The latest share of labelled items, by decision time, held out to "

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reviewapp.core.api import MANAGERS, RolesAllowed, body_fields_check
+from reviewapp.core.errors import InvalidInput
 from reviewapp.webhooks.models import EVENT_TYPES
 from reviewapp.webhooks.selectors import (
     deliveries_recent,
@@ -101,6 +102,9 @@ class WebhookListApi(_ManagersOnly):
     )
     def post(self, request):
         data = body_fields_check(request.data, FIELDS)
+        if not isinstance(data.get("active", True), bool):
+            # Checked before the endpoint is made: only ``active: false`` changes it after.
+            raise InvalidInput({"active": ["true or false"]})
         endpoint = endpoint_create(
             user=request.user,
             url=data.get("url"),

@@ -114,18 +114,27 @@ def path_values(api, manager_and_use_case):
     }
 
 
-def _string_body_fields(document):
-    """(method, path, field) for every top-level text or choice field of a JSON body."""
+# Values of another JSON type than the one the schema declares, by declared type.
+WRONG_TYPES = {
+    "string": [5, 2.5, True],
+    "number": ["0.5", True],
+    "integer": ["5", True],
+    "boolean": ["true", 1],
+}
+
+
+def _typed_body_fields(document):
+    """(method, path, field, declared type) for every top-level text, choice, number, whole
+    number or true/false field of a JSON body."""
     for path, method, operation in _operations(document):
         content = operation.get("requestBody", {}).get("content", {})
         if "application/json" not in content:
             continue
         body = _resolved(document, content["application/json"]["schema"])
         for name, field in body.get("properties", {}).items():
-            if _resolved(document, field).get("type") == "string" or "enum" in _resolved(
-                document, field
-            ):
-                yield method, path, name
+            declared = _resolved(document, field).get("type")
+            if declared in WRONG_TYPES:
+                yield method, path, name, declared
 
 
 # What else a body needs so that the field tried is the only thing wrong with it.
@@ -136,29 +145,46 @@ VALID_REST = {
 }
 
 
-@pytest.mark.parametrize("wrong", [5, 2.5, True])
-def test_text_fields_of_json_bodies_refuse_other_types_naming_the_field(
-    api, document, manager_and_use_case, path_values, wrong
+def test_json_body_fields_refuse_values_of_another_type_naming_the_field(
+    api, document, manager_and_use_case, path_values
 ):
     manager, _ = manager_and_use_case
     checked = set()
-    for method, path, name in _string_body_fields(document):
+    for method, path, name, declared in _typed_body_fields(document):
         url = path.format(**path_values)
-        body = {**VALID_REST.get((method, path), {}), name: wrong}
-        response = getattr(api(manager), method)(url, body, format="json")
-        assert response.status_code == 400, (method, path, name, response.content[:300])
-        body = response.json()
-        assert name in body and isinstance(body["code"], str), (method, path, name, body)
+        for wrong in WRONG_TYPES[declared]:
+            body = {**VALID_REST.get((method, path), {}), name: wrong}
+            response = getattr(api(manager), method)(url, body, format="json")
+            assert response.status_code == 400, (method, path, name, wrong, response.content)
+            body = response.json()
+            assert name in body and isinstance(body["code"], str), (method, path, name, body)
         checked.add((method, path.rsplit("/", 2)[-2], name))
     assert {
         ("put", "policy", "reason"),
         ("patch", "policy", "reason"),
+        ("put", "policy", "confidence_threshold"),
         ("post", "promote", "reason"),
         ("post", "use-cases", "slug"),
+        ("patch", "{slug}", "four_eyes"),
+        ("patch", "{slug}", "capacity_reviewers"),
         ("post", "tokens", "name"),
         ("post", "decision", "comment"),
+        ("post", "decision", "time_spent_ms"),
         ("post", "items", "external_id"),
+        ("post", "items", "priority"),
+        ("post", "retrainings", "holdout_fraction"),
     } <= checked
+
+
+def test_export_filters_refuse_values_of_another_type(api, manager_and_use_case):
+    manager, use_case = manager_and_use_case
+    url = f"/api/v1/use-cases/{use_case.slug}/exports/"
+    for name, wrong in (("confidence_min", "0.5"), ("kind", 5), ("since", 20260101)):
+        response = api(manager).post(url, {"filters": {name: wrong}}, format="json")
+        assert response.status_code == 400, (name, response.content)
+        assert list(response.json()["filters"]) == [name]
+    fine = {"kind": "override", "confidence_min": 0.5, "since": "", "model_label": None}
+    assert api(manager).post(url, {"filters": fine}, format="json").status_code == 202
 
 
 def test_a_reason_that_is_a_number_changes_no_policy(api, manager_and_use_case):
@@ -335,7 +361,7 @@ def test_headers_really_sent_are_declared(document):
 
 
 def test_export_filters_and_guardrails_declare_their_keys(document):
-    from deployments.policy.guardrails import TOP_LEVEL_KEYS
+    from deployments.policy.guardrails import KINDS, TOP_LEVEL_KEYS
     from reviewapp.datasets.filters import FILTER_NAMES
 
     schemas = document["components"]["schemas"]
@@ -357,6 +383,9 @@ def test_export_filters_and_guardrails_declare_their_keys(document):
         )
         assert set(guardrails["properties"]) == TOP_LEVEL_KEYS
         assert guardrails["additionalProperties"] is False
-        override = _resolved(document, guardrails["properties"]["override_rate"])
-        assert override["required"] == ["max"] and override["additionalProperties"] is False
+        for kind in KINDS:
+            limit = _resolved(document, guardrails["properties"][kind.name])
+            assert limit["required"] == ["max"] and limit["additionalProperties"] is False
+            assert limit["properties"]["max"]["maximum"] == kind.max_limit
+            assert ("alpha" in limit["properties"]) is kind.is_rate
     assert any(name.startswith("Guardrail") for name in schemas)
