@@ -7,6 +7,8 @@ one statement whose parameters are one array per column (``unnest``); on SQLite,
 default, they fall back to Django's bulk_create and an ``UPDATE ... FROM (VALUES ...)``.
 """
 
+import functools
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,14 +40,30 @@ def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
     On PostgreSQL the arrays go as binary parameters bound on the server: Django's default
     client-side binding would render every value into the SQL text. The raw cursor's errors
     are wrapped as Django's (a terminated connection is an ``OperationalError``, answered 503,
-    and marks the connection for replacement), like every other query's.
+    and marks the connection for replacement), like every other query's, and the statement
+    is seen like every other: by ``connection.execute_wrapper`` hooks, and in
+    ``connection.queries`` when queries are logged (DEBUG, ``CaptureQueriesContext``, query
+    budgets).
     """
     if connection.vendor == "postgresql":
         import psycopg
 
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, binary=True)
+
+            def run(sql, params, many, context):
+                cursor.execute(sql, params, binary=True)
+
+            execute = run
+            for wrapper in reversed(connection.execute_wrappers):
+                execute = functools.partial(wrapper, execute)
+            started = time.monotonic()
+            try:
+                execute(sql, params, False, {"connection": connection, "cursor": cursor})
+            finally:
+                if connection.queries_logged:
+                    duration = time.monotonic() - started
+                    connection.queries_log.append({"sql": sql, "time": f"{duration:.3f}"})
             rows = cursor.fetchall() if cursor.description else []
             return rows, cursor.rowcount
     with connection.cursor() as cursor:
