@@ -38,8 +38,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers: int = 2, threads: int = 4):
-    """A real gunicorn serving the app; yields its base URL."""
+def gunicorn(*, workers: int = 2, threads: int = 4, config: str | None = None, env=None):
+    """A real gunicorn serving the app; yields its base URL. ``config``: gunicorn's
+    ``--config`` (``python:reviewapp.monitoring.gunicorn``: the hooks docker-compose.yml runs);
+    ``env``: variables over ``server_env()``."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -57,9 +59,10 @@ def gunicorn(*, workers: int = 2, threads: int = 4):
             str(threads),
             "--log-level",
             "warning",
+            *(["--config", config] if config else []),
         ],
         cwd=ROOT,
-        env=server_env(),
+        env={**server_env(), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
