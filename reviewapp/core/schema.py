@@ -123,11 +123,22 @@ _RETRY_AFTER = {
 }
 
 
+# DRF answers 401 (rather than 403) only when it can name the scheme to authenticate with.
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "schema": {"type": "string"},
+        "required": True,
+        "description": "The scheme to authenticate with (`Bearer`).",
+    }
+}
+
+
 def errors_share_one_shape(result, generator, request, public):
     """Every 4xx and 5xx response of every operation, new ones included, refers to the one
     ``Error`` component. A database outage (503) can happen on any operation; an unsupported
     body type (415) on any that takes a body, a body over ``API_MAX_BODY_BYTES`` (413) on any
-    that takes JSON. A 429 and a 503 say when to retry (``Retry-After``)."""
+    that takes JSON. A 429 and a 503 say when to retry (``Retry-After``), a 401 how to
+    authenticate (``WWW-Authenticate``)."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_COMPONENT
     for path in result.get("paths", {}).values():
         for operation in path.values():
@@ -150,6 +161,8 @@ def errors_share_one_shape(result, generator, request, public):
                     response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
                 if code in ("429", "503"):
                     response.setdefault("headers", {}).update(_RETRY_AFTER)
+                if code == "401":
+                    response.setdefault("headers", {}).update(_WWW_AUTHENTICATE)
     return result
 
 

@@ -242,6 +242,8 @@ def test_every_kind_of_client_error_names_its_code(api, client, manager_and_use_
     for response, status, code in cases:
         assert response.status_code == status, (status, response.content[:300])
         _assert_error_shape(response, code)
+        if status == 401:
+            assert response["WWW-Authenticate"] == "Bearer"
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 2  # a request Django itself refuses
     fields = {f"field{n}": "x" for n in range(5)}
     too_many = api(manager).post(f"{base}/models/", fields)
@@ -358,6 +360,8 @@ def test_headers_really_sent_are_declared(document):
         for code in ("429", "503"):
             if code in operation["responses"]:
                 assert "Retry-After" in operation["responses"][code]["headers"], (path, code)
+        if "401" in operation["responses"]:
+            assert "WWW-Authenticate" in operation["responses"]["401"]["headers"], path
 
 
 def test_export_filters_and_guardrails_declare_their_keys(document):
