@@ -97,7 +97,7 @@ ERROR_COMPONENT = {
         "code": {
             "type": "string",
             "description": "Machine-readable: `invalid` (a field or parameter named in the "
-            "body), `parse_error`, `not_authenticated`, `authentication_failed`, "
+            "body), `parse_error`, `bad_request`, `not_authenticated`, `authentication_failed`, "
             "`permission_denied`, `not_found`, `method_not_allowed`, `not_acceptable`, "
             "`conflict` (or a narrower one such as `decided`, `lease_lost`), `too_large`, "
             "`unsupported_media_type`, `throttled`, `database_unavailable`...",
