@@ -59,7 +59,9 @@ def software_panel(*, now: datetime) -> dict:
     charts, broker queues and requests by view over the last 24 hours. The processes serve
     every use case, so this part is the same on each use case's tab."""
     health = health_read(now=now)
-    charts = system_charts(now=now, range_key=SOFTWARE_RANGE)
+    # Only the charts with something to draw: with no process reporting (heartbeats off) the
+    # tab keeps to the use case's own charts.
+    charts = [c for c in system_charts(now=now, range_key=SOFTWARE_RANGE) if c.figure is not None]
     for chart in charts:
         chart.key = f"process-{chart.key}"
         chart.title += " (whole app, last 24 h)"
