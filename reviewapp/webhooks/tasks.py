@@ -39,8 +39,12 @@ def fanout() -> int:
         cache.delete(FANOUT_QUEUED_KEY)  # a commit from now on queues a fresh fan-out
     except Exception:
         logger.warning("cache unavailable; the sweep covers what this fan-out misses")
+    # Asked before the read as well as after: an event hidden when the read ran may be readable
+    # by the time it ended, and asking only after would then find nothing hidden and leave it
+    # to the next sweep.
+    hidden = not fanout.app.conf.task_always_eager and events_behind_horizon()
     sent = _fanout_all()
-    if not fanout.app.conf.task_always_eager and events_behind_horizon():
+    if not fanout.app.conf.task_always_eager and (hidden or events_behind_horizon()):
         # Events that older transactions still hide: look again shortly, not at the next sweep.
         fanout.apply_async(countdown=FANOUT_RECHECK_SECONDS)
     return sent
