@@ -433,10 +433,11 @@ MODEL_LATENCY_PROBE_CALLS = int(os.environ.get("MODEL_LATENCY_PROBE_CALLS", "300
 MODEL_LATENCY_PROBE_MAX_SECONDS = float(os.environ.get("MODEL_LATENCY_PROBE_MAX_SECONDS", "5"))
 REALTIME_SCORING_THREADS = int(os.environ.get("REALTIME_SCORING_THREADS", "4"))
 # scikit-learn, SciPy, pandas and skops are imported on first use. A gunicorn worker (started
-# with --config python:reviewapp.monitoring.gunicorn) loads every champion with an artifact on a
-# thread right after it forks, so no realtime item pays the ~2 s of imports and the model load
-# inside its latency budget; the worker then holds them (about 200 MB more resident). Off: a
-# web process stays small until it first scores, and that first item may miss its budget.
+# with --config python:reviewapp.monitoring.gunicorn) loads every champion with an artifact
+# after it forks and before its first request, so no realtime item pays the ~2 s of imports
+# and the model load inside its latency budget; the worker then holds them (about 200 MB more
+# resident). Off: a web process stays small until it first scores, and that first item may
+# miss its budget.
 SCORING_WARM_ON_START = env_bool("SCORING_WARM_ON_START", True)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

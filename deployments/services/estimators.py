@@ -3,6 +3,7 @@ per-process cache, and the thread pool realtime scoring runs on."""
 
 import logging
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -67,10 +68,11 @@ def estimator_for(model_version: ModelVersion):
     return estimator
 
 
-def champions_warm() -> int:
+def champions_warm(*, progress: Callable[[], object] | None = None) -> int:
     """Load every champion with an artifact into this process's cache (and with it the
     scoring libraries, imported on first use); return how many loaded. A champion that no
-    longer loads is logged and left for its first item to report."""
+    longer loads is logged and left for its first item to report. ``progress`` is called after
+    each champion (a gunicorn worker tells its master it is alive)."""
     champions = ModelVersion.objects.filter(
         role=ModelVersion.Role.CHAMPION, artifact__isnull=False
     ).only("pk", "version", "artifact_sha256")
@@ -84,6 +86,8 @@ def champions_warm() -> int:
             logger.warning("champion %s not loaded at start: %s", champion.version, exc)
         else:
             loaded += 1
+        if progress is not None:
+            progress()
     scoring_libraries_import()  # pandas too, which a load does not import
     return loaded
 

@@ -5,13 +5,12 @@ Each worker writes its request-latency samples to files in ``PROMETHEUS_MULTIPRO
 directory is emptied when the server starts (stale files would resurrect old counts) and a
 dead worker's live gauges are dropped. Each worker starts its heartbeat as soon as it is forked
 (an idle worker is alive too) and removes it when it exits cleanly, and with
-``SCORING_WARM_ON_START`` loads the champions on a thread of its own (see the setting).
+``SCORING_WARM_ON_START`` loads the champions before it serves (see the setting).
 """
 
 import logging
 import os
 import shutil
-import threading
 from pathlib import Path
 
 
@@ -40,20 +39,29 @@ def post_fork(server, worker) -> None:
     from django.conf import settings
 
     if settings.SCORING_WARM_ON_START:
-        threading.Thread(target=_champions_warm, name="champions-warm", daemon=True).start()
+        champions_warm_before_serving(worker)
 
 
-def _champions_warm() -> None:
+def champions_warm_before_serving(worker) -> None:
+    """Import every view and load the champions before the worker takes its first request.
+
+    Not on a thread beside the first requests: two threads importing the same libraries at once
+    can meet Python's import lock the other way round, and the request got a ``_DeadlockError``
+    (a 500). Each champion loaded tells the master the worker is alive, so a slow start is not
+    taken for a hung worker and killed.
+    """
     from django.db import connection
+    from django.urls import get_resolver
 
     from deployments.services.estimators import champions_warm
 
     try:
-        champions_warm()
+        get_resolver().url_patterns  # noqa: B018 - imports every view, as a first request would
+        champions_warm(progress=worker.notify)
     except Exception:  # a database away at start: the first item loads its champion instead
         logging.getLogger(__name__).exception("champions not loaded at start")
     finally:
-        connection.close()  # this thread's own connection
+        connection.close()  # requests open their own
 
 
 def worker_exit(server, worker) -> None:

@@ -18,3 +18,27 @@ def test_champions_warm_loads_every_champion_with_an_artifact_once():
     assert champions_warm() == 2
     assert all(estimator_cached(champion) is not None for champion in champions)
     assert champions_warm() == 0  # already in this process's cache
+
+
+def test_a_gunicorn_worker_loads_its_champions_and_views_before_serving(monkeypatch):
+    """Before its first request, not on a thread beside it (two threads importing the same
+    libraries at once made a request fail), telling the master it is alive after each
+    champion."""
+    from reviewapp.monitoring import gunicorn
+
+    for n in range(3):
+        register_model(make_use_case(), constant_classifier_bytes("office"), version=f"v{n}")
+    model_cache.clear()
+    monkeypatch.setattr("django.db.connection.close", lambda: None)  # the test's transaction
+
+    class Worker:
+        notified = 0
+
+        def notify(self):
+            self.notified += 1
+
+    worker = Worker()
+    gunicorn.champions_warm_before_serving(worker)
+    assert worker.notified == 3
+    champions = ModelVersion.objects.filter(role=ModelVersion.Role.CHAMPION)
+    assert all(estimator_cached(champion) is not None for champion in champions)
