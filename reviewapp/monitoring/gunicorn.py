@@ -57,11 +57,12 @@ def champions_warm_before_serving(worker) -> None:
 
     try:
         get_resolver().url_patterns  # noqa: B018 - imports every view, as a first request would
-        champions_warm(progress=worker.notify)
+        champions_warm(progress=getattr(worker, "notify", None))
     except Exception:  # a database away at start: the first item loads its champion instead
         logging.getLogger(__name__).exception("champions not loaded at start")
     finally:
-        connection.close()  # requests open their own
+        if not connection.in_atomic_block:  # never under a caller's transaction (a test's)
+            connection.close()  # requests open their own
 
 
 def worker_exit(server, worker) -> None:
