@@ -24,6 +24,12 @@ from deployments.model_version_presenters import (
     model_version_latency_public,
 )
 from deployments.models import AutomationPolicy, ChangeRequest, ModelVersion, UseCase
+from deployments.output_schema import (
+    GuardrailsOutputField,
+    LabelsField,
+    RequestedChangesField,
+    TrainingMetricsField,
+)
 from deployments.policy import Level
 from deployments.selectors import (
     change_requests_list,
@@ -64,7 +70,7 @@ from reviewapp.core.api import (
     WholeNumberField,
     body_fields_check,
 )
-from reviewapp.core.errors import InvalidInput, NotFound, raise_for_serializer
+from reviewapp.core.errors import NotFound, raise_for_serializer
 
 
 class FiniteFloatField(NumberField):
@@ -114,6 +120,7 @@ class ErrorCostSerializer(serializers.Serializer):
 
 class UseCaseOutput(serializers.ModelSerializer):
     level = serializers.SerializerMethodField()
+    labels = LabelsField()
     features = FeatureSerializer(many=True)
     error_costs = ErrorCostSerializer(many=True)
 
@@ -157,7 +164,7 @@ class UseCaseInput(serializers.Serializer):
     name = TextField(max_length=200)
     description = TextField(required=False, allow_blank=True, default="")
     task_type = serializers.ChoiceField(choices=UseCase.TaskType.choices)
-    labels = serializers.JSONField(required=False)
+    labels = LabelsField(required=False)
     tolerance = FiniteFloatField(required=False, allow_null=True, min_value=0)
     value_min = FiniteFloatField(required=False, allow_null=True)
     value_max = FiniteFloatField(required=False, allow_null=True)
@@ -211,11 +218,11 @@ class UseCaseDetailApi(APIView):
     class PatchInput(serializers.Serializer):
         name = TextField(max_length=200, required=False)
         description = TextField(required=False, allow_blank=True)
-        labels = serializers.JSONField(required=False)
+        labels = LabelsField(required=False)
         tolerance = FiniteFloatField(required=False, allow_null=True, min_value=0)
         value_min = FiniteFloatField(required=False, allow_null=True)
         value_max = FiniteFloatField(required=False, allow_null=True)
-        features = serializers.JSONField(required=False)
+        features = FeatureSchemaField(required=False)
         item_view = serializers.ChoiceField(choices=UseCase.ItemView.choices, required=False)
         prediction_source = serializers.ChoiceField(
             choices=UseCase.PredictionSource.choices,
@@ -303,6 +310,7 @@ class UseCaseDetailApi(APIView):
 
 
 class PolicyOutput(serializers.ModelSerializer):
+    guardrails = GuardrailsOutputField()
     changed_by = serializers.SerializerMethodField()
     restored_from = serializers.SerializerMethodField()
 
@@ -348,6 +356,7 @@ def reason_read(request, input_class: type[serializers.Serializer] = ReasonInput
 
 
 class ChangeRequestOutput(serializers.ModelSerializer):
+    changes = RequestedChangesField()
     requested_by = serializers.SerializerMethodField()
     state = serializers.SerializerMethodField()
     decided_by = serializers.SerializerMethodField()
@@ -474,6 +483,20 @@ class PolicyInput(serializers.Serializer):
     reason = TextField(max_length=2000)
 
 
+class PatchedPolicyInput(PolicyInput):
+    """A PATCH names only the fields that change; its reason is still required (validated
+    whole, not as DRF's partial PATCH)."""
+
+    patch_whole = True
+
+    level = serializers.ChoiceField(choices=[level.value for level in Level], required=False)
+    confidence_threshold = FiniteFloatField(min_value=0, max_value=1, required=False)
+    traffic_percent = FiniteFloatField(min_value=0, max_value=100, required=False)
+    audit_rate = FiniteFloatField(min_value=0, max_value=1, required=False)
+    double_review_rate = FiniteFloatField(min_value=0, max_value=1, required=False)
+    reason = TextField(max_length=2000, help_text="Why; kept in the history")
+
+
 class PolicyApi(APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"GET": EVERYONE, "PUT": MANAGERS, "PATCH": MANAGERS}
@@ -483,10 +506,10 @@ class PolicyApi(APIView):
         use_case = use_case_get_for(user=request.user, slug=slug)
         return Response(PolicyOutput(policy_current(use_case=use_case)).data)
 
-    def _change(self, request, slug, *, partial: bool):
+    def _change(self, request, slug, *, input_class: type[PolicyInput]):
         use_case = use_case_get_for(user=request.user, slug=slug)
-        body_fields_check(request.data, set(PolicyInput().fields))
-        serializer = PolicyInput(data=request.data, partial=partial)
+        body_fields_check(request.data, set(input_class().fields))
+        serializer = input_class(data=request.data)
         raise_for_serializer(serializer)
         changes = {k: v for k, v in serializer.validated_data.items() if k in POLICY_FIELDS}
         result = policy_change_or_request(
@@ -505,17 +528,15 @@ class PolicyApi(APIView):
         summary="Replace the policy (202: held for a second manager under four-eyes)",
     )
     def put(self, request, slug):
-        return self._change(request, slug, partial=False)
+        return self._change(request, slug, input_class=PolicyInput)
 
     @extend_schema(
-        request=PolicyInput,
+        request=PatchedPolicyInput,
         responses={200: PolicyOutput, 202: HeldOutput},
         summary="Change the policy (202: held for a second manager under four-eyes)",
     )
     def patch(self, request, slug):
-        if not isinstance(request.data, dict) or not request.data.get("reason"):
-            raise InvalidInput({"reason": ["a reason is required for every policy change"]})
-        return self._change(request, slug, partial=True)
+        return self._change(request, slug, input_class=PatchedPolicyInput)
 
 
 class PolicyHistoryApi(APIView):
@@ -597,6 +618,7 @@ class ModelVersionOutput(serializers.ModelSerializer):
     """Give ``budget_ms`` (the use case's latency budget) in the serializer's context."""
 
     created_by = serializers.StringRelatedField(allow_null=True)
+    metrics = TrainingMetricsField()
     environment = serializers.SerializerMethodField()
     latency = serializers.SerializerMethodField()
 

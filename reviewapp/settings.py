@@ -471,10 +471,19 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {
         "ExportStateEnum": "reviewapp.datasets.models.Export.State",
         "TrainingRunStateEnum": "reviewapp.datasets.models.TrainingRun.State",
+        "PiiEnum": "reviewapp.datasets.models.Export.Pii",
         # Who made a decision, the same two choices in item answers and the outcome feed.
         "DecisionBodySourceEnum": ["model", "human"],
         # An item's status kept the plain name it had before other statuses joined the schema.
         "StatusEnum": ["pending", "in_review", "decided"],
+        # The automation levels a policy takes, in its inputs and the shapes that echo them.
+        "PolicyInputLevelEnum": [
+            ("human_only", "human_only"),
+            ("shadow", "shadow"),
+            ("assisted", "assisted"),
+            ("partial", "partial"),
+            ("full", "full"),
+        ],
     }
 )
 

@@ -239,7 +239,7 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     )
     assert download.status_code == 200
     assert download.parsed.startswith("external_id,")
-    assert hashlib.sha256(download.content).hexdigest() == done.parsed.manifest["file"]["sha256"]
+    assert hashlib.sha256(download.content).hexdigest() == done.parsed.manifest.file.sha256
 
     stream = generated("api.datasets.disagreements_retrieve").sync_detailed(
         "invoices", client=as_manager
@@ -272,6 +272,32 @@ def test_a_generated_client_runs_the_whole_integration(generated, live_server):
     assert changed.status_code == 200, changed.content
     assert isinstance(changed.parsed, models.PolicyOutput)
     assert changed.parsed.confidence_threshold == 0.95
+    guarded = generated("api.policy.policy_partial_update").sync_detailed(
+        "invoices",
+        client=as_manager,
+        body=models.PatchedPolicyInputRequest(
+            guardrails=models.GuardrailsRequest(
+                override_rate=models.RateGuardrailRequest(max_=0.2, window=50)
+            ),
+            reason="watch the overrides",
+        ),
+    )
+    assert guarded.status_code == 200, guarded.content
+    assert guarded.parsed.guardrails.override_rate.max_ == 0.2
+    assert guarded.parsed.guardrails.override_rate.window == 50
+    # A backtest replays the decided items; its result is typed down to the curve.
+    started = generated("api.policy.backtests_create").sync_detailed(
+        "invoices", client=as_manager, body=models.BacktestInputRequest(model_version="v2")
+    )
+    assert started.status_code == 202, started.content
+    backtest = generated("api.policy.backtests_retrieve").sync_detailed(
+        "invoices", str(started.parsed.job), client=as_manager
+    )
+    assert backtest.status_code == 200, backtest.content
+    result = backtest.parsed.result
+    assert result.items == decided and result.model_version == "v2"
+    assert len(result.curve.thresholds) == len(result.curve.automated) == 100
+    assert result.replay.routes_now.auto + result.replay.routes_now.assisted <= decided
 
     # A regression use case's figures differ (errors, not accuracy): typed as well.
     amounts = make_use_case(

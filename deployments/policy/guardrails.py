@@ -206,7 +206,8 @@ def guardrails_parse(raw: object) -> GuardrailConfig:
         errors["fallback_level"] = [
             f"must be one of {', '.join(level.value for level in FALLBACK_LEVELS)}"
         ]
-    webhook = raw.get("webhook_url") or ""
+    webhook = raw.get("webhook_url")
+    webhook = "" if webhook is None else webhook
     if not isinstance(webhook, str) or len(webhook) > MAX_URL_LENGTH:
         errors["webhook_url"] = [f"must be a URL of at most {MAX_URL_LENGTH} characters"]
     elif webhook and not webhook.startswith(("http://", "https://")):

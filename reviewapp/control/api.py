@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from deployments.selectors import backtest_get, backtests_list, use_case_get_for
+from reviewapp.control.backtest_schema import BacktestResultField
 from reviewapp.control.backtests import backtest_start
 from reviewapp.control.readiness import MAX_SLICES, Readiness, Slices, readiness_get, slices_get
 from reviewapp.core.api import (
@@ -143,8 +144,9 @@ class SlicesApi(APIView):
         parameters=[
             OpenApiParameter(
                 "feature",
-                str,
+                {"type": "string", "minLength": 1},
                 required=True,
+                allow_blank=False,
                 description="a categorical input feature (category, string or boolean; not "
                 f"personal data) with at most {MAX_SLICES} values",
             ),
@@ -185,6 +187,7 @@ class BacktestInput(serializers.Serializer):
 
 class BacktestOutput(serializers.ModelSerializer):
     job = serializers.UUIDField(source="id")
+    result = BacktestResultField()
     model_version = serializers.SerializerMethodField()
     since = serializers.SerializerMethodField()
     until = serializers.SerializerMethodField()

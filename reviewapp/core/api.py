@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import make_aware
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
@@ -147,9 +148,33 @@ class TrueFalseField(_OfJsonType, serializers.BooleanField):
     default_error_messages = {"wrong_type": "must be true or false"}
 
 
-@extend_schema_field({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]})
+class TextFieldSchema(OpenApiSerializerFieldExtension):
+    """A text field that may not be blank says so in requests. DRF trims the text and then
+    refuses it empty, so the schema asks for at least one character that is not white space."""
+
+    target_class = TextField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        plain = schema.get("type") == "string" and not {"format", "enum", "anyOf"} & set(schema)
+        if direction == "request" and plain and not self.target.allow_blank:
+            schema.setdefault("minLength", 1)
+            schema.setdefault("pattern", r"\S")
+        return schema
+
+
+MOMENT_SCHEMA = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}
+
+
+@extend_schema_field(MOMENT_SCHEMA)
 class MomentField(TextField):
     """An ISO 8601 date or date-time, parsed by ``datetime_param``."""
+
+
+@extend_schema_field({"type": "string", "anyOf": [*MOMENT_SCHEMA["anyOf"], {"maxLength": 0}]})
+class MomentOrBlankField(MomentField):
+    """A date or date-time, or an empty string that sets nothing (what a form sends)."""
 
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"

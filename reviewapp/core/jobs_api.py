@@ -2,7 +2,7 @@
 
 import uuid
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,8 +25,24 @@ def job_get_for(*, job_id, user) -> Job | None:
     return jobs.select_related("use_case").first()
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "What the job produced, by kind; empty until it is done. export: "
+        "export, rows, sha256, size. retrain: training_run, model_version, export, "
+        "challenger, champion (their held-out metrics). backtest: the backtest's result "
+        "(GET …/backtests/{job}/ declares its keys). batch_ingest: empty; the items say "
+        "how each was scored.",
+    }
+)
+class JobResultField(serializers.JSONField):
+    """A job's result as stored. Each kind has its own keys."""
+
+
 class JobOutput(serializers.ModelSerializer):
     use_case = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    result = JobResultField(read_only=True)
 
     class Meta:
         model = Job

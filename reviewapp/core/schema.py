@@ -52,6 +52,18 @@ class ReviewAppSchema(AutoSchema):
             errors[406] = "The Accept header names no media type this path answers with."
         return errors
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        # DRF validates a PATCH body as partial, and the schema says so; a view that validates
+        # its PATCH body whole (every field optional but a required reason, say) marks its
+        # serializer ``patch_whole`` and is declared as it is.
+        if self.method == "PATCH" and getattr(serializer, "patch_whole", False):
+            self.method = "PUT"
+            try:
+                return super()._get_request_for_media_type(serializer, direction)
+            finally:
+                self.method = "PATCH"
+        return super()._get_request_for_media_type(serializer, direction)
+
     def get_tags(self) -> list[str]:
         tags = super().get_tags()
         if tags == self._tokenize_path()[:1]:

@@ -15,11 +15,12 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from deployments.output_schema import TrainingMetricsField
 from deployments.selectors import can_view_pii, use_case_get_for
 from reviewapp.core.api import (
     ANALYSTS,
     FileAnswerNegotiation,
-    MomentField,
+    MomentOrBlankField,
     NumberField,
     RolesAllowed,
     TextField,
@@ -83,10 +84,10 @@ class ExportFilters(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=DISAGREEMENT_KINDS, required=False, allow_null=True, allow_blank=True
     )
-    since = MomentField(
+    since = MomentOrBlankField(
         required=False, allow_null=True, allow_blank=True, help_text="Decided on or after."
     )
-    until = MomentField(
+    until = MomentOrBlankField(
         required=False, allow_null=True, allow_blank=True, help_text="Decided before."
     )
     model_label = TextField(required=False, allow_null=True, allow_blank=True, max_length=200)
@@ -102,6 +103,72 @@ class ExportFilters(serializers.Serializer):
 @extend_schema_field(ExportFilters)
 class ExportFiltersField(serializers.DictField):
     """Checked by ``filters_clean``; declared with its keys."""
+
+
+class _ManifestUseCase(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    task_type = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+
+
+class _ManifestPii(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=Export.Pii.choices)
+    features = serializers.ListField(child=serializers.CharField())
+    algorithm = serializers.CharField(required=False, help_text="Hashed exports only.")
+    key_id = serializers.CharField(required=False, help_text="Hashed exports only.")
+
+
+class _ManifestSpan(serializers.Serializer):
+    first = serializers.DateTimeField(allow_null=True)
+    last = serializers.DateTimeField(allow_null=True)
+
+
+class _ManifestColumn(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    feature = serializers.CharField(required=False)
+    pii = serializers.CharField(required=False)
+
+
+class _ManifestModelVersion(serializers.Serializer):
+    version = serializers.CharField()
+    rows = serializers.IntegerField()
+    role = serializers.CharField(allow_null=True)
+    source = serializers.CharField(allow_null=True)
+    artifact_sha256 = serializers.CharField(allow_null=True)
+
+
+class _ManifestFile(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class ExportManifest(serializers.Serializer):
+    """What the file holds and where it came from; empty until the export is ready."""
+
+    export = serializers.UUIDField(required=False)
+    use_case = _ManifestUseCase(required=False)
+    scope = serializers.ChoiceField(choices=Export.Scope.choices, required=False)
+    format = serializers.CharField(required=False)
+    filters = ExportFilters(required=False)
+    order = serializers.ListField(child=serializers.CharField(), required=False)
+    pii = _ManifestPii(required=False)
+    row_count = serializers.IntegerField(required=False)
+    rows_without_model = serializers.IntegerField(required=False)
+    decided_at = _ManifestSpan(required=False)
+    schema = _ManifestColumn(many=True, required=False, help_text="The file's columns.")
+    model_versions = _ManifestModelVersion(many=True, required=False)
+    created_by = serializers.CharField(required=False)
+    created_at = serializers.DateTimeField(required=False)
+    finished_at = serializers.DateTimeField(required=False)
+    file = _ManifestFile(required=False)
+
+
+@extend_schema_field(ExportManifest)
+class ExportManifestField(serializers.JSONField):
+    """An export's manifest as stored; declared with its keys."""
 
 
 class ProgressOutput(serializers.Serializer):
@@ -123,6 +190,8 @@ class ExportOutput(serializers.ModelSerializer):
     job = serializers.UUIDField(source="job_id", allow_null=True)
     progress = serializers.SerializerMethodField()
     download = serializers.SerializerMethodField()
+    filters = ExportFiltersField(read_only=True)
+    manifest = ExportManifestField(read_only=True)
 
     class Meta:
         model = Export
@@ -328,6 +397,7 @@ class TrainingRunOutput(serializers.ModelSerializer):
     created_by = serializers.StringRelatedField(allow_null=True)
     job = serializers.UUIDField(source="job_id", allow_null=True)
     progress = serializers.SerializerMethodField()
+    metrics = TrainingMetricsField(read_only=True)
 
     class Meta:
         model = TrainingRun

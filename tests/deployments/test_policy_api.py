@@ -122,3 +122,52 @@ def test_restoring_a_version_through_the_api_needs_a_reason(api):
         format="json",
     )
     assert missing.status_code == 404 and "version" in missing.json()
+
+
+@pytest.mark.parametrize("body", [{"traffic_percent": 25}, {"traffic_percent": 25, "reason": " "}])
+def test_a_patch_without_a_reason_is_refused_naming_it(api, body):
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(actor=manager)
+    url = f"/api/v1/use-cases/{use_case.slug}/policy/"
+
+    response = api(manager).patch(url, body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()) == {"reason", "code"}
+    assert api(manager).get(url).json()["version"] == 1
+
+
+@pytest.mark.parametrize("url", [{}, [], 0, False])
+def test_a_guardrail_webhook_url_of_another_type_is_refused(api, url):
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(actor=manager)
+
+    response = api(manager).patch(
+        f"/api/v1/use-cases/{use_case.slug}/policy/",
+        {"guardrails": {"webhook_url": url}, "reason": "tell us"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "webhook_url" in response.json()["guardrails"]
+
+
+def test_guardrails_stored_with_whole_floats_read_back_as_declared(api):
+    """The policy form, and versions stored before the API checked types, may keep
+    ``"window": 200.0``; the schema declares a whole number, and a typed client reads one."""
+    manager = make_user(Role.MANAGER)
+    use_case = make_use_case(actor=manager)
+    policy_change(
+        use_case=use_case,
+        actor=manager,
+        changes={
+            "guardrails": {"override_rate": {"max": 0.2, "window": 200.0, "min_sample": 50.0}}
+        },
+        reason="watch the overrides",
+    )
+
+    body = api(manager).get(f"/api/v1/use-cases/{use_case.slug}/policy/").json()
+
+    limit = body["guardrails"]["override_rate"]
+    assert (limit["window"], limit["min_sample"], limit["max"]) == (200, 50, 0.2)
+    assert isinstance(limit["window"], int) and isinstance(limit["min_sample"], int)
