@@ -8,7 +8,6 @@ from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
@@ -68,7 +67,9 @@ from reviewapp.core.api import (
     TextField,
     TrueFalseField,
     WholeNumberField,
+    attachment_header,
     body_fields_check,
+    response_header,
 )
 from reviewapp.core.errors import NotFound, raise_for_serializer
 
@@ -772,30 +773,9 @@ class ModelArtifactApi(FileAnswerNegotiation, APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "X-Content-SHA256",
-                str,
-                OpenApiParameter.HEADER,
-                required=True,
-                response=[200],
-                description="The file's SHA-256, in hex.",
-            ),
-            OpenApiParameter(
-                "Repr-Digest",
-                str,
-                OpenApiParameter.HEADER,
-                required=True,
-                response=[200],
-                description="The same digest per RFC 9530: `sha-256=:<base64>:`.",
-            ),
-            OpenApiParameter(
-                "Content-Disposition",
-                str,
-                OpenApiParameter.HEADER,
-                required=True,
-                response=[200],
-                description="attachment; filename=<use case>-<version>.skops",
-            ),
+            response_header("X-Content-SHA256", "The file's SHA-256, in hex."),
+            response_header("Repr-Digest", "The same digest per RFC 9530: `sha-256=:<base64>:`."),
+            attachment_header("<use case>-<version>.skops"),
         ],
         responses={
             (200, "application/octet-stream"): OpenApiResponse(

@@ -114,13 +114,6 @@ def scoring_libraries_import() -> None:
     _skops_io()
 
 
-def __getattr__(name: str):
-    # ``deployments.ml.loading.sio`` still names skops.io for callers and tests that patch it.
-    if name == "sio":
-        return _skops_io()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _refuse_untrusted(data: bytes) -> list[str]:
     sio = _skops_io()
     try:

@@ -24,9 +24,11 @@ from reviewapp.core.api import (
     NumberField,
     RolesAllowed,
     TextField,
+    attachment_header,
     body_fields_check,
     choice_param,
     params_not_empty,
+    response_header,
     window_params,
 )
 from reviewapp.core.errors import InvalidInput, raise_for_serializer
@@ -336,32 +338,14 @@ def _file_responses() -> dict:
     }
 
 
-def _attachment_header(example: str) -> OpenApiParameter:
-    return OpenApiParameter(
-        "Content-Disposition",
-        str,
-        OpenApiParameter.HEADER,
-        required=True,
-        response=[200],
-        description=f"attachment; filename={example}",
-    )
-
-
 class ExportDownloadApi(FileAnswerNegotiation, APIView):
     permission_classes = [RolesAllowed]
     allowed_roles = {"GET": ANALYSTS}
 
     @extend_schema(
         parameters=[
-            OpenApiParameter(
-                "X-Content-SHA256",
-                str,
-                OpenApiParameter.HEADER,
-                required=True,
-                response=[200],
-                description="The file's SHA-256 in hex, as in the manifest.",
-            ),
-            _attachment_header("<the export's file name>"),
+            response_header("X-Content-SHA256", "The file's SHA-256 in hex, as in the manifest."),
+            attachment_header("<the export's file name>"),
         ],
         responses={
             **_file_responses(),
@@ -649,7 +633,7 @@ class DisagreementExportApi(FileAnswerNegotiation, APIView):
             OpenApiParameter("since", OpenApiTypes.DATETIME),
             OpenApiParameter("until", OpenApiTypes.DATETIME),
             OpenApiParameter("kind", str, enum=DISAGREEMENT_KINDS),
-            _attachment_header("<use case>-disagreements.<csv|jsonl|parquet>"),
+            attachment_header("<use case>-disagreements.<csv|jsonl|parquet>"),
         ],
         responses=_file_responses(),
         summary="Stream the disagreements (CSV, JSONL or Parquet)",

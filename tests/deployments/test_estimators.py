@@ -29,7 +29,6 @@ def test_a_gunicorn_worker_loads_its_champions_and_views_before_serving(monkeypa
     for n in range(3):
         register_model(make_use_case(), constant_classifier_bytes("office"), version=f"v{n}")
     model_cache.clear()
-    monkeypatch.setattr("django.db.connection.close", lambda: None)  # the test's transaction
 
     class Worker:
         notified = 0

@@ -204,7 +204,7 @@ def test_a_load_over_the_time_limit_is_refused(api, engineer_and_use_case, setti
         released.wait(timeout=10)
         return real_loads(data, **kwargs)
 
-    monkeypatch.setattr("deployments.ml.loading.sio.loads", slow_loads)
+    monkeypatch.setattr(sio, "loads", slow_loads)
     settings.MODEL_LOAD_TIMEOUT_SECONDS = 0.05
     try:
         response = _upload(api, engineer, use_case, classifier_bytes())
