@@ -87,24 +87,42 @@ class FiniteFloatField(NumberField):
 
 
 class FeatureSerializer(serializers.Serializer):
-    name = TextField()
+    name = TextField(max_length=100)
     type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string", "category"])
     required = TrueFalseField(required=False, default=True)
-    min = NumberField(required=False)
-    max = NumberField(required=False)
-    categories = serializers.ListField(child=TextField(), required=False)
+    min = NumberField(required=False, allow_null=True)
+    max = NumberField(required=False, allow_null=True)
+    categories = serializers.ListField(
+        child=TextField(allow_blank=True), required=False, allow_null=True
+    )
     pii = TrueFalseField(required=False, default=False)
     identifier = TrueFalseField(
         required=False,
         help_text="An identifier (claim number, customer id): never judged for drift.",
     )
-    label = TextField(required=False, max_length=80, help_text="Display name.")
-    description = TextField(
-        required=False, max_length=300, help_text="What the feature means; shown as a tooltip."
+    label = TextField(
+        required=False, allow_null=True, allow_blank=True, max_length=80, help_text="Display name."
     )
-    unit = TextField(required=False, max_length=20, help_text="Shown after numbers.")
+    description = TextField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=300,
+        help_text="What the feature means; shown as a tooltip.",
+    )
+    unit = TextField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=20,
+        help_text="Shown after numbers.",
+    )
     group = TextField(
-        required=False, max_length=60, help_text="Features of one group are shown together."
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=60,
+        help_text="Features of one group are shown together.",
     )
 
 
@@ -122,7 +140,7 @@ class ErrorCostSerializer(serializers.Serializer):
 class UseCaseOutput(serializers.ModelSerializer):
     level = serializers.SerializerMethodField()
     labels = LabelsField()
-    features = FeatureSerializer(many=True)
+    features = FeatureSchemaField(read_only=True)
     error_costs = ErrorCostSerializer(many=True)
 
     class Meta:

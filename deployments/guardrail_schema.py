@@ -75,6 +75,11 @@ def _limit(kind: str) -> serializers.Serializer:
     return shape(required=False, allow_null=True, help_text=f"{KIND_BY_NAME[kind].label}.")
 
 
+@extend_schema_field({"type": "string", "maxLength": MAX_URL_LENGTH, "pattern": "^https?://"})
+class _WebhookUrl(serializers.CharField):
+    """An http(s) URL, or empty; checked by ``guardrails_parse``, declared for the schema."""
+
+
 class Guardrails(serializers.Serializer):
     """Every key is optional; a limit left out (or null) is not watched."""
 
@@ -87,7 +92,7 @@ class Guardrails(serializers.Serializer):
     null_output_rate = _limit("null_output_rate")
     drift_psi = _limit("drift_psi")
     audit_error_rate = _limit("audit_error_rate")
-    webhook_url = serializers.CharField(
+    webhook_url = _WebhookUrl(
         required=False,
         allow_blank=True,
         allow_null=True,

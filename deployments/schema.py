@@ -104,7 +104,7 @@ def feature_schema_clean(features: Any) -> list[dict[str, Any]]:
         if kind == "category":
             entry["categories"] = list(dict.fromkeys(categories))
         for key in FEATURE_DISPLAY_KEYS:
-            if spec.get(key, "").strip():
+            if (spec.get(key) or "").strip():  # null or blank: not shown
                 entry[key] = spec[key].strip()
         cleaned.append(entry)
     if errors:

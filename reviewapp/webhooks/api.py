@@ -1,13 +1,18 @@
 """REST API: webhook endpoints (manager or admin), their deliveries, retries and test events."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from reviewapp.core.api import MANAGERS, RolesAllowed, body_fields_check
 from reviewapp.core.errors import InvalidInput
-from reviewapp.webhooks.models import EVENT_TYPES
+from reviewapp.webhooks.models import EVENT_TYPES, URL_MAX_LENGTH
 from reviewapp.webhooks.selectors import (
     deliveries_recent,
     delivery_public,
@@ -28,8 +33,15 @@ from reviewapp.webhooks.tasks import deliver
 FIELDS = {"url", "events", "use_cases", "active"}
 
 
+@extend_schema_field(
+    {"type": "string", "maxLength": URL_MAX_LENGTH, "pattern": "^[hH][tT][tT][pP][sS]?://"}
+)
+class _EndpointUrl(serializers.CharField):
+    """Checked by the safe-target rules (a public http or https address); declared."""
+
+
 class EndpointInput(serializers.Serializer):
-    url = serializers.CharField(help_text="http or https, at most 2,000 characters.")
+    url = _EndpointUrl(help_text="http or https, at most 2,000 characters.")
     events = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPES))
     use_cases = serializers.ListField(
         child=serializers.CharField(),
@@ -41,7 +53,7 @@ class EndpointInput(serializers.Serializer):
 
 
 class EndpointPatch(EndpointInput):
-    url = serializers.CharField(required=False)
+    url = _EndpointUrl(required=False)
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=EVENT_TYPES), required=False
     )

@@ -62,3 +62,16 @@ def test_schema_declares_the_display_keys(api):
     block = text[text.index("    Feature:\n") :][:2000]
     for key in ("label", "description", "unit", "group"):
         assert f"        {key}:" in block
+
+
+@pytest.mark.parametrize("empty", [None, "", "  "])
+def test_a_null_or_blank_display_key_is_no_display_key(api, empty):
+    manager = make_user(Role.MANAGER)
+    keys = {"label": empty, "description": empty, "unit": empty, "group": empty}
+
+    response = _create(api, manager, [{"name": "bmi", "type": "number", **keys, "min": None}])
+
+    assert response.status_code == 201, response.content
+    assert response.json()["features"] == [
+        {"name": "bmi", "type": "number", "required": True, "pii": False}
+    ]
