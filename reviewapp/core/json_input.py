@@ -15,6 +15,7 @@ import codecs
 import json
 import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -31,7 +32,14 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # A body without these tokens holds no unstorable text and no integer a double cannot hold,
 # so the walk over the parsed value is skipped (the common case, and the cheap one for 10,000
 # item batches). A match may be a false alarm (inside a string); the walk then decides.
+# The pattern says what ``_suspect`` looks for; run as is, it reads a 10 MB batch body position
+# by position (some 160 ms), so ``_suspect`` asks the same in two cheaper steps (30 ms):
+# escapes only in a body that has one at all, and 16 digits in a row as a plain substring of
+# the bytes with every digit turned into a 0.
 _SUSPECT_TOKENS = re.compile(r"\\u0000|\\u[dD][89a-fA-F]|[0-9]{16}")
+_SUSPECT_ESCAPES = re.compile(r"\\u0000|\\u[dD][89a-fA-F]")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_SIXTEEN_DIGITS = b"0" * 16
 _LARGEST_DOUBLE = sys.float_info.max
 _EXACT_INTEGERS = 2**53  # every integer up to it is a double exactly
 
@@ -46,6 +54,11 @@ def text_problem(value: str) -> str | None:
     return "must not contain unpaired surrogates (\\ud800-\\udfff)"
 
 
+def texts_storable(texts: Iterable[str]) -> bool:
+    """Whether every text can be stored (``text_problem`` is None for each), in one scan."""
+    return _UNSTORABLE.search("".join(texts)) is None
+
+
 def number_problem(value: int | float) -> str | None:
     """Why this number cannot be read as a double, or None when it can. Floats always can (NaN
     and infinity are each field's to refuse or to count as a model's null output); an integer
@@ -58,6 +71,14 @@ def number_problem(value: int | float) -> str | None:
     if int(float(value)) != value:
         return "must be a number a double holds exactly (this integer would be rounded)"
     return None
+
+
+def _suspect(text: str) -> bool:
+    """Whether ``_SUSPECT_TOKENS`` occurs in ``text``. UTF-8 writes no ASCII byte inside a
+    character of several bytes, so 16 ASCII digits in a row are as many digit bytes."""
+    if "\\u" in text and _SUSPECT_ESCAPES.search(text):
+        return True
+    return _SIXTEEN_DIGITS in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZERO)
 
 
 def body_problems(value: Any) -> Any:
@@ -102,7 +123,7 @@ def _nests_too_deep(data: bytes, limit: int) -> bool:
         return False  # too few brackets to nest past the limit
     # Strings first, so the brackets left are the structure's; then each round removes the
     # innermost pairs: what is left after ``limit`` rounds nests deeper.
-    structure = _STRINGS.sub(b"", data).translate(None, delete=_NOT_BRACKETS)
+    structure = _brackets_outside_strings(data)
     for _ in range(limit):
         if not structure:
             return False
@@ -115,8 +136,25 @@ def _nests_too_deep(data: bytes, limit: int) -> bool:
     return structure.count(b"[") + structure.count(b"{") > limit
 
 
+def _brackets_outside_strings(data: bytes) -> bytes:
+    """The body's brackets but those inside strings.
+
+    Without a backslash every quote opens or closes a string, so once all but the quotes and
+    brackets are gone, two quotes side by side are an empty string or the end of one string and
+    the start of the next: dropping them changes nothing, and what is left (the strings that
+    hold brackets) alternates outside, inside, outside. That takes some 20 ms on a 10 MB
+    batch, against 190 ms for the pattern, which still reads bodies with escapes or a string
+    left open.
+    """
+    kept = data.translate(None, delete=_NOT_STRUCTURE)
+    if b"\\" in kept or kept.count(b'"') % 2:
+        return _STRINGS.sub(b"", data).translate(None, delete=_NOT_BRACKETS)
+    return b"".join(kept.replace(b'""', b"").split(b'"')[::2])
+
+
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
 
 
 class JSONBodyParser(BaseParser):
@@ -150,7 +188,7 @@ class JSONBodyParser(BaseParser):
             parsed = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {excerpt(exc)}") from None
-        if _SUSPECT_TOKENS.search(text):
+        if _suspect(text):
             problems = body_problems(parsed)
             if problems:
                 raise InvalidInput(
