@@ -5,10 +5,11 @@ problem: ``{"features": {"amount": ["must be >= 0"], "colour": ["unknown feature
 """
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from reviewapp.core.errors import InvalidInput
-from reviewapp.core.json_input import number_problem, text_problem
+from reviewapp.core.json_input import number_problem, text_problem, texts_storable
 
 FEATURE_TYPES = ("number", "integer", "boolean", "string", "category")
 # Display-only keys: how a feature reads to a person. Scoring, exports and the items API
@@ -194,6 +195,79 @@ class FeaturesValidator:
         if errors:
             raise InvalidInput({field: errors})
         return cleaned
+
+    def many(self, batch: Sequence[Any]) -> list[dict[str, Any] | None]:
+        """Each row's cleaned features as ``__call__`` gives them, or None for a row this pass
+        does not vouch for: ``__call__`` then checks it alone and names what is wrong.
+
+        A batch of 10,000 items with 64 features holds 640,000 values; checked one by one in
+        Python that was a third of the time a batch took to accept. Here a row qualifies when
+        it names no feature the schema does not; then each feature's column is checked at once by
+        built-ins running in C (the set of types, finiteness, the smallest and largest value),
+        and only a column that fails is read value by value, to find its rows.
+        """
+        names = [spec[0] for spec in self.specs]
+        rows = [i for i, f in enumerate(batch) if type(f) is dict and f.keys() <= self.names]
+        if not rows:
+            return [None] * len(batch)
+        held = [tuple(map(batch[i].get, names)) for i in rows]  # an absent feature is None
+        vouched = [True] * len(rows)
+        for spec, column in zip(self.specs, zip(*held, strict=True), strict=True):
+            if not _column_clean(spec, column):
+                for position, value in enumerate(column):
+                    if vouched[position] and not _column_clean(spec, (value,)):
+                        vouched[position] = False
+        cleaned: list[dict[str, Any] | None] = [None] * len(batch)
+        for position, index in enumerate(rows):
+            if vouched[position]:
+                # Every name sent: the row is its own cleaned copy (key order aside, which no
+                # reader of features depends on); otherwise the absent ones are added as None.
+                features = batch[index]
+                if len(features) < len(names):
+                    features = dict(zip(names, held[position], strict=True))
+                cleaned[index] = features
+        return cleaned
+
+
+_NUMBER_COLUMN_TYPES = {"number": frozenset({int, float}), "integer": frozenset({int})}
+
+
+def _column_clean(spec: tuple, column: Sequence[Any]) -> bool:
+    """Whether every value of one feature's column passes ``FeaturesValidator.__call__`` as it
+    is (an integer feature's value is an int already). False may be a false alarm: a value the
+    full check would take (2.0 for an integer, a float beyond 2**53); the full check decides."""
+    _, kind, required, low, high, categories, _ = spec
+    types = set(map(type, column))
+    if type(None) in types:
+        if required:
+            return False
+        types.discard(type(None))
+        column = [value for value in column if value is not None]
+    if not column:
+        return True
+    if kind in _NUMBER_COLUMN_TYPES:
+        if not types <= _NUMBER_COLUMN_TYPES[kind]:
+            return False  # bool, text, anything else: the full check names it
+        if float in types:
+            try:
+                if not all(map(math.isfinite, column)):
+                    return False
+            except OverflowError:  # an int beyond a double
+                return False
+        smallest, largest = min(column), max(column)
+        if int in types and not -_EXACT_INTEGERS <= smallest <= largest <= _EXACT_INTEGERS:
+            return False
+        return (low is None or smallest >= low) and (high is None or largest <= high)
+    if kind == "boolean":
+        return types <= {bool}
+    if not types <= {str} or max(map(len, column)) > MAX_STRING_LENGTH:
+        return False
+    if categories is not None and not categories.issuperset(column):
+        return False
+    return texts_storable(column)
+
+
+_EXACT_INTEGERS = 2**53  # as ``number_problem``: every integer up to it is a double exactly
 
 
 def item_features_clean(
