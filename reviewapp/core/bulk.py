@@ -5,6 +5,8 @@ tens of microseconds each; for tens of thousands of rows that dominates. These h
 columns (one list of values per field) instead of model instances. On PostgreSQL each chunk is
 one statement whose parameters are one array per column (``unnest``); on SQLite, the embedded
 default, they fall back to Django's bulk_create and an ``UPDATE ... FROM (VALUES ...)``.
+``rows_append`` writes to outbox tables, which have no natural key and whose writers read
+nothing back.
 """
 
 import functools
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.sql import InsertQuery
 
 Columns = dict[str, list[Any]]
 
@@ -87,10 +90,12 @@ def natural_key(model: type[models.Model]) -> list[models.Field]:
     raise ValueError(f"{model.__name__} has no unconditional unique constraint")
 
 
-def _with_defaults(model: type[models.Model], columns: Columns, count: int) -> Columns:
+def _with_defaults(
+    model: type[models.Model], columns: Columns, count: int, *, leave_out=()
+) -> Columns:
     full = dict(columns)
     for field in model._meta.concrete_fields:
-        if field.primary_key or field.attname in full:
+        if field.primary_key or field.attname in full or field.attname in leave_out:
             continue
         full[field.attname] = [field.get_default()] * count
     return full
@@ -129,6 +134,49 @@ def rows_insert(
         params = [_prepared(f, columns[f.attname][start : start + batch_size]) for f in fields]
         stored.update((tuple(row[1:]), row[0]) for row in _execute(sql, params)[0])
     return [stored.get(key) for key in keys]
+
+
+def rows_append(
+    model: type[models.Model],
+    columns: Columns,
+    *,
+    computed: dict[str, models.Expression] | None = None,
+    batch_size: int = 5000,
+) -> int:
+    """Insert rows given as columns into a table that is only appended to (an outbox) and
+    return how many: nothing is read back, so the table needs no natural key. ``computed``
+    names fields whose value the database gives each row (an expression, such as the writing
+    transaction's id). Fields left out take their defaults (give ``auto_now_add`` fields a
+    value). Call inside a transaction."""
+    count = _rows(columns)
+    if count == 0:
+        return 0
+    computed = computed or {}
+    columns = _with_defaults(model, columns, count, leave_out=computed)
+    if connection.vendor != "postgresql":
+        rows = [
+            dict(zip(columns, values, strict=True))
+            for values in zip(*columns.values(), strict=True)
+        ]
+        model.objects.bulk_create([model(**row, **computed) for row in rows], batch_size=1000)
+        return count
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if f.attname in columns]
+    compiler = InsertQuery(model).get_compiler(connection=connection)
+    expressions = [compiler.compile(expression) for expression in computed.values()]
+    names = [quote(f.column) for f in fields]
+    names += [quote(meta.get_field(name).column) for name in computed]
+    selected = ", ".join(["v.*", *(expression_sql for expression_sql, _ in expressions)])
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(names)}) "
+        f"SELECT {selected} FROM unnest({_casts(fields)}) AS v"
+    )
+    computed_params = [param for _, params in expressions for param in params]
+    for start in range(0, count, batch_size):
+        params = [_prepared(f, columns[f.attname][start : start + batch_size]) for f in fields]
+        _execute(sql, [*computed_params, *params])
+    return count
 
 
 def _insert_with_orm(model, columns, keys, key_fields, count, ignore_conflicts):

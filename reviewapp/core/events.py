@@ -38,6 +38,7 @@ from django.db.models.expressions import RawSQL
 from django.dispatch import Signal
 from django.utils import timezone
 
+from reviewapp.core.bulk import rows_append
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.models import Event
 
@@ -62,24 +63,37 @@ class CurrentTxid(Func):
         return "pg_current_xact_id()::text::bigint", []
 
 
-def events_record(*, type: str, use_case_id: int | None, datas: Sequence[dict]) -> list[Event]:
-    """Append one event of ``type`` per payload. Call inside the writing transaction."""
+def events_record(*, type: str, use_case_id: int | None, datas: Sequence[dict]) -> int:
+    """Append one event of ``type`` per payload; return how many. Call inside the writing
+    transaction.
+
+    One statement whatever the count, with no model instance per row (a batch's chunk records
+    an event per item the model decided): the transaction's id is the database's, per row.
+    """
     if not datas:
-        return []
-    now = timezone.now()
-    events = Event.objects.bulk_create(
-        [
-            Event(txid=CurrentTxid(), type=type, use_case_id=use_case_id, data=data, created_at=now)
-            for data in datas
-        ]
+        return 0
+    count = len(datas)
+    rows_append(
+        Event,
+        {
+            "type": [type] * count,
+            "use_case_id": [use_case_id] * count,
+            "data": list(datas),
+            "created_at": [timezone.now()] * count,
+        },
+        computed={"txid": CurrentTxid()},
     )
     transaction.on_commit(lambda: _announce(type=type, use_case_id=use_case_id))
-    return events
+    return count
 
 
 def event_record(*, type: str, use_case_id: int | None, data: dict) -> Event:
     """Append one event. Call inside the transaction that makes the change it describes."""
-    return events_record(type=type, use_case_id=use_case_id, datas=[data])[0]
+    event = Event.objects.create(
+        txid=CurrentTxid(), type=type, use_case_id=use_case_id, data=data, created_at=timezone.now()
+    )
+    transaction.on_commit(lambda: _announce(type=type, use_case_id=use_case_id))
+    return event
 
 
 def changed_key(use_case_id: int | None) -> str:

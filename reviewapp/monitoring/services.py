@@ -25,7 +25,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from reviewapp.celery import app
-from reviewapp.core.bulk import rows_update
+from reviewapp.core.bulk import rows_append, rows_update
 from reviewapp.monitoring import aggregation
 from reviewapp.monitoring.aggregation import Accumulator, Context
 from reviewapp.monitoring.models import FeatureRollup, FoldLock, HourlyRollup, RollupEvent
@@ -55,12 +55,17 @@ def rollups_deferred() -> Iterator[None]:
 
 def rollup_items_record(*, use_case_id: int, item_ids: Iterable[int]) -> None:
     """Items were routed. Call inside the routing transaction."""
-    RollupEvent.objects.bulk_create(
-        [
-            RollupEvent(kind=RollupEvent.Kind.ITEM, object_id=pk, use_case_id=use_case_id)
-            for pk in item_ids
-        ],
-        batch_size=2000,
+    ids = list(item_ids)
+    # Columns, not instances: a batch's chunk records one per item.
+    rows_append(
+        RollupEvent,
+        {
+            "kind": [RollupEvent.Kind.ITEM] * len(ids),
+            "object_id": ids,
+            "use_case_id": [use_case_id] * len(ids),
+            "detail": [{}] * len(ids),
+            "created_at": [timezone.now()] * len(ids),
+        },
     )
     _fold_after_commit()
 

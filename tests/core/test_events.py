@@ -1,10 +1,12 @@
 """The outbox records each change's event in the change's own transaction."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from deployments.services.model_versions import model_version_challenge
 from deployments.services.policies import policy_change
+from reviewapp.core.events import events_record
 from reviewapp.core.models import Event
 from reviewapp.core.roles import Role
 from reviewapp.reviews.services.escalations import escalation_raise
@@ -64,3 +66,22 @@ def test_a_rolled_back_change_records_nothing():
         policy_change(use_case=use_case, actor=manager, changes={"level": "shadow"}, reason="r")
         raise Abandon
     assert types(use_case) == []
+
+
+def test_a_batch_of_events_is_one_statement_with_the_transaction_id_on_each():
+    use_case = make_use_case()
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as captured:
+            datas = [{"n": n} for n in range(300)]
+            assert events_record(type="test.batch", use_case_id=use_case.pk, datas=datas) == 300
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_current_xact_id()::text::bigint" if postgresql else "SELECT 0"
+            )
+            (txid,) = cursor.fetchone()
+    if postgresql:
+        assert len(captured.captured_queries) == 1
+    events = list(Event.objects.filter(type="test.batch").order_by("id"))
+    assert [e.data["n"] for e in events] == list(range(300))
+    assert {e.txid for e in events} == {txid} and {e.use_case_id for e in events} == {use_case.pk}
