@@ -36,17 +36,36 @@ def features_frame(rows: Sequence[dict[str, Any]], features: Sequence[dict]) -> 
     """A DataFrame with the use case's feature columns in order; absent values are NaN/None."""
     import pandas as pd
 
+    numbers = _numeric_matrix(rows, [s["name"] for s in features if s["type"] in NUMERIC_TYPES])
     columns = {}
     for spec in features:
         name = spec["name"]
-        values = [row.get(name) for row in rows]
-        if spec["type"] in NUMERIC_TYPES:
-            columns[name] = np.array(
-                [np.nan if v is None else float(v) for v in values], dtype=float
-            )
+        if spec["type"] not in NUMERIC_TYPES:
+            columns[name] = pd.array([row.get(name) for row in rows], dtype=object)
+        elif numbers is not None:
+            columns[name] = numbers[name]
         else:
-            columns[name] = pd.array(values, dtype=object)
+            columns[name] = np.array(
+                [np.nan if v is None else float(v) for v in (row.get(name) for row in rows)],
+                dtype=float,
+            )
     return pd.DataFrame(columns)
+
+
+def _numeric_matrix(rows: Sequence[dict[str, Any]], names: list[str]) -> dict | None:
+    """Every numeric feature's column as ``float`` reads each value (None as NaN), in one pass
+    by NumPy over the rows: a batch's chunk holds 64,000 values. None when NumPy cannot read
+    them all (text that is no number, a list): the columns are then read value by value, and
+    an unreadable row raises there, as before."""
+    if not names or not rows:
+        return None
+    try:
+        matrix = np.array([tuple(map(row.get, names)) for row in rows], dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if matrix.shape != (len(rows), len(names)):
+        return None
+    return {name: matrix[:, j] for j, name in enumerate(names)}
 
 
 def _ensemble_members(estimator: Any) -> tuple[Any, list[Any]] | None:
