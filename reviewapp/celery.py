@@ -5,6 +5,8 @@ import os
 import celery.worker.consumer
 from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
 
@@ -59,6 +61,40 @@ def reconnect_paced(conn, *, seconds: float):
             conn.ensure_connection, interval_start=0, interval_step=seconds, interval_max=seconds
         )
     return conn
+
+
+class RedisQoS(kombu_redis.QoS):
+    """kombu's Redis bookkeeping of unacknowledged messages, where an acknowledgement that
+    Redis never answered (hung past ``BROKER_SOCKET_TIMEOUT``) still frees its prefetch slot.
+    kombu frees the slot only after Redis answers, so each such ack cost the worker a slot for
+    good and, once all were lost, it stopped taking messages at all, with Redis back and the
+    queues filling. The message stays in Redis's unacked set and comes back after the
+    visibility timeout; the task is idempotent, so running it again changes nothing."""
+
+    def ack(self, delivery_tag):
+        try:
+            super().ack(delivery_tag)
+        except self.channel.connection_errors:
+            virtual.QoS.ack(self, delivery_tag)
+            raise
+
+    def reject(self, delivery_tag, requeue=False):
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except self.channel.connection_errors:
+            virtual.QoS.ack(self, delivery_tag)  # forgotten here; Redis restores it later
+            raise
+
+
+class RedisChannel(kombu_redis.Channel):
+    QoS = RedisQoS
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with ``RedisQoS`` (``CELERY_BROKER_TRANSPORT`` names it for a
+    ``redis://`` or ``rediss://`` broker)."""
+
+    Channel = RedisChannel
 
 
 app = Celery("reviewapp", task_cls=Task)

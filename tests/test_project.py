@@ -20,7 +20,8 @@ def settings_in_subprocess(env: dict) -> dict:
         "from django.conf import settings as s;"
         "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'],"
         " 'eager': s.CELERY_TASK_ALWAYS_EAGER, 'debug': s.DEBUG,"
-        " 'journal': s.DATABASES['default'].get('OPTIONS', {}).get('init_command', '')}))"
+        " 'journal': s.DATABASES['default'].get('OPTIONS', {}).get('init_command', ''),"
+        " 'transport': getattr(s, 'CELERY_BROKER_TRANSPORT', None)}))"
     )
     clean = {
         k: v
@@ -40,6 +41,7 @@ def test_with_nothing_set_it_runs_embedded_on_sqlite_wal_with_eager_tasks():
     assert found["engine"] == "django.db.backends.sqlite3"
     assert "journal_mode=WAL" in found["journal"]
     assert found["eager"] is True
+    assert found["transport"] is None  # eager tasks publish to kombu's in-memory transport
 
 
 def test_database_and_broker_urls_switch_to_postgres_and_workers():
@@ -51,6 +53,8 @@ def test_database_and_broker_urls_switch_to_postgres_and_workers():
     )
     assert found["engine"] == "django.db.backends.postgresql"
     assert found["eager"] is False
+    # kombu's Redis transport, but an ack a hung Redis never answers frees its prefetch slot.
+    assert found["transport"] == "reviewapp.celery:RedisTransport"
 
 
 def test_production_refuses_to_start_without_a_real_secret_key():

@@ -1,6 +1,12 @@
 """The Celery settings that make a killed worker lose nothing: a task is acknowledged only once
-done, handed back when its worker dies, never hoarded, and not redelivered while still running."""
+done, handed back when its worker dies, never hoarded, and not redelivered while still running;
+and a broker that hangs stalls no worker for good."""
 
+import contextlib
+import socket
+from types import SimpleNamespace
+
+import pytest
 from django.conf import settings
 
 from reviewapp.celery import app
@@ -59,3 +65,35 @@ def test_reconnects_are_paced_by_the_cap():
     finally:
         conn.release()
     assert len(waits) >= 3 and max(waits) <= 0.01
+
+
+@pytest.mark.parametrize(
+    "settle", [lambda qos: qos.ack("tag"), lambda qos: qos.reject("tag", requeue=True)]
+)
+def test_an_ack_a_hung_broker_never_answers_still_frees_the_workers_prefetch_slot(settle):
+    """kombu frees the slot only once Redis answers: each ack lost to a hung Redis cost the
+    worker a slot for good, and with every slot lost it took no more messages at all."""
+    import redis
+    from kombu.transport.redis import get_redis_error_classes
+
+    from reviewapp.celery import RedisQoS
+
+    # The kernel accepts connections to a listening socket nobody reads: a server that hangs.
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        # No retries of its own, as kombu builds its clients.
+        client = redis.Redis(port=hung.getsockname()[1], socket_timeout=0.2, retry=None)
+        channel = SimpleNamespace(
+            conn_or_acquire=lambda _=None: contextlib.nullcontext(client),
+            connection_errors=get_redis_error_classes().connection_errors,
+            unacked_key="unacked",
+            unacked_index_key="unacked_index",
+            do_restore=False,
+        )
+        qos = RedisQoS(channel, prefetch_count=1)
+        qos._delivered["tag"] = object()  # the one message the worker may hold, delivered
+        assert not qos.can_consume()
+
+        with pytest.raises(channel.connection_errors):
+            settle(qos)  # Redis still has it as unacknowledged, and restores it later
+        client.close()
+    assert qos.can_consume()
