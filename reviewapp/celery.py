@@ -1,6 +1,7 @@
 import functools
 import logging
 import os
+import time
 
 import celery.worker.consumer
 from celery import Celery, signals
@@ -16,27 +17,48 @@ logger = logging.getLogger(__name__)
 class Task(DjangoTask):
     """Tasks queued "on commit" never fail the request that committed: the data is saved by
     then, and a broker that is down must not turn that into a 500. The failure is logged and the
-    work stays findable in the database (the sweeper re-enqueues pending items)."""
+    work stays findable in the database (the sweeper re-enqueues pending items). Nor may a
+    broker that hangs hold the request for long: the publish gives up after
+    ``BROKER_SOCKET_TIMEOUT`` (``retry_policy_within``)."""
 
     def delay_on_commit(self, *args, **kwargs) -> None:
-        self._on_commit(self.delay, *args, **kwargs)
+        self._on_commit(args, kwargs)
 
-    def apply_async_on_commit(self, *args, **kwargs) -> None:
-        self._on_commit(self.apply_async, *args, **kwargs)
+    def apply_async_on_commit(self, args=None, kwargs=None, **options) -> None:
+        self._on_commit(args, kwargs, **options)
 
-    def _on_commit(self, send, *args, **kwargs) -> None:
+    def _on_commit(self, args, kwargs, **options) -> None:
         from django.db import transaction
 
-        transaction.on_commit(functools.partial(self._publish, send, *args, **kwargs))
+        transaction.on_commit(functools.partial(self._publish, args, kwargs, **options))
 
-    def _publish(self, send, *args, **kwargs) -> None:
+    def _publish(self, args, kwargs, **options) -> None:
+        from django.conf import settings
+
+        policy = retry_policy_within(
+            settings.BROKER_SOCKET_TIMEOUT, options.pop("retry_policy", None)
+        )
         try:
-            send(*args, **kwargs)
+            self.apply_async(args, kwargs, retry_policy=policy, **options)
         except Exception:
             logger.exception(
                 "could not queue %s after commit (broker unavailable?); left to the sweeper",
                 self.name,
             )
+
+
+def retry_policy_within(seconds: float, policy: dict | None = None) -> dict:
+    """A publish retry policy (``policy`` over the app's) that stops retrying once ``seconds``
+    have passed since it was made. Retrying is quick against a broker that refuses or a pooled
+    connection gone stale; against one that hangs, every attempt and every reconnection waits
+    out a socket timeout, and kombu's three retries held a request some 25 s."""
+    deadline = time.monotonic() + seconds
+
+    def give_up_past_deadline(exc, interval) -> None:
+        if time.monotonic() >= deadline:
+            raise exc
+
+    return {**(policy or {}), "errback": give_up_past_deadline}
 
 
 class Consumer(celery.worker.consumer.Consumer):

@@ -68,16 +68,6 @@ from reviewapp.reviews.models import Decision, Disagreement, Item
 logger = logging.getLogger(__name__)
 
 
-def _delayed(task, **kwargs):
-    """``task.delay(**kwargs)`` as a named callable, for ``on_commit(..., robust=True)``."""
-
-    def send() -> None:
-        task.delay(**kwargs)
-
-    send.__qualname__ = f"{task.name}.delay"
-    return send
-
-
 def guardrails_config(policy: AutomationPolicy) -> GuardrailConfig:
     """The policy's guardrails; a stored configuration that no longer parses (written before
     validation existed) counts as none, loudly."""
@@ -391,7 +381,8 @@ def use_case_watch_soon(*, use_case_id: int, now=None) -> bool:
         )
         queued_at = status.enqueued_at or now
     if won:
-        transaction.on_commit(_delayed(watch_use_case, use_case_id=use_case_id), robust=True)
+        # Never fails the caller, nor holds it long on a hung broker (reviewapp.celery.Task).
+        watch_use_case.delay_on_commit(use_case_id=use_case_id)
     # Noted once committed: a rolled-back caller queued nothing, and the next caller must try.
     transaction.on_commit(lambda: _watch_note(use_case_id, queued_at + interval))
     return bool(won)

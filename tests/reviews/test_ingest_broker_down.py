@@ -1,7 +1,10 @@
 """When the broker is down after the items are committed, ingestion still answers 2xx: the
-items are stored, the failure to queue is logged, and the sweeper scores them later."""
+items are stored, the failure to queue is logged, and the sweeper scores them later. When it
+hangs, the request waits one socket timeout, no more."""
 
 import logging
+import socket
+import threading
 
 import pytest
 
@@ -59,3 +62,75 @@ def test_batch_is_accepted_when_the_broker_is_down_and_the_sweeper_scores_it(
     celery_app.conf.task_always_eager = True  # the broker is back
     assert unscored_sweep(older_than_seconds=0)["pending"] == 5
     assert not Item.objects.filter(use_case=use_case, status=Item.Status.PENDING).exists()
+
+
+class HungBroker:
+    """A listener that accepts connections and never answers (a broker that hangs), counting
+    the connections made to it."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.accepted.append(self.listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in [self.listener, *self.accepted]:
+            sock.close()
+
+
+@pytest.fixture
+def broker_hung(monkeypatch, settings):
+    """Publishing goes to a broker that accepts connections and never answers."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
+    broker = HungBroker()
+    settings.BROKER_SOCKET_TIMEOUT = 0.3
+    keys = ("broker_url", "task_always_eager", "broker_transport_options")
+    saved = {key: celery_app.conf[key] for key in keys}
+    celery_app.conf.update(
+        broker_url=broker.url,
+        task_always_eager=False,
+        broker_transport_options={"socket_timeout": 0.3, "socket_connect_timeout": 0.3},
+    )
+    _connections_reset()
+    yield broker
+    celery_app.conf.update(saved)
+    _connections_reset()
+    broker.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_broker_holds_the_request_one_socket_timeout_not_one_per_retry(
+    api, manager, broker_hung, caplog
+):
+    use_case = make_use_case(members=[manager], level="partial", actor=manager)
+    register_model(use_case, classifier_bytes())
+
+    with caplog.at_level(logging.ERROR, logger="reviewapp.celery"):
+        response = api(manager).post(
+            f"/api/v1/use-cases/{use_case.slug}/items/batch/",
+            {"items": [invoice(n) for n in range(5)]},
+            format="json",
+        )
+
+    assert response.status_code == 202, response.content
+    assert "left to the sweeper" in caplog.text
+    # One attempt, given up after its socket timeout: kombu's retries would have reconnected
+    # three more times, each waiting out a timeout of its own (some 25 s at the default 5 s).
+    assert len(broker_hung.accepted) == 1
