@@ -6,6 +6,7 @@ import hashlib
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -126,9 +127,18 @@ class FeatureSerializer(serializers.Serializer):
     )
 
 
-@extend_schema_field(FeatureSerializer(many=True))
 class FeatureSchemaField(serializers.JSONField):
     """Checked by ``feature_schema_clean`` (one error per entry); declared for the schema."""
+
+
+class FeatureSchemaFieldSchema(OpenApiSerializerFieldExtension):
+    """A list of features, at least one."""
+
+    target_class = FeatureSchemaField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(FeatureSerializer(many=True), direction)
+        return {**schema, "minItems": 1}
 
 
 class ErrorCostSerializer(serializers.Serializer):
