@@ -179,7 +179,10 @@ def batch(small: bool) -> None:
         level="partial", members=[caller], confidence_threshold=0.9, audit_rate=0.05
     )
     results = []
-    with gunicorn() as url, celery_workers(concurrency=2):
+    # The caller's rate limit (60,000 items a minute by default) would refuse the full size's
+    # 100,000 items part-way: this measures throughput, not the limit.
+    unlimited = {"INGEST_RATE_LIMIT": "100000000/minute"}
+    with gunicorn(env=unlimited) as url, celery_workers(concurrency=2):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         endpoint = f"{url}/api/v1/use-cases/{use_case.slug}/items/batch/"
@@ -214,8 +217,13 @@ def batch(small: bool) -> None:
         ["items", "accepted in s", "all done in s", "items/s", "floor COPY rows/s", "floor / ours"],
         results,
     )
-    best = max(float(r[3].replace(",", "")) for r in results)
-    print(f"target: >= 10,000 items/s -> {'met' if best >= 10_000 else 'NOT met'}")
+    # The target is the largest batch's: 10,000 items/s, and 40% of the floor's rows/s.
+    ours, floor = (float(results[-1][i].replace(",", "")) for i in (3, 4))
+    print(
+        f"target at {results[-1][0]} items: >= 10,000 items/s -> "
+        f"{'met' if ours >= 10_000 else 'NOT met'}; >= 40% of the COPY floor -> "
+        f"{ours / floor:.0%}, {'met' if ours >= 0.4 * floor else 'NOT met'}"
+    )
 
 
 def _fill_queue(use_case, count: int) -> None:
