@@ -17,7 +17,8 @@ queue), for the README's scale model.
   and broker connections each kind of process held during the load.
 
 --small (CI): 10 s of load after a short set-up, without the per-operation costs; full: the
-costs, 180 s of load and a larger seeded volume. Another
+costs, 180 s of load and a larger seeded volume. The README's figures come from
+``python benchmarks/run.py load`` (alone: run.py gives all benchmarks one database). Another
 benchmark running on the same machine at the same time must use its own database and broker
 (``BENCH_DATABASE_URL``, ``BENCH_BROKER_URL``): Celery workers on a shared broker take each
 other's tasks.
