@@ -87,6 +87,17 @@ class FiniteFloatField(NumberField):
         return value
 
 
+def _display_text(max_length: int, help_text: str) -> TextField:
+    """A feature's optional text for people; null or blank shows nothing."""
+    return TextField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=max_length,
+        help_text=help_text,
+    )
+
+
 class FeatureSerializer(serializers.Serializer):
     name = TextField(max_length=100)
     type = serializers.ChoiceField(choices=["number", "integer", "boolean", "string", "category"])
@@ -101,30 +112,10 @@ class FeatureSerializer(serializers.Serializer):
         required=False,
         help_text="An identifier (claim number, customer id): never judged for drift.",
     )
-    label = TextField(
-        required=False, allow_null=True, allow_blank=True, max_length=80, help_text="Display name."
-    )
-    description = TextField(
-        required=False,
-        allow_null=True,
-        allow_blank=True,
-        max_length=300,
-        help_text="What the feature means; shown as a tooltip.",
-    )
-    unit = TextField(
-        required=False,
-        allow_null=True,
-        allow_blank=True,
-        max_length=20,
-        help_text="Shown after numbers.",
-    )
-    group = TextField(
-        required=False,
-        allow_null=True,
-        allow_blank=True,
-        max_length=60,
-        help_text="Features of one group are shown together.",
-    )
+    label = _display_text(80, "Display name.")
+    description = _display_text(300, "What the feature means; shown as a tooltip.")
+    unit = _display_text(20, "Shown after numbers.")
+    group = _display_text(60, "Features of one group are shown together.")
 
 
 class FeatureSchemaField(serializers.JSONField):
