@@ -87,16 +87,17 @@ def test_file_responses_declare_the_media_types_really_sent(document):
 
 
 def test_who_made_something_is_declared_as_it_is_sent(document):
-    # An export always names its author (a user, or the command line); training runs, backtests
-    # and model versions made by a command or the system have no user: nullable.
+    # An export, and its manifest, always name its author (a user, or the command line);
+    # training runs, backtests and model versions made by a command or the system have no
+    # user: nullable.
     schemas = document["components"]["schemas"]
     made_by = {
         name: schema["properties"]["created_by"]
         for name, schema in schemas.items()
         if "created_by" in schema.get("properties", {})
     }
-    export = made_by.pop("ExportOutput")
-    assert export["type"] == "string" and not export.get("nullable", False)
+    for export in (made_by.pop("ExportOutput"), made_by.pop("ExportManifest")):
+        assert export["type"] == "string" and not export.get("nullable", False)
     assert made_by and all(field.get("nullable") for field in made_by.values())
 
 
