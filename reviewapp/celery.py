@@ -21,6 +21,17 @@ class Task(DjangoTask):
     broker that hangs hold the request for long: the publish gives up after
     ``BROKER_SOCKET_TIMEOUT`` (``retry_policy_within``)."""
 
+    def apply_async(self, args=None, kwargs=None, **options):
+        # Any publish, not only one after a commit, gives up after one socket timeout on a
+        # broker that hangs: a sweep or a fan-out publishing from a worker is not held some
+        # 25 s per message either. The caller sees the error as soon as kombu's first attempt
+        # fails, as it would have after the retries.
+        if "retry_policy" not in options:
+            from django.conf import settings
+
+            options["retry_policy"] = retry_policy_within(settings.BROKER_SOCKET_TIMEOUT)
+        return super().apply_async(args, kwargs, **options)
+
     def delay_on_commit(self, *args, **kwargs) -> None:
         self._on_commit(args, kwargs)
 

@@ -134,3 +134,14 @@ def test_a_hung_broker_holds_the_request_one_socket_timeout_not_one_per_retry(
     # One attempt, given up after its socket timeout: kombu's retries would have reconnected
     # three more times, each waiting out a timeout of its own (some 25 s at the default 5 s).
     assert len(broker_hung.accepted) == 1
+
+
+def test_a_publish_from_a_worker_gives_up_after_one_socket_timeout(broker_hung):
+    """The sweeper and the webhook fan-out publish with a plain ``delay`` from a worker: on a
+    hung broker that fails after one attempt too, instead of four socket timeouts."""
+    from reviewapp.reviews.tasks import score_items
+
+    with pytest.raises(Exception):  # noqa: B017 - kombu's error for a broker that times out
+        score_items.delay(item_ids=[1])
+
+    assert len(broker_hung.accepted) == 1
