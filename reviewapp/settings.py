@@ -232,9 +232,19 @@ if not DEBUG:
 # Throttle counters live in the cache; with several processes they must share one
 # (CACHE_URL=redis://host:6379/1). The default keeps them in each process's memory.
 CACHE_URL = os.environ.get("CACHE_URL", "")
+# A Redis that hangs (its sockets open, nothing answered) costs a request at most this long per
+# cache call; the callers then go on without the cache (reviewapp.core.throttles, events).
+CACHE_SOCKET_TIMEOUT = float(os.environ.get("CACHE_SOCKET_TIMEOUT", "1"))
 if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {
+                "socket_timeout": CACHE_SOCKET_TIMEOUT,
+                "socket_connect_timeout": CACHE_SOCKET_TIMEOUT,
+            },
+        }
     }
 elif CACHE_URL in ("", "locmem://"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

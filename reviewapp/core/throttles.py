@@ -6,13 +6,37 @@ every request's time in the window instead).
 """
 
 import contextlib
+import functools
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
+logger = logging.getLogger(__name__)
 
+
+def _without_cache(default):
+    """A limit whose cache (Redis) is down or hangs lets the request through, logged: while
+    the cache is away the limits are not kept, and nothing else stops."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def kept_or_default(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except RedisError:
+                logger.warning("rate limit not kept: the cache is unavailable", exc_info=True)
+                return default
+
+        return kept_or_default
+
+    return decorate
+
+
+@_without_cache(default=None)
 def _window_take(key: str, *, window_seconds: int, amount: int, limit: int) -> float | None:
     """Take ``amount`` from ``key``'s allowance of ``limit`` in the current window: None when
     taken, else the seconds until the window closes (a refusal takes nothing)."""
@@ -76,11 +100,13 @@ def _login_key(username: str, ip: str) -> str:
     return f"throttle:login:{username.strip().lower()}:{ip}"
 
 
+@_without_cache(default=False)
 def login_failures_exceeded(*, username: str, ip: str) -> bool:
     """Whether this username, from this address, has used up its failed sign-ins."""
     return (cache.get(_login_key(username, ip)) or 0) >= settings.LOGIN_FAILURE_LIMIT
 
 
+@_without_cache(default=None)
 def login_failure_record(*, username: str, ip: str) -> None:
     """Count a failed sign-in; the count expires a window after the first failure."""
     key = _login_key(username, ip)
@@ -91,5 +117,6 @@ def login_failure_record(*, username: str, ip: str) -> None:
             cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
+@_without_cache(default=None)
 def login_failures_clear(*, username: str, ip: str) -> None:
     cache.delete(_login_key(username, ip))

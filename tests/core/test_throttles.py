@@ -184,3 +184,34 @@ def test_the_admin_sign_in_still_signs_staff_in(client):
     assert answer.status_code == 302 and answer["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/login/").status_code == 302
+
+
+def test_a_hung_cache_lets_sign_in_and_ingestion_through_and_says_so(client, api, settings, caplog):
+    """Limits live in the cache; while it hangs they are not kept, and nothing else stops."""
+    from tests.reviews.test_ingest_broker_down import HungBroker
+
+    user = make_user(Role.INTEGRATION)
+    use_case = make_use_case(members=[user])
+    hung = HungBroker()
+    kept = settings.CACHES
+    settings.CACHES = {  # Django's test signals drop the cache connections made so far
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": hung.url,
+            "OPTIONS": {"socket_timeout": 0.2, "socket_connect_timeout": 0.2},
+        }
+    }
+    try:
+        with caplog.at_level("WARNING", logger="reviewapp.core.throttles"):
+            signed_in = sign_in(client, user.username, "test-pass-123")
+            sent = api(user).post(
+                f"/api/v1/use-cases/{use_case.slug}/items/", invoice(1), format="json"
+            )
+    finally:
+        settings.CACHES = kept
+        hung.close()
+
+    assert signed_in.status_code == 302
+    assert sent.status_code == 201, sent.content
+    assert "rate limit not kept: the cache is unavailable" in caplog.text
+    assert hung.accepted  # the cache was asked, and did not answer

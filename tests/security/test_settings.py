@@ -50,6 +50,8 @@ def test_the_cache_comes_from_cache_url(load_settings):
     shared = load_settings(CACHE_URL="redis://127.0.0.1:6379/1")["CACHES"]["default"]
     assert shared["BACKEND"].endswith("RedisCache")
     assert shared["LOCATION"] == "redis://127.0.0.1:6379/1"
+    # A Redis that hangs holds a cache call one timeout, not for ever.
+    assert shared["OPTIONS"] == {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
     assert load_settings()["CACHES"]["default"]["BACKEND"].endswith("LocMemCache")
     with pytest.raises(ImproperlyConfigured, match="CACHE_URL"):
         load_settings(CACHE_URL="memcached://127.0.0.1:11211")
