@@ -5,6 +5,7 @@ from django.core.cache import cache
 
 from reviewapp.core.roles import Role
 from tests.factories import invoice, make_use_case, make_user
+from tests.hung_server import HungServer
 
 pytestmark = pytest.mark.django_db
 
@@ -188,11 +189,9 @@ def test_the_admin_sign_in_still_signs_staff_in(client):
 
 def test_a_hung_cache_lets_sign_in_and_ingestion_through_and_says_so(client, api, settings, caplog):
     """Limits live in the cache; while it hangs they are not kept, and nothing else stops."""
-    from tests.reviews.test_ingest_broker_down import HungBroker
-
     user = make_user(Role.INTEGRATION)
     use_case = make_use_case(members=[user])
-    hung = HungBroker()
+    hung = HungServer()
     kept = settings.CACHES
     settings.CACHES = {  # Django's test signals drop the cache connections made so far
         "default": {

@@ -3,8 +3,6 @@ items are stored, the failure to queue is logged, and the sweeper scores them la
 hangs, the request waits one socket timeout, no more."""
 
 import logging
-import socket
-import threading
 
 import pytest
 
@@ -12,6 +10,7 @@ from reviewapp.celery import app as celery_app
 from reviewapp.reviews.models import Item
 from reviewapp.reviews.services.scoring import unscored_sweep
 from tests.factories import classifier_bytes, invoice, make_use_case, register_model
+from tests.hung_server import HungServer
 
 DEAD_BROKER = "redis://127.0.0.1:9/0"  # the discard port: nothing listens there
 
@@ -64,42 +63,12 @@ def test_batch_is_accepted_when_the_broker_is_down_and_the_sweeper_scores_it(
     assert not Item.objects.filter(use_case=use_case, status=Item.Status.PENDING).exists()
 
 
-class HungBroker:
-    """A listener that accepts connections and never answers (a broker that hangs), counting
-    the connections made to it."""
-
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.accepted.append(self.listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for sock in [self.listener, *self.accepted]:
-            sock.close()
-
-
 @pytest.fixture
 def broker_hung(monkeypatch, settings):
     """Publishing goes to a broker that accepts connections and never answers."""
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
-    broker = HungBroker()
+    broker = HungServer()
     settings.BROKER_SOCKET_TIMEOUT = 0.3
     keys = ("broker_url", "task_always_eager", "broker_transport_options")
     saved = {key: celery_app.conf[key] for key in keys}
