@@ -18,18 +18,20 @@ class Task(DjangoTask):
     """Tasks queued "on commit" never fail the request that committed: the data is saved by
     then, and a broker that is down must not turn that into a 500. The failure is logged and the
     work stays findable in the database (the sweeper re-enqueues pending items). Nor may a
-    broker that hangs hold the request for long: the publish gives up after
+    broker that hangs hold the request for long: every publish gives up after
     ``BROKER_SOCKET_TIMEOUT`` (``retry_policy_within``)."""
 
     def apply_async(self, args=None, kwargs=None, **options):
-        # Any publish, not only one after a commit, gives up after one socket timeout on a
-        # broker that hangs: a sweep or a fan-out publishing from a worker is not held some
-        # 25 s per message either. The caller sees the error as soon as kombu's first attempt
-        # fails, as it would have after the retries.
-        if "retry_policy" not in options:
-            from django.conf import settings
+        # Any publish, after a commit or not, gives up after one socket timeout on a broker
+        # that hangs (a caller's own retry policy keeps its other settings): a sweep or a
+        # fan-out publishing from a worker is not held some 25 s per message either. The
+        # caller sees the error as soon as the deadline has passed, as it would have after
+        # kombu's retries.
+        from django.conf import settings
 
-            options["retry_policy"] = retry_policy_within(settings.BROKER_SOCKET_TIMEOUT)
+        options["retry_policy"] = retry_policy_within(
+            settings.BROKER_SOCKET_TIMEOUT, options.get("retry_policy")
+        )
         return super().apply_async(args, kwargs, **options)
 
     def delay_on_commit(self, *args, **kwargs) -> None:
@@ -44,13 +46,8 @@ class Task(DjangoTask):
         transaction.on_commit(functools.partial(self._publish, args, kwargs, **options))
 
     def _publish(self, args, kwargs, **options) -> None:
-        from django.conf import settings
-
-        policy = retry_policy_within(
-            settings.BROKER_SOCKET_TIMEOUT, options.pop("retry_policy", None)
-        )
         try:
-            self.apply_async(args, kwargs, retry_policy=policy, **options)
+            self.apply_async(args, kwargs, **options)
         except Exception:
             logger.exception(
                 "could not queue %s after commit (broker unavailable?); left to the sweeper",
