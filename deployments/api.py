@@ -170,6 +170,8 @@ class UseCaseOutput(serializers.ModelSerializer):
             "capacity_hours_per_day",
             "queue_order",
             "turnaround_minutes",
+            "retention_months",
+            "history_archived_before",
             "level",
             "created_at",
         ]
@@ -312,6 +314,15 @@ class UseCaseDetailApi(APIView):
             min_value=1,
             help_text="An item sent without due_at is due this long after it was received "
             "(null: no default).",
+        )
+        retention_months = WholeNumberField(
+            required=False,
+            allow_null=True,
+            min_value=1,
+            max_value=1200,
+            help_text="Items older than this many whole months, with their predictions, tasks "
+            "and decisions, are moved to a Parquet archive and removed from the database; the "
+            "dashboards keep their figures. Null: history is kept for ever.",
         )
 
     @extend_schema(responses=UseCaseOutput)

@@ -77,6 +77,13 @@ class UseCase(models.Model):
         max_length=16, choices=QueueOrder.choices, default=QueueOrder.FIFO
     )
     turnaround_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # History (items and all that hangs off them) older than this many whole months is moved to
+    # a Parquet archive by the beat and removed from the database; empty: kept for ever. The
+    # rollups keep their aggregates, so the dashboards do not change (reviewapp/archives).
+    retention_months = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Facts before this moment may be in an archive (the newest archive's cutoff); the
+    # recomputation of dashboard figures from raw rows starts here. Empty: nothing archived.
+    history_archived_before = models.DateTimeField(null=True, blank=True, editable=False)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="UseCaseMembership", related_name="use_cases"
     )

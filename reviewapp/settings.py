@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "reviewapp.monitoring",
     "reviewapp.datasets",
     "reviewapp.webhooks.apps.WebhooksConfig",
+    "reviewapp.archives",
 ]
 
 MIDDLEWARE = [
@@ -388,6 +390,7 @@ TASK_KINDS = {
     "deployments.run_backtest": "heavy",
     "datasets.write_export": "heavy",
     "datasets.retrain": "heavy",
+    "archives.archive_due": "heavy",
 }
 # Prefixed to every queue's name: deployments (or parallel tests) sharing one broker each see
 # only their own queues.
@@ -477,6 +480,18 @@ EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", BASE_DIR / "var" / "exports"))
 STORAGES["exports"] = {
     "BACKEND": "django.core.files.storage.FileSystemStorage",
     "OPTIONS": {"location": EXPORT_ROOT, "file_permissions_mode": 0o640},
+}
+# History archives (Parquet files and their manifests; see reviewapp/archives): like exports,
+# files every worker must see, kept apart so they can live on cheaper, longer-kept storage.
+ARCHIVE_ROOT = Path(os.environ.get("ARCHIVE_ROOT", BASE_DIR / "var" / "archives"))
+STORAGES["archives"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": ARCHIVE_ROOT, "file_permissions_mode": 0o640},
+}
+# Use cases with a retention move their older history to archives once a day.
+CELERY_BEAT_SCHEDULE["archive-history"] = {
+    "task": "archives.archive_due",
+    "schedule": crontab(hour=2, minute=30),
 }
 # Keys the hash that stands in for PII values in exports that ask for joinable ids. Rotating
 # it makes new exports unjoinable with old ones; each manifest names the key by a fingerprint.

@@ -250,11 +250,16 @@ def screenshot(page, name: str) -> Path:
 
 @pytest.fixture(autouse=True)
 def _exports_in_a_temporary_directory(settings, tmp_path):
-    """Dataset export files go to the test's own directory, never the working tree."""
+    """Dataset export and archive files go to the test's own directory, never the working
+    tree."""
     settings.STORAGES = {
         **settings.STORAGES,
         "exports": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": tmp_path / "exports"},
+        },
+        "archives": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "archives"},
         },
     }

@@ -163,8 +163,9 @@ _COST_NUMBERS = {
     "capacity_reviewers": (1, 100_000, True, "a whole number of reviewers from 1, or empty"),
     "capacity_hours_per_day": (0.0, 24.0, False, "hours above 0, at most 24, or empty"),
     "turnaround_minutes": (1, 525_600, True, "whole minutes from 1 (at most a year), or empty"),
+    "retention_months": (1, 1200, True, "whole months from 1 (at most 100 years), or empty"),
 }
-_WHOLE = frozenset({"capacity_reviewers", "turnaround_minutes"})
+_WHOLE = frozenset({"capacity_reviewers", "turnaround_minutes", "retention_months"})
 
 
 def _cost_number(field: str, value: Any) -> float | int | None:

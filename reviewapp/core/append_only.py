@@ -6,8 +6,10 @@ queryset), and on PostgreSQL the database itself refuses (triggers, core migrati
 also covers raw SQL and the ``SET_NULL``/``CASCADE`` writes Django's deletion collector makes
 without going through a model's queryset.
 
-``history_rewrite()`` is the one way past all three, for the demo seeder, which replays weeks of
-history in minutes and backdates what it wrote to the replayed day.
+``history_rewrite()`` is the one way past all three, for two callers: the demo seeder, which
+replays weeks of history in minutes and backdates what it wrote to the replayed day, and the
+history archives, which remove rows only once they are stored, whole and checked, in an archive
+that brings them back unchanged (``reviewapp/archives``).
 """
 
 import contextvars
@@ -148,8 +150,9 @@ def _rewrite_setting_set(value: str) -> None:
 def history_rewrite() -> Iterator[None]:
     """Allow changes to append-only rows inside this block, in one transaction.
 
-    Only the demo seeder calls it (to backdate a replayed history). Nothing a user can reach
-    does: an audit row that can be rewritten is no audit.
+    Only the demo seeder (to backdate a replayed history) and the archives (to move rows into
+    a checked archive file) call it. Nothing a user can reach does: an audit row that can be
+    rewritten is no audit.
     """
     with transaction.atomic():
         token = _rewrite_allowed.set(True)

@@ -12,7 +12,7 @@ Count maps (histograms, confusion, outputs) are left out: their totals are the c
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -343,6 +343,8 @@ class Reconciliation:
     figures_checked: int
     pending_events: int  # facts recorded but not folded yet: the rollups lag them
     mismatches: list[Mismatch]
+    # Use cases whose older history is archived: (slug, the moment their check starts).
+    archived: list[tuple[str, datetime]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -410,9 +412,19 @@ def metrics_reconcile(
     versions = dict(
         ModelVersion.objects.filter(use_case__in=use_cases).values_list("id", "version")
     )
+    archived: list[tuple[str, datetime]] = []
     for use_case in use_cases:
-        dashboard = _dashboard(use_case, window)
-        recount = _recount(use_case, window)
+        checked_window = window
+        boundary = use_case.history_archived_before
+        if boundary is not None and (window.since is None or window.since < boundary):
+            # Before the boundary the raw rows of archived items are gone while the rollups
+            # keep them: only what follows it can be recounted.
+            archived.append((use_case.slug, boundary))
+            if window.until is not None and window.until <= boundary:
+                continue
+            checked_window = Window.of(boundary, window.until)
+        dashboard = _dashboard(use_case, checked_window)
+        recount = _recount(use_case, checked_window)
         for key in sorted(set(dashboard) | set(recount), key=lambda k: (str(k[0]), k[1])):
             checked += 1
             shown, counted = dashboard.get(key, 0.0), recount.get(key, 0.0)
@@ -429,4 +441,4 @@ def metrics_reconcile(
                     )
                 )
     pending = RollupEvent.objects.filter(use_case_id__in=[u.pk for u in use_cases]).count()
-    return Reconciliation(window, len(use_cases), checked, pending, mismatches)
+    return Reconciliation(window, len(use_cases), checked, pending, mismatches, archived)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from reviewapp.celery import app
 from reviewapp.core.bulk import rows_append, rows_update
+from reviewapp.core.errors import Conflict
 from reviewapp.monitoring import aggregation
 from reviewapp.monitoring.aggregation import Accumulator, Context
 from reviewapp.monitoring.models import FeatureRollup, FoldLock, HourlyRollup, RollupEvent
@@ -267,7 +268,16 @@ def rollups_rebuild(*, use_case, chunk: int = 5000) -> dict[str, Any]:
 
     Safe while traffic flows: one transaction, one snapshot, holding the fold lock; the
     pending events it covers are deleted with the old rows.
+
+    Refused (Conflict) for a use case whose older history is archived: the rollups hold the
+    only full count of it, and a decision counts in its item's hour, however old the item.
     """
+    if use_case.history_archived_before is not None:
+        raise Conflict(
+            f"{use_case.slug}'s history before {use_case.history_archived_before.isoformat()} "
+            "is archived and its rollups hold the only full count of it: restore its archives "
+            "(restore_archive) before rebuilding"
+        )
     with transaction.atomic():
         _repeatable_read()
         _fold_lock()

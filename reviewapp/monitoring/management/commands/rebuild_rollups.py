@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from deployments.models import UseCase
+from reviewapp.core.errors import Conflict
 from reviewapp.monitoring.services import rollups_rebuild
 
 
@@ -18,7 +19,10 @@ class Command(BaseCommand):
             if unknown:
                 raise CommandError(f"No use case {', '.join(sorted(unknown))}.")
         for use_case in use_cases:
-            counts = rollups_rebuild(use_case=use_case)
+            try:
+                counts = rollups_rebuild(use_case=use_case)
+            except Conflict as exc:
+                raise CommandError(exc.detail) from exc
             self.stdout.write(
                 f"{use_case.slug}: {counts['items']} items, {counts['decisions']} decisions, "
                 f"{counts['challenger_predictions']} challenger predictions"

@@ -39,6 +39,11 @@ class Command(BaseCommand):
             f"{window.until.isoformat() if window.until else 'now'}; "
             f"{result.use_cases} use case(s), {result.figures_checked} figures checked."
         )
+        for slug, boundary in result.archived:
+            self.stdout.write(
+                f"Note: {slug}'s history before {boundary.isoformat()} is archived; its figures "
+                "are checked from then on (the rollups keep the archived facts)."
+            )
         if result.pending_events:
             self.stdout.write(
                 f"Note: {result.pending_events} recorded facts are not folded into the rollups "
