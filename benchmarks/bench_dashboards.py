@@ -459,13 +459,14 @@ def main(small: bool) -> None:
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
+    from benchmarks.harness import test_database_create
+
     if not settings.IS_POSTGRES:
         print("note: the dashboard figures need PostgreSQL (set DATABASE_URL); kernel only")
         _measure_kernel(small)
         return
     setup_test_environment(debug=False)
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = test_database_create()
     try:
         from reviewapp.celery import app
 

@@ -174,11 +174,13 @@ def main(small: bool) -> None:
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
+    from benchmarks.harness import test_database_create
+
     n = 60 if small else 600
     budget_ms = 10_000
     settings.MODEL_LATENCY_PROBE_CALLS = 20 if small else 300
     setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = test_database_create()
     try:
         print(
             f"Latency budget overhead on a realtime single-item request "

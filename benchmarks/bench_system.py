@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import fmt, table  # noqa: E402
+from benchmarks.harness import fmt, table, test_database_create  # noqa: E402
 
 PROCESSES = 50
 TARGET_MS = 300.0
@@ -321,8 +321,7 @@ def main(small: bool) -> None:
         print("note: bench_system needs PostgreSQL (set DATABASE_URL); skipped")
         return
     setup_test_environment(debug=False)
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = test_database_create()
     try:
         from reviewapp.celery import app
 
