@@ -429,9 +429,13 @@ def _remove(archive: Archive) -> Archive:
         with history_rewrite():  # one transaction: decisions are append-only otherwise
             _boundary_raise(use_case=use_case, cutoff=archive.cutoff)
             gone = _removable(archive, ids)
-            for table in reversed(TABLES[1:]):
-                table.model._base_manager.filter(**{f"{table.item_path}__in": gone}).delete()
-            Item.objects.filter(pk__in=gone).delete()
+            # One DELETE per table, children first. Not QuerySet.delete(): its collector loads
+            # every decision to send signals and nulls each item's prediction one UPDATE at a
+            # time, four times slower; everything that points at these rows goes with them here
+            # (foreign keys are checked at commit).
+            for table in reversed(TABLES):
+                rows = table.model._base_manager.filter(**{f"{table.item_path}__in": gone})
+                rows._raw_delete(rows.db)
             removed += len(gone)
             kept += len(ids) - len(gone)
             Archive.objects.filter(pk=archive.pk).update(items_removed=removed, items_kept=kept)
@@ -536,40 +540,35 @@ def _read(archive: Archive, table: Table, entry: dict) -> Iterator[list[models.M
             yield objects
 
 
-def _references_check(manifest: dict, archive: Archive) -> None:
-    """Refuse, before inserting anything, rows whose accounts or model versions are gone or
-    whose item's external id has been taken by a new item since."""
+def _references_refuse(table: Table, objects: list[models.Model], archive: Archive) -> None:
+    """Refuse rows whose accounts, policies or model versions are gone, or whose item's
+    external id a new item has taken since (the transaction then rolls back whole)."""
     from django.contrib.auth import get_user_model
 
     from deployments.models import AutomationPolicy, ModelVersion
 
-    wanted: dict[type[models.Model], set] = {}
-    taken: list[str] = []
-    for table in TABLES:
-        entry = manifest["tables"][table.name]
-        kept = (get_user_model(), ModelVersion, AutomationPolicy)
-        relations = [f for f in _columns(table.model) if f.is_relation and f.related_model in kept]
-        for objects in _read(archive, table, entry):
-            for field in relations:
-                ids = {getattr(o, field.attname) for o in objects} - {None}
-                wanted.setdefault(field.related_model, set()).update(ids)
-            if table.model is Item:
-                external = {o.external_id: o.pk for o in objects}
-                clash = Item.objects.filter(
-                    use_case_id=archive.use_case_id, external_id__in=list(external)
-                ).values_list("external_id", "pk")
-                taken += [e for e, pk in clash if external[e] != pk]
-    if taken:
-        raise Conflict(
-            f"{len(taken)} archived external id(s) were sent again after the archive was made "
-            f"and name other items now: {', '.join(sorted(taken)[:10])}"
-        )
-    for model, ids in wanted.items():
-        missing = ids - set(model._base_manager.filter(pk__in=ids).values_list("pk", flat=True))
+    if table.model is Item:
+        external = {o.external_id: o.pk for o in objects}
+        clash = Item.objects.filter(
+            use_case_id=archive.use_case_id, external_id__in=list(external)
+        ).values_list("external_id", "pk")
+        taken = sorted(e for e, pk in clash if external[e] != pk)
+        if taken:
+            raise Conflict(
+                f"archived external ids were sent again after the archive was made and name "
+                f"other items now: {', '.join(taken[:10])}"
+            )
+    kept = (get_user_model(), ModelVersion, AutomationPolicy)
+    for field in _columns(table.model):
+        if not (field.is_relation and field.related_model in kept):
+            continue
+        ids = {getattr(o, field.attname) for o in objects} - {None}
+        found = field.related_model._base_manager.filter(pk__in=ids).values_list("pk", flat=True)
+        missing = ids - set(found)
         if missing:
             raise Conflict(
-                f"the archive refers to {model._meta.verbose_name_plural} that no longer exist "
-                f"(ids {', '.join(map(str, sorted(missing)[:10]))})"
+                f"the archive refers to {field.related_model._meta.verbose_name_plural} that no "
+                f"longer exist (ids {', '.join(map(str, sorted(missing)[:10]))})"
             )
 
 
@@ -579,7 +578,6 @@ def archive_restore(*, archive: Archive, actor_name: str = "") -> dict[str, int]
     if archive.state != Archive.State.ARCHIVED:
         raise Conflict(f"this archive is {archive.state}; only an archived one can be restored")
     manifest = _verify(archive)
-    _references_check(manifest, archive)
     inserted: dict[str, int] = {}
     with transaction.atomic():
         locked = Archive.objects.select_for_update().get(pk=archive.pk)
@@ -594,6 +592,7 @@ def archive_restore(*, archive: Archive, actor_name: str = "") -> dict[str, int]
                     )
                 )
                 fresh = [o for o in objects if o.pk not in present]
+                _references_refuse(table, fresh, archive)
                 table.model._base_manager.bulk_create(fresh, batch_size=CHUNK)
                 inserted[table.name] += len(fresh)
         locked.state = Archive.State.RESTORED
