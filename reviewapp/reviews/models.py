@@ -21,8 +21,9 @@ class Item(models.Model):
     ROUTE_CHOICES = [(r.value, r.value) for r in Route]
     keeps_history = True  # a use case or account it refers to is never deleted
 
+    # No index of its own: (use_case, external_id) below leads with it.
     use_case = models.ForeignKey(
-        "deployments.UseCase", on_delete=models.CASCADE, related_name="items"
+        "deployments.UseCase", on_delete=models.CASCADE, related_name="items", db_index=False
     )
     external_id = models.CharField(max_length=200)
     features = models.JSONField()
@@ -84,10 +85,17 @@ class Prediction(models.Model):
 
     keeps_history = True
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    # No index of its own: (item, model_version) below leads with it.
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, related_name="predictions", db_index=False
+    )
     use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: (model_version, created_at) below leads with it.
     model_version = models.ForeignKey(
-        "deployments.ModelVersion", on_delete=models.PROTECT, related_name="predictions"
+        "deployments.ModelVersion",
+        on_delete=models.PROTECT,
+        related_name="predictions",
+        db_index=False,
     )
     label = models.CharField(max_length=200, blank=True)
     value = models.FloatField(null=True, blank=True)
@@ -131,7 +139,8 @@ class ReviewTask(models.Model):
 
     REASON_CHOICES = [(r.value, r.value.replace("_", " ")) for r in TaskReason]
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="tasks")
+    # No index of its own: (item, reason) below leads with it.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="tasks", db_index=False)
     use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
     reason = models.CharField(max_length=16, choices=REASON_CHOICES)
     show_suggestion = models.BooleanField(default=False)
@@ -226,7 +235,10 @@ class ItemSeen(models.Model):
     """
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: (user, item) below leads with it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     first_seen_at = models.DateTimeField()
 
     class Meta:
@@ -284,9 +296,13 @@ class Decision(AppendOnlyModel):
 
     task = models.OneToOneField(ReviewTask, on_delete=models.PROTECT, related_name="decision")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="decisions")
-    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.PROTECT, related_name="+")
+    # No index of its own: (use_case, created_at) below leads with it.
+    use_case = models.ForeignKey(
+        "deployments.UseCase", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    # No index of its own: (reviewer, created_at) below leads with it.
     reviewer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="decisions", db_index=False
     )
     label = models.CharField(max_length=200, blank=True)
     value = models.FloatField(null=True, blank=True)
@@ -322,9 +338,15 @@ class Disagreement(models.Model):
         AUDIT = "audit", "Audit found the automated decision wrong"
         CHALLENGER = "challenger", "Challenger differs from the human"
 
-    use_case = models.ForeignKey("deployments.UseCase", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: (use_case, decided_at) below leads with it.
+    use_case = models.ForeignKey(
+        "deployments.UseCase", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="disagreements")
-    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: (decision, prediction) below leads with it.
+    decision = models.ForeignKey(
+        Decision, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="+")
     model_version = models.ForeignKey(
         "deployments.ModelVersion", on_delete=models.CASCADE, related_name="+"
