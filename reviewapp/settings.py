@@ -488,6 +488,9 @@ STORAGES["archives"] = {
     "BACKEND": "django.core.files.storage.FileSystemStorage",
     "OPTIONS": {"location": ARCHIVE_ROOT, "file_permissions_mode": 0o640},
 }
+# Use cases with a retention move their older history to archives once a day (in embedded
+# mode, after a response at most this often; 0: only by hand).
+ARCHIVE_EMBEDDED_SECONDS = int(os.environ.get("ARCHIVE_EMBEDDED_SECONDS", str(24 * 3600)))
 # Use cases with a retention move their older history to archives once a day.
 CELERY_BEAT_SCHEDULE["archive-history"] = {
     "task": "archives.archive_due",

@@ -79,6 +79,8 @@ def _eager_tasks_and_fresh_cache(settings):
     settings.WEBHOOK_SWEEP_SECONDS = 0
     # No service-level check after responses: tests check with a clock of theirs.
     settings.SLA_CHECK_SECONDS = 0
+    # No history archive after responses: tests archive with a clock of theirs.
+    settings.ARCHIVE_EMBEDDED_SECONDS = 0
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     model_cache.clear()
     # What this process noted of queued guardrail watches belongs to another test's database

@@ -356,3 +356,15 @@ def test_retention_is_set_through_the_api(api):
     assert UseCase.objects.get(pk=use_case.pk).retention_months == 18
     response = client.patch(url, {"retention_months": None}, format="json")
     assert response.json()["retention_months"] is None
+
+
+def test_embedded_mode_archives_after_a_response_once_a_day(history, settings):
+    from reviewapp.archives.tasks import embedded_archive
+
+    settings.ARCHIVE_EMBEDDED_SECONDS = 24 * 3600
+    history.retention_months = 2
+    history.save(update_fields=["retention_months"])
+    embedded_archive.last = None
+    assert embedded_archive.run_if_due(clock=lambda: 1000.0)
+    assert Archive.objects.filter(use_case=history, state=Archive.State.ARCHIVED).exists()
+    assert not embedded_archive.run_if_due(clock=lambda: 1000.0 + 3600)  # not again that day
