@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -63,3 +64,40 @@ class Archive(models.Model):
 
     def __str__(self) -> str:
         return f"{self.use_case_id} before {self.cutoff:%Y-%m-%d} ({self.state})"
+
+
+class ArchivedReference(models.Model):
+    """An account, policy version or model version that archived rows refer to: kept from
+    deletion while the archive is out of the database, as the rows themselves kept it, so the
+    archive can always be restored. Removed when the archive is restored."""
+
+    keeps_history = True  # what this points at is refused deletion (core.append_only)
+
+    archive = models.ForeignKey(Archive, on_delete=models.CASCADE, related_name="references")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    policy = models.ForeignKey(
+        "deployments.AutomationPolicy", null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    model_version = models.ForeignKey(
+        "deployments.ModelVersion", null=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "archived reference"
+        verbose_name_plural = "archived history"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, policy__isnull=True, model_version__isnull=True)
+                | Q(user__isnull=True, policy__isnull=False, model_version__isnull=True)
+                | Q(user__isnull=True, policy__isnull=True, model_version__isnull=False),
+                name="archived_reference_names_one",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        kind = "user" if self.user_id else "policy" if self.policy_id else "model version"
+        return (
+            f"{kind} {self.user_id or self.policy_id or self.model_version_id} in {self.archive_id}"
+        )

@@ -35,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import IntegrityError, connection, models, transaction
@@ -42,8 +43,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from deployments.models import UseCase
-from reviewapp.archives.models import Archive
+from deployments.models import AutomationPolicy, ModelVersion, UseCase
+from reviewapp.archives.models import Archive, ArchivedReference
 from reviewapp.core.append_only import history_rewrite
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.logs import event_log
@@ -89,6 +90,13 @@ TABLES = (
     Table("disagreements", Disagreement, "item_id"),
     Table("escalations", Escalation, "item_id"),
 )
+
+
+_REFERENCED = {
+    "user": get_user_model(),
+    "policy": AutomationPolicy,
+    "model_version": ModelVersion,
+}
 
 
 def archive_storage():
@@ -232,6 +240,16 @@ def _chunks(ids: QuerySet, size: int) -> Iterator[list[int]]:
 # --- writing ------------------------------------------------------------------------------
 
 
+def _referenced_kind(field: models.Field) -> str | None:
+    """Which ArchivedReference column keeps what ``field`` points at (None: nothing to keep)."""
+    if not field.is_relation:
+        return None
+    for kind, model in _REFERENCED.items():
+        if field.related_model is model:
+            return kind
+    return None
+
+
 class _Writers:
     """One Parquet writer per table in a scratch folder; the largest id written per table."""
 
@@ -242,6 +260,8 @@ class _Writers:
         }
         self.rows = dict.fromkeys(self.writers, 0)
         self.max_id: dict[str, int | None] = dict.fromkeys(self.writers)
+        # Accounts, policy versions and model versions the rows refer to (ArchivedReference).
+        self.references: dict[str, set[int]] = {kind: set() for kind in _REFERENCED}
 
     def append(self, table: Table, rows: list[dict]) -> None:
         if not rows:
@@ -253,14 +273,22 @@ class _Writers:
         self.rows[table.name] += len(rows)
         top = max(r["id"] for r in rows)
         self.max_id[table.name] = max(self.max_id[table.name] or 0, top)
+        for field in fields:
+            kind = _referenced_kind(field)
+            if kind is not None:
+                self.references[kind].update(r[field.attname] for r in rows)
+                self.references[kind].discard(None)
 
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
 
 
-def _write(archive: Archive, use_case: UseCase, scratch: Path) -> dict[str, Any]:
-    """Write the eligible items' rows to ``scratch``; the manifest's table entries."""
+def _write(
+    archive: Archive, use_case: UseCase, scratch: Path
+) -> tuple[dict[str, Any], dict[str, set[int]]]:
+    """Write the eligible items' rows to ``scratch``: the manifest's table entries, and what
+    the rows refer to."""
     writers = _Writers(scratch)
     try:
         eligible = items_archivable(use_case=use_case, cutoff=archive.cutoff)
@@ -291,7 +319,7 @@ def _write(archive: Archive, use_case: UseCase, scratch: Path) -> dict[str, Any]
                 {"name": f.attname, "type": str(_arrow_type(f))} for f in _columns(table.model)
             ],
         }
-    return entries
+    return entries, writers.references
 
 
 def _migrations() -> dict[str, str]:
@@ -355,7 +383,7 @@ def archive_create(
         raise Conflict(f"an archive of {use_case.slug} is being written; try again later") from exc
     scratch = Path(tempfile.mkdtemp(prefix="archive-"))
     try:
-        tables = _write(archive, use_case, scratch)
+        tables, references = _write(archive, use_case, scratch)
         manifest = {
             "archive": str(archive.pk),
             "format_version": FORMAT_VERSION,
@@ -380,7 +408,13 @@ def archive_create(
     archive.manifest_sha256 = manifest_sha256
     archive.items = manifest["items"]
     archive.state = Archive.State.REMOVING
-    archive.save(update_fields=["manifest", "manifest_sha256", "items", "state"])
+    with transaction.atomic():
+        archive.save(update_fields=["manifest", "manifest_sha256", "items", "state"])
+        ArchivedReference.objects.bulk_create(
+            ArchivedReference(archive=archive, **{f"{kind}_id": pk})
+            for kind, ids in references.items()
+            for pk in sorted(ids)
+        )
     event_log(
         "archive_written",
         use_case=use_case.slug,
@@ -543,10 +577,6 @@ def _read(archive: Archive, table: Table, entry: dict) -> Iterator[list[models.M
 def _references_refuse(table: Table, objects: list[models.Model], archive: Archive) -> None:
     """Refuse rows whose accounts, policies or model versions are gone, or whose item's
     external id a new item has taken since (the transaction then rolls back whole)."""
-    from django.contrib.auth import get_user_model
-
-    from deployments.models import AutomationPolicy, ModelVersion
-
     if table.model is Item:
         external = {o.external_id: o.pk for o in objects}
         clash = Item.objects.filter(
@@ -558,9 +588,8 @@ def _references_refuse(table: Table, objects: list[models.Model], archive: Archi
                 f"archived external ids were sent again after the archive was made and name "
                 f"other items now: {', '.join(taken[:10])}"
             )
-    kept = (get_user_model(), ModelVersion, AutomationPolicy)
     for field in _columns(table.model):
-        if not (field.is_relation and field.related_model in kept):
+        if _referenced_kind(field) is None:
             continue
         ids = {getattr(o, field.attname) for o in objects} - {None}
         found = field.related_model._base_manager.filter(pk__in=ids).values_list("pk", flat=True)
@@ -595,6 +624,7 @@ def archive_restore(*, archive: Archive, actor_name: str = "") -> dict[str, int]
                 _references_refuse(table, fresh, archive)
                 table.model._base_manager.bulk_create(fresh, batch_size=CHUNK)
                 inserted[table.name] += len(fresh)
+        locked.references.all().delete()  # the restored rows keep them now
         locked.state = Archive.State.RESTORED
         locked.restored_at = timezone.now()
         locked.restored_by_name = actor_name

@@ -368,3 +368,23 @@ def test_embedded_mode_archives_after_a_response_once_a_day(history, settings):
     assert embedded_archive.run_if_due(clock=lambda: 1000.0)
     assert Archive.objects.filter(use_case=history, state=Archive.State.ARCHIVED).exists()
     assert not embedded_archive.run_if_due(clock=lambda: 1000.0 + 3600)  # not again that day
+
+
+def test_an_account_that_only_archived_history_names_cannot_be_deleted(history):
+    """Archived rows keep what they refer to, as they did in the database: the archive can
+    always come back. Restored, the rows themselves keep it."""
+    from django.db.models import ProtectedError
+
+    from reviewapp.core.append_only import history_kept_by
+
+    dora = make_user(Role.REVIEWER, "dora")
+    item = Item.objects.get(use_case=history, external_id="inv-0")  # archivable (auto, March)
+    ItemSeen.objects.create(item=item, user=dora, first_seen_at=OLD + timedelta(hours=1))
+    archive = archive_create(use_case=history, cutoff=CUTOFF, now=NOW)
+    assert not Item.objects.filter(pk=item.pk).exists()
+    assert history_kept_by(dora) == ["archived history"]  # what the admin says
+    with pytest.raises(ProtectedError):
+        dora.delete()
+    archive_restore(archive=archive)
+    assert ItemSeen.objects.filter(item=item, user=dora).exists()
+    assert not archive.references.exists()
