@@ -91,7 +91,10 @@ def main(small: bool) -> None:
         "LOG_LEVEL": "WARNING",
     }
     _admin(url, f'DROP DATABASE IF EXISTS "{name}"')
-    _admin(url, f'CREATE DATABASE "{name}"')
+    # Under run.py, a copy of its migrated database (harness.MIGRATED_TEMPLATE_ENV): the set-up's
+    # migrate then has nothing left to apply.
+    template = os.environ.get("BENCH_MIGRATED_TEMPLATE")
+    _admin(url, f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         setup = _child(env, "--setup", str(rows))
         floor = _child(env, "--floor")
