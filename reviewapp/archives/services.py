@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import storages
@@ -159,7 +157,17 @@ def cutoff_for(*, use_case: UseCase, now: datetime | None = None) -> datetime | 
 # --- Parquet ------------------------------------------------------------------------------
 
 
-def _arrow_type(field: models.Field) -> pa.DataType:
+def _arrow():
+    """pyarrow, imported when an archive is written or read: web processes and workers start
+    without it (tests/test_process_memory.py)."""
+    import pyarrow
+    import pyarrow.parquet
+
+    return pyarrow, pyarrow.parquet
+
+
+def _arrow_type(field: models.Field):
+    pa, _ = _arrow()
     kind = field.get_internal_type()
     if field.is_relation:
         kind = field.target_field.get_internal_type()
@@ -178,7 +186,8 @@ def _columns(model: type[models.Model]) -> list[models.Field]:
     return list(model._meta.concrete_fields)
 
 
-def _schema(model: type[models.Model]) -> pa.Schema:
+def _schema(model: type[models.Model]):
+    pa, _ = _arrow()
     return pa.schema([pa.field(f.attname, _arrow_type(f), nullable=True) for f in _columns(model)])
 
 
@@ -255,6 +264,7 @@ class _Writers:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        _, pq = _arrow()
         self.writers = {
             t.name: pq.ParquetWriter(folder / f"{t.name}.parquet", _schema(t.model)) for t in TABLES
         }
@@ -268,6 +278,7 @@ class _Writers:
             return
         fields = _columns(table.model)
         columns = {f.attname: [_to_cell(f, r[f.attname]) for r in rows] for f in fields}
+        pa, _ = _arrow()
         batch = pa.Table.from_pydict(columns, schema=_schema(table.model))
         self.writers[table.name].write_table(batch)
         self.rows[table.name] += len(rows)
@@ -439,7 +450,8 @@ def _files_drop(archive: Archive) -> None:
 
 def _archived_ids(archive: Archive) -> Iterator[list[int]]:
     with archive_storage().open(f"{archive.location}/items.parquet", "rb") as handle:
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=CHUNK, columns=["id"]):
+        files = _arrow()[1].ParquetFile(handle)
+        for batch in files.iter_batches(batch_size=CHUNK, columns=["id"]):
             yield batch.column(0).to_pylist()
 
 
@@ -556,7 +568,7 @@ def _verify(archive: Archive) -> dict[str, Any]:
 def _read(archive: Archive, table: Table, entry: dict) -> Iterator[list[models.Model]]:
     fields = {f.attname: f for f in _columns(table.model)}
     with archive_storage().open(f"{archive.location}/{entry['file']}", "rb") as handle:
-        parquet = pq.ParquetFile(handle)
+        parquet = _arrow()[1].ParquetFile(handle)
         unknown = set(parquet.schema_arrow.names) - set(fields)
         if unknown:
             raise InvalidInput(
