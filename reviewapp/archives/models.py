@@ -24,6 +24,8 @@ class Archive(models.Model):
         RESTORED = "restored"
         FAILED = "failed"
 
+    keeps_history = True  # a use case with archives is never deleted (core.append_only)
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     use_case = models.ForeignKey(
         "deployments.UseCase", on_delete=models.PROTECT, related_name="archives"

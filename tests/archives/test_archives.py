@@ -383,6 +383,7 @@ def test_an_account_that_only_archived_history_names_cannot_be_deleted(history):
     archive = archive_create(use_case=history, cutoff=CUTOFF, now=NOW)
     assert not Item.objects.filter(pk=item.pk).exists()
     assert history_kept_by(dora) == ["archived history"]  # what the admin says
+    assert "archives" in history_kept_by(history)  # and of the use case
     with pytest.raises(ProtectedError):
         dora.delete()
     archive_restore(archive=archive)
