@@ -65,7 +65,7 @@ class Archive(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.use_case_id} before {self.cutoff:%Y-%m-%d} ({self.state})"
+        return f"{self.use_case.slug} before {self.cutoff:%Y-%m-%d} ({self.state})"
 
 
 class ArchivedReference(models.Model):
