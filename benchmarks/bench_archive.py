@@ -12,7 +12,7 @@ archive), and copying them back in with ``COPY FROM`` (for the restore); all rol
 
     DATABASE_URL=postgres://... python benchmarks/bench_archive.py [--small]
 
-100,000 items (small: 4,000). It creates (and drops) its own test database.
+100,000 items (small: 2,000). It creates (and drops) its own test database.
 """
 
 import io
@@ -122,7 +122,7 @@ def _measure(small: bool) -> None:
             "OPTIONS": {"location": tempfile.mkdtemp(prefix="bench-archives-")},
         },
     }
-    count = 4_000 if small else 100_000
+    count = 2_000 if small else 100_000
     use_case, champion, policy, _, reviewers = use_case_make()
     started = time.perf_counter()
     items_copy(use_case=use_case, champion=champion, policy=policy, reviewers=reviewers,
