@@ -488,6 +488,8 @@ STORAGES["archives"] = {
     "BACKEND": "django.core.files.storage.FileSystemStorage",
     "OPTIONS": {"location": ARCHIVE_ROOT, "file_permissions_mode": 0o640},
 }
+# Items an archive reads, and removes, per transaction.
+ARCHIVE_CHUNK_ITEMS = int(os.environ.get("ARCHIVE_CHUNK_ITEMS", "1000"))
 # Use cases with a retention move their older history to archives once a day (in embedded
 # mode, after a response at most this often; 0: only by hand).
 ARCHIVE_EMBEDDED_SECONDS = int(os.environ.get("ARCHIVE_EMBEDDED_SECONDS", str(24 * 3600)))

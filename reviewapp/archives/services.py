@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import storages
@@ -63,7 +64,11 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-CHUNK = 1000  # items per read and per removal transaction
+
+
+def _chunk() -> int:
+    """Items per read and per removal transaction (``ARCHIVE_CHUNK_ITEMS``)."""
+    return settings.ARCHIVE_CHUNK_ITEMS
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,12 @@ def items_archivable(*, use_case: UseCase, cutoff: datetime) -> QuerySet:
     return rows
 
 
+def hour_floor(moment: datetime) -> datetime:
+    """A cutoff is a whole hour (UTC), the rollups' grain: every archived fact then lies in an
+    hour before it, and the figures from it on can be recounted exactly."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def cutoff_for(*, use_case: UseCase, now: datetime | None = None) -> datetime | None:
     """The start of the month ``retention_months`` whole months before this one (UTC); None
     when the use case keeps its history."""
@@ -168,9 +179,7 @@ def _arrow():
 
 def _arrow_type(field: models.Field):
     pa, _ = _arrow()
-    kind = field.get_internal_type()
-    if field.is_relation:
-        kind = field.target_field.get_internal_type()
+    kind = _stored(field).get_internal_type()
     if kind in {"FloatField", "DecimalField"}:
         return pa.float64()
     if kind == "BooleanField":
@@ -191,7 +200,13 @@ def _schema(model: type[models.Model]):
     return pa.schema([pa.field(f.attname, _arrow_type(f), nullable=True) for f in _columns(model)])
 
 
+def _stored(field: models.Field) -> models.Field:
+    """The field whose type a column holds: a foreign key's target (a job's UUID, say)."""
+    return field.target_field if field.is_relation else field
+
+
 def _to_cell(field: models.Field, value: Any) -> Any:
+    field = _stored(field)
     if value is None:
         return None
     if isinstance(field, models.JSONField):
@@ -202,6 +217,7 @@ def _to_cell(field: models.Field, value: Any) -> Any:
 
 
 def _from_cell(field: models.Field, value: Any) -> Any:
+    field = _stored(field)
     if value is None:
         return None
     if isinstance(field, models.JSONField):
@@ -303,7 +319,7 @@ def _write(
     writers = _Writers(scratch)
     try:
         eligible = items_archivable(use_case=use_case, cutoff=archive.cutoff)
-        for ids in _chunks(eligible, CHUNK):
+        for ids in _chunks(eligible, _chunk()):
             with transaction.atomic():
                 _repeatable_read()
                 for table in TABLES:
@@ -375,6 +391,7 @@ def archive_create(
     """Archive ``use_case``'s items whose whole history lies before ``cutoff``. None when no
     item qualifies. Raises Conflict while another archive of the use case is running."""
     now = now or timezone.now()
+    cutoff = hour_floor(cutoff)
     if cutoff > now:
         raise InvalidInput({"cutoff": ["must not be in the future"]})
     if not items_archivable(use_case=use_case, cutoff=cutoff).exists():
@@ -451,7 +468,7 @@ def _files_drop(archive: Archive) -> None:
 def _archived_ids(archive: Archive) -> Iterator[list[int]]:
     with archive_storage().open(f"{archive.location}/items.parquet", "rb") as handle:
         files = _arrow()[1].ParquetFile(handle)
-        for batch in files.iter_batches(batch_size=CHUNK, columns=["id"]):
+        for batch in files.iter_batches(batch_size=_chunk(), columns=["id"]):
             yield batch.column(0).to_pylist()
 
 
@@ -578,7 +595,7 @@ def _read(archive: Archive, table: Table, entry: dict) -> Iterator[list[models.M
                     ]
                 }
             )
-        for batch in parquet.iter_batches(batch_size=CHUNK):
+        for batch in parquet.iter_batches(batch_size=_chunk()):
             objects = []
             for row in batch.to_pylist():
                 values = {name: _from_cell(fields[name], value) for name, value in row.items()}
@@ -634,7 +651,7 @@ def archive_restore(*, archive: Archive, actor_name: str = "") -> dict[str, int]
                 )
                 fresh = [o for o in objects if o.pk not in present]
                 _references_refuse(table, fresh, archive)
-                table.model._base_manager.bulk_create(fresh, batch_size=CHUNK)
+                table.model._base_manager.bulk_create(fresh, batch_size=1000)
                 inserted[table.name] += len(fresh)
         locked.references.all().delete()  # the restored rows keep them now
         locked.state = Archive.State.RESTORED

@@ -26,6 +26,8 @@ from reviewapp.archives.services import (
     cutoff_for,
 )
 from reviewapp.core.errors import Conflict, InvalidInput
+from reviewapp.core.jobs import job_create
+from reviewapp.core.models import Job
 from reviewapp.core.roles import Role
 from reviewapp.monitoring.models import HourlyRollup
 from reviewapp.monitoring.services import rollups_fold
@@ -86,6 +88,11 @@ def history(django_capture_on_commit_callbacks):
         _review_all(use_case, reviewers, at=NEW + timedelta(hours=5))
         for n in range(300, 306):  # received in March, still waiting
             item_ingest(use_case=use_case, **invoice(n), now=OLD + timedelta(hours=10, minutes=n))
+    # Items that came in a batch point at its job (a UUID key).
+    job = job_create(kind=Job.Kind.BATCH_INGEST, total=5, use_case=use_case)
+    Item.objects.filter(use_case=use_case, external_id__in=[f"inv-{n}" for n in range(5)]).update(
+        job=job
+    )
     # The challenger scores in a task that reads the real clock: put its predictions at their
     # items' time, as in production where it scores each item as it arrives.
     for prediction in Prediction.objects.filter(use_case=use_case).select_related("item"):
@@ -389,3 +396,15 @@ def test_an_account_that_only_archived_history_names_cannot_be_deleted(history):
     archive_restore(archive=archive)
     assert ItemSeen.objects.filter(item=item, user=dora).exists()
     assert not archive.references.exists()
+
+
+def test_a_cutoff_is_rounded_down_to_the_hour_so_the_figures_after_it_recount_exactly(history):
+    """Rollups are hourly: a cutoff inside an hour would leave that hour's rollup counting
+    archived facts that its raw rows no longer hold."""
+    reviewed_from = OLD + timedelta(hours=7)  # March's reviews: 16:01 onwards
+    archive = archive_create(
+        use_case=history, cutoff=reviewed_from + timedelta(minutes=30), now=NOW
+    )
+    assert archive.cutoff == reviewed_from
+    code, out = _verify()
+    assert code == 0, out

@@ -7,6 +7,7 @@ from reviewapp.archives.services import (
     archive_summary,
     archives_resume,
     cutoff_for,
+    hour_floor,
     items_archivable,
 )
 from reviewapp.core.api import datetime_param
@@ -25,8 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--use-case", dest="slug", help="One use case (default: all).")
         parser.add_argument(
             "--before",
-            help="ISO 8601 date or date-time: archive history before it instead of before the "
-            "use case's retention (needed for a use case without one).",
+            help="ISO 8601 date or date-time (rounded down to the hour): archive history before "
+            "it instead of before the use case's retention (needed for a use case without one).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be archived; change nothing."
@@ -60,7 +61,7 @@ class Command(BaseCommand):
             for archive in archives_resume():
                 self.stdout.write(f"Finished an interrupted archive: {archive.pk}")
         for use_case in use_cases:
-            until = cutoff or cutoff_for(use_case=use_case)
+            until = hour_floor(cutoff) if cutoff else cutoff_for(use_case=use_case)
             if dry_run:
                 count = items_archivable(use_case=use_case, cutoff=until).count()
                 self.stdout.write(f"{use_case.slug}: {count} items before {until.isoformat()}")
