@@ -80,7 +80,13 @@ def worker():
     finally:
         celery_app.conf.task_always_eager = True
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            # A warm shutdown waits for the tasks in hand; on a loaded machine that has taken
+            # more than 30 s. The test's assertions are done: a worker still stopping is killed.
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def test_a_real_worker_scores_and_routes_a_batch_of_1000_exactly_once(api, worker):
