@@ -47,6 +47,7 @@ from reviewapp.archives.models import Archive, ArchivedReference
 from reviewapp.core.append_only import history_rewrite
 from reviewapp.core.errors import Conflict, InvalidInput
 from reviewapp.core.logs import event_log
+from reviewapp.core.snapshots import repeatable_read
 from reviewapp.monitoring.models import RollupEvent
 from reviewapp.reviews.models import (
     Decision,
@@ -227,28 +228,23 @@ def _from_cell(field: models.Field, value: Any) -> Any:
     return value
 
 
-def _file_sha256(path: Path) -> tuple[str, int]:
+def _sha256(handle) -> tuple[str, int]:
+    """SHA-256 and size of what ``handle`` reads, a megabyte at a time."""
     digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-            size += len(block)
+    while block := handle.read(1 << 20):
+        digest.update(block)
+        size += len(block)
     return digest.hexdigest(), size
 
 
+def _file_sha256(path: Path) -> tuple[str, int]:
+    with path.open("rb") as handle:
+        return _sha256(handle)
+
+
 def _stored_sha256(name: str) -> str:
-    digest = hashlib.sha256()
     with archive_storage().open(name, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _repeatable_read() -> None:
-    # One chunk's tables are read from one snapshot.
-    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _sha256(handle)[0]
 
 
 def _chunks(ids: QuerySet, size: int) -> Iterator[list[int]]:
@@ -321,7 +317,7 @@ def _write(
         eligible = items_archivable(use_case=use_case, cutoff=archive.cutoff)
         for ids in _chunks(eligible, _chunk()):
             with transaction.atomic():
-                _repeatable_read()
+                repeatable_read()  # one chunk's tables from one snapshot
                 for table in TABLES:
                     attnames = [f.attname for f in _columns(table.model)]
                     rows = list(

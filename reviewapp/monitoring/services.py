@@ -20,13 +20,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from reviewapp.celery import app
 from reviewapp.core.bulk import rows_append, rows_update
 from reviewapp.core.errors import Conflict
+from reviewapp.core.snapshots import repeatable_read
 from reviewapp.monitoring import aggregation
 from reviewapp.monitoring.aggregation import Accumulator, Context
 from reviewapp.monitoring.models import FeatureRollup, FoldLock, HourlyRollup, RollupEvent
@@ -244,14 +245,6 @@ def rollups_fold(*, batch_size: int = 5000, max_seconds: float | None = None) ->
 # --- rebuilding from the raw rows -------------------------------------------------------------
 
 
-def _repeatable_read() -> None:
-    # Every read of the rebuild sees one snapshot: rows committed meanwhile are left to their
-    # own events, which the rebuild does not delete because it cannot see them.
-    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-
-
 def _ids(queryset, chunk: int) -> Iterator[list[int]]:
     batch = []
     for pk in queryset.order_by("id").values_list("id", flat=True).iterator(chunk_size=chunk):
@@ -279,7 +272,9 @@ def rollups_rebuild(*, use_case, chunk: int = 5000) -> dict[str, Any]:
             "(restore_archive) before rebuilding"
         )
     with transaction.atomic():
-        _repeatable_read()
+        # Every read of the rebuild sees one snapshot: rows committed meanwhile are left to
+        # their own events, which the rebuild does not delete because it cannot see them.
+        repeatable_read()
         _fold_lock()
         RollupEvent.objects.filter(use_case_id=use_case.pk).delete()
         HourlyRollup.objects.filter(use_case=use_case).delete()
