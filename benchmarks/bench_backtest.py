@@ -139,10 +139,8 @@ def main(small: bool = False) -> dict:
 
     django.setup()
     from django.conf import settings
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
 
-    from benchmarks.harness import test_database_create
+    from benchmarks.harness import throwaway_database
     from deployments.selectors import champion_get
     from deployments.services.estimators import estimator_for
     from reviewapp.celery import app as celery_app
@@ -153,9 +151,7 @@ def main(small: bool = False) -> dict:
     # Eager: the job queued by backtest_start runs in process when its transaction commits,
     # so the timing covers the whole way from the request to the stored result.
     celery_app.conf.task_always_eager = True
-    setup_test_environment()
-    old_name = test_database_create()
-    try:
+    with throwaway_database():
         started = time.perf_counter()
         use_case, frame = _seed(n)
         seeded = time.perf_counter() - started
@@ -176,9 +172,6 @@ def main(small: bool = False) -> dict:
         assert job.state == Job.State.DONE, job.error
         assert job.result["items"] == n and len(job.result["curve"]["thresholds"]) == 100
         backtest = min(timings)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
 
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     rows = [

@@ -456,26 +456,19 @@ def _measure_kernel(small: bool) -> None:
 def main(small: bool) -> None:
     _django()
     from django.conf import settings
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
 
-    from benchmarks.harness import test_database_create
+    from benchmarks.harness import throwaway_database
 
     if not settings.IS_POSTGRES:
         print("note: the dashboard figures need PostgreSQL (set DATABASE_URL); kernel only")
         _measure_kernel(small)
         return
-    setup_test_environment(debug=False)
-    old_name = test_database_create()
-    try:
+    with throwaway_database(debug=False):
         from reviewapp.celery import app
 
         app.conf.task_always_eager = True
         _measure_dashboards(small)
         _measure_kernel(small)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
 
 
 if __name__ == "__main__":

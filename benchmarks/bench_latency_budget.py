@@ -172,16 +172,13 @@ def main(small: bool) -> None:
     _django()
     from django.conf import settings
     from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
 
-    from benchmarks.harness import test_database_create
+    from benchmarks.harness import throwaway_database
 
     n = 60 if small else 600
     budget_ms = 10_000
     settings.MODEL_LATENCY_PROBE_CALLS = 20 if small else 300
-    setup_test_environment()
-    old_name = test_database_create()
-    try:
+    with throwaway_database():
         print(
             f"Latency budget overhead on a realtime single-item request "
             f"({connection.vendor}, {n} requests per variant, budget {budget_ms} ms never hit)"
@@ -199,9 +196,6 @@ def main(small: bool) -> None:
             "inline",
             _handoff(200 if small else 2000),
         )
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import fmt, table, test_database_create  # noqa: E402
+from benchmarks.harness import fmt, table, throwaway_database  # noqa: E402
 
 PROCESSES = 50
 TARGET_MS = 300.0
@@ -314,22 +314,15 @@ def _measure(small: bool) -> None:
 def main(small: bool) -> None:
     _django()
     from django.conf import settings
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
 
     if not settings.IS_POSTGRES:
         print("note: bench_system needs PostgreSQL (set DATABASE_URL); skipped")
         return
-    setup_test_environment(debug=False)
-    old_name = test_database_create()
-    try:
+    with throwaway_database(debug=False):
         from reviewapp.celery import app
 
         app.conf.task_always_eager = True
         _measure(small)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
 
 
 if __name__ == "__main__":

@@ -60,6 +60,22 @@ def test_database_create() -> str:
     return old_name
 
 
+@contextlib.contextmanager
+def throwaway_database(*, debug: bool | None = None):
+    """Django's test environment on a throwaway database (``test_database_create``), dropped
+    on the way out whatever happens. ``debug`` as ``setup_test_environment`` takes it."""
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    setup_test_environment(debug=debug)
+    old_name = test_database_create()
+    try:
+        yield
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        teardown_test_environment()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
