@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cached_property
 
 from django.db import connection
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, Max, OuterRef, QuerySet, Subquery
 
 from deployments.models import (
     AutomationPolicy,
@@ -35,16 +35,32 @@ def use_cases_visible_to(user) -> QuerySet[UseCase]:
 
 def use_case_get_for(*, user, slug: str) -> UseCase:
     """The use case, or NotFound when it does not exist or the user may not see it (the two
-    are indistinguishable on purpose)."""
-    use_case = use_cases_visible_to(user).filter(slug=slug).first()
+    are indistinguishable on purpose). It comes with the user's right to see personal data
+    (``can_view_pii`` reads it instead of asking again)."""
+    use_cases = use_cases_visible_to(user).filter(slug=slug)
+    if user.is_authenticated and not has_role(user, Role.ADMIN):
+        use_cases = use_cases.annotate(
+            viewer_can_view_pii=Exists(
+                UseCaseMembership.objects.filter(
+                    use_case=OuterRef("pk"), user=user, can_view_pii=True
+                )
+            )
+        )
+    use_case = use_cases.first()
     if use_case is None:
         raise NotFound({"detail": f"No use case {slug!r}."})
+    if hasattr(use_case, "viewer_can_view_pii"):
+        use_case.pii_right = (user.pk, use_case.viewer_can_view_pii)
     return use_case
 
 
 def can_view_pii(*, user, use_case: UseCase) -> bool:
     if has_role(user, Role.ADMIN):
         return True
+    # Read with the use case by ``use_case_get_for`` for this user, in this request.
+    loaded = getattr(use_case, "pii_right", None)
+    if loaded is not None and loaded[0] == user.pk:
+        return loaded[1]
     return UseCaseMembership.objects.filter(
         use_case=use_case, user=user, can_view_pii=True
     ).exists()

@@ -212,6 +212,9 @@ class DecisionOutput(serializers.ModelSerializer):
         ]
 
     def get_disagreement(self, decision) -> bool:
+        known = getattr(decision, "routing_disagreement", None)  # a decision just recorded
+        if known is not None:
+            return known
         return Disagreement.objects.filter(
             decision=decision, prediction_id=decision.item.prediction_id
         ).exists()

@@ -145,6 +145,8 @@ def review_queues_overview(*, user, now=None) -> list[dict[str, Any]]:
 
 def escalation_note_for(*, task: ReviewTask) -> dict[str, Any] | None:
     """The latest manager's note on a task that came back to the queue from an escalation."""
+    if getattr(task, "was_returned", True) is False:
+        return None  # the claim read that no escalation of it was returned
     row = (
         Escalation.objects.filter(task=task, outcome=Escalation.Outcome.RETURNED)
         .order_by("-resolved_at")

@@ -142,8 +142,12 @@ def queue_decide(
     idempotency_key: str | None = None,
 ) -> QueueStep:
     """Decide the held task, then claim the next. Bad input raises InvalidInput (nothing is
-    saved, the task stays held); a lost race becomes a notice and the queue moves on."""
-    task = _task_in(use_case=use_case, task_id=task_id, user=user)
+    saved, the task stays held); a lost race becomes a notice and the queue moves on. The task
+    is read once, locked, by the decision: one not in this use case is not found there."""
+    try:
+        task = ReviewTask(pk=int(task_id), use_case=use_case)
+    except (TypeError, ValueError):
+        raise NotFound({"detail": "No such task."}) from None
     try:
         result = review_task_decide(
             task=task,

@@ -23,7 +23,15 @@ from deployments.selectors import use_cases_visible_to
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.events import event_record
 from reviewapp.core.logs import event_log
-from reviewapp.reviews.models import Decision, Item, ItemSeen, Prediction, ReviewTask, TaskSkip
+from reviewapp.reviews.models import (
+    Decision,
+    Escalation,
+    Item,
+    ItemSeen,
+    Prediction,
+    ReviewTask,
+    TaskSkip,
+)
 from reviewapp.reviews.outcomes import OUTCOME_CORRECTED, OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 from reviewapp.reviews.signals import decision_recorded, use_case_facts_changed
@@ -97,17 +105,23 @@ def review_task_claim(
     """
     now = now or timezone.now()
     lease = timedelta(seconds=lease_seconds or settings.REVIEW_LEASE_SECONDS)
-    held = review_task_held(use_case=use_case, user=user, now=now)
-    if held is not None:
-        return ReviewTask.objects.select_related("item__prediction").get(pk=held.pk)
     if connection.vendor == "postgresql":
         for include_skipped in (False, True):
+            # The first statement also answers with the task the user already holds.
             claimed = _claim_in_one_statement(
-                use_case=use_case, user=user, now=now, lease=lease, include_skipped=include_skipped
+                use_case=use_case,
+                user=user,
+                now=now,
+                lease=lease,
+                include_skipped=include_skipped,
+                held_first=not include_skipped,
             )
             if claimed is not None:
-                return ReviewTask.objects.select_related("item__prediction").get(pk=claimed)
+                return _task_shown(claimed)
         return None
+    held = review_task_held(use_case=use_case, user=user, now=now)
+    if held is not None:
+        return _task_shown(held.pk)
     for include_skipped in (False, True):
         for _ in range(CLAIM_ATTEMPTS):
             with transaction.atomic():
@@ -135,29 +149,68 @@ def review_task_claim(
                 if won:  # seen and claimed commit together
                     item_seen_record(item_id=candidate.item_id, user=user, now=now)
             if won:
-                return ReviewTask.objects.select_related("item__prediction").get(pk=candidate.pk)
+                return _task_shown(candidate.pk)
     return None
 
 
+def _task_shown(task_id: int) -> ReviewTask:
+    """A claimed task as the reviewer is shown it: with its item and the routing prediction,
+    and ``was_returned``, whether a manager sent it back from an escalation (only then is
+    there a note to read)."""
+    return (
+        ReviewTask.objects.select_related("item__prediction")
+        .annotate(
+            was_returned=Exists(
+                Escalation.objects.filter(task=OuterRef("pk"), outcome=Escalation.Outcome.RETURNED)
+            )
+        )
+        .get(pk=task_id)
+    )
+
+
 def _claim_in_one_statement(
-    *, use_case: UseCase, user, now, lease: timedelta, include_skipped: bool
+    *,
+    use_case: UseCase,
+    user,
+    now,
+    lease: timedelta,
+    include_skipped: bool,
+    held_first: bool = False,
 ) -> int | None:
     """PostgreSQL: pick the first claimable task, lock it (SKIP LOCKED), claim it and record
     that the reviewer has seen its item, in one statement: one round trip instead of a
     transaction of three. The claim's update still requires an open task with no live lease.
-    Returns the claimed task's id, or None when nothing is claimable (or all of it is locked
-    by other reviewers' claims at this instant)."""
+    With ``held_first``, a task the user already holds a live lease on in this use case is the
+    answer instead, and nothing is claimed. Returns the task's id, or None when nothing is
+    claimable (or all of it is locked by other reviewers' claims at this instant)."""
     candidate = _claimable(
         use_case=use_case, user=user, now=now, include_skipped=include_skipped
     ).values("id", "item_id")[:1]
     select_sql, select_params = candidate.query.sql_with_params()
+    held_params: list[Any] = []
+    held_sql = "SELECT NULL::bigint AS id WHERE false"
+    if held_first:
+        held = (
+            ReviewTask.objects.filter(
+                use_case=use_case,
+                state=ReviewTask.State.OPEN,
+                claimed_by=user,
+                lease_expires_at__gt=now,
+            )
+            .order_by("claimed_at")
+            .values("id")[:1]
+        )
+        held_sql, held_params = held.query.sql_with_params()
     task = ReviewTask._meta
     seen = ItemSeen._meta
     quote = connection.ops.quote_name
     column = {f.name: quote(f.column) for f in task.concrete_fields}
     table = quote(task.db_table)
+    # ``NOT EXISTS (SELECT 1 FROM held)`` is evaluated once (an InitPlan): while the user holds
+    # a task, the candidate is never read, so nothing is locked.
     sql = f"""
-        WITH candidate AS ({select_sql} FOR UPDATE OF {table} SKIP LOCKED),
+        WITH held AS ({held_sql}),
+        candidate AS ({select_sql} FOR UPDATE OF {table} SKIP LOCKED),
         claimed AS (
             UPDATE {table} AS task
                SET {column["claimed_by"]} = %s, {column["claimed_at"]} = %s,
@@ -166,6 +219,7 @@ def _claim_in_one_statement(
              WHERE task.{column["id"]} = candidate.id AND task.{column["state"]} = %s
                AND (task.{column["lease_expires_at"]} IS NULL
                     OR task.{column["lease_expires_at"]} <= %s)
+               AND NOT EXISTS (SELECT 1 FROM held)
          RETURNING task.{column["id"]}, task.{column["item"]}
         ),
         seen AS (
@@ -175,9 +229,12 @@ def _claim_in_one_statement(
             SELECT claimed.{column["item"]}, %s, %s FROM claimed
             ON CONFLICT DO NOTHING
         )
+        SELECT held.id FROM held
+        UNION ALL
         SELECT claimed.{column["id"]} FROM claimed
     """
     params = [
+        *held_params,
         *select_params,
         user.pk,
         now,
@@ -316,7 +373,17 @@ def review_task_decide(
     lease_token = lease_token_parse(lease_token)
     try:
         with transaction.atomic():
-            locked = ReviewTask.objects.select_for_update().get(pk=task.pk)
+            # The task and its item, locked in that order, in one statement; a task that is
+            # not in ``task.use_case`` is not found.
+            locked = (
+                ReviewTask.objects.select_related("item")
+                .select_for_update(of=("self", "item"))
+                .filter(pk=task.pk, use_case_id=use_case.pk)
+                .first()
+            )
+            if locked is None:
+                raise NotFound({"detail": "No such task."})
+            locked.use_case = use_case
             if locked.state == ReviewTask.State.DONE:
                 # A retry of the same decision (same Idempotency-Key, same answer) gets the
                 # first answer back; anything else is a second decision.
@@ -342,7 +409,7 @@ def review_task_decide(
                         "code": "lease_lost",
                     }
                 )
-            item = Item.objects.select_for_update().get(pk=locked.item_id)
+            item = locked.item
             predictions = list(
                 Prediction.objects.filter(item=item)
                 .select_related("model_version")
@@ -359,7 +426,7 @@ def review_task_decide(
                 label=label,
                 value=value,
                 comment=comment,
-                kind=_kind(task=task, suggestion=suggestion, label=label, value=value),
+                kind=_kind(task=locked, suggestion=suggestion, label=label, value=value),
                 time_spent_ms=max(0, min(time_spent_ms or 0, 2**31 - 1)),
                 idempotency_key=idempotency_key or None,
                 created_at=now,
@@ -405,12 +472,17 @@ def review_task_decide(
                             suggestion=suggestion,
                         ),
                     )
-            disagreements_record(
+            recorded = disagreements_record(
                 use_case=use_case,
                 decision=decision,
                 task=locked,
                 predictions=predictions,
                 routing_prediction_id=item.prediction_id,
+            )
+            # Whether the person answered otherwise than the prediction that routed the item
+            # (the answer says so without asking the database again).
+            decision.routing_disagreement = any(
+                row.prediction_id == item.prediction_id for row in recorded
             )
             decision_recorded.send(
                 sender=Decision, decision=decision, prediction_ids=[p.pk for p in predictions]
