@@ -1,6 +1,8 @@
 """Escalations: a reviewer hands an item to the managers; a manager answers it or returns it to
 the queue with a note the next reviewer reads."""
 
+import re
+
 import pytest
 from django.db import IntegrityError
 
@@ -72,6 +74,30 @@ def test_returning_it_puts_it_back_in_its_place_with_the_note_for_the_next_revie
     assert task.item.external_id in html  # the oldest item again, first in line
     assert "Note from maria:" in html and "Yes: taxis are travel." in html
     assert "is a taxi travel?" in html
+
+
+def test_the_note_comes_with_a_returned_item_swapped_in_after_a_decision(setting):
+    rosa, manager, use_case, task = setting
+    escalation = escalation_raise(task=task, user=rosa, comment="is a taxi travel?")
+    bob = make_user(Role.REVIEWER, "bob")
+    UseCaseMembership.objects.create(use_case=use_case, user=bob)
+    client = logged_in_client(bob)
+    # While the first item is with the managers, bob takes the other one; the first comes
+    # back to the queue, and to bob after his decision.
+    client.get(f"/queue/{use_case.slug}/")
+    first = ReviewTask.objects.get(use_case=use_case, claimed_by=bob, state="open")
+    assert first.pk != task.pk
+    escalation_resolve(escalation=escalation, user=manager, note="Yes: taxis are travel.")
+    html = client.get(f"/queue/{use_case.slug}/").content.decode()
+    assert "Note from maria:" not in html  # an item never escalated has no note
+    lease = re.search(r'name="lease_token" value="([^"]+)"', html).group(1)
+    swapped = client.post(
+        f"/queue/{use_case.slug}/tasks/{first.pk}/decide/",
+        {"label": "office", "lease_token": lease},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert task.item.external_id in swapped
+    assert "Note from maria:" in swapped and "Yes: taxis are travel." in swapped
 
 
 def test_answering_it_records_the_managers_decision_through_the_decision_service(setting):
