@@ -12,7 +12,7 @@ from django.db import transaction
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from deployments.models import UseCase, UseCaseMembership
-from reviewapp.core.roles import Role, role_groups_ensure
+from reviewapp.core.roles import Role, role_groups_ensure, user_with_roles
 
 USE_CASE = "use-case:"
 
@@ -42,6 +42,9 @@ def user_access_from_claims(*, user, claims: dict) -> None:
 
 
 class GroupClaimsBackend(OIDCAuthenticationBackend):
+    def get_user(self, user_id):
+        return user_with_roles(user_id)  # the roles in the same query
+
     def verify_claims(self, claims) -> bool:
         roles, slugs = groups_claim_parse(claims)
         return super().verify_claims(claims) and bool(roles or slugs)

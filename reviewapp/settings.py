@@ -195,7 +195,12 @@ OIDC_GROUP_PREFIX = os.environ.get("OIDC_GROUP_PREFIX", "reviewapp:")
 # A provider with one signing key may leave "kid" out of its tokens: set False for it.
 OIDC_VERIFY_KID = env_bool("OIDC_VERIFY_KID", True)
 LOGIN_REDIRECT_URL_FAILURE = "/accounts/refused/"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Django's model backend, reading the user's roles with the user (one query, not two); Django's
+# own name for it stays listed only for the sessions signed in under it (see RolesModelBackend).
+AUTHENTICATION_BACKENDS = [
+    "reviewapp.core.roles.RolesModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 if OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.insert(0, "deployments.oidc.GroupClaimsBackend")
 

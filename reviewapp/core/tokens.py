@@ -21,7 +21,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from reviewapp.core.errors import InvalidInput, NotFound
 from reviewapp.core.models import ApiToken
-from reviewapp.core.roles import Role, has_role, role_groups_ensure
+from reviewapp.core.roles import Role, has_role, role_groups_ensure, roles_annotations, roles_read
 
 KEY_PREFIX = "rvt_"
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -124,7 +124,12 @@ def api_token_public(token: ApiToken, *, key: str | None = None) -> dict:
 
 def api_token_authenticate(key: str, *, now: datetime | None = None) -> UserType:
     now = now or timezone.now()
-    token = ApiToken.objects.select_related("user").filter(digest=key_digest(key)).first()
+    token = (
+        ApiToken.objects.select_related("user")
+        .annotate(**roles_annotations("user_id"))
+        .filter(digest=key_digest(key))
+        .first()
+    )
     if token is None or not token.user.is_active:
         raise AuthenticationFailed("Invalid token.")
     if token.expires_at is not None and token.expires_at <= now:
@@ -134,7 +139,7 @@ def api_token_authenticate(key: str, *, now: datetime | None = None) -> UserType
         ApiToken.objects.filter(pk=token.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_EVERY)
         ).update(last_used_at=now)
-    return token.user
+    return roles_read(token.user, token)
 
 
 class ApiTokenAuthentication(TokenAuthentication):
@@ -156,6 +161,21 @@ class ApiTokenAuthentication(TokenAuthentication):
         if key.startswith(KEY_PREFIX):
             return api_token_authenticate(key), None
         return self.authenticate_credentials(key)
+
+    def authenticate_credentials(self, key):
+        """DRF's own lookup of a legacy token, with the user's roles read in the same query."""
+        token = (
+            self.get_model()
+            .objects.select_related("user")
+            .annotate(**roles_annotations("user_id"))
+            .filter(key=key)
+            .first()
+        )
+        if token is None:
+            raise AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        return roles_read(token.user, token), token
 
     def authenticate_header(self, request):
         return "Bearer"

@@ -94,9 +94,9 @@ def test_keyset_pages_walk_every_disagreement_once_newest_first(world):
     assert [d.pk for d in seen] == expected
 
 
-# session, user, roles, use case, then: the page of rows, their count, the version choices,
-# the PII right (for the export form) and the matrix.
-EXPLORER_QUERIES = 9
+# session, user with roles, use case with the PII right (for the export form), then: the page
+# of rows, their count, the version choices and the matrix.
+EXPLORER_QUERIES = 7
 
 
 def test_the_explorer_costs_the_same_queries_for_any_number_of_rows(
@@ -123,19 +123,20 @@ def test_the_other_pages_cost_a_fixed_number_of_queries(world, django_assert_num
         export_create(use_case=world.use_case, actor=world.analyst, fmt=fmt)
     client = client_for(world.analyst)
     slug = world.use_case.slug
-    with django_assert_num_queries(5):  # session, user, roles, use case, exports
+    with django_assert_num_queries(4):  # session, user with roles, use case, exports
         client.get(f"/datasets/{slug}/exports/")
-    with django_assert_num_queries(6):  # ... runs, recipe versions
+    with django_assert_num_queries(5):  # ... runs, recipe versions
         client.get(f"/datasets/{slug}/retraining/")
-    with django_assert_num_queries(8):  # ... three counts, latest run ids (no runs to fetch)
+    with django_assert_num_queries(7):  # ... three counts, latest run ids (no runs to fetch)
         client.get("/datasets/")
 
 
 def test_an_item_shows_its_predictions_decisions_and_comments(world, django_assert_num_queries):
     item = Item.objects.get(use_case=world.use_case, external_id="inv-4")
     client = client_for(world.analyst)
-    # session, user, roles, use case, item, PII right, predictions, decisions, disagreements
-    with django_assert_num_queries(9):
+    # session, user with roles, use case with the PII right, item, predictions, decisions,
+    # disagreements
+    with django_assert_num_queries(7):
         response = client.get(f"/datasets/{world.use_case.slug}/items/inv-4")
     body = response.content.decode()
     assert response.status_code == 200

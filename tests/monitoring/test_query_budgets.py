@@ -58,24 +58,24 @@ def queries(client, url: str) -> list[str]:
     return [query["sql"] for query in captured.captured_queries]
 
 
-# The pinned counts, with what the queries are. Every page starts with the session, its user
-# and the user's groups (3 queries); every page a manager opens ends with the paused webhook
+# The pinned counts, with what the queries are. Every page starts with the session and its user
+# with the user's roles (2 queries); every page a manager opens ends with the paused webhook
 # endpoints and the open system alerts, for their banners (2 queries), and every page a
 # reviewer or a manager opens with the use cases past due, for theirs (1 query).
 BUDGETS = {
     # the use cases, their policies | the hourly rollups in the range, then one sum per JSON
     # column across them (outputs, review times, reviewers, confusion, calibration) | items
     # waiting, guardrail breaches.
-    "/monitoring/": 16,
+    "/monitoring/": 15,
     # the use case, its model versions, its policy | the hourly rollups in the range, one sum per
     # JSON column (outputs, review times, reviewers, confusion, calibration) | items waiting,
     # guardrail breaches.
-    "/monitoring/{slug}/quality/": 17,
+    "/monitoring/{slug}/quality/": 16,
     # the use cases, their policies, their model versions, their ramp plans | routes per use
     # case (one grouped count), decisions per use case (one grouped count), open breaches |
     # the queue health: open tasks per use case, decisions in the last 24 hours per use case |
     # the finished backtests per use case, for the capacity warning (no backtest here: no more).
-    "/control/": 16,
+    "/control/": 15,
 }
 
 

@@ -102,11 +102,11 @@ def test_ingesting_one_item(api, queue, size, committed):
     with committed():
         client.post(url, invoice(size), format="json")
     sql = queries(lambda: client.post(url, invoice(size + 1), format="json"))
-    # token with its user, groups, use case (its config stamp: the policy, champion and
+    # token with its user and roles, use case (its config stamp: the policy, champion and
     # challengers this process keeps are current), duplicate external id? | savepoint, insert
     # item, prediction, review task, route the item (one update), a rollup event, release. The
     # guardrail watch queued by the first request holds for the interval: nothing to ask.
-    assert_budget(sql, 11)
+    assert_budget(sql, 10)
 
 
 @waiting
@@ -121,13 +121,13 @@ def test_claiming_the_next_task(api, queue):
     held.lease_expires_at = None
     held.save(update_fields=["claimed_by", "lease_token", "lease_expires_at"])
     sql = queries(lambda: client.post(url))
-    # token with its user, groups, use case with the reviewer's PII right | the claim: on
+    # token with its user and roles, use case with the reviewer's PII right | the claim: on
     # PostgreSQL one statement answers with a task the reviewer already holds or picks the
     # oldest claimable task (SKIP LOCKED), claims it and records that the reviewer has seen the
     # item; elsewhere a live lease already held?, savepoint, the oldest claimable, the
     # conditional claim update, the item seen, release | the task with its item and prediction
     # for the answer.
-    assert_budget(sql, {"postgresql": 5, "sqlite": 10})
+    assert_budget(sql, {"postgresql": 4, "sqlite": 9})
 
 
 @waiting
@@ -150,12 +150,12 @@ def test_deciding_a_task(api, queue, committed):
             format="json",
         )
     )
-    # token with its user, groups, the task | savepoint, the task with its item locked, the
+    # token with its user and roles, the task | savepoint, the task with its item locked, the
     # predictions, insert the decision, close the task, decide the item, the disagreement, a
     # rollup event, the outcome event for the caller, release (the answer's "disagreement" is
     # known from what was written; the guardrail watch queued by the first decision holds for
     # the interval).
-    assert_budget(sql, 13)
+    assert_budget(sql, 12)
 
 
 def _decision_in_the_queue(client, use_case, label):
@@ -173,14 +173,14 @@ def test_deciding_and_getting_the_next_task_in_the_htmx_queue(queue, committed):
     with committed():
         _decision_in_the_queue(client, use_case, "office")()  # and the second
     sql = queries(_decision_in_the_queue(client, use_case, "travel"))
-    # session, user, groups, use case with the reviewer's PII right | savepoint, the task (not
+    # session, user with roles, use case with the reviewer's PII right | savepoint, the task (not
     # found unless in this use case) with its item locked, the predictions, insert the
     # decision, close the task, decide the item, the disagreement, a rollup event, the outcome
     # event, release | claim the next: one statement on PostgreSQL that also answers with a
     # task still held (elsewhere a live lease held?, savepoint, the oldest claimable, the
     # conditional update, the item seen, release) | the task with its item for the page, and
     # whether it came back from an escalation (only then are the manager's notes read).
-    assert_budget(sql, {"postgresql": 16, "sqlite": 21})
+    assert_budget(sql, {"postgresql": 15, "sqlite": 20})
 
 
 def _split_writes_merged(sql: list[str]) -> tuple[list[str], int]:
