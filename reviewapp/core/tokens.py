@@ -126,7 +126,7 @@ def api_token_authenticate(key: str, *, now: datetime | None = None) -> UserType
     now = now or timezone.now()
     token = (
         ApiToken.objects.select_related("user")
-        .annotate(**roles_annotations("user_id"))
+        .annotate(**roles_annotations(ApiToken, "user_id"))
         .filter(digest=key_digest(key))
         .first()
     )
@@ -167,7 +167,7 @@ class ApiTokenAuthentication(TokenAuthentication):
         token = (
             self.get_model()
             .objects.select_related("user")
-            .annotate(**roles_annotations("user_id"))
+            .annotate(**roles_annotations(self.get_model(), "user_id"))
             .filter(key=key)
             .first()
         )
