@@ -151,11 +151,11 @@ def test_deciding_a_task(api, queue, committed):
         )
     )
     # token with its user and roles, the task | savepoint, the task with its item locked, the
-    # predictions, insert the decision, close the task, decide the item, the disagreement, a
-    # rollup event, the outcome event for the caller, release (the answer's "disagreement" is
-    # known from what was written; the guardrail watch queued by the first decision holds for
-    # the interval).
-    assert_budget(sql, 12)
+    # predictions, the decision stored with its task closed and its item decided (one statement
+    # on PostgreSQL, three elsewhere), the disagreement, a rollup event, the outcome event for
+    # the caller, release (the answer's "disagreement" is known from what was written; the
+    # guardrail watch queued by the first decision holds for the interval).
+    assert_budget(sql, {"postgresql": 10, "sqlite": 12})
 
 
 def _decision_in_the_queue(client, use_case, label):
@@ -174,13 +174,14 @@ def test_deciding_and_getting_the_next_task_in_the_htmx_queue(queue, committed):
         _decision_in_the_queue(client, use_case, "office")()  # and the second
     sql = queries(_decision_in_the_queue(client, use_case, "travel"))
     # session, user with roles, use case with the reviewer's PII right | savepoint, the task (not
-    # found unless in this use case) with its item locked, the predictions, insert the
-    # decision, close the task, decide the item, the disagreement, a rollup event, the outcome
-    # event, release | claim the next: one statement on PostgreSQL that also answers with a
-    # task still held (elsewhere a live lease held?, savepoint, the oldest claimable, the
-    # conditional update, the item seen, release) | the task with its item for the page, and
-    # whether it came back from an escalation (only then are the manager's notes read).
-    assert_budget(sql, {"postgresql": 15, "sqlite": 20})
+    # found unless in this use case) with its item locked, the predictions, the decision stored
+    # with its task closed and its item decided (one statement on PostgreSQL, three elsewhere),
+    # the disagreement, a rollup event, the outcome event, release | claim the next: one
+    # statement on PostgreSQL that also answers with a task still held (elsewhere a live lease
+    # held?, savepoint, the oldest claimable, the conditional update, the item seen, release) |
+    # the task with its item for the page, and whether it came back from an escalation (only
+    # then are the manager's notes read).
+    assert_budget(sql, {"postgresql": 13, "sqlite": 20})
 
 
 def _split_writes_merged(sql: list[str]) -> tuple[list[str], int]:

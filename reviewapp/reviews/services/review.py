@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import Exact
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from deployments.models import UseCase
@@ -418,7 +419,7 @@ def review_task_decide(
             suggestion = next((p for p in predictions if p.pk == item.prediction_id), None)
             if time_spent_ms is None and locked.claimed_at:
                 time_spent_ms = int((now - locked.claimed_at).total_seconds() * 1000)
-            decision = Decision.objects.create(
+            decision = Decision(
                 task=locked,
                 item=item,
                 use_case=use_case,
@@ -433,27 +434,20 @@ def review_task_decide(
             )
             locked.state = ReviewTask.State.DONE
             locked.done_at = now
-            locked.save(update_fields=["state", "done_at"])
-            if item.decision_source != Item.Source.HUMAN:
-                # An automated item already went out as the model's outcome; its audit sends
-                # ``outcome.corrected`` only when the person answers differently, so a feed
-                # reader still sees each item's outcome once.
-                automated = item.decision_source == Item.Source.MODEL
-                previous = (item.decision_label, item.decision_value)
+            settles = item.decision_source != Item.Source.HUMAN
+            # An automated item already went out as the model's outcome; its audit sends
+            # ``outcome.corrected`` only when the person answers differently, so a feed reader
+            # still sees each item's outcome once.
+            automated = item.decision_source == Item.Source.MODEL
+            previous = (item.decision_label, item.decision_value)
+            if settles:
                 item.decision_label = label
                 item.decision_value = value
                 item.decision_source = Item.Source.HUMAN
                 item.decided_at = now
                 item.status = Item.Status.DECIDED
-                item.save(
-                    update_fields=[
-                        "decision_label",
-                        "decision_value",
-                        "decision_source",
-                        "decided_at",
-                        "status",
-                    ]
-                )
+            _decision_write(decision=decision, task=locked, item=item if settles else None)
+            if settles:
                 if not automated:
                     event_record(
                         type=OUTCOME_DECIDED,
@@ -514,6 +508,56 @@ def review_task_decide(
         reviewer=user.get_username(),
     )
     return DecideResult(decision=decision, replayed=False)
+
+
+DECIDED_TASK_FIELDS = ("state", "done_at")
+DECIDED_ITEM_FIELDS = (
+    "decision_label",
+    "decision_value",
+    "decision_source",
+    "decided_at",
+    "status",
+)
+
+
+def _decision_write(*, decision: Decision, task: ReviewTask, item: Item | None) -> None:
+    """Store a new decision, close its task and, when given, settle its item with the answer
+    (the fields already set on the objects). On PostgreSQL the three writes are one statement
+    (an ``INSERT`` and two ``UPDATE``s as data-modifying ``WITH`` parts): one round trip
+    instead of three. Each part's SQL is Django's own for that write, so columns, types and
+    the database's constraints and triggers are what a ``save()`` meets."""
+    if connection.vendor != "postgresql":
+        decision.save(force_insert=True)
+        task.save(update_fields=list(DECIDED_TASK_FIELDS))
+        if item is not None:
+            item.save(update_fields=list(DECIDED_ITEM_FIELDS))
+        return
+    insert = InsertQuery(Decision)
+    insert.insert_values(
+        [f for f in Decision._meta.concrete_fields if not f.primary_key], [decision]
+    )
+    compiler = insert.get_compiler(connection=connection)
+    compiler.returning_fields = [Decision._meta.pk]
+    [(insert_sql, insert_params)] = compiler.as_sql()
+    parts = [("decision", insert_sql, insert_params)]
+    for name, row, fields in (
+        ("task", task, DECIDED_TASK_FIELDS),
+        ("item", item, DECIDED_ITEM_FIELDS),
+    ):
+        if row is None:
+            continue
+        update = UpdateQuery(type(row))
+        update.add_update_values({field: getattr(row, field) for field in fields})
+        update.add_q(Q(pk=row.pk))
+        sql, params = update.get_compiler(connection=connection).as_sql()
+        parts.append((name, sql, params))
+    sql = "WITH " + ", ".join(f"{name} AS ({part})" for name, part, _ in parts)
+    sql += " SELECT * FROM decision"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param for _, _, params in parts for param in params])
+        (decision.pk,) = cursor.fetchone()
+    decision._state.adding = False
+    decision._state.db = connection.alias
 
 
 def lease_token_parse(raw: Any) -> uuid.UUID | None:
