@@ -15,6 +15,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/reviewapp_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/13"
+# A gunicorn started with FLOOR_ENV also serves the floors' views (benchmarks/floor_urls.py):
+# BARE_AUTHENTICATED_API is a bare DRF view behind the app's token authentication.
+FLOOR_ENV = {"DJANGO_SETTINGS_MODULE": "benchmarks.floor_settings"}
+BARE_AUTHENTICATED_API = "__floor__/api/"
 
 
 def server_env() -> dict[str, str]:
