@@ -9,10 +9,11 @@ with 409, so every task ends with exactly one decision.
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import Exact
@@ -184,11 +185,61 @@ def _claim_in_one_statement(
     With ``held_first``, a task the user already holds a live lease on in this use case is the
     answer instead, and nothing is claimed. Returns the task's id, or None when nothing is
     claimable (or all of it is locked by other reviewers' claims at this instant)."""
+    sql, params = _claim_statement(
+        queue_order=use_case.queue_order, include_skipped=include_skipped, held_first=held_first
+    )
+    values = {
+        _CLAIM_USE_CASE: use_case.pk,
+        _CLAIM_USER: user.pk,
+        _CLAIM_NOW: now,
+        _CLAIM_TOKEN: uuid.uuid4(),
+        _CLAIM_EXPIRES: now + lease,
+    }
+    params = [values[param] if stand_in else param for param, stand_in in params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+# The claim statement is the same for every claim of a queue order but for five values, so
+# each process compiles it once per order and variant, with stand-ins no real claim can hold,
+# and puts the claim's own values in their places (building and compiling it through the ORM
+# took most of a claim's time in Python). The stand-ins are compared by value: no other
+# parameter of the statement can equal them.
+_CLAIM_USE_CASE = -7_770_000_001
+_CLAIM_USER = -7_770_000_002
+_CLAIM_NOW = datetime(1901, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+_CLAIM_EXPIRES = datetime(1901, 6, 7, 8, 9, 10, 111213, tzinfo=UTC)
+_CLAIM_TOKEN = uuid.UUID("00000000-0000-4000-8000-00000c1a1177")
+_CLAIM_STAND_INS = (_CLAIM_USE_CASE, _CLAIM_USER, _CLAIM_NOW, _CLAIM_EXPIRES, _CLAIM_TOKEN)
+# (queue order, skipped too, held first) -> the SQL, and each parameter with whether it is a
+# stand-in.
+_claim_statements: dict[tuple[str, bool, bool], tuple[str, list[tuple[Any, bool]]]] = {}
+
+
+def _claim_statement(
+    *, queue_order: str, include_skipped: bool, held_first: bool
+) -> tuple[str, list[tuple[Any, bool]]]:
+    key = (queue_order, include_skipped, held_first)
+    kept = _claim_statements.get(key)
+    if kept is None:
+        kept = _claim_statements[key] = _claim_statement_build(
+            queue_order=queue_order, include_skipped=include_skipped, held_first=held_first
+        )
+    return kept
+
+
+def _claim_statement_build(
+    *, queue_order: str, include_skipped: bool, held_first: bool
+) -> tuple[str, list[tuple[Any, bool]]]:
+    use_case = UseCase(pk=_CLAIM_USE_CASE, queue_order=queue_order)
+    user = get_user_model()(pk=_CLAIM_USER)
     candidate = _claimable(
-        use_case=use_case, user=user, now=now, include_skipped=include_skipped
+        use_case=use_case, user=user, now=_CLAIM_NOW, include_skipped=include_skipped
     ).values("id", "item_id")[:1]
     select_sql, select_params = candidate.query.sql_with_params()
-    held_params: list[Any] = []
+    held_params: tuple[Any, ...] = ()
     held_sql = "SELECT NULL::bigint AS id WHERE false"
     if held_first:
         held = (
@@ -196,7 +247,7 @@ def _claim_in_one_statement(
                 use_case=use_case,
                 state=ReviewTask.State.OPEN,
                 claimed_by=user,
-                lease_expires_at__gt=now,
+                lease_expires_at__gt=_CLAIM_NOW,
             )
             .order_by("claimed_at")
             .values("id")[:1]
@@ -237,19 +288,20 @@ def _claim_in_one_statement(
     params = [
         *held_params,
         *select_params,
-        user.pk,
-        now,
-        uuid.uuid4(),
-        now + lease,
-        ReviewTask.State.OPEN,
-        now,
-        user.pk,
-        now,
+        _CLAIM_USER,
+        _CLAIM_NOW,
+        _CLAIM_TOKEN,
+        _CLAIM_EXPIRES,
+        str(ReviewTask.State.OPEN),
+        _CLAIM_NOW,
+        _CLAIM_USER,
+        _CLAIM_NOW,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+    marked = [(param, any(param == s for s in _CLAIM_STAND_INS)) for param in params]
+    found = {param for param, stand_in in marked if stand_in}
+    if found != set(_CLAIM_STAND_INS):  # the ORM compiled a value some other way
+        raise RuntimeError(f"the claim statement lost a stand-in: {params!r}")
+    return sql, marked
 
 
 def item_seen_record(*, item_id: int, user, now) -> None:
