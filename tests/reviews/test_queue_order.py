@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from deployments.services.use_cases import use_case_update
 from reviewapp.core.roles import Role
-from reviewapp.reviews.models import Item, ReviewTask
+from reviewapp.reviews.models import Item, ItemSeen, ReviewTask
 from reviewapp.reviews.services.ingest import item_ingest, items_batch_accept
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.factories import invoice, make_use_case, make_user
@@ -233,3 +233,38 @@ def test_eight_reviewers_at_once_take_the_head_of_the_queue_and_never_the_same_t
         thread.join(timeout=120)
     assert len(held) == len(set(held)) == 40
     assert set(held) == set(head)
+
+
+def test_claims_across_use_cases_orders_and_reviewers_each_get_their_own_values():
+    """A process keeps one claim statement per queue order and puts each claim's use case,
+    reviewer, time and lease in it: claims interleaved between two use cases of the same
+    order, and one of another order, each take their own use case's head, for their own
+    reviewer, with their own lease."""
+    first, (alice, bob, _) = _queue("priority")
+    second, (carol, *_) = _queue("priority")
+    third, (dave, *_) = _queue("fifo")
+    for use_case in (first, second, third):
+        for n, priority in enumerate([1, 7, 3]):
+            _send(use_case, n, at=T0 + timedelta(minutes=n), priority=priority)
+    at = T0 + timedelta(hours=1)
+    claims = [
+        (first, alice, "inv-1"),
+        (second, carol, "inv-1"),
+        (third, dave, "inv-0"),
+        (first, bob, "inv-2"),
+    ]
+    tokens = set()
+    for use_case, reviewer, expected in claims:
+        task = review_task_claim(use_case=use_case, user=reviewer, now=at, lease_seconds=300)
+        task.refresh_from_db()
+        assert (task.use_case_id, task.item.external_id) == (use_case.pk, expected)
+        assert (task.claimed_by_id, task.claimed_at) == (reviewer.pk, at)
+        assert task.lease_expires_at == at + timedelta(seconds=300)
+        tokens.add(task.lease_token)
+        # The reviewer has seen the item they hold, and only they.
+        seen = ItemSeen.objects.filter(item_id=task.item_id).values_list("user_id", flat=True)
+        assert set(seen) == {reviewer.pk}
+    assert len(tokens) == len(claims)
+    # A reviewer who holds a task gets it back, in each use case.
+    again = review_task_claim(use_case=first, user=alice, now=at + timedelta(minutes=1))
+    assert again.item.external_id == "inv-1"
