@@ -15,7 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Exists, F, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Exact
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
@@ -161,13 +162,23 @@ def _task_shown(task_id: int) -> ReviewTask:
     there a note to read)."""
     return (
         ReviewTask.objects.select_related("item__prediction")
-        .annotate(
-            was_returned=Exists(
-                Escalation.objects.filter(task=OuterRef("pk"), outcome=Escalation.Outcome.RETURNED)
-            )
-        )
+        .annotate(was_returned=_was_returned_sql())
         .get(pk=task_id)
     )
+
+
+def _was_returned_sql() -> RawSQL:
+    """``EXISTS`` an escalation of the annotated task that a manager returned. Plain SQL: an
+    ORM ``Exists`` costs more to compile (0.5 ms) than the query it saves."""
+    escalation = Escalation._meta
+    quote = connection.ops.quote_name
+    sql = (
+        f"EXISTS (SELECT 1 FROM {quote(escalation.db_table)} e "
+        f"WHERE e.{quote(escalation.get_field('task').column)} = "
+        f"{quote(ReviewTask._meta.db_table)}.{quote(ReviewTask._meta.pk.column)} "
+        f"AND e.{quote(escalation.get_field('outcome').column)} = %s)"
+    )
+    return RawSQL(sql, [str(Escalation.Outcome.RETURNED)], output_field=BooleanField())
 
 
 def _claim_in_one_statement(
