@@ -79,18 +79,19 @@ QUEUE_ORDERS = {
 }
 
 
+def _held(*, use_case: UseCase, user, now):
+    """The tasks the user holds a live lease on in this use case, the first claimed first."""
+    return ReviewTask.objects.filter(
+        use_case=use_case,
+        state=ReviewTask.State.OPEN,
+        claimed_by=user,
+        lease_expires_at__gt=now,
+    ).order_by("claimed_at")
+
+
 def review_task_held(*, use_case: UseCase, user, now) -> ReviewTask | None:
     """The task the user holds a live lease on in this use case, if any."""
-    return (
-        ReviewTask.objects.filter(
-            use_case=use_case,
-            state=ReviewTask.State.OPEN,
-            claimed_by=user,
-            lease_expires_at__gt=now,
-        )
-        .order_by("claimed_at")
-        .first()
-    )
+    return _held(use_case=use_case, user=user, now=now).first()
 
 
 def review_task_claim(
@@ -253,16 +254,7 @@ def _claim_statement_build(
     held_params: tuple[Any, ...] = ()
     held_sql = "SELECT NULL::bigint AS id WHERE false"
     if held_first:
-        held = (
-            ReviewTask.objects.filter(
-                use_case=use_case,
-                state=ReviewTask.State.OPEN,
-                claimed_by=user,
-                lease_expires_at__gt=_CLAIM_NOW,
-            )
-            .order_by("claimed_at")
-            .values("id")[:1]
-        )
+        held = _held(use_case=use_case, user=user, now=_CLAIM_NOW).values("id")[:1]
         held_sql, held_params = held.query.sql_with_params()
     task = ReviewTask._meta
     seen = ItemSeen._meta
