@@ -294,6 +294,8 @@ def _claim_round(
         thread.start()
     for thread in threads:
         thread.join()
+    # Every reviewer's claims, each with its floor's request (a caller that miscounts fails).
+    assert len(timings) == len(floor) == len(tokens) * per_reviewer, (len(timings), len(floor))
     return timings, floor
 
 
