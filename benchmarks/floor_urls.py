@@ -1,5 +1,5 @@
 """The app's URLs plus the floors the benchmarks compare with, served by the benchmarks'
-gunicorn only (``FLOOR_SETTINGS``): a bare DRF view behind the app's own authentication (a
+gunicorn only (``harness.FLOOR_ENV``): a bare DRF view behind the app's own authentication (a
 token, with its user and roles) and permission check, which answers an empty object.
 
     DJANGO_SETTINGS_MODULE=benchmarks.floor_settings

@@ -420,7 +420,8 @@ def review_task_decide(
     409 (Conflict) when the task is already decided, when the lease was lost (another reviewer
     holds it, or ``lease_token`` is not the current one), or when it was never claimed by this
     user. The decision, the task's completion, the item's final answer and the disagreements
-    commit together.
+    commit together. Only ``task.pk`` and ``task.use_case`` are read from ``task``: the task is
+    read afresh, locked, and not found (404) unless it is in that use case.
     """
     now = now or timezone.now()
     use_case = task.use_case
@@ -429,8 +430,8 @@ def review_task_decide(
     lease_token = lease_token_parse(lease_token)
     try:
         with transaction.atomic():
-            # The task and its item, locked in that order, in one statement; a task that is
-            # not in ``task.use_case`` is not found.
+            # The task and its item, locked by one statement; a task that is not in
+            # ``task.use_case`` is not found.
             locked = (
                 ReviewTask.objects.select_related("item")
                 .select_for_update(of=("self", "item"))
