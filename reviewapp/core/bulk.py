@@ -7,11 +7,17 @@ one statement whose parameters are one array per column (``unnest``); on SQLite,
 default, they fall back to Django's bulk_create and an ``UPDATE ... FROM (VALUES ...)``.
 ``rows_append`` writes to outbox tables, which have no natural key and whose writers read
 nothing back.
+
+``writes_joined`` makes the appends and the statements given to ``statement_part`` inside it
+one statement on PostgreSQL: a decision, or a realtime item, and the events other apps append
+for it go to the database in one round trip.
 """
 
+import contextlib
 import functools
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connection, models
@@ -29,6 +35,9 @@ def _prepared(field: models.Field, values: list) -> list:
     object); SQLite stores dates and JSON as text the way Django writes them."""
     if connection.vendor != "postgresql" or isinstance(field, models.JSONField):
         return [field.get_db_prep_save(value, connection) for value in values]
+    if isinstance(field, models.FloatField):
+        # An array holds one type: a whole number among floats (a value sent as 3) is a float.
+        return [None if value is None else float(value) for value in values]
     return values
 
 
@@ -73,6 +82,68 @@ def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
         cursor.execute(sql, params)
         rows = cursor.fetchall() if cursor.description else []
         return rows, cursor.rowcount
+
+
+_joined = threading.local()
+
+
+class JoinedWrites:
+    """What ``writes_joined`` read when its block ended: the first row of ``then``."""
+
+    row: tuple | None = None
+
+
+@contextlib.contextmanager
+def writes_joined(*, then: tuple[str, Sequence] | None = None) -> Iterator[JoinedWrites]:
+    """Make the writes inside one statement, on PostgreSQL.
+
+    Inside the block ``rows_append`` and ``statement_part`` do not run when called. Each becomes
+    a part of one statement that runs when the block ends (``WITH w0 AS (...), w1 AS (...)
+    SELECT ...``): one round trip instead of one per write. The parts see one snapshot, so
+    nothing inside may read what an earlier part writes, and one part's error (a key already
+    taken) is raised when the block ends, for the whole statement. Call inside a transaction.
+    A block inside another joins the outer one. Elsewhere (SQLite) each write runs when made.
+
+    ``then`` is a query (SQL and parameters) the statement ends with, instead of ``SELECT 1``:
+    its first row is the block's ``row`` afterwards. It reads the database as the statement
+    found it, before the parts' writes (elsewhere it runs on its own after them). A block that
+    joins an outer one takes no ``then``.
+    """
+    result = JoinedWrites()
+    final_sql, final_params = then if then is not None else ("SELECT 1", ())
+    if connection.vendor != "postgresql":
+        yield result
+        if then is not None:
+            rows = _execute(final_sql, list(final_params))[0]
+            result.row = rows[0] if rows else None
+        return
+    if getattr(_joined, "parts", None) is not None:
+        if then is not None:
+            raise ValueError("a block that joins an outer one takes no then")
+        yield result
+        return
+    _joined.parts = parts = []
+    try:
+        yield result
+    finally:
+        _joined.parts = None
+    if parts or then is not None:
+        sql = "".join(
+            f"{'WITH' if n == 0 else ','} w{n} AS ({part}) " for n, (part, _) in enumerate(parts)
+        )
+        params = [param for _, params in parts for param in params]
+        rows = _execute(sql + final_sql, [*params, *final_params])[0]
+        result.row = rows[0] if rows else None
+
+
+def statement_part(sql: str, params: Sequence) -> None:
+    """Run one write (SQL without ``RETURNING``), or add it to the statement ``writes_joined``
+    is making."""
+    parts = getattr(_joined, "parts", None)
+    if parts is None:
+        _execute(sql, list(params))
+    else:
+        parts.append((sql, list(params)))
 
 
 def _rows(columns: Columns) -> int:
@@ -141,13 +212,16 @@ def rows_append(
     columns: Columns,
     *,
     computed: dict[str, models.Expression] | None = None,
+    ignore_conflicts: bool = False,
     batch_size: int = 5000,
 ) -> int:
-    """Insert rows given as columns into a table that is only appended to (an outbox) and
-    return how many: nothing is read back, so the table needs no natural key. ``computed``
-    names fields whose value the database gives each row (an expression, such as the writing
-    transaction's id). Fields left out take their defaults (give ``auto_now_add`` fields a
-    value). Call inside a transaction."""
+    """Insert rows given as columns, reading nothing back, and return how many were given:
+    for a table that is only appended to (an outbox), which needs no natural key, or rows whose
+    ids the writer already holds. ``computed`` names fields whose value the database gives each
+    row (an expression, such as the writing transaction's id). ``ignore_conflicts`` skips a row
+    whose unique key is taken. Fields left out take their defaults (give ``auto_now_add``
+    fields a value). Inside ``writes_joined`` it is a part of the block's statement. Call
+    inside a transaction."""
     count = _rows(columns)
     if count == 0:
         return 0
@@ -158,7 +232,11 @@ def rows_append(
             dict(zip(columns, values, strict=True))
             for values in zip(*columns.values(), strict=True)
         ]
-        model.objects.bulk_create([model(**row, **computed) for row in rows], batch_size=1000)
+        model.objects.bulk_create(
+            [model(**row, **computed) for row in rows],
+            batch_size=1000,
+            ignore_conflicts=ignore_conflicts,
+        )
         return count
     quote = connection.ops.quote_name
     meta = model._meta
@@ -171,11 +249,12 @@ def rows_append(
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(names)}) "
         f"SELECT {selected} FROM unnest({_casts(fields)}) AS v"
+        f"{' ON CONFLICT DO NOTHING' if ignore_conflicts else ''}"
     )
     computed_params = [param for _, params in expressions for param in params]
     for start in range(0, count, batch_size):
         params = [_prepared(f, columns[f.attname][start : start + batch_size]) for f in fields]
-        _execute(sql, [*computed_params, *params])
+        statement_part(sql, [*computed_params, *params])
     return count
 
 

@@ -76,11 +76,15 @@ def rollup_decision_record(*, decision, prediction_ids: Iterable[int]) -> None:
     """A human decided. ``prediction_ids`` are the item's predictions this transaction sees;
     a challenger prediction committed later records the pair itself. Call inside the decision
     transaction, holding the item's row lock."""
-    RollupEvent.objects.create(
-        kind=RollupEvent.Kind.DECISION,
-        object_id=decision.pk,
-        use_case_id=decision.use_case_id,
-        detail={"predictions": sorted(prediction_ids)},
+    rows_append(
+        RollupEvent,
+        {
+            "kind": [RollupEvent.Kind.DECISION],
+            "object_id": [decision.pk],
+            "use_case_id": [decision.use_case_id],
+            "detail": [{"predictions": sorted(prediction_ids)}],
+            "created_at": [timezone.now()],
+        },
     )
     _fold_after_commit()
 

@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 
 from deployments.models import UseCase
+from reviewapp.core.bulk import rows_append
 from reviewapp.reviews.models import Decision, Disagreement, Prediction, ReviewTask
 
 
@@ -43,7 +44,8 @@ def disagreements_record(
 
     The prediction that routed the item gives an override, shadow or audit disagreement
     (by what the reviewer saw); every other model version's prediction is a challenger one.
-    Idempotent: the pair (decision, prediction) is unique.
+    Idempotent: the pair (decision, prediction) is unique. Returns the disagreements found,
+    including any already stored.
     """
     rows = []
     for prediction in predictions:
@@ -74,5 +76,11 @@ def disagreements_record(
                 decided_at=decision.created_at,
             )
         )
-    Disagreement.objects.bulk_create(rows, ignore_conflicts=True)
+    # Columns read back nothing, so inside ``writes_joined`` this is a part of its statement.
+    names = [f.attname for f in Disagreement._meta.concrete_fields if not f.primary_key]
+    rows_append(
+        Disagreement,
+        {name: [getattr(row, name) for row in rows] for name in names},
+        ignore_conflicts=True,
+    )
     return rows

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from deployments.ml.latency import budget_error, budget_timeouts
@@ -24,12 +25,12 @@ from deployments.services.estimators import (
     realtime_scoring_pool,
 )
 from deployments.services.model_versions import model_version_external_get_or_register
-from reviewapp.core.bulk import rows_insert
+from reviewapp.core.bulk import rows_insert, statement_part, writes_joined
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
 from reviewapp.core.json_input import text_problem
 from reviewapp.core.models import Job
-from reviewapp.reviews.models import Item
+from reviewapp.reviews.models import Item, Prediction
 from reviewapp.reviews.selectors import item_get
 from reviewapp.reviews.services.routing import items_route, pending_item, prediction_unsaved
 from reviewapp.reviews.signals import use_case_facts_changed
@@ -307,6 +308,39 @@ def external_id_taken(*, use_case_id: int, external_id: str) -> bool:
         return cursor.fetchone() is not None
 
 
+def _new_item_ids(*, use_case_id: int, external_id: str) -> tuple[bool, int | None, int | None]:
+    """Whether the use case holds an item with this external id, and on PostgreSQL the ids a
+    new item and its prediction will take, from their own sequences, in the same round trip
+    (an id taken for an item not stored is a gap, as a rolled-back insert leaves)."""
+    if connection.vendor != "postgresql":
+        return external_id_taken(use_case_id=use_case_id, external_id=external_id), None, None
+    item, prediction = Item._meta, Prediction._meta
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT EXISTS (SELECT 1 FROM {quote(item.db_table)} WHERE "
+        f"{quote(item.get_field('use_case').column)} = %s AND "
+        f"{quote(item.get_field('external_id').column)} = %s), "
+        "nextval(pg_get_serial_sequence(%s, %s)), nextval(pg_get_serial_sequence(%s, %s))"
+    )
+    params = [use_case_id, external_id, item.db_table, item.pk.column]
+    params += [prediction.db_table, prediction.pk.column]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _item_insert(item: Item) -> None:
+    """Store a new item that holds its id, as a part of the statement ``writes_joined`` makes
+    (Django's own SQL for the insert, so columns, types and constraints are what a ``save()``
+    meets)."""
+    insert = InsertQuery(Item)
+    insert.insert_values(Item._meta.concrete_fields, [item])
+    [(sql, params)] = insert.get_compiler(connection=connection).as_sql()
+    statement_part(sql, params)
+    item._state.adding = False
+    item._state.db = connection.alias
+
+
 def item_ingest(
     *,
     use_case: UseCase,
@@ -326,7 +360,8 @@ def item_ingest(
     null output: the item is stored in review and the caller is not kept waiting for the model.
     """
     external_id = external_id_clean(external_id)
-    if external_id_taken(use_case_id=use_case.pk, external_id=external_id):
+    taken, item_id, prediction_id = _new_item_ids(use_case_id=use_case.pk, external_id=external_id)
+    if taken:
         return IngestResult(
             item=item_get(use_case=use_case, external_id=external_id), created=False
         )
@@ -351,16 +386,29 @@ def item_ingest(
         priority=priority,
         due_at=due_at,
     )
+    # On PostgreSQL the item holds its id and its prediction's already: the item is stored
+    # routed, and with its prediction, its tasks and the events recorded for it, in one
+    # statement. Elsewhere it is stored, then routed.
+    joined = item_id is not None
     try:
-        with transaction.atomic():
-            item.save(force_insert=True)
+        with transaction.atomic(), writes_joined():
+            if joined:
+                item.pk = item_id
+            else:
+                item.save(force_insert=True)
             (routed,) = items_route(
                 use_case=use_case,
                 policy=policy,
                 items=[pending_item(item)],
                 outputs=outputs,
                 now=now,
+                prediction_ids=[prediction_id] if joined else None,
+                items_stored=not joined,
             )
+            if joined:
+                for name, value in routed.values.items():
+                    setattr(item, name, value)
+                _item_insert(item)
             challengers_enqueue(use_case=use_case, item_ids=[item.pk])
     except IntegrityError:
         # Another request stored the same external_id first: theirs is the item.

@@ -19,7 +19,7 @@ from deployments.policy import (
     route,
 )
 from deployments.services.policies import policy_spec
-from reviewapp.core.bulk import rows_insert, rows_update
+from reviewapp.core.bulk import rows_append, rows_insert, rows_update
 from reviewapp.core.events import events_record
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
@@ -137,12 +137,19 @@ def items_route(
     items: Sequence[PendingItem],
     outputs: Sequence[tuple[ModelVersion | None, RawOutput] | None],
     now,
+    prediction_ids: Sequence[int] | None = None,
+    items_stored: bool = True,
 ) -> list[Routed]:
     """Route each item with its champion output (None when the model was not consulted):
     write its prediction and review tasks, and set its route, status and any model decision.
 
     A pair whose model version is None (no champion registered yet) routes as a null output
     without a prediction row. Call inside a transaction, with the items stored, not routed.
+
+    A caller that holds the predictions' ids already (``prediction_ids``, one per item with a
+    model version) and stores the items itself, routed (``items_stored=False``: each
+    ``Routed.values`` holds the item's route), reads nothing back: inside ``writes_joined`` the
+    writes are parts of one statement.
     """
     spec = policy_spec(policy)
     routed: list[Routed] = []
@@ -159,17 +166,19 @@ def items_route(
 
     if scored:
         positions, versions, raws, verdicts = zip(*scored, strict=True)
-        ids = rows_insert(
-            Prediction,
-            prediction_columns(
-                use_case=use_case,
-                item_ids=[routed[p].item_id for p in positions],
-                model_versions=versions,
-                raws=raws,
-                verdicts=verdicts,
-                now=now,
-            ),
+        columns = prediction_columns(
+            use_case=use_case,
+            item_ids=[routed[p].item_id for p in positions],
+            model_versions=versions,
+            raws=raws,
+            verdicts=verdicts,
+            now=now,
         )
+        if prediction_ids is None:
+            ids = rows_insert(Prediction, columns)
+        else:
+            ids = list(prediction_ids)
+            rows_append(Prediction, {"id": ids, **columns})
         for position, prediction_id in zip(positions, ids, strict=True):
             routed[position].prediction_id = prediction_id
 
@@ -210,8 +219,9 @@ def items_route(
             tasks["priority"].append(item.priority)
             tasks["due_at"].append(item.due_at)
             tasks["uncertainty"].append(1.0 if confidence is None else 1.0 - confidence)
-    rows_insert(ReviewTask, tasks)
-    rows_update(Item, [entry.item_id for entry in routed], updates)
+    rows_append(ReviewTask, tasks)
+    if items_stored:
+        rows_update(Item, [entry.item_id for entry in routed], updates)
     items_routed.send(
         sender=Item, use_case_id=use_case.pk, item_ids=[entry.item_id for entry in routed]
     )
