@@ -48,3 +48,31 @@ def test_challenger_scoring_after_the_decision_still_records_the_disagreement(
         callback()
     kinds = sorted(Disagreement.objects.values_list("kind", flat=True))
     assert kinds == ["challenger", "override"]
+
+
+def test_a_disagreement_keeps_each_models_answer_exactly_as_stored(
+    api, django_capture_on_commit_callbacks
+):
+    """The decision compares the answer with every prediction of its item (read with the
+    item's lock); each disagreement carries that prediction's version, label and confidence
+    as stored."""
+    caller = make_user(Role.INTEGRATION)
+    reviewer = make_user(Role.REVIEWER)
+    use_case = make_use_case(members=[caller, reviewer], level="assisted")
+    register_model(use_case, constant_classifier_bytes("office", 0.8))
+    register_model(use_case, constant_classifier_bytes("other", 0.9), version="v2")
+    model_version_challenge(use_case=use_case, version="v2", actor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        api(caller).post(f"/api/v1/use-cases/{use_case.slug}/items/", invoice(1), format="json")
+    assert Prediction.objects.count() == 2  # the challenger scored before the decision
+    review_all(api, reviewer, use_case, "travel")
+    stored = {
+        p.pk: (p.model_version_id, p.label, p.confidence)
+        for p in Prediction.objects.select_related("model_version")
+    }
+    recorded = {
+        d.prediction_id: (d.model_version_id, d.model_label, d.confidence, d.kind)
+        for d in Disagreement.objects.all()
+    }
+    assert {pk: row[:3] for pk, row in recorded.items()} == stored
+    assert sorted(row[3] for row in recorded.values()) == ["challenger", "override"]

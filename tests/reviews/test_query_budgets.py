@@ -103,10 +103,12 @@ def test_ingesting_one_item(api, queue, size, committed):
         client.post(url, invoice(size), format="json")
     sql = queries(lambda: client.post(url, invoice(size + 1), format="json"))
     # token with its user and roles, use case (its config stamp: the policy, champion and
-    # challengers this process keeps are current), duplicate external id? | savepoint, insert
-    # item, prediction, review task, route the item (one update), a rollup event, release. The
+    # challengers this process keeps are current), duplicate external id? (on PostgreSQL with
+    # the ids the item and its prediction will take) | savepoint, the item stored routed, its
+    # prediction, its review task and a rollup event (one statement on PostgreSQL; elsewhere
+    # the item stored, then the four writes with its route as an update), release. The
     # guardrail watch queued by the first request holds for the interval: nothing to ask.
-    assert_budget(sql, 10)
+    assert_budget(sql, {"postgresql": 6, "sqlite": 10})
 
 
 @waiting
@@ -123,11 +125,11 @@ def test_claiming_the_next_task(api, queue):
     sql = queries(lambda: client.post(url))
     # token with its user and roles, use case with the reviewer's PII right | the claim: on
     # PostgreSQL one statement answers with a task the reviewer already holds or picks the
-    # oldest claimable task (SKIP LOCKED), claims it and records that the reviewer has seen the
-    # item; elsewhere a live lease already held?, savepoint, the oldest claimable, the
-    # conditional claim update, the item seen, release | the task with its item and prediction
-    # for the answer.
-    assert_budget(sql, {"postgresql": 4, "sqlite": 9})
+    # oldest claimable task (SKIP LOCKED), claims it, records that the reviewer has seen the
+    # item and reads the task with its item and prediction for the answer; elsewhere a live
+    # lease already held?, savepoint, the oldest claimable, the conditional claim update, the
+    # item seen, release, then the task with its item and prediction.
+    assert_budget(sql, {"postgresql": 3, "sqlite": 9})
 
 
 @waiting
@@ -150,12 +152,13 @@ def test_deciding_a_task(api, queue, committed):
             format="json",
         )
     )
-    # token with its user and roles, the task | savepoint, the task with its item locked, the
-    # predictions, the decision stored with its task closed and its item decided (one statement
-    # on PostgreSQL, three elsewhere), the disagreement, a rollup event, the outcome event for
-    # the caller, release (the answer's "disagreement" is known from what was written; the
-    # guardrail watch queued by the first decision holds for the interval).
-    assert_budget(sql, {"postgresql": 10, "sqlite": 12})
+    # token with its user and roles, the task | savepoint, the task with its item locked (on
+    # PostgreSQL with the decision's id and the item's predictions; elsewhere the predictions
+    # are a query of their own), the decision stored with its task closed, its item decided,
+    # the disagreement, a rollup event and the outcome event for the caller (one statement on
+    # PostgreSQL, six elsewhere), release (the answer's "disagreement" is known from what was
+    # written; the guardrail watch queued by the first decision holds for the interval).
+    assert_budget(sql, {"postgresql": 6, "sqlite": 12})
 
 
 def _decision_in_the_queue(client, use_case, label):
@@ -174,14 +177,16 @@ def test_deciding_and_getting_the_next_task_in_the_htmx_queue(queue, committed):
         _decision_in_the_queue(client, use_case, "office")()  # and the second
     sql = queries(_decision_in_the_queue(client, use_case, "travel"))
     # session, user with roles, use case with the reviewer's PII right | savepoint, the task (not
-    # found unless in this use case) with its item locked, the predictions, the decision stored
-    # with its task closed and its item decided (one statement on PostgreSQL, three elsewhere),
-    # the disagreement, a rollup event, the outcome event, release | claim the next: one
-    # statement on PostgreSQL that also answers with a task still held (elsewhere a live lease
-    # held?, savepoint, the oldest claimable, the conditional update, the item seen, release) |
-    # the task with its item for the page, and whether it came back from an escalation (only
-    # then are the manager's notes read).
-    assert_budget(sql, {"postgresql": 13, "sqlite": 20})
+    # found unless in this use case) with its item locked (on PostgreSQL with the decision's
+    # id and the item's predictions; elsewhere the predictions are a query of their own), the
+    # decision stored with its task closed, its item decided, the disagreement, a rollup event
+    # and the outcome event (one statement on PostgreSQL, six elsewhere), release | claim the
+    # next: one statement on PostgreSQL that also answers with
+    # a task still held and reads the task with its item for the page, and whether it came
+    # back from an escalation (only then are the manager's notes read); elsewhere a live lease
+    # held?, savepoint, the oldest claimable, the conditional update, the item seen, release,
+    # then the task for the page.
+    assert_budget(sql, {"postgresql": 8, "sqlite": 20})
 
 
 def _split_writes_merged(sql: list[str]) -> tuple[list[str], int]:

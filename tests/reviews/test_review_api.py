@@ -5,8 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from reviewapp.core.models import Event
 from reviewapp.core.roles import Role
-from reviewapp.reviews.models import Decision, Item, ReviewTask
+from reviewapp.monitoring.models import RollupEvent
+from reviewapp.reviews.models import Decision, Disagreement, Item, ReviewTask
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
 from tests.factories import (
     constant_classifier_bytes,
@@ -186,6 +188,33 @@ def test_idempotency_key_replays_the_same_answer_and_refuses_a_different_body(ap
     different = decide(api, alice, task["task"], {"label": "other"}, **key)
     assert different.status_code == 409 and "idempotency_key" in different.json()
     assert Decision.objects.count() == 1
+
+
+def test_a_key_already_used_on_another_task_refuses_the_decision_and_records_nothing_of_it(
+    api, team
+):
+    """The decision and everything recorded with it (its outcome event, its disagreement, the
+    rollup event) are written together: when the stored key refuses the decision, none of
+    them is left behind and the task stays with the reviewer."""
+    caller, alice, _ = team
+    use_case = seeded(api, caller, [alice], n=2)
+    key = {"HTTP_IDEMPOTENCY_KEY": "k-once"}
+    first = claim(api, alice, use_case).json()
+    assert decide(api, alice, first["task"], {"label": "travel"}, **key).status_code == 201
+    events, rollups = Event.objects.count(), RollupEvent.objects.count()
+    disagreements = Disagreement.objects.count()
+    second = claim(api, alice, use_case).json()
+    refused = decide(api, alice, second["task"], {"label": "travel"}, **key)
+    assert refused.status_code == 409 and "idempotency_key" in refused.json()
+    assert Decision.objects.count() == 1
+    assert ReviewTask.objects.get(pk=second["task"]).state == "open"
+    assert ReviewTask.objects.get(pk=second["task"]).item.status == "in_review"
+    assert Event.objects.count() == events and RollupEvent.objects.count() == rollups
+    assert Disagreement.objects.count() == disagreements
+    # The same answer without the key is taken, with what goes with it.
+    assert decide(api, alice, second["task"], {"label": "travel"}).status_code == 201
+    assert Event.objects.count() == events + 1
+    assert Disagreement.objects.count() == disagreements + 1
 
 
 @pytest.mark.parametrize(

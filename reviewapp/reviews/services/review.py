@@ -6,6 +6,7 @@ token): after the lease expired and someone else claimed the task, the late deci
 with 409, so every task ends with exactly one decision.
 """
 
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from django.utils import timezone
 
 from deployments.models import UseCase
 from deployments.selectors import use_cases_visible_to
+from reviewapp.core.bulk import statement_part, writes_joined
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
-from reviewapp.core.events import event_record
+from reviewapp.core.events import events_record
 from reviewapp.core.logs import event_log
 from reviewapp.reviews.models import (
     Decision,
@@ -121,7 +123,7 @@ def review_task_claim(
                 held_first=not include_skipped,
             )
             if claimed is not None:
-                return _task_shown(claimed)
+                return claimed
         return None
     held = review_task_held(use_case=use_case, user=user, now=now)
     if held is not None:
@@ -157,15 +159,17 @@ def review_task_claim(
     return None
 
 
-def _task_shown(task_id: int) -> ReviewTask:
-    """A claimed task as the reviewer is shown it: with its item and the routing prediction,
-    and ``was_returned``, whether a manager sent it back from an escalation (only then is
-    there a note to read)."""
-    return (
-        ReviewTask.objects.select_related("item__prediction")
-        .annotate(was_returned=_was_returned_sql())
-        .get(pk=task_id)
+def _tasks_shown():
+    """Claimed tasks as the reviewer is shown them: with the item and the routing prediction,
+    and ``was_returned``, whether a manager sent the task back from an escalation (only then
+    is there a note to read)."""
+    return ReviewTask.objects.select_related("item__prediction").annotate(
+        was_returned=_was_returned_sql()
     )
+
+
+def _task_shown(task_id: int) -> ReviewTask:
+    return _tasks_shown().get(pk=task_id)
 
 
 def _was_returned_sql() -> RawSQL:
@@ -191,12 +195,13 @@ def _claim_in_one_statement(
     include_skipped: bool,
     held_first: bool = False,
 ) -> int | None:
-    """PostgreSQL: pick the first claimable task, lock it (SKIP LOCKED), claim it and record
-    that the reviewer has seen its item, in one statement: one round trip instead of a
-    transaction of three. The claim's update still requires an open task with no live lease.
-    With ``held_first``, a task the user already holds a live lease on in this use case is the
-    answer instead, and nothing is claimed. Returns the task's id, or None when nothing is
-    claimable (or all of it is locked by other reviewers' claims at this instant)."""
+    """PostgreSQL: pick the first claimable task, lock it (SKIP LOCKED), claim it, record
+    that the reviewer has seen its item and read it as it is shown (``_tasks_shown``), in one
+    statement: one round trip instead of a transaction of three and a read. The claim's
+    update still requires an open task with no live lease. With ``held_first``, a task the
+    user already holds a live lease on in this use case is the answer instead, and nothing is
+    claimed. Returns the task, or None when nothing is claimable (or all of it is locked by
+    other reviewers' claims at this instant)."""
     sql, params = _claim_statement(
         queue_order=use_case.queue_order, include_skipped=include_skipped, held_first=held_first
     )
@@ -208,10 +213,15 @@ def _claim_in_one_statement(
         _CLAIM_EXPIRES: now + lease,
     }
     params = [values[param] if stand_in else param for param, stand_in in params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+
+    # The claim's WITH parts end with one named as the tasks' table, holding the task claimed
+    # or held as it is after this statement; the ORM's read of the shown task follows them, so
+    # Django builds the task, its item and prediction from the row as for any query.
+    def after_claim(execute, shown_sql, shown_params, many, context):
+        return execute(f"{sql} {shown_sql}", [*params, *shown_params], many, context)
+
+    with connection.execute_wrapper(after_claim):
+        return next(iter(_tasks_shown()[:1]), None)
 
 
 # The claim statement is the same for every claim of a queue order but for five values, so
@@ -262,7 +272,10 @@ def _claim_statement_build(
     column = {f.name: quote(f.column) for f in task.concrete_fields}
     table = quote(task.db_table)
     # ``NOT EXISTS (SELECT 1 FROM held)`` is evaluated once (an InitPlan): while the user holds
-    # a task, the candidate is never read, so nothing is locked.
+    # a task, the candidate is never read, so nothing is locked. The last part takes the
+    # tasks' table's name: the query that follows reads the task claimed or held from it (the
+    # parts before it see the table, a part sees only the parts before it), with the values
+    # the claim gave it (the table itself shows this statement the rows as they were before).
     sql = f"""
         WITH held AS ({held_sql}),
         candidate AS ({select_sql} FOR UPDATE OF {table} SKIP LOCKED),
@@ -275,7 +288,7 @@ def _claim_statement_build(
                AND (task.{column["lease_expires_at"]} IS NULL
                     OR task.{column["lease_expires_at"]} <= %s)
                AND NOT EXISTS (SELECT 1 FROM held)
-         RETURNING task.{column["id"]}, task.{column["item"]}
+         RETURNING task.*
         ),
         seen AS (
             INSERT INTO {quote(seen.db_table)} ({quote(seen.get_field("item").column)},
@@ -283,10 +296,12 @@ def _claim_statement_build(
                    {quote(seen.get_field("first_seen_at").column)})
             SELECT claimed.{column["item"]}, %s, %s FROM claimed
             ON CONFLICT DO NOTHING
+        ),
+        {table} AS (
+            SELECT task.* FROM {table} AS task WHERE task.{column["id"]} IN (SELECT id FROM held)
+            UNION ALL
+            SELECT * FROM claimed
         )
-        SELECT held.id FROM held
-        UNION ALL
-        SELECT claimed.{column["id"]} FROM claimed
     """
     params = [
         *held_params,
@@ -414,6 +429,7 @@ def review_task_decide(
     time_spent_ms: int | None = None,
     idempotency_key: str | None = None,
     now=None,
+    predictions_apart: bool = False,
 ) -> DecideResult:
     """Record ``user``'s decision on a task they hold.
 
@@ -422,6 +438,12 @@ def review_task_decide(
     user. The decision, the task's completion, the item's final answer and the disagreements
     commit together. Only ``task.pk`` and ``task.use_case`` are read from ``task``: the task is
     read afresh, locked, and not found (404) unless it is in that use case.
+
+    On PostgreSQL the item's predictions come with the read that locks it, unless
+    ``predictions_apart``. That read's snapshot can predate the lock: a prediction committed
+    while the decision waited for the item would be missing from it. The decision's write
+    counts the item's predictions afresh, and when one was missed the decision is made again
+    from the start, with the predictions read after the lock (its own query).
     """
     now = now or timezone.now()
     use_case = task.use_case
@@ -433,7 +455,9 @@ def review_task_decide(
             # The task and its item, locked by one statement; a task that is not in
             # ``task.use_case`` is not found.
             locked = (
-                ReviewTask.objects.select_related("item")
+                _with_decision_reads(
+                    ReviewTask.objects.select_related("item"), predictions=not predictions_apart
+                )
                 .select_for_update(of=("self", "item"))
                 .filter(pk=task.pk, use_case_id=use_case.pk)
                 .first()
@@ -467,15 +491,12 @@ def review_task_decide(
                     }
                 )
             item = locked.item
-            predictions = list(
-                Prediction.objects.filter(item=item)
-                .select_related("model_version")
-                .defer("model_version__artifact")
-            )
+            predictions = _item_predictions(locked)
             suggestion = next((p for p in predictions if p.pk == item.prediction_id), None)
             if time_spent_ms is None and locked.claimed_at:
                 time_spent_ms = int((now - locked.claimed_at).total_seconds() * 1000)
             decision = Decision(
+                pk=getattr(locked, "decision_id", None),
                 task=locked,
                 item=item,
                 use_case=use_case,
@@ -502,41 +523,61 @@ def review_task_decide(
                 item.decision_source = Item.Source.HUMAN
                 item.decided_at = now
                 item.status = Item.Status.DECIDED
-            _decision_write(decision=decision, task=locked, item=item if settles else None)
-            if settles:
-                if not automated:
-                    event_record(
-                        type=OUTCOME_DECIDED,
-                        use_case_id=use_case.pk,
-                        data=_outcome(use_case=use_case, item=item, user=user),
-                    )
-                elif previous != (label, value):
-                    event_record(
-                        type=OUTCOME_CORRECTED,
-                        use_case_id=use_case.pk,
-                        data=_correction(
+            # The decision and what is recorded with it (its outcome event, its disagreements,
+            # the events other apps append) go to the database in one statement on PostgreSQL.
+            read_with_lock = hasattr(locked, "item_predictions")
+            counted = _predictions_counted(item) if read_with_lock else None
+            with writes_joined(then=counted) as joined:
+                _decision_write(decision=decision, task=locked, item=item if settles else None)
+                if settles:
+                    if not automated:
+                        events_record(
+                            type=OUTCOME_DECIDED,
+                            use_case_id=use_case.pk,
+                            datas=[_outcome(use_case=use_case, item=item, user=user)],
+                        )
+                    elif previous != (label, value):
+                        correction = _correction(
                             use_case=use_case,
                             item=item,
                             user=user,
                             previous=previous,
                             suggestion=suggestion,
-                        ),
-                    )
-            recorded = disagreements_record(
-                use_case=use_case,
-                decision=decision,
-                task=locked,
-                predictions=predictions,
-                routing_prediction_id=item.prediction_id,
-            )
-            # Whether the person answered otherwise than the prediction that routed the item
-            # (the answer says so without asking the database again).
-            decision.routing_disagreement = any(
-                row.prediction_id == item.prediction_id for row in recorded
-            )
-            decision_recorded.send(
-                sender=Decision, decision=decision, prediction_ids=[p.pk for p in predictions]
-            )
+                        )
+                        events_record(
+                            type=OUTCOME_CORRECTED, use_case_id=use_case.pk, datas=[correction]
+                        )
+                recorded = disagreements_record(
+                    use_case=use_case,
+                    decision=decision,
+                    task=locked,
+                    predictions=predictions,
+                    routing_prediction_id=item.prediction_id,
+                )
+                # Whether the person answered otherwise than the prediction that routed the
+                # item (the answer says so without asking the database again).
+                decision.routing_disagreement = any(
+                    row.prediction_id == item.prediction_id for row in recorded
+                )
+                decision_recorded.send(
+                    sender=Decision, decision=decision, prediction_ids=[p.pk for p in predictions]
+                )
+            if read_with_lock and joined.row[0] != len(predictions):
+                raise _PredictionsMissed
+    except _PredictionsMissed:
+        # Everything written is rolled back; the decision is made again as it would have been.
+        return review_task_decide(
+            task=task,
+            user=user,
+            label=label,
+            value=value,
+            comment=comment,
+            lease_token=lease_token,
+            time_spent_ms=time_spent_ms,
+            idempotency_key=idempotency_key,
+            now=now,
+            predictions_apart=True,
+        )
     except IntegrityError:
         if idempotency_key:
             replay = _replay(
@@ -576,42 +617,121 @@ DECIDED_ITEM_FIELDS = (
 )
 
 
+# What a decision needs of each of its item's predictions, in this order (``model_version``:
+# its version's name).
+PREDICTION_READ = ("id", "model_version_id", "label", "value", "confidence", "error")
+READ_OR_ITEM = frozenset({*PREDICTION_READ, "item_id"})
+
+
+class _PredictionsMissed(Exception):
+    """A prediction of the item was committed after the snapshot of the read that locked it."""
+
+
+def _predictions_counted(item: Item) -> tuple[str, list]:
+    """How many predictions the item has, counted by the decision's write (a newer snapshot
+    than the locking read's, taken with the item locked: every writer of predictions holds
+    the item's lock or creates the item)."""
+    prediction = Prediction._meta
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT count(*) FROM {quote(prediction.db_table)} "
+        f"WHERE {quote(prediction.get_field('item').column)} = %s"
+    )
+    return sql, [item.pk]
+
+
+def _with_decision_reads(tasks, *, predictions: bool = True):
+    """On PostgreSQL the locking read also brings what the decision needs to know:
+
+    - ``decision_id``, the id of the decision it may lead to, from the decisions' own
+      sequence, so that what is recorded with the decision can name it before it is written
+      (an id taken for a decision not made is a gap, as a rolled-back insert leaves);
+    - with ``predictions``, ``item_predictions``: the item's predictions (``PREDICTION_READ``
+      and the version's name) as JSON, as the statement's snapshot shows them. That snapshot
+      is taken before the lock is: the decision checks the count afterwards
+      (``_predictions_counted``).
+    """
+    if connection.vendor != "postgresql":
+        return tasks
+    quote = connection.ops.quote_name
+    decision, prediction = Decision._meta, Prediction._meta
+    version = prediction.get_field("model_version").related_model._meta
+    column = {name: f"p.{quote(prediction.get_field(name).column)}" for name in PREDICTION_READ}
+    column["item"] = f"p.{quote(prediction.get_field('item').column)}"
+    task_item = (
+        f"{quote(ReviewTask._meta.db_table)}.{quote(ReviewTask._meta.get_field('item').column)}"
+    )
+    name = f"v.{quote(version.get_field('version').column)}"
+    predictions_sql = (
+        f"SELECT json_agg(json_build_array({', '.join(column[n] for n in PREDICTION_READ)}, "
+        f"{name}) ORDER BY {column['id']}) "
+        f"FROM {quote(prediction.db_table)} p LEFT JOIN {quote(version.db_table)} v "
+        f"ON v.{quote(version.pk.column)} = {column['model_version_id']} "
+        f"WHERE {column['item']} = {task_item}"
+    )
+    tasks = tasks.annotate(
+        decision_id=RawSQL(
+            "nextval(pg_get_serial_sequence(%s, %s))", [decision.db_table, decision.pk.column]
+        )
+    )
+    if predictions:
+        tasks = tasks.annotate(item_predictions=RawSQL(f"({predictions_sql})", []))
+    return tasks
+
+
+def _item_predictions(task: ReviewTask) -> list[Prediction]:
+    """The predictions of the task's item, each with its model version (its name only),
+    oldest first: as the locking read brought them (``_with_decision_reads``), else read."""
+    if not hasattr(task, "item_predictions"):
+        return list(
+            Prediction.objects.filter(item_id=task.item_id)
+            .select_related("model_version")
+            .defer("model_version__artifact")
+            .order_by("pk")
+        )
+    rows = task.item_predictions or []
+    if isinstance(rows, str):  # the driver may leave JSON to the caller
+        rows = json.loads(rows)
+    alias = connection.alias
+    version_model = Prediction._meta.get_field("model_version").related_model
+    predictions = []
+    # ``from_db`` takes the values in the model's field order, the others deferred.
+    names = [f.attname for f in Prediction._meta.concrete_fields if f.attname in READ_OR_ITEM]
+    for *values, version_name in rows:
+        read = dict(zip(PREDICTION_READ, values, strict=True), item_id=task.item_id)
+        prediction = Prediction.from_db(alias, names, [read[name] for name in names])
+        if prediction.model_version_id is not None:
+            prediction.model_version = version_model.from_db(
+                alias, ["id", "version"], [prediction.model_version_id, version_name]
+            )
+        predictions.append(prediction)
+    return predictions
+
+
 def _decision_write(*, decision: Decision, task: ReviewTask, item: Item | None) -> None:
     """Store a new decision, close its task and, when given, settle its item with the answer
-    (the fields already set on the objects). On PostgreSQL the three writes are one statement
-    (an ``INSERT`` and two ``UPDATE``s as data-modifying ``WITH`` parts): one round trip
-    instead of three. Each part's SQL is Django's own for that write, so columns, types and
-    the database's constraints and triggers are what a ``save()`` meets."""
-    if connection.vendor != "postgresql":
+    (the fields already set on the objects). On PostgreSQL the decision holds its id already
+    (``_with_decision_id``) and the three writes are parts of the statement ``writes_joined``
+    makes: one round trip for them and what is recorded with them. Each part's SQL is
+    Django's own for that write, so columns, types and the database's constraints and
+    triggers are what a ``save()`` meets."""
+    if connection.vendor != "postgresql" or decision.pk is None:
         decision.save(force_insert=True)
         task.save(update_fields=list(DECIDED_TASK_FIELDS))
         if item is not None:
             item.save(update_fields=list(DECIDED_ITEM_FIELDS))
         return
     insert = InsertQuery(Decision)
-    insert.insert_values(
-        [f for f in Decision._meta.concrete_fields if not f.primary_key], [decision]
-    )
-    compiler = insert.get_compiler(connection=connection)
-    compiler.returning_fields = [Decision._meta.pk]
-    [(insert_sql, insert_params)] = compiler.as_sql()
-    parts = [("decision", insert_sql, insert_params)]
-    for name, row, fields in (
-        ("task", task, DECIDED_TASK_FIELDS),
-        ("item", item, DECIDED_ITEM_FIELDS),
-    ):
+    insert.insert_values(Decision._meta.concrete_fields, [decision])
+    [(insert_sql, insert_params)] = insert.get_compiler(connection=connection).as_sql()
+    statement_part(insert_sql, insert_params)
+    for row, fields in ((task, DECIDED_TASK_FIELDS), (item, DECIDED_ITEM_FIELDS)):
         if row is None:
             continue
         update = UpdateQuery(type(row))
         update.add_update_values({field: getattr(row, field) for field in fields})
         update.add_q(Q(pk=row.pk))
-        sql, params = update.get_compiler(connection=connection).as_sql()
-        parts.append((name, sql, params))
-    sql = "WITH " + ", ".join(f"{name} AS ({part})" for name, part, _ in parts)
-    sql += " SELECT * FROM decision"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [param for _, _, params in parts for param in params])
-        (decision.pk,) = cursor.fetchone()
+        statement_part(*update.get_compiler(connection=connection).as_sql())
     decision._state.adding = False
     decision._state.db = connection.alias
 
