@@ -31,15 +31,22 @@ def test_shadow_and_challenger_disagreements_are_materialised(world):
     assert not Disagreement.objects.filter(kind="challenger").exists()
 
 
-def test_challenger_scoring_after_the_decision_still_records_the_disagreement(
-    api, django_capture_on_commit_callbacks
-):
+def champion_and_challenger():
+    """An assisted use case whose champion says office (80%) and whose challenger v2 says other
+    (90%), with a caller and a reviewer."""
     caller = make_user(Role.INTEGRATION)
     reviewer = make_user(Role.REVIEWER)
     use_case = make_use_case(members=[caller, reviewer], level="assisted")
     register_model(use_case, constant_classifier_bytes("office", 0.8))
     register_model(use_case, constant_classifier_bytes("other", 0.9), version="v2")
     model_version_challenge(use_case=use_case, version="v2", actor=None)
+    return caller, reviewer, use_case
+
+
+def test_challenger_scoring_after_the_decision_still_records_the_disagreement(
+    api, django_capture_on_commit_callbacks
+):
+    caller, reviewer, use_case = champion_and_challenger()
     # the decision lands before the challenger's queued scoring runs
     with django_capture_on_commit_callbacks(execute=False) as queued:
         api(caller).post(f"/api/v1/use-cases/{use_case.slug}/items/", invoice(1), format="json")
@@ -56,12 +63,7 @@ def test_a_disagreement_keeps_each_models_answer_exactly_as_stored(
     """The decision compares the answer with every prediction of its item (read with the
     item's lock); each disagreement carries that prediction's version, label and confidence
     as stored."""
-    caller = make_user(Role.INTEGRATION)
-    reviewer = make_user(Role.REVIEWER)
-    use_case = make_use_case(members=[caller, reviewer], level="assisted")
-    register_model(use_case, constant_classifier_bytes("office", 0.8))
-    register_model(use_case, constant_classifier_bytes("other", 0.9), version="v2")
-    model_version_challenge(use_case=use_case, version="v2", actor=None)
+    caller, reviewer, use_case = champion_and_challenger()
     with django_capture_on_commit_callbacks(execute=True):
         api(caller).post(f"/api/v1/use-cases/{use_case.slug}/items/", invoice(1), format="json")
     assert Prediction.objects.count() == 2  # the challenger scored before the decision
