@@ -17,7 +17,7 @@ from sklearn.dummy import DummyRegressor
 
 from deployments.models import ModelVersion, ModelVersionEvent, UseCase
 from deployments.policy import BUCKETS
-from deployments.services.model_versions import model_version_promote
+from deployments.services.model_versions import model_version_challenge, model_version_promote
 from deployments.services.policies import policy_change
 from deployments.services.use_cases import use_case_update
 from reviewapp.core.errors import Conflict
@@ -617,3 +617,27 @@ def test_a_pending_item_that_lost_its_prediction_goes_to_a_human(edge):
     )
     assert items_score(item_ids=ids) == 2
     assert set(Item.objects.values_list("status", "route")) == {("in_review", "human")}
+
+
+def test_a_regression_decision_meets_a_whole_and_a_fractional_answer(
+    world, django_capture_on_commit_callbacks
+):
+    """The champion answers 5.0, a whole number, and a challenger 2.5: the reviewer's 9.0
+    differs from both, and both disagreements keep the models' values as numbers."""
+    if world.source != "registry":
+        pytest.skip("a challenger runs here, on a use case scored here")
+    world.use_case(task_type="regression", level="assisted")
+    world.model(value=5.0)
+    register_model(world.uc, constant_regressor_bytes(2.5), version="v2")
+    model_version_challenge(use_case=world.uc, version="v2", actor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        world.send(1)  # the challenger scores it after the commit
+    challenged = Prediction.objects.get(model_version__version="v2")
+    assert world.review_all({"value": 9.0}) == 1
+    recorded = {
+        d.model_version.version: (d.kind, d.model_value, d.human_value)
+        for d in Disagreement.objects.select_related("model_version")
+    }
+    assert recorded == {"v1": ("override", 5.0, 9.0), "v2": ("challenger", 2.5, 9.0)}
+    assert all(isinstance(d.model_value, float) for d in Disagreement.objects.all())
+    assert challenged.value == 2.5

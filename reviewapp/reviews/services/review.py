@@ -695,11 +695,17 @@ def _item_predictions(task: ReviewTask) -> list[Prediction]:
     alias = connection.alias
     version_model = Prediction._meta.get_field("model_version").related_model
     predictions = []
-    # ``from_db`` takes the values in the model's field order, the others deferred.
-    names = [f.attname for f in Prediction._meta.concrete_fields if f.attname in READ_OR_ITEM]
+    # ``from_db`` takes the values in the model's field order, the others deferred. JSON
+    # writes a whole float without its point (3.0 as 3): each value is read as its field's type.
+    fields = [f for f in Prediction._meta.concrete_fields if f.attname in READ_OR_ITEM]
+    names = [f.attname for f in fields]
     for *values, version_name in rows:
         read = dict(zip(PREDICTION_READ, values, strict=True), item_id=task.item_id)
-        prediction = Prediction.from_db(alias, names, [read[name] for name in names])
+        prediction = Prediction.from_db(
+            alias,
+            names,
+            [None if read[f.attname] is None else f.to_python(read[f.attname]) for f in fields],
+        )
         if prediction.model_version_id is not None:
             prediction.model_version = version_model.from_db(
                 alias, ["id", "version"], [prediction.model_version_id, version_name]
