@@ -21,7 +21,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import connection, models
-from django.db.models.sql import InsertQuery
+from django.db.models import Q
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 Columns = dict[str, list[Any]]
 
@@ -144,6 +145,34 @@ def statement_part(sql: str, params: Sequence) -> None:
         _execute(sql, list(params))
     else:
         parts.append((sql, list(params)))
+
+
+def instance_insert(obj: models.Model) -> None:
+    """Store a new model instance that already holds its id (``next_id_sql``), as a part of
+    the statement ``writes_joined`` makes: Django's own SQL for the insert, so columns, types,
+    ``pre_save`` and the database's constraints and triggers are what a ``save()`` meets."""
+    meta = obj._meta
+    insert = InsertQuery(type(obj))
+    insert.insert_values(meta.concrete_fields, [obj])
+    [(sql, params)] = insert.get_compiler(connection=connection).as_sql()
+    statement_part(sql, params)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def instance_update(obj: models.Model, fields: Sequence[str]) -> None:
+    """Write ``fields`` of a stored instance, as ``save(update_fields=...)`` would, as a part
+    of the statement ``writes_joined`` makes."""
+    update = UpdateQuery(type(obj))
+    update.add_update_values({name: getattr(obj, name) for name in fields})
+    update.add_q(Q(pk=obj.pk))
+    statement_part(*update.get_compiler(connection=connection).as_sql())
+
+
+def next_id_sql(model: type[models.Model]) -> tuple[str, list]:
+    """SQL (PostgreSQL) for the next id of the model's own sequence, and its parameters: a
+    writer that takes the id before the insert can name the row in what it writes with it."""
+    return "nextval(pg_get_serial_sequence(%s, %s))", [model._meta.db_table, model._meta.pk.column]
 
 
 def _rows(columns: Columns) -> int:

@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from deployments.ml.latency import budget_error, budget_timeouts
@@ -25,7 +24,7 @@ from deployments.services.estimators import (
     realtime_scoring_pool,
 )
 from deployments.services.model_versions import model_version_external_get_or_register
-from reviewapp.core.bulk import rows_insert, statement_part, writes_joined
+from reviewapp.core.bulk import instance_insert, next_id_sql, rows_insert, writes_joined
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
 from reviewapp.core.json_input import text_problem
@@ -292,19 +291,25 @@ def challengers_enqueue(*, use_case: UseCase, item_ids: list[int]) -> None:
         score_challenger.delay_on_commit(model_version_id=challenger.pk, item_ids=item_ids)
 
 
-def external_id_taken(*, use_case_id: int, external_id: str) -> bool:
-    """Whether the use case holds an item with this external id (the ingest idempotency key).
-    Asked once per realtime item, so written as the one SQL statement it is: through the ORM,
-    building the query took longer than running it."""
+def _external_id_sql(use_case_id: int, external_id: str) -> tuple[str, list]:
+    """``SELECT 1`` of the use case's item with this external id (the ingest idempotency key).
+    Plain SQL: asked once per realtime item, and through the ORM building the query took
+    longer than running it."""
     item = Item._meta
     quote = connection.ops.quote_name
     sql = (
         f"SELECT 1 FROM {quote(item.db_table)} WHERE "
         f"{quote(item.get_field('use_case').column)} = %s AND "
-        f"{quote(item.get_field('external_id').column)} = %s LIMIT 1"
+        f"{quote(item.get_field('external_id').column)} = %s"
     )
+    return sql, [use_case_id, external_id]
+
+
+def external_id_taken(*, use_case_id: int, external_id: str) -> bool:
+    """Whether the use case holds an item with this external id."""
+    sql, params = _external_id_sql(use_case_id, external_id)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [use_case_id, external_id])
+        cursor.execute(f"{sql} LIMIT 1", params)
         return cursor.fetchone() is not None
 
 
@@ -314,31 +319,15 @@ def _new_item_ids(*, use_case_id: int, external_id: str) -> tuple[bool, int | No
     (an id taken for an item not stored is a gap, as a rolled-back insert leaves)."""
     if connection.vendor != "postgresql":
         return external_id_taken(use_case_id=use_case_id, external_id=external_id), None, None
-    item, prediction = Item._meta, Prediction._meta
-    quote = connection.ops.quote_name
-    sql = (
-        f"SELECT EXISTS (SELECT 1 FROM {quote(item.db_table)} WHERE "
-        f"{quote(item.get_field('use_case').column)} = %s AND "
-        f"{quote(item.get_field('external_id').column)} = %s), "
-        "nextval(pg_get_serial_sequence(%s, %s)), nextval(pg_get_serial_sequence(%s, %s))"
-    )
-    params = [use_case_id, external_id, item.db_table, item.pk.column]
-    params += [prediction.db_table, prediction.pk.column]
+    taken_sql, params = _external_id_sql(use_case_id, external_id)
+    item_id_sql, item_params = next_id_sql(Item)
+    prediction_id_sql, prediction_params = next_id_sql(Prediction)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            f"SELECT EXISTS ({taken_sql}), {item_id_sql}, {prediction_id_sql}",
+            [*params, *item_params, *prediction_params],
+        )
         return cursor.fetchone()
-
-
-def _item_insert(item: Item) -> None:
-    """Store a new item that holds its id, as a part of the statement ``writes_joined`` makes
-    (Django's own SQL for the insert, so columns, types and constraints are what a ``save()``
-    meets)."""
-    insert = InsertQuery(Item)
-    insert.insert_values(Item._meta.concrete_fields, [item])
-    [(sql, params)] = insert.get_compiler(connection=connection).as_sql()
-    statement_part(sql, params)
-    item._state.adding = False
-    item._state.db = connection.alias
 
 
 def item_ingest(
@@ -408,7 +397,7 @@ def item_ingest(
             if joined:
                 for name, value in routed.values.items():
                     setattr(item, name, value)
-                _item_insert(item)
+                instance_insert(item)
             challengers_enqueue(use_case=use_case, item_ids=[item.pk])
     except IntegrityError:
         # Another request stored the same external_id first: theirs is the item.

@@ -19,12 +19,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Exists, F, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Exact
-from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 
 from deployments.models import UseCase
 from deployments.selectors import use_cases_visible_to
-from reviewapp.core.bulk import statement_part, writes_joined
+from reviewapp.core.bulk import instance_insert, instance_update, next_id_sql, writes_joined
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.events import events_record
 from reviewapp.core.logs import event_log
@@ -654,7 +653,7 @@ def _with_decision_reads(tasks, *, predictions: bool = True):
     if connection.vendor != "postgresql":
         return tasks
     quote = connection.ops.quote_name
-    decision, prediction = Decision._meta, Prediction._meta
+    prediction = Prediction._meta
     version = prediction.get_field("model_version").related_model._meta
     column = {name: f"p.{quote(prediction.get_field(name).column)}" for name in PREDICTION_READ}
     column["item"] = f"p.{quote(prediction.get_field('item').column)}"
@@ -669,11 +668,7 @@ def _with_decision_reads(tasks, *, predictions: bool = True):
         f"ON v.{quote(version.pk.column)} = {column['model_version_id']} "
         f"WHERE {column['item']} = {task_item}"
     )
-    tasks = tasks.annotate(
-        decision_id=RawSQL(
-            "nextval(pg_get_serial_sequence(%s, %s))", [decision.db_table, decision.pk.column]
-        )
-    )
+    tasks = tasks.annotate(decision_id=RawSQL(*next_id_sql(Decision)))
     if predictions:
         tasks = tasks.annotate(item_predictions=RawSQL(f"({predictions_sql})", []))
     return tasks
@@ -717,29 +712,18 @@ def _item_predictions(task: ReviewTask) -> list[Prediction]:
 def _decision_write(*, decision: Decision, task: ReviewTask, item: Item | None) -> None:
     """Store a new decision, close its task and, when given, settle its item with the answer
     (the fields already set on the objects). On PostgreSQL the decision holds its id already
-    (``_with_decision_id``) and the three writes are parts of the statement ``writes_joined``
-    makes: one round trip for them and what is recorded with them. Each part's SQL is
-    Django's own for that write, so columns, types and the database's constraints and
-    triggers are what a ``save()`` meets."""
+    (``_with_decision_reads``) and the three writes are parts of the statement
+    ``writes_joined`` makes: one round trip for them and what is recorded with them."""
     if connection.vendor != "postgresql" or decision.pk is None:
         decision.save(force_insert=True)
         task.save(update_fields=list(DECIDED_TASK_FIELDS))
         if item is not None:
             item.save(update_fields=list(DECIDED_ITEM_FIELDS))
         return
-    insert = InsertQuery(Decision)
-    insert.insert_values(Decision._meta.concrete_fields, [decision])
-    [(insert_sql, insert_params)] = insert.get_compiler(connection=connection).as_sql()
-    statement_part(insert_sql, insert_params)
-    for row, fields in ((task, DECIDED_TASK_FIELDS), (item, DECIDED_ITEM_FIELDS)):
-        if row is None:
-            continue
-        update = UpdateQuery(type(row))
-        update.add_update_values({field: getattr(row, field) for field in fields})
-        update.add_q(Q(pk=row.pk))
-        statement_part(*update.get_compiler(connection=connection).as_sql())
-    decision._state.adding = False
-    decision._state.db = connection.alias
+    instance_insert(decision)
+    instance_update(task, DECIDED_TASK_FIELDS)
+    if item is not None:
+        instance_update(item, DECIDED_ITEM_FIELDS)
 
 
 def lease_token_parse(raw: Any) -> uuid.UUID | None:
