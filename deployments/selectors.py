@@ -20,6 +20,7 @@ from deployments.models import (
     UseCase,
     UseCaseMembership,
 )
+from reviewapp.core.compiled import CompiledRead
 from reviewapp.core.errors import NotFound
 from reviewapp.core.models import Job
 from reviewapp.core.roles import Role, has_role
@@ -29,24 +30,50 @@ def use_cases_visible_to(user) -> QuerySet[UseCase]:
     """Admins see every use case; everyone else the use cases they are members of."""
     if not user.is_authenticated:
         return UseCase.objects.none()
-    if has_role(user, Role.ADMIN):
+    return _use_cases_visible(admin=has_role(user, Role.ADMIN), user_id=user.pk)
+
+
+def _use_cases_visible(*, admin: bool, user_id) -> QuerySet[UseCase]:
+    if admin:
         return UseCase.objects.all()
-    return UseCase.objects.filter(memberships__user=user)
+    return UseCase.objects.filter(memberships__user_id=user_id)
 
 
 def use_case_get_for(*, user, slug: str) -> UseCase:
     """The use case, or NotFound when it does not exist or the user may not see it (the two
     are indistinguishable on purpose). It comes with the user's right to see personal data
     (``can_view_pii`` reads it instead of asking again)."""
-    use_cases = use_cases_visible_to(user).filter(slug=slug)
-    if user.is_authenticated and not has_role(user, Role.ADMIN):
-        use_cases = use_cases.annotate(viewer_can_view_pii=_pii_right_sql(user.pk))
-    use_case = use_cases.first()
+    if not user.is_authenticated:
+        raise NotFound({"detail": f"No use case {slug!r}."})
+    if has_role(user, Role.ADMIN):
+        use_case = _USE_CASE_FOR_ADMIN.first(slug=slug)
+    else:
+        use_case = _USE_CASE_FOR_MEMBER.first(slug=slug, user_id=user.pk)
     if use_case is None:
         raise NotFound({"detail": f"No use case {slug!r}."})
     if hasattr(use_case, "viewer_can_view_pii"):
         use_case.pii_right = (user.pk, use_case.viewer_can_view_pii)
     return use_case
+
+
+# The read every page and API call of a use case makes, compiled once per process
+# (``CompiledRead``): as ``use_cases_visible_to`` filters, with a member's PII right. The
+# stand-ins are a slug and a user id nothing has.
+_STAND_IN_SLUG = "\x00no-such-use-case-7770000201"
+_STAND_IN_USER = -7_770_000_202
+_USE_CASE_FOR_ADMIN = CompiledRead(
+    lambda slug: _use_cases_visible(admin=True, user_id=None).filter(slug=slug)[:1],
+    slug=_STAND_IN_SLUG,
+)
+_USE_CASE_FOR_MEMBER = CompiledRead(
+    lambda slug, user_id: (
+        _use_cases_visible(admin=False, user_id=user_id)
+        .filter(slug=slug)
+        .annotate(viewer_can_view_pii=_pii_right_sql(user_id))[:1]
+    ),
+    slug=_STAND_IN_SLUG,
+    user_id=_STAND_IN_USER,
+)
 
 
 def _pii_right_sql(user_id: int) -> RawSQL:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from deployments.models import UseCase
 from deployments.selectors import use_cases_visible_to
 from reviewapp.core.bulk import instance_insert, instance_update, next_id_sql, writes_joined
+from reviewapp.core.compiled import CompiledRead, params_filled, stand_ins_marked
 from reviewapp.core.errors import Conflict, InvalidInput, NotFound
 from reviewapp.core.events import events_record
 from reviewapp.core.logs import event_log
@@ -167,8 +168,29 @@ def _tasks_shown():
     )
 
 
+# The reads the queue repeats on every claim and decision, compiled once per process
+# (``CompiledRead``): the shown task by id, the task shown after a claim statement, and the
+# decision's locking read. The stand-ins are ids no row has.
+_SHOWN_BY_ID = CompiledRead(
+    lambda task_id: _tasks_shown().filter(pk=task_id)[:1], task_id=-7_770_000_101
+)
+_SHOWN_AFTER_CLAIM = CompiledRead(lambda: _tasks_shown()[:1])
+_DECISION_READ = CompiledRead(
+    lambda predictions, task_id, use_case_id: (
+        _with_decision_reads(ReviewTask.objects.select_related("item"), predictions=predictions)
+        .select_for_update(of=("self", "item"))
+        .filter(pk=task_id, use_case_id=use_case_id)[:1]
+    ),
+    task_id=-7_770_000_102,
+    use_case_id=-7_770_000_103,
+)
+
+
 def _task_shown(task_id: int) -> ReviewTask:
-    return _tasks_shown().get(pk=task_id)
+    task = _SHOWN_BY_ID.first(task_id=int(task_id))
+    if task is None:
+        raise ReviewTask.DoesNotExist(f"No task {task_id}.")
+    return task
 
 
 def _was_returned_sql() -> RawSQL:
@@ -205,13 +227,13 @@ def _claim_in_one_statement(
         queue_order=use_case.queue_order, include_skipped=include_skipped, held_first=held_first
     )
     values = {
-        _CLAIM_USE_CASE: use_case.pk,
-        _CLAIM_USER: user.pk,
-        _CLAIM_NOW: now,
-        _CLAIM_TOKEN: uuid.uuid4(),
-        _CLAIM_EXPIRES: now + lease,
+        "use_case": use_case.pk,
+        "user": user.pk,
+        "now": now,
+        "token": uuid.uuid4(),
+        "expires": now + lease,
     }
-    params = [values[param] if stand_in else param for param, stand_in in params]
+    params = params_filled(params, values)
 
     # The claim's WITH parts end with one named as the tasks' table, holding the task claimed
     # or held as it is after this statement; the ORM's read of the shown task follows them, so
@@ -220,28 +242,34 @@ def _claim_in_one_statement(
         return execute(f"{sql} {shown_sql}", [*params, *shown_params], many, context)
 
     with connection.execute_wrapper(after_claim):
-        return next(iter(_tasks_shown()[:1]), None)
+        return _SHOWN_AFTER_CLAIM.first()
 
 
 # The claim statement is the same for every claim of a queue order but for five values, so
 # each process compiles it once per order and variant, with stand-ins no real claim can hold,
 # and puts the claim's own values in their places (building and compiling it through the ORM
-# took most of a claim's time in Python). The stand-ins are compared by value: no other
+# took most of a claim's time in Python). The stand-ins are found by value and type: no other
 # parameter of the statement can equal them.
 _CLAIM_USE_CASE = -7_770_000_001
 _CLAIM_USER = -7_770_000_002
 _CLAIM_NOW = datetime(1901, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 _CLAIM_EXPIRES = datetime(1901, 6, 7, 8, 9, 10, 111213, tzinfo=UTC)
 _CLAIM_TOKEN = uuid.UUID("00000000-0000-4000-8000-00000c1a1177")
-_CLAIM_STAND_INS = (_CLAIM_USE_CASE, _CLAIM_USER, _CLAIM_NOW, _CLAIM_EXPIRES, _CLAIM_TOKEN)
-# (queue order, skipped too, held first) -> the SQL, and each parameter with whether it is a
-# stand-in.
-_claim_statements: dict[tuple[str, bool, bool], tuple[str, list[tuple[Any, bool]]]] = {}
+_CLAIM_STAND_INS = {
+    "use_case": _CLAIM_USE_CASE,
+    "user": _CLAIM_USER,
+    "now": _CLAIM_NOW,
+    "expires": _CLAIM_EXPIRES,
+    "token": _CLAIM_TOKEN,
+}
+# (queue order, skipped too, held first) -> the SQL, and each parameter with the name of the
+# stand-in it is (None for the others).
+_claim_statements: dict[tuple[str, bool, bool], tuple[str, list[tuple[Any, str | None]]]] = {}
 
 
 def _claim_statement(
     *, queue_order: str, include_skipped: bool, held_first: bool
-) -> tuple[str, list[tuple[Any, bool]]]:
+) -> tuple[str, list[tuple[Any, str | None]]]:
     key = (queue_order, include_skipped, held_first)
     kept = _claim_statements.get(key)
     if kept is None:
@@ -253,7 +281,7 @@ def _claim_statement(
 
 def _claim_statement_build(
     *, queue_order: str, include_skipped: bool, held_first: bool
-) -> tuple[str, list[tuple[Any, bool]]]:
+) -> tuple[str, list[tuple[Any, str | None]]]:
     use_case = UseCase(pk=_CLAIM_USE_CASE, queue_order=queue_order)
     user = get_user_model()(pk=_CLAIM_USER)
     candidate = _claimable(
@@ -314,11 +342,7 @@ def _claim_statement_build(
         _CLAIM_USER,
         _CLAIM_NOW,
     ]
-    marked = [(param, any(param == s for s in _CLAIM_STAND_INS)) for param in params]
-    found = {param for param, stand_in in marked if stand_in}
-    if found != set(_CLAIM_STAND_INS):  # the ORM compiled a value some other way
-        raise RuntimeError(f"the claim statement lost a stand-in: {params!r}")
-    return sql, marked
+    return sql, stand_ins_marked(params, _CLAIM_STAND_INS)
 
 
 def item_seen_record(*, item_id: int, user, now) -> None:
@@ -453,13 +477,8 @@ def review_task_decide(
         with transaction.atomic():
             # The task and its item, locked by one statement; a task that is not in
             # ``task.use_case`` is not found.
-            locked = (
-                _with_decision_reads(
-                    ReviewTask.objects.select_related("item"), predictions=not predictions_apart
-                )
-                .select_for_update(of=("self", "item"))
-                .filter(pk=task.pk, use_case_id=use_case.pk)
-                .first()
+            locked = _DECISION_READ.first(
+                predictions=not predictions_apart, task_id=int(task.pk), use_case_id=use_case.pk
             )
             if locked is None:
                 raise NotFound({"detail": "No such task."})

@@ -1,0 +1,94 @@
+"""Reads compiled once per process answer exactly as the querysets they were built from."""
+
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+
+from deployments.models import UseCase
+from deployments.selectors import use_case_get_for
+from reviewapp.core.compiled import CompiledRead
+from reviewapp.core.errors import NotFound
+from reviewapp.core.roles import Role
+from reviewapp.reviews.models import ReviewTask
+from tests.factories import make_use_case, make_user, send_items
+
+pytestmark = pytest.mark.django_db
+
+STAND_IN_SLUG = "\x00no-such-slug"
+
+
+def test_each_call_answers_for_its_own_values_in_one_query():
+    first, second = make_use_case(slug="first"), make_use_case(slug="second")
+    read = CompiledRead(
+        lambda slug: UseCase.objects.filter(slug=slug).annotate(named=F("name")),
+        slug=STAND_IN_SLUG,
+    )
+    for use_case in (first, second, first):
+        with CaptureQueriesContext(connection) as captured:
+            found = read.rows(slug=use_case.slug)
+        assert [(u.pk, u.named) for u in found] == [(use_case.pk, use_case.name)]
+        assert len(captured) == 1
+    assert read.first(slug="third") is None
+
+
+def test_related_objects_come_built_as_the_queryset_builds_them():
+    reviewer = make_user(Role.REVIEWER)
+    use_case = make_use_case(members=[reviewer], level="human_only")
+    send_items(use_case, range(3))
+    read = CompiledRead(
+        lambda task_id: ReviewTask.objects.select_related("item").filter(pk=task_id),
+        task_id=-1,
+    )
+    expected = dict(
+        ReviewTask.objects.filter(use_case=use_case).values_list("pk", "item__external_id")
+    )
+    assert len(expected) == 3
+    for task_id, external_id in expected.items():
+        compiled = read.first(task_id=task_id)
+        with CaptureQueriesContext(connection) as captured:
+            assert compiled.item.external_id == external_id
+        assert len(captured) == 0  # the item came with the task
+
+
+def test_arguments_that_are_not_stand_ins_pick_their_own_compiled_shape():
+    for slug, task_type in (
+        ("alpha", "classification"),
+        ("beta", "regression"),
+        ("gamma", "classification"),
+    ):
+        make_use_case(slug=slug, task_type=task_type)
+    read = CompiledRead(
+        lambda ordered, task_type: UseCase.objects.filter(task_type=task_type).order_by(
+            "slug" if ordered == "up" else "-slug"
+        ),
+        task_type="\x00no-such-type",
+    )
+    assert [u.slug for u in read.rows(ordered="up", task_type="classification")] == [
+        "alpha",
+        "gamma",
+    ]
+    assert [u.slug for u in read.rows(ordered="down", task_type="classification")] == [
+        "gamma",
+        "alpha",
+    ]
+    assert [u.slug for u in read.rows(ordered="up", task_type="regression")] == ["beta"]
+
+
+def test_a_stand_in_the_orm_would_rewrite_is_refused_by_name():
+    read = CompiledRead(
+        lambda name: UseCase.objects.filter(name__icontains=name), name="\x00stand-in"
+    )
+    with pytest.raises(RuntimeError, match="name"):
+        read.rows(name="Invoices")
+
+
+def test_a_use_case_is_found_only_by_its_members_and_admins():
+    member, outsider, admin = make_user(), make_user(), make_user(Role.ADMIN)
+    use_case = make_use_case(members=[member], pii_members=[member])
+    assert use_case_get_for(user=member, slug=use_case.slug).pii_right == (member.pk, True)
+    assert use_case_get_for(user=admin, slug=use_case.slug).pk == use_case.pk
+    with pytest.raises(NotFound):
+        use_case_get_for(user=outsider, slug=use_case.slug)
+    with pytest.raises(NotFound):
+        use_case_get_for(user=member, slug="no-such-use-case")
