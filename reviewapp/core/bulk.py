@@ -24,6 +24,8 @@ from django.db import connection, models
 from django.db.models import Q
 from django.db.models.sql import InsertQuery, UpdateQuery
 
+from reviewapp.core.compiled import statements_prepared
+
 Columns = dict[str, list[Any]]
 
 
@@ -51,7 +53,8 @@ def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
     """Run one bulk statement; return the rows it returned and the row count.
 
     On PostgreSQL the arrays go as binary parameters bound on the server: Django's default
-    client-side binding would render every value into the SQL text. The raw cursor's errors
+    client-side binding would render every value into the SQL text; each statement is also
+    prepared once per connection (``statements_prepared``). The raw cursor's errors
     are wrapped as Django's (a terminated connection is an ``OperationalError``, answered 503,
     and marks the connection for replacement), like every other query's, and the statement
     is seen like every other: by ``connection.execute_wrapper`` hooks, and in
@@ -63,9 +66,10 @@ def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
 
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            prepare = statements_prepared(connection)
 
             def run(sql, params, many, context):
-                cursor.execute(sql, params, binary=True)
+                cursor.execute(sql, params, binary=True, prepare=prepare)
 
             execute = run
             for wrapper in reversed(connection.execute_wrappers):
@@ -83,6 +87,12 @@ def _execute(sql: str, params: list) -> tuple[list[tuple], int]:
         cursor.execute(sql, params)
         rows = cursor.fetchall() if cursor.description else []
         return rows, cursor.rowcount
+
+
+def statement_rows(sql: str, params: Sequence) -> list[tuple]:
+    """Run one statement and return its rows: on PostgreSQL bound on the server and prepared
+    once per connection (``_execute``), for a plain SQL read a hot path repeats."""
+    return _execute(sql, list(params))[0]
 
 
 _joined = threading.local()

@@ -17,9 +17,11 @@ ORM as it is (a value the ORM would turn into something else is refused when com
 """
 
 import copy
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from django.db.models import Model, QuerySet
 
@@ -54,8 +56,11 @@ class CompiledRead:
     has one database); ``rows`` and ``first`` run it with the call's values. The result is a list
     or an object, never a queryset: a queryset chained further would still run this SQL."""
 
-    def __init__(self, build: Callable[..., QuerySet], **stand_ins: Any) -> None:
+    def __init__(
+        self, build: Callable[..., QuerySet], *, prepared: bool = True, **stand_ins: Any
+    ) -> None:
         self._build = build
+        self._prepared = prepared
         self._stand_ins = stand_ins
         self._kept: dict[Hashable, tuple[QuerySet, Any, str, list]] = {}
 
@@ -90,6 +95,8 @@ class CompiledRead:
             # kept SQL.
             run = copy.copy(compiler)
             run.connection = connection or connections[using]
+            if self._prepared and statements_prepared(run.connection):
+                run.connection = _Preparing(run.connection)
             run.as_sql = lambda *args, **kwargs: (sql, params)
             return run
 
@@ -100,3 +107,42 @@ class CompiledRead:
     def first(self, **values: Any) -> Model | None:
         found = self.rows(**values)
         return found[0] if found else None
+
+
+def statements_prepared(connection) -> bool:
+    """Whether reads compiled once are also prepared once per connection by the server
+    (PostgreSQL, unless ``DATABASE_PREPARED_STATEMENTS`` is off: behind a pooler that hands a
+    connection to another client between transactions, a prepared statement may be missing)."""
+    return connection.vendor == "postgresql" and settings.DATABASE_PREPARED_STATEMENTS
+
+
+class _Preparing:
+    """A connection whose cursors bind the parameters on the server and have it prepare the
+    statement the first time it runs on the connection: later runs skip parsing and planning
+    (a generic plan, once PostgreSQL finds it as good as the ones made for each run's values).
+    Only for reads whose best plan does not depend on the values: the claim, whose does, is
+    never prepared."""
+
+    def __init__(self, connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def cursor(self):
+        wrapper = self._connection.cursor()
+        wrapper.cursor.close()
+        wrapper.cursor = _preparing_cursor_class()(self._connection.connection)
+        return wrapper
+
+
+@functools.cache
+def _preparing_cursor_class() -> type:
+    """Django's cursor that binds on the server (psycopg 3), preparing every statement."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+    return PreparingCursor

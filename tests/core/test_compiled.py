@@ -92,3 +92,41 @@ def test_a_use_case_is_found_only_by_its_members_and_admins():
         use_case_get_for(user=outsider, slug=use_case.slug)
     with pytest.raises(NotFound):
         use_case_get_for(user=member, slug="no-such-use-case")
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_read_is_prepared_once_and_still_answers_after_a_failed_transaction():
+    from django.db import DatabaseError, transaction
+
+    first, second = make_use_case(slug="first"), make_use_case(slug="second")
+    read = CompiledRead(
+        lambda slug: UseCase.objects.filter(slug=slug).annotate(prepared_once=F("slug")),
+        slug=STAND_IN_SLUG,
+    )
+    assert read.first(slug="first").pk == first.pk
+    prepared = [s for s in _prepared_statements() if 'AS "prepared_once"' in s]
+    assert len(prepared) == 1 and "$1" in prepared[0]
+    with pytest.raises(DatabaseError), transaction.atomic():
+        assert read.first(slug="second").pk == second.pk
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")  # the transaction fails
+    assert read.first(slug="second").pk == second.pk
+    assert [s for s in _prepared_statements() if 'AS "prepared_once"' in s] == prepared
+
+
+@pytest.mark.postgres
+def test_with_prepared_statements_off_nothing_is_prepared(settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    make_use_case(slug="first")
+    read = CompiledRead(
+        lambda slug: UseCase.objects.filter(slug=slug).annotate(never_prepared=F("slug")),
+        slug=STAND_IN_SLUG,
+    )
+    assert read.first(slug="first").slug == "first"
+    assert not [s for s in _prepared_statements() if 'AS "never_prepared"' in s]

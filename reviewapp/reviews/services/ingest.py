@@ -24,7 +24,13 @@ from deployments.services.estimators import (
     realtime_scoring_pool,
 )
 from deployments.services.model_versions import model_version_external_get_or_register
-from reviewapp.core.bulk import instance_insert, next_id_sql, rows_insert, writes_joined
+from reviewapp.core.bulk import (
+    instance_insert,
+    next_id_sql,
+    rows_insert,
+    statement_rows,
+    writes_joined,
+)
 from reviewapp.core.errors import InvalidInput
 from reviewapp.core.jobs import job_create, job_progress
 from reviewapp.core.json_input import text_problem
@@ -322,12 +328,10 @@ def _new_item_ids(*, use_case_id: int, external_id: str) -> tuple[bool, int | No
     taken_sql, params = _external_id_sql(use_case_id, external_id)
     item_id_sql, item_params = next_id_sql(Item)
     prediction_id_sql, prediction_params = next_id_sql(Prediction)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT EXISTS ({taken_sql}), {item_id_sql}, {prediction_id_sql}",
-            [*params, *item_params, *prediction_params],
-        )
-        return cursor.fetchone()
+    return statement_rows(
+        f"SELECT EXISTS ({taken_sql}), {item_id_sql}, {prediction_id_sql}",
+        [*params, *item_params, *prediction_params],
+    )[0]
 
 
 def item_ingest(
