@@ -314,9 +314,7 @@ def _external_id_sql(use_case_id: int, external_id: str) -> tuple[str, list]:
 def external_id_taken(*, use_case_id: int, external_id: str) -> bool:
     """Whether the use case holds an item with this external id."""
     sql, params = _external_id_sql(use_case_id, external_id)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{sql} LIMIT 1", params)
-        return cursor.fetchone() is not None
+    return bool(statement_rows(f"{sql} LIMIT 1", params))
 
 
 def _new_item_ids(*, use_case_id: int, external_id: str) -> tuple[bool, int | None, int | None]:
