@@ -27,6 +27,8 @@ from django.db.models.sql import InsertQuery, UpdateQuery
 from reviewapp.core.compiled import statements_prepared
 
 Columns = dict[str, list[Any]]
+# Read by the triggers that keep unique keys of partitioned tables; local to the transaction.
+SKIP_DUPLICATES_SQL = "SELECT set_config('reviewapp.duplicates_skipped', %s, true)"
 
 
 def _fields(model: type[models.Model], names) -> list[models.Field]:
@@ -180,9 +182,26 @@ def instance_update(obj: models.Model, fields: Sequence[str]) -> None:
 
 
 def next_id_sql(model: type[models.Model]) -> tuple[str, list]:
-    """SQL (PostgreSQL) for the next id of the model's own sequence, and its parameters: a
-    writer that takes the id before the insert can name the row in what it writes with it."""
+    """SQL (PostgreSQL) for the id the model's next row would take, and its parameters: a
+    writer that takes the id before the insert can name the row in what it writes with it.
+    The column's own default where it has one (a partitioned table's ids, which may carry the
+    month: ``reviews.partitions``), else its identity sequence."""
+    default = _id_default(model._meta.db_table, model._meta.pk.column)
+    if default:
+        return default.replace("%", "%%"), []
     return "nextval(pg_get_serial_sequence(%s, %s))", [model._meta.db_table, model._meta.pk.column]
+
+
+@functools.cache
+def _id_default(table: str, column: str) -> str | None:
+    # The same in every database of a deployment (the migrations set it): read once.
+    rows = statement_rows(
+        "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
+        "ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
+        "WHERE d.adrelid = %s::regclass AND a.attname = %s",
+        [table, column],
+    )
+    return rows[0][0] if rows else None
 
 
 def _rows(columns: Columns) -> int:
@@ -240,9 +259,15 @@ def rows_insert(
         f"RETURNING {', '.join(quote(f.column) for f in [meta.pk, *key_fields])}"
     )
     stored: dict[tuple, int] = {}
+    if ignore_conflicts:
+        # A key kept by a trigger rather than by a unique index (a partitioned table's:
+        # ``reviews.partitions``) is skipped too, as ON CONFLICT skips one of its own.
+        _execute(SKIP_DUPLICATES_SQL, ["on"])
     for start in range(0, count, batch_size):
         params = [_prepared(f, columns[f.attname][start : start + batch_size]) for f in fields]
         stored.update((tuple(row[1:]), row[0]) for row in _execute(sql, params)[0])
+    if ignore_conflicts:
+        _execute(SKIP_DUPLICATES_SQL, ["off"])
     return [stored.get(key) for key in keys]
 
 
