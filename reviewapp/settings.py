@@ -403,6 +403,7 @@ TASK_KINDS = {
     "datasets.write_export": "heavy",
     "datasets.retrain": "heavy",
     "archives.archive_due": "heavy",
+    "reviews.partitions_ensure": "monitoring",
 }
 # Prefixed to every queue's name: deployments (or parallel tests) sharing one broker each see
 # only their own queues.
@@ -502,6 +503,15 @@ STORAGES["archives"] = {
 }
 # Items an archive reads, and removes, per transaction.
 ARCHIVE_CHUNK_ITEMS = int(os.environ.get("ARCHIVE_CHUNK_ITEMS", "1000"))
+# PostgreSQL keeps items, predictions, tasks and decisions in monthly partitions
+# (reviewapp/reviews/partitions.py): the beat creates this many months ahead, once a day; an
+# archive that empties a month drops its partitions, waiting at most this long for the locks.
+HISTORY_PARTITIONS_AHEAD = int(os.environ.get("HISTORY_PARTITIONS_AHEAD", "3"))
+HISTORY_PARTITION_LOCK_TIMEOUT_MS = int(os.environ.get("HISTORY_PARTITION_LOCK_TIMEOUT_MS", "5000"))
+CELERY_BEAT_SCHEDULE["create-history-partitions"] = {
+    "task": "reviews.partitions_ensure",
+    "schedule": crontab(hour=1, minute=10),
+}
 # Use cases with a retention move their older history to archives once a day (in embedded
 # mode, after a response at most this often; 0: only by hand).
 ARCHIVE_EMBEDDED_SECONDS = int(os.environ.get("ARCHIVE_EMBEDDED_SECONDS", str(24 * 3600)))

@@ -60,6 +60,7 @@ from reviewapp.reviews.models import (
     ReviewTask,
     TaskSkip,
 )
+from reviewapp.reviews.partitions import partitions_drop_empty, partitions_for_items
 
 logger = logging.getLogger(__name__)
 
@@ -509,6 +510,9 @@ def _remove(archive: Archive) -> Archive:
         removed=removed,
         kept=kept,
     )
+    # A month whose every item is archived now goes whole (PostgreSQL's monthly partitions).
+    for partition in partitions_drop_empty(now=archive.cutoff):
+        event_log("history_partition_dropped", partition=partition)
     return archive
 
 
@@ -640,6 +644,8 @@ def archive_restore(*, archive: Archive, actor_name: str = "") -> dict[str, int]
         for table in TABLES:
             inserted[table.name] = 0
             for objects in _read(archive, table, manifest["tables"][table.name]):
+                if table.model is Item:  # a month dropped since gets its partitions back
+                    partitions_for_items(o.pk for o in objects)
                 present = set(
                     table.model._base_manager.filter(pk__in=[o.pk for o in objects]).values_list(
                         "pk", flat=True

@@ -9,9 +9,12 @@ class ReviewsConfig(AppConfig):
     def ready(self) -> None:
         from django.core.signals import request_finished
 
-        from reviewapp.reviews.tasks import embedded_check
+        from reviewapp.reviews.tasks import embedded_check, embedded_partitions
 
         # Embedded mode has no beat: the web process checks service levels after responses.
         request_finished.connect(
             embedded_check, weak=False, dispatch_uid="reviews-embedded-sla-check"
+        )
+        request_finished.connect(
+            embedded_partitions, weak=False, dispatch_uid="reviews-embedded-partitions"
         )

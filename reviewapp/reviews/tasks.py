@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from reviewapp.core.embedded import AfterResponse
+from reviewapp.reviews.partitions import partitions_ensure as history_partitions_ensure
 from reviewapp.reviews.services.scoring import (
     challenger_score,
     challenger_timed_out,
@@ -61,9 +62,22 @@ def check_service_levels() -> dict:
     return queue_breaches_note()
 
 
+@shared_task(name="reviews.partitions_ensure", acks_late=True, reject_on_worker_lost=True)
+def partitions_ensure() -> list[int]:
+    """The history's monthly partitions for this month and the next ones (PostgreSQL)."""
+    return history_partitions_ensure()
+
+
 # --- embedded mode: the web process checks ------------------------------------------------------
 
 # Breaches are noted without a broker, at most every SLA_CHECK_SECONDS.
 embedded_check = AfterResponse(
     check_service_levels, seconds=lambda: settings.SLA_CHECK_SECONDS, what="service-level check"
+)
+# The months ahead are created once a day, like the history's archive (a PostgreSQL database run
+# without a beat still gets them).
+embedded_partitions = AfterResponse(
+    partitions_ensure,
+    seconds=lambda: settings.ARCHIVE_EMBEDDED_SECONDS,
+    what="history partitions",
 )
