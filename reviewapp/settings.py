@@ -506,7 +506,7 @@ ARCHIVE_CHUNK_ITEMS = int(os.environ.get("ARCHIVE_CHUNK_ITEMS", "1000"))
 # PostgreSQL keeps items, predictions, tasks and decisions in monthly partitions
 # (reviewapp/reviews/partitions.py): the beat creates this many months ahead, once a day; an
 # archive that empties a month drops its partitions, waiting at most this long for the locks.
-HISTORY_PARTITIONS_AHEAD = int(os.environ.get("HISTORY_PARTITIONS_AHEAD", "3"))
+HISTORY_PARTITIONS_AHEAD = int(os.environ.get("HISTORY_PARTITIONS_AHEAD", "1"))
 HISTORY_PARTITION_LOCK_TIMEOUT_MS = int(os.environ.get("HISTORY_PARTITION_LOCK_TIMEOUT_MS", "5000"))
 CELERY_BEAT_SCHEDULE["create-history-partitions"] = {
     "task": "reviews.partitions_ensure",

@@ -2,7 +2,8 @@
 
 See ``reviewapp/reviews/partitions.py`` for the layout. The conversion keeps every row where it
 is: each old table is renamed ``<table>_before`` and attached, unchanged, as the partition of
-every id (or item id) below this month's range; nothing is copied. What it costs on a large
+the ids given before (all below the first month's range); nothing is copied. A new database
+has nothing to keep: its empty old tables are dropped. What it costs on a large
 database: one new index on each old table (the composite primary key, the lookup indexes that
 lost their uniqueness), the key tables filled from the rows, and every foreign key into or out
 of the four tables checked again. Run it in a maintenance window.
@@ -15,15 +16,17 @@ from django.db import migrations
 from django.utils import timezone
 
 from reviewapp.reviews.partitions import (
+    BEFORE,
     BEFORE_SUFFIX,
     PARTITIONED,
     month_number,
     month_start_id,
+    partition_bounds,
     partition_name,
 )
 
 KEY = dict(PARTITIONED)
-AHEAD = 3  # months created beyond this one; the beat keeps HISTORY_PARTITIONS_AHEAD
+AHEAD = 1  # months created beyond this one; the beat keeps HISTORY_PARTITIONS_AHEAD
 
 # The unique keys that do not contain the partition key, kept in key tables that triggers fill.
 KEY_TABLES = """
@@ -199,7 +202,7 @@ def _foreign_key_again(cursor, table: str, name: str, definition: str) -> None:
 _COLUMNS = "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
 
 
-def _convert(cursor, table: str, bound: int) -> None:
+def _convert(cursor, table: str, *, keep_rows: bool) -> None:
     key = KEY[table]
     old = f"{table}{BEFORE_SUFFIX}"
     indexes = _rows(
@@ -259,12 +262,15 @@ def _convert(cursor, table: str, bound: int) -> None:
             cursor.execute(definition)
         else:
             raise RuntimeError(f"{name} on {table}: a unique key without {key}")
+    if not keep_rows:  # a new database: nothing to keep, and no empty partition to plan
+        cursor.execute(f"DROP TABLE {old}")
+        return
     if key != "id":
         # Its primary key becomes (id, item_id), built when it is attached.
         (primary,) = (name for name, _definition, kind, _columns in indexes if kind == "p")
         cursor.execute(f"ALTER TABLE {old} DROP CONSTRAINT {primary[:56]}_before")
     cursor.execute(
-        f"ALTER TABLE {table} ATTACH PARTITION {old} FOR VALUES FROM (MINVALUE) TO ({bound})"
+        f"ALTER TABLE {table} ATTACH PARTITION {old} FOR VALUES {partition_bounds(BEFORE)}"
     )
 
 
@@ -280,17 +286,19 @@ def _forward(apps, schema_editor):
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'reviews_decision'::regclass AND attname = 'reviewer_id'",
         )[0]
+        (largest,) = _rows(cursor, "SELECT max(id) FROM reviews_item")[0]
+        if largest is not None and largest >= month_start_id(BEFORE + 1):
+            raise RuntimeError(f"item ids reach {largest}: more than the rows from before hold")
         foreign_keys = _foreign_keys(cursor)
         for table, name, _definition in foreign_keys:
             cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
         for table in KEY:
-            _convert(cursor, table, month_start_id(first))
+            _convert(cursor, table, keep_rows=largest is not None)
         for number in range(first, first + AHEAD + 1):
-            low, high = month_start_id(number), month_start_id(number + 1)
             for table in KEY:
                 cursor.execute(
                     f"CREATE TABLE {partition_name(table, number)} PARTITION OF {table} "
-                    f"FOR VALUES FROM ({low}) TO ({high})"
+                    f"FOR VALUES {partition_bounds(number)}"
                 )
         for table, name, definition in foreign_keys:
             _foreign_key_again(cursor, table, name, definition)

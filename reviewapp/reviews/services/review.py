@@ -38,6 +38,7 @@ from reviewapp.reviews.models import (
     TaskSkip,
 )
 from reviewapp.reviews.outcomes import OUTCOME_CORRECTED, OUTCOME_DECIDED, outcome_payload
+from reviewapp.reviews.partitions import month_of_now, month_start_id
 from reviewapp.reviews.services.disagreements import answers_differ, disagreements_record
 from reviewapp.reviews.signals import decision_recorded, use_case_facts_changed
 
@@ -234,6 +235,9 @@ def _claim_in_one_statement(
         "now": now,
         "token": uuid.uuid4(),
         "expires": now + lease,
+        # Ids come from the database's clock: the month after next leaves a margin for a
+        # clock that differs, and ``now`` may be a test's.
+        "items_below": month_start_id(month_of_now() + 2),
     }
     params = params_filled(params, values)
 
@@ -257,7 +261,9 @@ _CLAIM_USER = -7_770_000_002
 _CLAIM_NOW = datetime(1901, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 _CLAIM_EXPIRES = datetime(1901, 6, 7, 8, 9, 10, 111213, tzinfo=UTC)
 _CLAIM_TOKEN = uuid.UUID("00000000-0000-4000-8000-00000c1a1177")
+_CLAIM_ITEMS_BELOW = -7_770_000_003
 _CLAIM_STAND_INS = {
+    "items_below": _CLAIM_ITEMS_BELOW,
     "use_case": _CLAIM_USE_CASE,
     "user": _CLAIM_USER,
     "now": _CLAIM_NOW,
@@ -286,9 +292,13 @@ def _claim_statement_build(
 ) -> tuple[str, list[tuple[Any, str | None]]]:
     use_case = UseCase(pk=_CLAIM_USE_CASE, queue_order=queue_order)
     user = get_user_model()(pk=_CLAIM_USER)
-    candidate = _claimable(
-        use_case=use_case, user=user, now=_CLAIM_NOW, include_skipped=include_skipped
-    ).values("id", "item_id")[:1]
+    # Items of the months after next cannot exist yet: said as a constant, it keeps those
+    # months' partitions out of the plan (PostgreSQL's monthly partitions, reviews.partitions).
+    candidate = (
+        _claimable(use_case=use_case, user=user, now=_CLAIM_NOW, include_skipped=include_skipped)
+        .filter(item_id__lt=_CLAIM_ITEMS_BELOW)
+        .values("id", "item_id")[:1]
+    )
     select_sql, select_params = candidate.query.sql_with_params()
     held_params: tuple[Any, ...] = ()
     held_sql = "SELECT NULL::bigint AS id WHERE false"
@@ -313,7 +323,8 @@ def _claim_statement_build(
                SET {column["claimed_by"]} = %s, {column["claimed_at"]} = %s,
                    {column["lease_token"]} = %s, {column["lease_expires_at"]} = %s
               FROM candidate
-             WHERE task.{column["id"]} = candidate.id AND task.{column["state"]} = %s
+             WHERE task.{column["id"]} = candidate.id
+               AND task.{column["item"]} = candidate.item_id AND task.{column["state"]} = %s
                AND (task.{column["lease_expires_at"]} IS NULL
                     OR task.{column["lease_expires_at"]} <= %s)
                AND NOT EXISTS (SELECT 1 FROM held)
