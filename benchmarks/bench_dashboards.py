@@ -150,6 +150,8 @@ def items_copy(*, use_case, champion, policy, reviewers, count: int, seed: int) 
     """Load ``count`` items over the last 30 days with COPY: predictions, tasks, decisions."""
     from django.db import connection, transaction
 
+    from reviewapp.reviews.partitions import partitions_for_items
+
     rng = np.random.default_rng(seed)
     end = datetime.now(UTC).timestamp()
     received = np.sort(rng.uniform(end - DAYS * 86400, end - 60, size=count))
@@ -265,6 +267,9 @@ def items_copy(*, use_case, champion, policy, reviewers, count: int, seed: int) 
         "reviews_reviewtask": tasks,
         "reviews_decision": decisions,
     }
+    # Ids counted from 1 belong to the partition of the rows from before the monthly
+    # partitions (PostgreSQL): it is created if this database has none.
+    partitions_for_items([int(item_ids[0]), int(item_ids[-1])])
     with transaction.atomic(), connection.cursor() as cursor:
         # The item -> prediction foreign key is deferred to the commit, so items can go first.
         for table, buffer in buffers.items():

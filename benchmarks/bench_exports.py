@@ -194,6 +194,7 @@ def setup(rows: int) -> dict:
     from deployments.models import ModelVersion
     from deployments.services.use_cases import use_case_create
     from reviewapp.core.roles import Role, role_groups_ensure
+    from reviewapp.reviews.partitions import partitions_for_items
 
     started = time.perf_counter()
     call_command("migrate", verbosity=0)
@@ -282,6 +283,9 @@ def setup(rows: int) -> dict:
                 f"{reviewers[i % 5]}\t{_timestamp(at)}\n"
             )
 
+    # Ids counted from 1 belong to the partition of the rows from before the monthly
+    # partitions (PostgreSQL): it is created if this database has none.
+    partitions_for_items([1, rows])
     with connection.cursor() as cursor:
         raw = cursor.cursor
         # A superuser may skip the foreign-key triggers while loading rows that are

@@ -41,6 +41,12 @@ def _partition_of(model, pk) -> str:
     return _rows(f"SELECT tableoid::regclass::text FROM {table} WHERE id = %s", [pk])[0][0]
 
 
+def _item(**fields) -> Item:
+    """An item stored through the ORM (ids and fields as given; buckets and features filled)."""
+    defaults = {"features": {}, "ramp_bucket": 0, "audit_bucket": 0, "double_review_bucket": 0}
+    return Item.objects.create(**{**defaults, **fields})
+
+
 def _this_month() -> int:
     (now,) = _rows("SELECT now() AT TIME ZONE 'UTC'")[0]
     return month_number(now.year, now.month)
@@ -104,13 +110,10 @@ def test_every_unique_key_still_refuses_a_duplicate(reviewed):
     use_case, reviewer, task, decision = reviewed
     item = task.item
     with _refused_as("one_item_per_external_id"):
-        Item.objects.create(
+        _item(
             use_case=use_case,
             external_id=item.external_id,
             features=item.features,
-            ramp_bucket=1,
-            audit_bucket=1,
-            double_review_bucket=1,
             received_at=item.received_at,
         )
     again = item_ingest(use_case=use_case, **invoice(0))
@@ -120,38 +123,24 @@ def test_every_unique_key_still_refuses_a_duplicate(reviewed):
         ReviewTask.objects.create(
             item=item, use_case=use_case, reason=task.reason, created_at=task.created_at
         )
-    with _refused_as("reviews_decision_task_id_key"):
-        Decision.objects.create(
-            task=task,
-            item=item,
-            use_case=use_case,
-            reviewer=reviewer,
-            kind=Decision.Kind.BLIND,
-            label="office",
-            created_at=decision.created_at,
-        )
-    keyed = dict(
-        item=item,
+    answer = dict(
         use_case=use_case,
         reviewer=reviewer,
         kind=Decision.Kind.BLIND,
         label="office",
         created_at=decision.created_at,
-        idempotency_key="the-same-key",
     )
-    other_tasks = ReviewTask.objects.filter(use_case=use_case).exclude(pk=task.pk)[:2]
-    first, second = (
-        ReviewTask.objects.create(
-            item=t.item, use_case=use_case, reason="audit", created_at=t.created_at
-        )
-        if t.reason != "audit"
-        else t
-        for t in other_tasks
-    )
+    with _refused_as("reviews_decision_task_id_key"):
+        Decision.objects.create(task=task, item=item, **answer)
+    first, second = ReviewTask.objects.filter(use_case=use_case).exclude(pk=task.pk)[:2]
     with transaction.atomic():
-        Decision.objects.create(task=first, **{**keyed, "item": first.item})
+        Decision.objects.create(
+            task=first, item=first.item, idempotency_key="the-same-key", **answer
+        )
     with _refused_as("one_decision_per_idempotency_key"):
-        Decision.objects.create(task=second, **{**keyed, "item": second.item})
+        Decision.objects.create(
+            task=second, item=second.item, idempotency_key="the-same-key", **answer
+        )
 
 
 def test_a_decision_must_name_its_tasks_item(reviewed):
@@ -186,13 +175,9 @@ def test_a_batch_sent_again_stores_only_what_is_new():
     assert Item.objects.filter(use_case=use_case).count() == 6
     # A duplicate outside such a batch is still refused.
     with _refused_as("one_item_per_external_id"):
-        Item.objects.create(
+        _item(
             use_case=use_case,
             external_id="b-1",
-            features={},
-            ramp_bucket=0,
-            audit_bucket=0,
-            double_review_bucket=0,
             received_at=now,
         )
 
@@ -230,27 +215,19 @@ def test_the_beat_creates_the_months_ahead_once():
     # A row of that month goes to its partition.
     item_id = month_start_id(month_number(2032, 1)) + 7
     use_case = make_use_case(slug="ahead")
-    Item.objects.create(
+    _item(
         id=item_id,
         use_case=use_case,
         external_id="later",
-        features={},
-        ramp_bucket=0,
-        audit_bucket=0,
-        double_review_bucket=0,
         received_at=datetime(2032, 1, 2, tzinfo=UTC),
     )
     assert _partition_of(Item, item_id) == "reviews_item_p203201"
     # The new month keeps the keys: its items claim theirs, and a duplicate is refused.
     with _refused_as("one_item_per_external_id"):
-        Item.objects.create(
+        _item(
             id=item_id + 1,
             use_case=use_case,
             external_id="later",
-            features={},
-            ramp_bucket=0,
-            audit_bucket=0,
-            double_review_bucket=0,
             received_at=datetime(2032, 1, 3, tzinfo=UTC),
         )
 
@@ -286,14 +263,11 @@ def test_an_archive_that_empties_a_month_drops_it_and_a_restore_brings_it_back(t
     ids = [7, *(month_start_id(february) + n for n in range(1, 3))]
     partitions_for_items(ids)
     for n, item_id in enumerate(ids):
-        Item.objects.create(
+        _item(
             id=item_id,
             use_case=use_case,
             external_id=f"feb-{n}",
             features={"amount": 1.0, "kind": "a", "vendor": "V"},
-            ramp_bucket=0,
-            audit_bucket=0,
-            double_review_bucket=0,
             status=Item.Status.DECIDED,
             route="auto",
             decision_label="travel",

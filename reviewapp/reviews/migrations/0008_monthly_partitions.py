@@ -314,4 +314,5 @@ class Migration(migrations.Migration):
         ("core", "0003_append_only_triggers"),
     ]
 
-    operations = [migrations.RunPython(_forward, migrations.RunPython.noop, elidable=False)]
+    # Irreversible: going back would mean copying every month into plain tables again.
+    operations = [migrations.RunPython(_forward, elidable=False)]
