@@ -447,7 +447,9 @@ def archive_create(
         cutoff=cutoff.isoformat(),
         items=archive.items,
     )
-    return _remove(archive)
+    archive = _remove(archive)
+    _partitions_drop_empty(now=now)
+    return archive
 
 
 def _files_drop(archive: Archive) -> None:
@@ -510,10 +512,14 @@ def _remove(archive: Archive) -> Archive:
         removed=removed,
         kept=kept,
     )
-    # A month whose every item is archived now goes whole (PostgreSQL's monthly partitions).
-    for partition in partitions_drop_empty(now=archive.cutoff):
-        event_log("history_partition_dropped", partition=partition)
     return archive
+
+
+def _partitions_drop_empty(*, now: datetime | None) -> None:
+    """A past month whose every item is archived goes whole (PostgreSQL's monthly
+    partitions)."""
+    for partition in partitions_drop_empty(now=now):
+        event_log("history_partition_dropped", partition=partition)
 
 
 def _boundary_raise(*, use_case: UseCase, cutoff: datetime) -> None:
@@ -559,6 +565,8 @@ def archives_due(*, now: datetime | None = None) -> list[Archive]:
             continue
         if archive is not None:
             made.append(archive)
+    # Again, for a month left behind while its tables were busy.
+    _partitions_drop_empty(now=now)
     return made
 
 

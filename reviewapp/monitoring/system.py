@@ -8,7 +8,7 @@ any web process answers for all of them.
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import redis
 from django.conf import settings
@@ -26,6 +26,7 @@ from reviewapp.monitoring.models import (
     SystemAlert,
     ViewRequestRollup,
 )
+from reviewapp.reviews.partitions import partitions_missing
 
 logger = logging.getLogger(__name__)
 SWEEPER_TASK = "reviews.sweep_unscored_items"
@@ -241,6 +242,18 @@ def alerts_of(health: Health) -> list[dict]:
                     "nothing is consuming it fast enough.",
                 }
             )
+    for number in partitions_missing(now=health.now):
+        year, month = divmod(number, 12)
+        first = date(year, month + 1, 1)
+        alerts.append(
+            {
+                "key": f"history-partitions:{first:%Y-%m}",
+                "kind": "history_partitions",
+                "message": f"The history has no partitions for {first:%B %Y} yet: from "
+                f"{first:%-d %B} on, no item can be stored. The beat creates them once a day "
+                "(reviews.partitions_ensure): is it running?",
+            }
+        )
     rate = health.error_rate_5xx
     if (
         rate is not None

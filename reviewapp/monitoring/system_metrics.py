@@ -26,7 +26,13 @@ class SystemCollector:
             "Conditions shown as a banner to managers now, by kind.",
             labels=["kind"],
         )
-        for kind in ("process_missing", "no_worker", "queue_stalled", "error_rate"):
+        for kind in (
+            "process_missing",
+            "no_worker",
+            "queue_stalled",
+            "error_rate",
+            "history_partitions",
+        ):
             alerts.add_metric([kind], sum(1 for a in health.alerts if a["kind"] == kind))
         yield alerts
 

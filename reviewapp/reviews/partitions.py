@@ -31,7 +31,7 @@ so the months are few: those kept by the use cases' retention, this one and the 
 import contextlib
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -172,6 +172,22 @@ def partitions_ensure(*, now: datetime | None = None, ahead: int | None = None) 
             continue
         created.append(number)
     return created
+
+
+def partitions_missing(*, now: datetime, within: timedelta = timedelta(days=7)) -> list[int]:
+    """The months, of ``now`` and of ``now + within``, that have no partitions yet: an item
+    given an id in such a month could not be stored. Months before this process's own (a
+    clock given in the past) are never wanted: ids come from the database's clock. Empty on a
+    database without partitions."""
+    if not partitioned():
+        return []
+    wanted = {
+        month_number(moment.year, moment.month)
+        for moment in (now.astimezone(UTC), (now + within).astimezone(UTC))
+    }
+    wanted = {number for number in wanted if number >= month_of_now()}
+    with connection.cursor() as cursor:
+        return sorted(wanted - _months_present(cursor))
 
 
 def partitions_for_items(item_ids: Iterable[int]) -> list[int]:

@@ -255,7 +255,7 @@ def test_an_archive_that_empties_a_month_drops_it_and_a_restore_brings_it_back(t
         "archives": {**settings.STORAGES["archives"], "OPTIONS": {"location": tmp_path}},
     }
     use_case = make_use_case(slug="old-months")
-    february, april = month_number(2031, 2), month_number(2031, 4)
+    february, may = month_number(2031, 2), month_number(2031, 5)
     partitions_ensure(now=datetime(2031, 2, 1, tzinfo=UTC), ahead=3)
     received = datetime(2031, 2, 10, tzinfo=UTC)
     # Two items of February, one from before the tables were partitioned (a converted
@@ -285,8 +285,8 @@ def test_an_archive_that_empties_a_month_drops_it_and_a_restore_brings_it_back(t
     for table, _key in PARTITIONED:
         for month in (february, BEFORE):
             assert _rows("SELECT to_regclass(%s)", [partition_name(table, month)])[0][0] is None
-        # The cutoff's month and later ones stay, empty or not.
-        assert _rows("SELECT to_regclass(%s)", [partition_name(table, april)])[0][0]
+        # The archive's own month and later ones stay, empty or not.
+        assert _rows("SELECT to_regclass(%s)", [partition_name(table, may)])[0][0]
     archive_restore(archive=archive)
     assert sorted(Item.objects.filter(use_case=use_case).values_list("pk", flat=True)) == ids
     assert [_partition_of(Item, item_id) for item_id in ids] == [
@@ -294,3 +294,17 @@ def test_an_archive_that_empties_a_month_drops_it_and_a_restore_brings_it_back(t
         "reviews_item_p203102",
         "reviews_item_p203102",
     ]
+
+
+def test_a_month_without_partitions_a_week_ahead_is_an_alert_until_the_beat_creates_it():
+    from reviewapp.monitoring.system import health_read
+
+    late_in_the_month = datetime(2034, 5, 26, tzinfo=UTC)
+    partitions_ensure(now=datetime(2034, 5, 1, tzinfo=UTC), ahead=0)  # May only
+    alerts = health_read(now=late_in_the_month, with_broker=False).alerts
+    (alert,) = [a for a in alerts if a["kind"] == "history_partitions"]
+    assert alert["key"] == "history-partitions:2034-06"
+    assert "June 2034" in alert["message"] and "1 June" in alert["message"]
+    partitions_ensure(now=late_in_the_month, ahead=1)
+    alerts = health_read(now=late_in_the_month, with_broker=False).alerts
+    assert not [a for a in alerts if a["kind"] == "history_partitions"]
