@@ -50,6 +50,9 @@ PARTITIONED = (
 # Month "0": the ids given before the tables were partitioned, all below 2**MONTH_SHIFT.
 BEFORE = 0
 BEFORE_SUFFIX = "_before"
+# A transaction-level advisory lock: a restore holds it while it makes sure of its months and
+# writes into them, an archive while it drops an empty month.
+LAYOUT_LOCK = 7_770_120_801
 
 
 def month_number(year: int, month: int) -> int:
@@ -198,6 +201,8 @@ def partitions_for_items(item_ids: Iterable[int]) -> list[int]:
         return []
     wanted = set(map(month_of_item, item_ids))
     with connection.cursor() as cursor:
+        # Until this transaction ends, no archive drops a month (it takes the same lock).
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LAYOUT_LOCK])
         missing = sorted(wanted - _months_present(cursor))
         for number in missing:
             _create(cursor, number)
@@ -229,7 +234,9 @@ def partitions_drop_empty(*, now: datetime | None = None) -> list[str]:
                 # cannot be dropped with its checks pending.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-                # Held until the month is gone: no restore or late insert gets in between.
+                # No restore is making sure of its months meanwhile (partitions_for_items).
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LAYOUT_LOCK])
+                # Held until the month is gone: no late insert gets in between.
                 cursor.execute(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
                 cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")
                 if cursor.fetchone()[0]:

@@ -308,3 +308,22 @@ def test_a_month_without_partitions_a_week_ahead_is_an_alert_until_the_beat_crea
     partitions_ensure(now=late_in_the_month, ahead=1)
     alerts = health_read(now=late_in_the_month, with_broker=False).alerts
     assert not [a for a in alerts if a["kind"] == "history_partitions"]
+
+
+def test_no_month_is_dropped_while_a_restore_is_writing_into_the_months(settings):
+    """A restore makes sure of its months and writes into them in one transaction; an archive
+    dropping an empty month waits for it (at most the lock timeout, then leaves the month for
+    the next run) instead of dropping the month the restore is about to write into."""
+    import psycopg
+
+    from reviewapp.reviews.partitions import LAYOUT_LOCK, partitions_drop_empty
+
+    settings.HISTORY_PARTITION_LOCK_TIMEOUT_MS = 100
+    partitions_ensure(now=datetime(2035, 1, 1, tzinfo=UTC), ahead=0)
+    later = datetime(2035, 3, 1, tzinfo=UTC)
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=False) as restore:
+        restore.execute("SELECT pg_advisory_xact_lock(%s)", [LAYOUT_LOCK])
+        assert partitions_drop_empty(now=later) == []
+        restore.rollback()
+    assert "reviews_item_p203501" in partitions_drop_empty(now=later)
