@@ -248,12 +248,10 @@ def main(small: bool) -> None:
     warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic needed
     _django()
     from django.conf import settings
-    from django.test.utils import (
-        setup_databases,
-        setup_test_environment,
-        teardown_databases,
-        teardown_test_environment,
-    )
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    from benchmarks.harness import test_database_create
 
     if not settings.IS_POSTGRES and not small:
         print("note: the full-size figures are meant for PostgreSQL (set DATABASE_URL)")
@@ -262,11 +260,11 @@ def main(small: bool) -> None:
         own_environment = True
     except RuntimeError:  # another benchmark in this process set it up already
         own_environment = False
-    old = setup_databases(verbosity=0, interactive=False, keepdb=False)
+    old_name = test_database_create()  # run.py's migrated template when there is one
     try:
         _measure(small)
     finally:
-        teardown_databases(old, verbosity=0)
+        connection.creation.destroy_test_db(old_name, verbosity=0)
         if own_environment:
             teardown_test_environment()
 
