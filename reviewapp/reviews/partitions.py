@@ -225,11 +225,7 @@ def partitions_drop_empty(*, now: datetime | None = None) -> list[str]:
     for number in months:
         name = partition_name("reviews_item", number)
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('lock_timeout', %s, true)",
-                    [f"{settings.HISTORY_PARTITION_LOCK_TIMEOUT_MS}ms"],
-                )
+            with transaction.atomic(), connection.cursor() as cursor, _lock_timeout(cursor):
                 # Foreign-key checks still deferred in this transaction run now: a table
                 # cannot be dropped with its checks pending.
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
