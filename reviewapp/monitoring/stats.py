@@ -165,22 +165,28 @@ def categorical_group_stats(
     import pandas as pd
 
     values = np.asarray(values, dtype=object)
-    missing = pd.isna(values)
+    # One pass of hashing gives each row the index of its distinct value (-1 when missing:
+    # None, NaN); the few distinct values are then looked up among the categories. Looking
+    # every row up among the categories took four times as long.
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    missing = codes < 0
     out = {
         "rows": np.bincount(groups, minlength=n_groups),
         "missing": np.bincount(groups[missing], minlength=n_groups),
     }
     if categories is not None:
         width = len(categories) + 1
-        present = values[~missing]
         # Feature values are strings (the schema checks them), so they are looked up as they
         # are; anything else simply matches no training category.
-        codes = pd.Index([str(c) for c in categories], dtype=object).get_indexer(present)
-        codes[codes < 0] = len(categories)
-        g = groups[~missing]
-        out["hist"] = np.bincount(g * width + codes, minlength=n_groups * width).reshape(
-            n_groups, width
+        category_of = pd.Index([str(c) for c in categories], dtype=object).get_indexer(
+            np.asarray(distinct, dtype=object)
         )
+        category_of[category_of < 0] = len(categories)
+        present = ~missing
+        g = groups[present]
+        out["hist"] = np.bincount(
+            g * width + category_of[codes[present]], minlength=n_groups * width
+        ).reshape(n_groups, width)
     return out
 
 
