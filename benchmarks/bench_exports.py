@@ -143,9 +143,15 @@ def _report(*, rows: int, setup: dict, floor: dict, results: list[dict]) -> None
         "'in a worker': the same export in a process that first imported every Celery task "
         "module (scikit-learn, pandas, ...), as a worker has."
     )
+    if rows < ROWS:
+        # A fresh process's first export pays its start (imports, the first statements' plans,
+        # the manifest: some 50 ms) once; at a few thousand rows that is most of the time.
+        csv_verdict = f"judged at full size ({ROWS:,} rows), here {csv_rate:,.0f}"
+    else:
+        met = csv_rate >= TARGET_CSV_ROWS_PER_SECOND
+        csv_verdict = f"{'met' if met else 'MISSED'} ({csv_rate:,.0f})"
     print(
-        f"targets: CSV >= {TARGET_CSV_ROWS_PER_SECOND:,} rows/s: "
-        f"{'met' if csv_rate >= TARGET_CSV_ROWS_PER_SECOND else 'MISSED'} ({csv_rate:,.0f}); "
+        f"targets: CSV >= {TARGET_CSV_ROWS_PER_SECOND:,} rows/s: {csv_verdict}; "
         f"peak RSS <= {TARGET_PEAK_MB} MB: "
         f"{'met' if peak <= TARGET_PEAK_MB else 'MISSED'} ({peak:.0f} MB; "
         f"{worker_peak:.0f} MB in a worker)"
