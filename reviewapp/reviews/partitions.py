@@ -97,6 +97,26 @@ def partitioned() -> bool:
         return bool(cursor.fetchone()[0])
 
 
+ITEM_KEY_TABLE = "reviews_item_key"
+# The databases (by name) seen partitioned by this process: a database is never converted back.
+_seen_partitioned: set[str] = set()
+
+
+def item_keys_table() -> str | None:
+    """The table of the items' ``(use_case, external_id)`` keys when this database keeps one
+    (partitioned), else None. A key is one probe of one index, where the items' own lookup
+    index is probed in every month the query cannot rule out. Asked once per process and
+    database; until the conversion, each time."""
+    if connection.vendor != "postgresql":
+        return None
+    name = connection.settings_dict["NAME"]
+    if name not in _seen_partitioned:
+        if not partitioned():
+            return None
+        _seen_partitioned.add(name)
+    return ITEM_KEY_TABLE
+
+
 def _months_present(cursor) -> set[int]:
     """The months whose partitions exist (BEFORE among them if the rows from before do)."""
     cursor.execute(

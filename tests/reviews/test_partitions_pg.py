@@ -327,3 +327,47 @@ def test_no_month_is_dropped_while_a_restore_is_writing_into_the_months(settings
         assert partitions_drop_empty(now=later) == []
         restore.rollback()
     assert "reviews_item_p203501" in partitions_drop_empty(now=later)
+
+
+def test_an_item_sent_again_is_answered_from_its_key_until_its_month_is_archived(
+    tmp_path, settings
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archives": {**settings.STORAGES["archives"], "OPTIONS": {"location": tmp_path}},
+    }
+    use_case = make_use_case(slug="keys")
+    march = month_number(2031, 3)
+    partitions_ensure(now=datetime(2031, 3, 1, tzinfo=UTC), ahead=1)
+    partitions_for_items([month_start_id(march) + 1])
+    received = datetime(2031, 3, 10, tzinfo=UTC)
+    stored = _item(
+        id=month_start_id(march) + 1,
+        use_case=use_case,
+        external_id="mar-1",
+        features=invoice(1)["features"],
+        status=Item.Status.DECIDED,
+        route="auto",
+        decision_label="travel",
+        decision_source=Item.Source.MODEL,
+        received_at=received,
+        routed_at=received,
+        decided_at=received,
+    )
+    again = item_ingest(use_case=use_case, external_id="mar-1", features=invoice(2)["features"])
+    assert (again.created, again.item.pk) == (False, stored.pk)
+    archive_create(
+        use_case=use_case,
+        cutoff=datetime(2031, 4, 1, tzinfo=UTC),
+        now=datetime(2031, 5, 1, tzinfo=UTC),
+    )
+    # The archive ran "in May 2031" and dropped every empty month before it, this one too.
+    partitions_ensure(now=datetime.now(UTC), ahead=1)
+    # Its key left with it: the same external id is a new item of this month.
+    anew = item_ingest(use_case=use_case, external_id="mar-1", features=invoice(2)["features"])
+    assert anew.created
+    assert anew.item.pk >> MONTH_SHIFT == _this_month()
+    assert _rows(
+        "SELECT item_id FROM reviews_item_key WHERE use_case_id = %s AND external_id = 'mar-1'",
+        [use_case.pk],
+    ) == [(anew.item.pk,)]

@@ -36,6 +36,7 @@ from reviewapp.core.jobs import job_create, job_progress
 from reviewapp.core.json_input import text_problem
 from reviewapp.core.models import Job
 from reviewapp.reviews.models import Item, Prediction
+from reviewapp.reviews.partitions import item_keys_table
 from reviewapp.reviews.selectors import item_get
 from reviewapp.reviews.services.routing import items_route, pending_item, prediction_unsaved
 from reviewapp.reviews.signals import use_case_facts_changed
@@ -303,8 +304,10 @@ def _external_id_sql(use_case_id: int, external_id: str) -> tuple[str, list]:
     longer than running it."""
     item = Item._meta
     quote = connection.ops.quote_name
+    # The key table has the same two columns, kept in step with the items by triggers.
+    table = item_keys_table() or item.db_table
     sql = (
-        f"SELECT 1 FROM {quote(item.db_table)} WHERE "
+        f"SELECT 1 FROM {quote(table)} WHERE "
         f"{quote(item.get_field('use_case').column)} = %s AND "
         f"{quote(item.get_field('external_id').column)} = %s"
     )
