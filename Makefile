@@ -45,6 +45,10 @@ test: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	@if [ ! -x /usr/bin/chromium ]; then \
 		echo "NOTE: /usr/bin/chromium is missing: browser tests are SKIPPED (apt-get install chromium to run them)."; fi
+	@# The tests start hundreds of processes (gunicorn, Celery, scenarios, benchmarks): compiled
+	@# once here, the project's modules are read, not compiled again, by each of them (even
+	@# where PYTHONDONTWRITEBYTECODE keeps Python from writing them itself).
+	$(BIN)/python -m compileall -q -j 0 reviewapp deployments tests benchmarks >/dev/null
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
