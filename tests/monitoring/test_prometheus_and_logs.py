@@ -104,6 +104,40 @@ def test_an_incoming_request_id_is_echoed_and_logged_with_each_routed_item(api, 
     assert access["request_id"] == "req-abc-123" and access["status"] == 201
 
 
+def test_a_batch_logs_each_item_routed_as_a_line_of_its_own(
+    api, people, caplog, django_capture_on_commit_callbacks
+):
+    caller = people["caller"]
+    use_case = make_use_case(members=[caller], level="full")
+    register_model(use_case, constant_classifier_bytes("office", 0.9))
+    caplog.set_level(logging.INFO, logger="reviewapp.events")
+    with django_capture_on_commit_callbacks(execute=True):  # its chunk is scored (eager)
+        response = api(caller).post(
+            f"/api/v1/use-cases/{use_case.slug}/items/batch/",
+            {"items": [invoice(n) for n in range(3)]},
+            format="json",
+            HTTP_X_REQUEST_ID="req-batch-1",
+        )
+    assert response.status_code == 202
+    formatter = JsonFormatter()
+    lines = [
+        json.loads(line)
+        for record in caplog.records
+        if getattr(record, "event_rows", None)
+        for line in formatter.format(record).splitlines()
+    ]
+    assert sorted(line["item"] for line in lines) == ["inv-0", "inv-1", "inv-2"]
+    for line in lines:
+        assert line["event"] == "item_routed"
+        assert line["use_case"] == use_case.slug
+        assert (line["model_version"], line["route"], line["status"]) == ("v1", "auto", "decided")
+        assert "request_id" in line  # a worker's task carries the request's (not eager ones)
+        assert line["level"] == "info" and line["time"]
+    # For people (LOG_FORMAT=text): one line says how many.
+    [record] = [r for r in caplog.records if getattr(r, "event_rows", None)]
+    assert logging.Formatter("%(message)s").format(record) == "item_routed, 3 of them"
+
+
 def test_a_forged_request_id_is_replaced(client, caplog):
     caplog.set_level(logging.INFO, logger="reviewapp.events")
     response = client.get("/healthz", HTTP_X_REQUEST_ID="bad id\nwith a newline")

@@ -21,7 +21,7 @@ from deployments.policy import (
 from deployments.services.policies import policy_spec
 from reviewapp.core.bulk import rows_append, rows_insert, rows_update
 from reviewapp.core.events import events_record
-from reviewapp.core.logs import event_log
+from reviewapp.core.logs import events_enabled, events_log
 from reviewapp.reviews.models import Item, Prediction, ReviewTask
 from reviewapp.reviews.outcomes import OUTCOME_DECIDED, outcome_payload
 from reviewapp.reviews.signals import items_routed
@@ -254,18 +254,23 @@ def _outcomes(use_case: UseCase, items, routed: list[Routed], outputs) -> list[d
 
 
 def _routed_log(*, use_case: UseCase, items, routed: list[Routed], outputs) -> None:
+    if not events_enabled():
+        return
+    rows = []
     for item, entry, pair in zip(items, routed, outputs, strict=True):
         version, raw = pair if pair is not None else (None, None)
-        event_log(
-            "item_routed",
-            use_case=use_case.slug,
-            item=item.external_id,
-            model_version=version.version if version is not None else None,
-            route=entry.values["route"],
-            status=entry.values["status"],
-            null_output=isinstance(entry.verdict, NullOutput) if pair is not None else None,
-            latency_ms=raw.latency_ms if raw is not None else None,
+        rows.append(
+            {
+                "use_case": use_case.slug,
+                "item": item.external_id,
+                "model_version": version.version if version is not None else None,
+                "route": entry.values["route"],
+                "status": entry.values["status"],
+                "null_output": isinstance(entry.verdict, NullOutput) if pair is not None else None,
+                "latency_ms": raw.latency_ms if raw is not None else None,
+            }
         )
+    events_log("item_routed", rows)
 
 
 def prediction_unsaved(
