@@ -47,6 +47,23 @@ def _item(**fields) -> Item:
     return Item.objects.create(**{**defaults, **fields})
 
 
+def _decided_item(*, item_id: int, use_case, external_id: str, received) -> Item:
+    """An item the model decided when it arrived, stored through the ORM with its id."""
+    return _item(
+        id=item_id,
+        use_case=use_case,
+        external_id=external_id,
+        features={"amount": 1.0, "kind": "a", "vendor": "V"},
+        status=Item.Status.DECIDED,
+        route="auto",
+        decision_label="travel",
+        decision_source=Item.Source.MODEL,
+        received_at=received,
+        routed_at=received,
+        decided_at=received,
+    )
+
+
 def _this_month() -> int:
     (now,) = _rows("SELECT now() AT TIME ZONE 'UTC'")[0]
     return month_number(now.year, now.month)
@@ -263,19 +280,7 @@ def test_an_archive_that_empties_a_month_drops_it_and_a_restore_brings_it_back(t
     ids = [7, *(month_start_id(february) + n for n in range(1, 3))]
     partitions_for_items(ids)
     for n, item_id in enumerate(ids):
-        _item(
-            id=item_id,
-            use_case=use_case,
-            external_id=f"feb-{n}",
-            features={"amount": 1.0, "kind": "a", "vendor": "V"},
-            status=Item.Status.DECIDED,
-            route="auto",
-            decision_label="travel",
-            decision_source=Item.Source.MODEL,
-            received_at=received,
-            routed_at=received,
-            decided_at=received,
-        )
+        _decided_item(item_id=item_id, use_case=use_case, external_id=f"feb-{n}", received=received)
     archive = archive_create(
         use_case=use_case,
         cutoff=datetime(2031, 4, 1, tzinfo=UTC),
@@ -341,18 +346,8 @@ def test_an_item_sent_again_is_answered_from_its_key_until_its_month_is_archived
     partitions_ensure(now=datetime(2031, 3, 1, tzinfo=UTC), ahead=1)
     partitions_for_items([month_start_id(march) + 1])
     received = datetime(2031, 3, 10, tzinfo=UTC)
-    stored = _item(
-        id=month_start_id(march) + 1,
-        use_case=use_case,
-        external_id="mar-1",
-        features=invoice(1)["features"],
-        status=Item.Status.DECIDED,
-        route="auto",
-        decision_label="travel",
-        decision_source=Item.Source.MODEL,
-        received_at=received,
-        routed_at=received,
-        decided_at=received,
+    stored = _decided_item(
+        item_id=month_start_id(march) + 1, use_case=use_case, external_id="mar-1", received=received
     )
     again = item_ingest(use_case=use_case, external_id="mar-1", features=invoice(2)["features"])
     assert (again.created, again.item.pk) == (False, stored.pk)
