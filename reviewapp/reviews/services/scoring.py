@@ -44,8 +44,16 @@ logger = logging.getLogger(__name__)
 def chunk_score(*, item_ids: list[int]) -> int:
     """A batch's chunk, as its task scores it. The batch's job shows ``running`` (with its
     ``started_at``) in a commit of its own first: when scoring and progress commit together,
-    a batch of one chunk would go from ``queued`` straight to ``done``."""
-    jobs_start(job_ids=Item.objects.filter(pk__in=item_ids, job__isnull=False).values("job_id"))
+    a batch of one chunk would go from ``queued`` straight to ``done``.
+
+    The chunk's jobs are read first, then started by their keys. As one statement (the items
+    as a subquery) PostgreSQL walked every queued job's items for the chunk's: 1.8 ms a queued
+    job, so each chunk slowed down with the backlog of batches waiting behind it."""
+    job_ids = set(
+        Item.objects.filter(pk__in=item_ids, job__isnull=False).values_list("job_id", flat=True)
+    )
+    if job_ids:
+        jobs_start(job_ids=sorted(job_ids))
     return items_score(item_ids=item_ids)
 
 
