@@ -4,7 +4,13 @@ queue sizes. Each order walks its own partial index, so its p99 should not grow 
 
 from django.db import connection
 
-from benchmarks.bench_ingest import _claim_round, _fill_queue, _use_case, _user
+from benchmarks.bench_ingest import (
+    _claim_round,
+    _database_settled,
+    _fill_queue,
+    _use_case,
+    _user,
+)
 from benchmarks.harness import FLOOR_ENV, fmt, gunicorn, pct, table
 from deployments.models import UseCase
 from reviewapp.core.roles import Role
@@ -43,6 +49,7 @@ def main(small: bool) -> None:
         _fill_queue(use_case, pending)
         _spread(use_case)
         queues[pending] = use_case
+    _database_settled()  # the fills and spreads vacuumed and checkpointed before any round
     # One server for both sizes; it also serves the floor the reviewers ask between claims.
     with gunicorn(workers=2, threads=4, env=FLOOR_ENV) as url:
         for pending, use_case in queues.items():
