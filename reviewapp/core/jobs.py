@@ -33,7 +33,8 @@ def job_start(*, job_id) -> None:
 
 
 def jobs_start(*, job_ids) -> None:
-    """``job_start`` for many jobs in one statement (``job_ids`` may be a subquery)."""
+    """``job_start`` for many jobs in one statement. ``job_ids`` are keys: as a subquery over
+    the items, PostgreSQL walked each queued job's items to match them (see ``chunk_score``)."""
     Job.objects.filter(pk__in=job_ids, state=Job.State.QUEUED).update(
         state=Job.State.RUNNING, started_at=timezone.now()
     )

@@ -6,7 +6,8 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reviewapp.core.logs import JsonFormatter
+from reviewapp.core.logs import JsonFormatter, events_log
+from reviewapp.core.request_context import request_id_var
 from reviewapp.core.roles import Role
 from reviewapp.monitoring.services import rollups_fold
 from tests.factories import (
@@ -136,6 +137,20 @@ def test_a_batch_logs_each_item_routed_as_a_line_of_its_own(
     # For people (LOG_FORMAT=text): one line says how many.
     [record] = [r for r in caplog.records if getattr(r, "event_rows", None)]
     assert logging.Formatter("%(message)s").format(record) == "item_routed, 3 of them"
+
+
+def test_many_events_logged_at_once_each_carry_the_request_id_of_their_work(caplog):
+    caplog.set_level(logging.INFO, logger="reviewapp.events")
+    token = request_id_var.set("req-chunk-7")
+    try:
+        events_log("item_routed", [{"item": "a", "route": "auto"}, {"item": "b", "route": "x"}])
+    finally:
+        request_id_var.reset(token)
+    [record] = caplog.records
+    lines = [json.loads(line) for line in JsonFormatter().format(record).splitlines()]
+    assert [(line["item"], line["route"]) for line in lines] == [("a", "auto"), ("b", "x")]
+    assert {line["request_id"] for line in lines} == {"req-chunk-7"}
+    assert {line["event"] for line in lines} == {"item_routed"}
 
 
 def test_a_forged_request_id_is_replaced(client, caplog):
