@@ -1,8 +1,10 @@
+import contextlib
 import functools
 import logging
 import os
 import time
 
+import celery.states
 import celery.worker.consumer
 from celery import Celery, signals
 from celery.contrib.django.task import DjangoTask
@@ -145,6 +147,34 @@ def _scoring_libraries_before_fork(sender, **kwargs) -> None:
     scoring = {settings.TASK_QUEUES[kind] for kind in ("batch", "challenger", "heavy")}
     if scoring & set(sender.app.amqp.queues.consume_from):
         scoring_libraries_import()
+
+
+@signals.task_prerun.connect
+def _database_connections_checked(sender=None, **kwargs) -> None:
+    """Before a task, as before a request: a connection past ``CONN_MAX_AGE``, or one an error
+    left unusable, is closed, and the next query opens a new one (``CELERY_DB_REUSE_MAX``
+    keeps Celery's fix-up from closing every connection instead)."""
+    if not getattr(sender.request, "is_eager", False):
+        from django.db import close_old_connections
+
+        close_old_connections()
+
+
+@signals.task_postrun.connect
+def _database_connections_after(sender=None, state=None, **kwargs) -> None:
+    """After a task, as after a request; but a task that did not succeed (failed, retried, timed
+    out part-way through a statement) closes its connections, so that its retry starts on a new
+    one whatever state the old one was left in."""
+    if getattr(sender.request, "is_eager", False):
+        return
+    from django.db import DatabaseError, close_old_connections, connections
+
+    if state == celery.states.SUCCESS:
+        close_old_connections()
+        return
+    for conn in connections.all(initialized_only=True):
+        with contextlib.suppress(DatabaseError):
+            conn.close()
 
 
 @app.on_after_configure.connect

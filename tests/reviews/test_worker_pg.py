@@ -33,10 +33,11 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def worker():
+def worker(request):
     """A Celery worker process on queues of its own, reading this test's database. Started as
     .ci/run's tests and a single-process deployment start one (no ``-Q``): it consumes every
-    queue under its prefix."""
+    queue under its prefix. A test's indirect parameter sets more of its environment (the pool's
+    size as ``CONCURRENCY``)."""
     prefix = queue_prefix()
     env = {
         **os.environ,
@@ -45,6 +46,7 @@ def worker():
         # Tasks the worker queues itself (a webhook after a breach) stay on the test's queues.
         **prefixed_env(prefix),
         "CONN_MAX_AGE": "0",
+        **getattr(request, "param", {}),
     }
     node = f"{prefix}worker"
     process = subprocess.Popen(
@@ -56,7 +58,7 @@ def worker():
             "reviewapp",
             "worker",
             "--concurrency",
-            "2",
+            env.get("CONCURRENCY", "2"),
             "--loglevel",
             "WARNING",
             "--without-gossip",
@@ -114,3 +116,66 @@ def test_a_real_worker_scores_and_routes_a_batch_of_1000_exactly_once(api, worke
     assert not per_item.exists()
     routes = dict(Item.objects.values_list("route").annotate(n=Count("id")))
     assert sum(routes.values()) == 1000 and routes.get("auto", 0) > 0
+
+
+def _batch_done(api, caller, use_case, numbers: range) -> None:
+    response = api(caller).post(
+        f"/api/v1/use-cases/{use_case.slug}/items/batch/",
+        {"items": [invoice(n) for n in numbers]},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    job_url = f"/api/v1/jobs/{response.json()['job']}/"
+    deadline = time.monotonic() + 120
+    while (job := api(caller).get(job_url).json())["state"] != "done":
+        assert job["state"] != "failed", job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.25)
+
+
+def _other_backends() -> set[int]:
+    """The PostgreSQL sessions open on this test's database other than the test's own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        {
+            "CONN_MAX_AGE": "60",
+            "CONCURRENCY": "1",
+            "BATCH_CHUNK_SIZE": "40",
+            "HEARTBEAT_INTERVAL_SECONDS": "0",
+        }
+    ],
+    indirect=True,
+)
+def test_a_worker_keeps_its_database_connection_across_tasks_and_replaces_one_that_was_dropped(
+    api, worker
+):
+    """Each task used to open a new PostgreSQL session (a new server process, its catalog
+    loaded again, its prepared statements lost). Now the connection lives ``CONN_MAX_AGE``, as
+    a web process's does; when the database drops it while idle (a restart, a failover, an
+    idle timeout), the next task runs on a new one instead of failing."""
+    caller = make_user(Role.INTEGRATION)
+    use_case = make_use_case(members=[caller], level="partial", confidence_threshold=0.8)
+    register_model(use_case, classifier_bytes())
+    _batch_done(api, caller, use_case, range(0, 120))  # three chunks, and what follows them
+    kept = _other_backends()
+    assert len(kept) == 1, kept  # the pool's one process holds one connection, still open
+
+    _batch_done(api, caller, use_case, range(120, 240))
+    assert _other_backends() == kept  # the same session served the next tasks
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [kept.pop()])
+    _batch_done(api, caller, use_case, range(240, 360))
+    assert Item.objects.filter(use_case=use_case, status="pending").count() == 0
+    assert Prediction.objects.filter(use_case=use_case).count() == 360
+    replaced = _other_backends()
+    assert len(replaced) == 1 and not replaced & kept
