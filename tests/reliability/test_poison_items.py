@@ -59,6 +59,7 @@ def test_lost_messages_with_poison_items_are_all_routed_by_the_sweeper(stack):
         worker.stop()
     response = api.batch(batch)
     assert response.status_code == 202, response.text
+    accepted_at = time.monotonic()
     with stack.postgres.connect() as conn:
         conn.execute(
             "UPDATE reviews_item SET features = jsonb_set(features, '{amount}', '1e400') "
@@ -96,6 +97,7 @@ def test_lost_messages_with_poison_items_are_all_routed_by_the_sweeper(stack):
             _drop(conn, name=trigger)
 
     violations["items_not_predicted_once"] = sum(n for k, n in counts.items() if k != 1)
+    eligible_at = max(back_at, accepted_at + stack.sweeper_seconds)
     violations["unexpected_null_outputs"] = len(set(errors) - {unreadable, refused})
     result_append(
         scenario="5c lost messages with poison items",
@@ -105,6 +107,7 @@ def test_lost_messages_with_poison_items_are_all_routed_by_the_sweeper(stack):
         violations=violations,
         load={
             "routed_after_workers_back_s": drained - back_at,
+            "routed_after_items_old_enough_to_sweep_s": drained - eligible_at,
             "sweeper_interval_s": stack.sweeper_seconds,
         },
         duration_s=drained - started,
@@ -112,9 +115,13 @@ def test_lost_messages_with_poison_items_are_all_routed_by_the_sweeper(stack):
     # Two sweeps route everything (the refused item's second attempt parks it): the first
     # waits at most one interval for the beat's phase, the second comes one interval later.
     # The 2 s on top are for the scoring itself (measured 0.3-0.6 s); a third sweep would be
-    # a regression, and it would take a whole interval more.
+    # a regression, and it would take a whole interval more (it did, in about one run in
+    # four, when a failed attempt went uncounted: see test_scoring_failures_pg.py). The
+    # sweeper takes only items pending for an interval, so the two rounds are counted from
+    # when the items were that old, if the workers came back before (about 4 s pass from the
+    # POST to their return): a sweep before then finds nothing to do, by design.
     limit = 2 * stack.sweeper_seconds + 2
-    assert drained - back_at <= limit, "the sweeper needed more than two rounds"
+    assert drained - eligible_at <= limit, "the sweeper needed more than two rounds"
     assert "features could not be read: OverflowError" in errors[unreadable]
     assert "parked after 2 failed attempts" in errors[refused]
     assert counts == {1: SIZE + 2}

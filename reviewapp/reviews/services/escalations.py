@@ -110,7 +110,9 @@ def escalation_resolve(
             if locked is None:
                 raise Conflict({"detail": "This escalation was already resolved."})
             task = (
-                ReviewTask.objects.select_for_update()
+                # The task alone: a lock on its use case's row would hold up every commit
+                # that refers to that use case until this one ends.
+                ReviewTask.objects.select_for_update(of=("self",))
                 .select_related("use_case")
                 .get(pk=locked.task_id)
             )

@@ -123,8 +123,12 @@ def item_scoring_failed(*, item_id: int, error: Exception, now) -> int:
 
 
 def _pending_locked(*, item_id: int) -> Item | None:
+    """The pending item, locked unless another worker holds it; its use case is read, not
+    locked. Locked with the item, the use case's row was skipped whenever another commit's
+    reference checks held it (any chunk of that use case committing), and the item with it:
+    a failed attempt went uncounted and its parking waited a sweep more."""
     return (
-        Item.objects.select_for_update(skip_locked=True)
+        Item.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(pk=item_id, status=Item.Status.PENDING)
         .select_related("use_case")
         .first()
