@@ -37,14 +37,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def use_case_row_share_locked():
     """Another session holds what a commit's reference checks hold on a use case's row."""
-    db = connection.settings_dict
-    other = psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db.get("PASSWORD") or None,
-        dbname=db["NAME"],
-    )
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
 
     def lock(use_case) -> None:
         other.execute(

@@ -97,18 +97,7 @@ def test_a_real_worker_scores_and_routes_a_batch_of_1000_exactly_once(api, worke
         members=[caller], level="partial", confidence_threshold=0.8, traffic_percent=50
     )
     register_model(use_case, classifier_bytes())
-    response = api(caller).post(
-        f"/api/v1/use-cases/{use_case.slug}/items/batch/",
-        {"items": [invoice(n) for n in range(1000)]},
-        format="json",
-    )
-    assert response.status_code == 202
-    job_url = f"/api/v1/jobs/{response.json()['job']}/"
-    deadline = time.monotonic() + 120
-    while (job := api(caller).get(job_url).json())["state"] != "done":
-        assert job["state"] != "failed", job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.25)
+    job = _batch_done(api, caller, use_case, range(1000))
     assert job["done"] == job["total"] == 1000
     assert Item.objects.filter(use_case=use_case, status="pending").count() == 0
     assert Prediction.objects.filter(use_case=use_case).count() == 1000
@@ -118,7 +107,8 @@ def test_a_real_worker_scores_and_routes_a_batch_of_1000_exactly_once(api, worke
     assert sum(routes.values()) == 1000 and routes.get("auto", 0) > 0
 
 
-def _batch_done(api, caller, use_case, numbers: range) -> None:
+def _batch_done(api, caller, use_case, numbers: range) -> dict:
+    """POST the invoices ``numbers`` as one batch; return its job once it is done."""
     response = api(caller).post(
         f"/api/v1/use-cases/{use_case.slug}/items/batch/",
         {"items": [invoice(n) for n in numbers]},
@@ -131,6 +121,7 @@ def _batch_done(api, caller, use_case, numbers: range) -> None:
         assert job["state"] != "failed", job
         assert time.monotonic() < deadline, job
         time.sleep(0.25)
+    return job
 
 
 def _other_backends() -> set[int]:
