@@ -144,23 +144,31 @@ def latency_probe(
     max_seconds: float,
     warmup: int = 3,
     clock: Callable[[], float] = time.perf_counter,
+    abandoned: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """Time ``calls`` single calls (``call(i)`` for i = 0, 1, ...) after a short warm-up.
 
     Stops early once ``max_seconds`` have gone by, so a slow model does not hold an upload for
-    minutes; the figures then come from fewer calls, which the result says.
+    minutes; the figures then come from fewer calls, which the result says. Stops before the
+    next call once ``abandoned()`` is true: whoever asked no longer waits for the figures.
     """
     for i in range(warmup):
+        if abandoned():
+            return {"calls": 0, "stopped_early": True}
         call(i)
     timings: list[float] = []
     deadline = clock() + max_seconds
     for i in range(calls):
+        if abandoned():
+            break
         started = clock()
         call(i)
         ended = clock()
         timings.append((ended - started) * 1000)
         if ended >= deadline:
             break
+    if not timings:
+        return {"calls": 0, "stopped_early": True}
     array = np.asarray(timings, dtype=float)
     return {
         "calls": len(timings),

@@ -4,6 +4,7 @@ works here: it scores its reference rows with usable outputs, within a time limi
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,8 @@ def model_check(*, use_case: UseCase, estimator, sample: list[dict]) -> ModelChe
 
     if not sample:  # a use case without features: nothing to score
         return ModelCheck(scoring_warnings=[], latency={})
+    # Set once the upload has given up: a model that answers late is not timed for nobody.
+    abandoned = threading.Event()
 
     def check() -> ModelCheck:
         with warnings.catch_warnings(record=True) as caught:
@@ -107,6 +110,7 @@ def model_check(*, use_case: UseCase, estimator, sample: list[dict]) -> ModelChe
             ),
             calls=settings.MODEL_LATENCY_PROBE_CALLS,
             max_seconds=settings.MODEL_LATENCY_PROBE_MAX_SECONDS,
+            abandoned=abandoned.is_set,
         )
         return ModelCheck(
             scoring_warnings=warnings_describe(
@@ -118,6 +122,7 @@ def model_check(*, use_case: UseCase, estimator, sample: list[dict]) -> ModelChe
     limit = settings.MODEL_CHECK_TIMEOUT_SECONDS
     outcome = call_in_own_thread(check, timeout=limit)
     if not outcome.done:
+        abandoned.set()
         raise ModelRejected(
             f"the model gave no answer on its reference rows within {limit:g} s in this environment"
         )

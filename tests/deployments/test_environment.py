@@ -193,23 +193,38 @@ def test_a_model_that_raises_on_its_own_reference_rows_is_refused(api, setup):
     assert not ModelVersion.objects.exists()
 
 
-def test_a_model_that_never_answers_is_refused(api, setup, settings, monkeypatch):
+def test_a_model_that_never_answers_is_refused_and_is_not_timed_once_it_answers(
+    api, setup, settings, monkeypatch
+):
+    """The upload gives up on a model that does not answer in time; when its call ends at
+    last, the abandoned check stops there: nobody waits for the latency probe's hundreds of
+    single-row calls, and they would only take the web process's CPU."""
+    from deployments.ml import scoring
+
     engineer, use_case = setup
     settings.MODEL_CHECK_TIMEOUT_SECONDS = 0.2
     release = threading.Event()
+    real, calls = scoring._classify, []
 
-    def hang(*args, **kwargs):
-        release.wait(30)
-        raise RuntimeError("released")
+    def hangs_first(estimator, frame):
+        calls.append(len(frame))
+        if len(calls) == 1:
+            release.wait(30)
+        return real(estimator, frame)
 
-    monkeypatch.setattr("deployments.ml.scoring._classify", hang)
+    monkeypatch.setattr(scoring, "_classify", hangs_first)
     try:
         response = upload(api, engineer, use_case, classifier_bytes())
     finally:
+        checks = [t for t in threading.enumerate() if t.name == "model-check"]
         release.set()
+        for thread in checks:
+            thread.join(30)
     assert response.status_code == 400
     assert "gave no answer on its reference rows within 0.2 s" in response.json()["file"][0]
     assert not ModelVersion.objects.exists()
+    assert not any(thread.is_alive() for thread in checks)
+    assert len(calls) == 1  # the reference rows' call, and no probe after it
 
 
 def test_a_server_upgraded_since_the_upload_shows_the_new_mismatch(api, setup, monkeypatch):

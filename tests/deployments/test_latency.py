@@ -103,6 +103,26 @@ def test_latency_probe_stops_a_slow_model_early_and_says_so():
     assert result["p99_ms"] == pytest.approx(1000.0)
 
 
+def test_latency_probe_stops_once_nobody_waits_for_it():
+    clock = FakeClock([1.0])
+    done = []
+    result = latency_probe(
+        lambda i: done.append(i),
+        calls=300,
+        max_seconds=60,
+        warmup=2,
+        clock=clock,
+        abandoned=lambda: len(done) >= 4,
+    )
+    assert len(done) == 4 and result["calls"] == 2 and result["stopped_early"]
+    assert latency_probe(
+        lambda i: done.append(i), calls=5, max_seconds=60, abandoned=lambda: True
+    ) == {
+        "calls": 0,
+        "stopped_early": True,
+    }
+
+
 @pytest.mark.parametrize(
     ("p99", "budget", "over"), [(12.0, 10, True), (8.0, 10, False), (8.0, None, None)]
 )
