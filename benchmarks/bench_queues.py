@@ -14,7 +14,9 @@ the heavy pool and the PostgreSQL backend its connection is served by on the las
 9), the web processes and this client on the others, the other backends where the system puts
 them (``psutil`` sets the CPU affinity; the backends are found by the pool's connections, so
 PostgreSQL must run on this host and its processes be ours to change, as root). That is what
-giving heavy work cores of its own (compose's ``cpuset``) does, measured on one host.
+giving heavy work cores of its own (compose's ``cpuset``) does, measured on one host. That
+phase has a second floor: a loop that only copies memory on the other core, as much memory
+traffic as a backtest's NumPy work and no database at all.
 Target: p99 beside a backtest (at nice 9) within 10% of idle at full size.
 
 Full size: 2,000 requests a condition beside backtests of 100,000 items; --small: 100 requests
@@ -95,17 +97,27 @@ def _renice(process, nice: int) -> None:
         one.nice(nice)
 
 
+SPIN = "while True: pass"
+# Copies 256 MB over and over: no database, no Python work, only memory traffic, as a
+# backtest streaming its items through NumPy has (the floor for work of that kind).
+COPY = "import numpy as np\na = np.ones(2**25)\nb = np.empty_like(a)\nwhile True: np.copyto(b, a)"
+
+
 class CpuLoop:
-    """A process that only spins on the CPU at nice 19 (no database, almost no memory): what
-    the machine itself does to a realtime request when its other core is busy, however low
-    the other work's priority. The backtests cannot do better than this on the same cores."""
+    """A process that only spins on the CPU (``SPIN``: no database, almost no memory) or only
+    copies memory (``COPY``), at nice 19: what the machine itself does to a realtime request
+    when its other core is busy, however low the other work's priority. The backtests cannot
+    do better than this on the same cores."""
+
+    def __init__(self, code: str = SPIN):
+        self.code = code
 
     def __enter__(self) -> "CpuLoop":
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(19)
+            [sys.executable, "-c", self.code], preexec_fn=lambda: os.nice(19)
         )
         self.pid = self._process.pid
-        time.sleep(0.5)
+        time.sleep(0.5 if self.code == SPIN else 2.0)  # the arrays allocated
         return self
 
     def __exit__(self, *exc) -> None:
@@ -137,7 +149,7 @@ class Pinned:
     client on the other cores, while inside; each CPU set as it was when it ends. ``refresh``
     pins the backends of connections opened since (a pool's connection ends after a while)."""
 
-    def __init__(self, heavy_pid: int, loop_pid: int):
+    def __init__(self, heavy_pid: int, loop_pids: list[int]):
         import psutil
 
         self._psutil = psutil
@@ -145,7 +157,7 @@ class Pinned:
         self.heavy_cores, self.web_cores = cores[-1:], cores[:-1]
         heavy = psutil.Process(heavy_pid)
         self._heavy = [heavy, *heavy.children(recursive=True)]
-        self._loop = psutil.Process(loop_pid)  # the floor's loop, at its own nice 19
+        self._loops = [psutil.Process(pid) for pid in loop_pids]  # the floors, at nice 19
         me = psutil.Process()
         self._web = [me] + [
             p for p in me.children(recursive=True) if "gunicorn" in " ".join(p.cmdline())
@@ -210,7 +222,8 @@ class Pinned:
     def __enter__(self) -> "Pinned":
         for process in self._heavy:
             self._set(process, self.heavy_cores, nice=9)
-        self._set(self._loop, self.heavy_cores)
+        for process in self._loops:
+            self._set(process, self.heavy_cores)
         for process in self._web:
             self._set(process, self.web_cores)
         self.refresh()
@@ -276,12 +289,15 @@ def main(small: bool) -> None:
         gunicorn() as url,
         celery_workers(concurrency=1, queues=[settings.TASK_QUEUES["heavy"]]) as heavy_pool,
         CpuLoop() as loop,
+        CpuLoop(COPY) as copier,
     ):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         endpoint = f"{url}/api/v1/use-cases/{use_case.slug}/items/"
         spinning = Paused(loop.pid)
         spinning.stop()
+        copying = Paused(copier.pid)
+        copying.stop()
         _round(session, endpoint, rows[:50], "warm")  # every web process's model and connections
         pool = Paused(heavy_pool.pid)
         with Backtests(backtested) as backtests:
@@ -295,9 +311,11 @@ def main(small: bool) -> None:
                     beside = {"idle": None, priority: pool}
                     if priority != "normal":
                         beside[f"loop-{priority}"] = spinning
+                    if priority == "pinned":
+                        beside[f"copy-{priority}"] = copying
                     before = backtests.done, backtests.items
                     if priority == "pinned":
-                        with Pinned(heavy_pool.pid, loop.pid) as pinned:
+                        with Pinned(heavy_pool.pid, [loop.pid, copier.pid]) as pinned:
                             measured = _blocks(
                                 session, endpoint, rows, block, beside, priority, pinned.refresh
                             )
@@ -324,15 +342,19 @@ def main(small: bool) -> None:
         lines.append(
             [f"beside backtests, heavy pool at {label}", *_row(beside, idle), f"{done} ({items:,})"]
         )
-        if f"loop-{priority}" in results:
-            where = "on that core" if priority == "pinned" else "sharing the cores"
-            lines.append(
-                [
-                    f"beside a bare CPU loop at nice 19 {where} (the floor)",
-                    *_row(results[f"loop-{priority}"], idle),
-                    "",
-                ]
-            )
+        where = "on that core" if priority == "pinned" else "sharing the cores"
+        for key, control in (
+            ("loop", "a bare CPU loop at nice 19"),
+            ("copy", "a loop copying 256 MB at nice 19"),
+        ):
+            if f"{key}-{priority}" in results:
+                lines.append(
+                    [
+                        f"beside {control} {where} (a floor)",
+                        *_row(results[f"{key}-{priority}"], idle),
+                        "",
+                    ]
+                )
     table(
         f"Realtime single item beside backtests of {backtest_items:,} items ({n} requests a "
         f"condition in blocks of {block}, taking turns; web: gunicorn 2 x 4 threads; heavy "
@@ -345,12 +367,15 @@ def main(small: bool) -> None:
             print(f"{labels[priority]}: not measured ({skipped})")
             continue
         ratio = pct(results[priority], 99) / pct(results[f"idle-{priority}"], 99)
-        floor = pct(results[f"loop-{priority}"], 99) / pct(results[f"idle-{priority}"], 99)
+        floors = ", ".join(
+            f"{control} {pct(results[key], 99) / pct(results[f'idle-{priority}'], 99):.2f}"
+            for key, control in ((f"loop-{priority}", "spinning"), (f"copy-{priority}", "copying"))
+            if key in results
+        )
         verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
         print(
             f"target, heavy pool at {labels[priority]}: p99 beside a backtest <= "
-            f"{TARGET_RATIO:.2f} x idle -> {verdict} ({ratio:.2f}); beside the bare loop "
-            f"{floor:.2f}"
+            f"{TARGET_RATIO:.2f} x idle -> {verdict} ({ratio:.2f}); beside the loops: {floors}"
         )
 
 
