@@ -106,8 +106,8 @@ COPY = "import numpy as np\na = np.ones(2**25)\nb = np.empty_like(a)\nwhile True
 class CpuLoop:
     """A process that only spins on the CPU (``SPIN``: no database, almost no memory) or only
     copies memory (``COPY``), at nice 19: what the machine itself does to a realtime request
-    when its other core is busy, however low the other work's priority. The backtests cannot
-    do better than this on the same cores."""
+    when its other core is busy, however low the other work's priority. A floor for the
+    backtests: work of their kind costs at least this much on the same machine."""
 
     def __init__(self, code: str = SPIN):
         self.code = code
@@ -176,14 +176,14 @@ class Pinned:
         servers = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
         if not servers:
             return "PostgreSQL does not run on this host"
-        try:
-            for server in servers:
+        for server in servers:
+            try:
                 server.cpu_affinity(server.cpu_affinity())  # as it is: may we change it?
                 server.nice(server.nice())
-        except psutil.AccessDenied:
-            return "PostgreSQL's processes are not ours to change (run as root)"
-        except psutil.NoSuchProcess:
-            pass  # a backend that ended meanwhile
+            except psutil.AccessDenied:
+                return "PostgreSQL's processes are not ours to change (run as root)"
+            except psutil.NoSuchProcess:
+                continue  # a backend that ended meanwhile
         return None
 
     def _set(self, process, cores: list[int], nice: int | None = None) -> None:
@@ -213,11 +213,9 @@ class Pinned:
                 continue
         return found
 
-    def refresh(self) -> int:
-        backends = self._backends()
-        for process in backends:
+    def refresh(self) -> None:
+        for process in self._backends():
             self._set(process, self.heavy_cores, nice=9)
-        return len(backends)
 
     def __enter__(self) -> "Pinned":
         for process in self._heavy:
