@@ -18,6 +18,7 @@ ORM as it is (a value the ORM would turn into something else is refused when com
 
 import copy
 import functools
+import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -49,6 +50,41 @@ def stand_ins_marked(params, stand_ins: dict[str, Any]) -> list[tuple[Any, str |
 def params_filled(marked: list[tuple[Any, str | None]], values: dict[str, Any]) -> list[Any]:
     """The compiled parameters with each stand-in replaced by the call's value for it."""
     return [values[name] if name else param for param, name in marked]
+
+
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def constants_inlined(
+    sql: str, marked: list[tuple[Any, str | None]], connection
+) -> tuple[str, list[tuple[Any, str | None]]]:
+    """The statement with every parameter that is not a stand-in written into it as a literal
+    (quoted by the driver), and the stand-ins left as parameters.
+
+    For a statement prepared once and run with each call's values: the plan PostgreSQL keeps
+    for it (its generic plan) knows the constants, so it can use a partial index whose
+    predicate names one (``state = 'open'``) and estimate a range it bounds, as a plan made for
+    each run's values would. With them left as parameters it can do neither."""
+    literals = [
+        None if name else connection.ops.compose_sql("%s", [param]).replace("%", "%%")
+        for param, name in marked
+    ]
+    placed = 0
+
+    def place(match: re.Match) -> str:
+        nonlocal placed
+        if match.group() == "%%":
+            return "%%"
+        if placed == len(literals):
+            raise RuntimeError("more placeholders than parameters in the statement")
+        literal = literals[placed]
+        placed += 1
+        return "%s" if literal is None else literal
+
+    inlined = _PLACEHOLDER.sub(place, sql)
+    if placed != len(literals):
+        raise RuntimeError("fewer placeholders than parameters in the statement")
+    return inlined, [(param, name) for param, name in marked if name]
 
 
 class CompiledRead:
@@ -120,8 +156,8 @@ class _Preparing:
     """A connection whose cursors bind the parameters on the server and have it prepare the
     statement the first time it runs on the connection: later runs skip parsing and planning
     (a generic plan, once PostgreSQL finds it as good as the ones made for each run's values).
-    Only for reads whose best plan does not depend on the values: the claim, whose does, is
-    never prepared."""
+    Only for reads whose best plan does not depend on the values, or whose constants are
+    written into them (``constants_inlined``): the claim's."""
 
     def __init__(self, connection) -> None:
         self._connection = connection

@@ -130,3 +130,21 @@ def test_with_prepared_statements_off_nothing_is_prepared(settings):
     )
     assert read.first(slug="first").slug == "first"
     assert not [s for s in _prepared_statements() if 'AS "never_prepared"' in s]
+
+
+@pytest.mark.postgres
+def test_constants_are_written_into_the_statement_and_stand_ins_stay_parameters():
+    from reviewapp.core.compiled import constants_inlined
+
+    sql = "SELECT %s AS a, %s AS b, '100%%' AS c, %s AS d, %s AS e"
+    marked = [("open", None), (42, "task"), (False, None), ("it's 5%", None)]
+    inlined, kept = constants_inlined(sql, marked, connection)
+    assert inlined == "SELECT 'open' AS a, %s AS b, '100%%' AS c, false AS d, 'it''s 5%%' AS e"
+    assert kept == [(42, "task")]
+    with connection.cursor() as cursor:  # the driver reads it back as written
+        cursor.execute(inlined, [7])
+        assert cursor.fetchone() == ("open", 7, "100%", False, "it's 5%")
+    with pytest.raises(RuntimeError, match="fewer placeholders"):
+        constants_inlined("SELECT %s", [(1, None), (2, None)], connection)
+    with pytest.raises(RuntimeError, match="more placeholders"):
+        constants_inlined("SELECT %s, %s", [(1, None)], connection)
