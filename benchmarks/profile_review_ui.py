@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_review_ui import HIDDEN, _django, _populate  # noqa: E402
+from benchmarks.bench_review_ui import HIDDEN, _django, _populate, htmx_post  # noqa: E402
 
 SHOWN = 40
 # Areas by the file a function lives in (the table sums each function's own time per area,
@@ -63,9 +63,7 @@ def main(n: int = 200) -> None:
                 body = dict(HIDDEN.findall(fragment))
                 body.pop("csrfmiddlewaretoken", None)
                 body["label"] = "office" if k % 4 else "travel"
-                response = client.post(
-                    f"/queue/{use_case.slug}/tasks/{task}/decide/", body, HTTP_HX_REQUEST="true"
-                )
+                response = htmx_post(client, f"/queue/{use_case.slug}/tasks/{task}/decide/", body)
                 assert response.status_code == 200, response.content[:300]
                 fragment = response.content.decode()
             return fragment

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_review_ui import HIDDEN, _django, _populate  # noqa: E402
+from benchmarks.bench_review_ui import HIDDEN, _django, _populate, htmx_post  # noqa: E402
 
 WARM_UP, MEASURED = 30, 300
 
@@ -61,10 +61,8 @@ def main() -> None:
                 spent.update(seconds=0.0, statements=0)
                 started = time.perf_counter()
                 with connection.execute_wrapper(timed):
-                    response = client.post(
-                        f"/queue/{use_case.slug}/tasks/{task}/decide/",
-                        body,
-                        HTTP_HX_REQUEST="true",
+                    response = htmx_post(
+                        client, f"/queue/{use_case.slug}/tasks/{task}/decide/", body
                     )
                 wall = time.perf_counter() - started
                 assert response.status_code == 200, response.content[:300]
