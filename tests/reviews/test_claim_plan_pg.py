@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from reviewapp.core.roles import Role
+from reviewapp.reviews.partitions import month_start_id as month_start
 from reviewapp.reviews.services.review import review_task_claim
 from tests.factories import make_use_case, make_user, send_items
 
@@ -45,3 +46,35 @@ def test_with_prepared_statements_off_claims_are_planned_each_time(settings):
     before = _claim_statements()
     assert review_task_claim(use_case=use_case, user=reviewer) is not None
     assert _claim_statements() == before
+
+
+class _DroppedMeanwhile(dict):
+    """The kept statements as one thread lists them while another thread, crossing into the
+    new month too, has already dropped one of last month's: listed, but no longer there."""
+
+    def __init__(self, kept, gone):
+        super().__init__(kept)
+        self.gone = gone
+
+    def __iter__(self):
+        return iter([*super().__iter__(), self.gone])
+
+
+def test_a_new_month_replaces_last_months_claim_statements_even_when_threads_cross_together(
+    monkeypatch,
+):
+    from reviewapp.reviews.services import review
+
+    reviewer = make_user(Role.REVIEWER)
+    use_case = make_use_case(members=[reviewer], level="human_only")
+    send_items(use_case, range(3))
+    assert review_task_claim(use_case=use_case, user=reviewer) is not None
+    month = review.month_of_now()
+    (last_months,) = {key for key in review._claim_statements if key[3] == month_start(month + 2)}
+    gone = (*last_months[:3], month_start(month + 1))
+    monkeypatch.setattr(
+        review, "_claim_statements", _DroppedMeanwhile(review._claim_statements, gone)
+    )
+    monkeypatch.setattr(review, "month_of_now", lambda: month + 1)
+    assert review_task_claim(use_case=use_case, user=reviewer) is not None  # no KeyError
+    assert {key[3] for key in dict.keys(review._claim_statements)} == {month_start(month + 3)}

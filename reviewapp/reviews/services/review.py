@@ -294,7 +294,8 @@ def _claim_statement(
     kept = _claim_statements.get(key)
     if kept is None:
         for old in [k for k in _claim_statements if k[3] != items_below]:
-            del _claim_statements[old]  # last month's
+            # Last month's; another thread crossing the month may have dropped it already.
+            _claim_statements.pop(old, None)
         sql, marked = _claim_statement_build(
             queue_order=queue_order, include_skipped=include_skipped, held_first=held_first
         )
