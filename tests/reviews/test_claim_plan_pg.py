@@ -70,7 +70,7 @@ def test_a_new_month_replaces_last_months_claim_statements_even_when_threads_cro
     send_items(use_case, range(3))
     assert review_task_claim(use_case=use_case, user=reviewer) is not None
     month = review.month_of_now()
-    (last_months,) = {key for key in review._claim_statements if key[3] == month_start(month + 2)}
+    last_months = next(k for k in review._claim_statements if k[3] == month_start(month + 2))
     gone = (*last_months[:3], month_start(month + 1))
     monkeypatch.setattr(
         review, "_claim_statements", _DroppedMeanwhile(review._claim_statements, gone)
