@@ -211,7 +211,7 @@ def _measure(small: bool) -> None:
                     elapsed, response = _timed(post)
                 queries = len(captured)
                 if os.environ.get("BENCH_SHOW_QUERIES"):
-                    print("\n".join(q["sql"][:160] for q in captured.captured_queries))
+                    print("\n".join(str(q["sql"])[:160] for q in captured.captured_queries))
             else:
                 elapsed, response = _timed(post)
             assert response.status_code == 200, response.content[:500]
@@ -261,14 +261,14 @@ def main(small: bool) -> None:
     _django()
     from django.conf import settings
     from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
+    from django.test.utils import teardown_test_environment
 
-    from benchmarks.harness import test_database_create
+    from benchmarks.harness import test_database_create, test_environment_setup
 
     if not settings.IS_POSTGRES and not small:
         print("note: the full-size figures are meant for PostgreSQL (set DATABASE_URL)")
     try:
-        setup_test_environment(debug=False)
+        test_environment_setup(debug=False)
         own_environment = True
     except RuntimeError:  # another benchmark in this process set it up already
         own_environment = False

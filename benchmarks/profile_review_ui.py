@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_review_ui import HIDDEN, _django, _populate, htmx_post  # noqa: E402
+from benchmarks.harness import test_environment_setup  # noqa: E402
 
 SHOWN = 40
 # Areas by the file a function lives in (the table sums each function's own time per area,
@@ -47,9 +48,9 @@ def main(n: int = 200) -> None:
     import re
 
     from django.test import Client
-    from django.test.utils import setup_databases, setup_test_environment, teardown_databases
+    from django.test.utils import setup_databases, teardown_databases
 
-    setup_test_environment(debug=False)
+    test_environment_setup(debug=False)
     old = setup_databases(verbosity=0, interactive=False, keepdb=False)
     try:
         use_case, reviewer = _populate(2_000)

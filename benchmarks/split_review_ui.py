@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_review_ui import HIDDEN, _django, _populate, htmx_post  # noqa: E402
+from benchmarks.harness import test_environment_setup  # noqa: E402
 
 WARM_UP, MEASURED = 30, 300
 
@@ -30,11 +31,11 @@ def main() -> None:
     _django()
     from django.db import connection
     from django.test import Client
-    from django.test.utils import setup_databases, setup_test_environment, teardown_databases
+    from django.test.utils import setup_databases, teardown_databases
 
     from reviewapp.monitoring.services import rollups_deferred
 
-    setup_test_environment(debug=False)
+    test_environment_setup(debug=False)
     old = setup_databases(verbosity=0, interactive=False, keepdb=False)
     spent = {"seconds": 0.0, "statements": 0}
 
