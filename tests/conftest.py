@@ -1,5 +1,6 @@
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -235,11 +236,50 @@ def signed_in(browser, live_server):
         page = context.new_page()
         page.set_default_timeout(10_000)
         page.base_url = live_server.url
+        _requests_tracked(page)
         return page
 
     yield open_page
     for context in contexts:
         context.close()
+
+
+def _requests_tracked(page) -> None:
+    """Count the page's requests in flight and note when one last started or ended
+    (``settled`` reads them)."""
+    page.requests_in_flight = 0
+    page.network_changed_at = time.monotonic()
+
+    def changed(delta: int):
+        def record(request) -> None:
+            page.requests_in_flight += delta
+            page.network_changed_at = time.monotonic()
+
+        return record
+
+    page.on("request", changed(+1))
+    page.on("requestfinished", changed(-1))
+    page.on("requestfailed", changed(-1))
+
+
+# Every figure drawn: each element the page's scripts mark as drawn holds Plotly's SVG.
+FIGURES_DRAWN = """() => [...document.querySelectorAll('[data-drawn]')]
+  .every(el => el.querySelector('.main-svg') !== null)"""
+
+
+def settled(page, *, quiet_ms: int = 100) -> None:
+    """Wait, after a page's load, until its figures are drawn and no request has been in flight
+    for ``quiet_ms``.
+
+    Playwright's ``networkidle`` waits a fixed 500 ms of quiet, most of a page sweep's time.
+    Nothing on these pages requests anything after load but the polls, every 20 s or more, and
+    what starts right at load (the API docs' schema): requests this tracker sees start."""
+    page.wait_for_load_state("load")
+    page.wait_for_function(FIGURES_DRAWN)
+    deadline = time.monotonic() + 10
+    while page.requests_in_flight or time.monotonic() - page.network_changed_at < quiet_ms / 1000:
+        assert time.monotonic() < deadline, f"{page.url}: requests still in flight after 10 s"
+        page.wait_for_timeout(20)
 
 
 def screenshot(page, name: str) -> Path:

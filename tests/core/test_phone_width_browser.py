@@ -4,6 +4,7 @@ them, the sign-in page and the 404 and 500 pages among them."""
 
 import pytest
 
+from tests.conftest import settled
 from tests.security.test_injection_browser import (
     EXPECTED_STATUS,
     error_pages,  # noqa: F401 (a fixture)
@@ -60,7 +61,7 @@ def test_no_page_is_wider_than_a_phone_or_cuts_anything_off(signed_in, error_pag
         page = reviewer_page if path.startswith(("/queue/", "/my-work/")) else manager_page
         response = page.goto(page.base_url + path)
         assert response.status == EXPECTED_STATUS.get(path, 200), path
-        page.wait_for_load_state("networkidle")
+        settled(page)
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > PHONE:
             too_wide[path] = width

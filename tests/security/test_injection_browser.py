@@ -18,7 +18,7 @@ from reviewapp.monitoring.services import rollups_fold
 from reviewapp.reviews.services.escalations import escalation_raise
 from reviewapp.reviews.services.ingest import item_ingest
 from reviewapp.reviews.services.review import review_task_claim, review_task_decide
-from tests.conftest import screenshot
+from tests.conftest import screenshot, settled
 from tests.error_urls import BROKEN_PATH
 from tests.factories import classifier_bytes, make_use_case, make_user, register_model
 
@@ -119,7 +119,7 @@ def visit(page, path: str) -> dict:
     page.dialogs.clear()
     page.blocked.clear()
     response = page.goto(page.base_url + path)
-    page.wait_for_load_state("networkidle")
+    settled(page)
     injected = page.evaluate(
         """() => ({
             images: document.querySelectorAll('img[src="x"], img[onerror]').length,
