@@ -236,7 +236,7 @@ def signed_in(browser, live_server):
         page = context.new_page()
         page.set_default_timeout(10_000)
         page.base_url = live_server.url
-        _requests_tracked(page)
+        requests_tracked(page)
         return page
 
     yield open_page
@@ -244,7 +244,7 @@ def signed_in(browser, live_server):
         context.close()
 
 
-def _requests_tracked(page) -> None:
+def requests_tracked(page) -> None:
     """Count the page's requests in flight and note when one last started or ended
     (``settled`` reads them)."""
     page.requests_in_flight = 0

@@ -2,12 +2,11 @@
 quiet): it returns only once a request still in flight at load has been answered."""
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import _requests_tracked, settled
+from tests.conftest import requests_tracked, settled
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +23,7 @@ class _HeldAnswers(ThreadingHTTPServer):
 
     def __init__(self):
         self.release = threading.Event()
-        self.answered_at: float | None = None
+        self.answered = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,7 +31,7 @@ class _HeldAnswers(ThreadingHTTPServer):
                 body, kind = PAGE, "text/html"
                 if self.path != "/page":
                     server.release.wait(5)
-                    server.answered_at = time.monotonic()
+                    server.answered.set()
                     body, kind = b"late", "text/plain"
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
@@ -55,7 +54,7 @@ class _HeldAnswers(ThreadingHTTPServer):
 def page(browser):
     context = browser.new_context()
     page = context.new_page()
-    _requests_tracked(page)
+    requests_tracked(page)
     yield page
     context.close()
 
@@ -64,10 +63,10 @@ def test_a_request_in_flight_at_load_is_waited_for(page):
     held = _HeldAnswers()
     try:
         page.goto(held.url)
-        assert held.answered_at is None and page.requests_in_flight >= 1
+        assert not held.answered.is_set() and page.requests_in_flight >= 1
         threading.Timer(0.3, held.release.set).start()
         settled(page)
-        assert held.answered_at is not None
+        assert held.answered.is_set()
         assert page.requests_in_flight == 0
     finally:
         held.release.set()
